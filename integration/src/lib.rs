@@ -1,0 +1,178 @@
+//! The harness every cluster-backed test shares: one Redis Cluster per test binary.
+//!
+//! With `REDIS_CLUSTER_URL` set (as `cargo xtask test` sets it) the tests use that cluster. Without it
+//! the first test to ask starts a throwaway cluster on free ports for this test binary, and a watchdog
+//! stops it when the binary exits, so `cargo test --workspace` also works on its own.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+// A harness that cannot reach its cluster has nothing better to do than fail the test loudly.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redis::AsyncCommands as _;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use xtask::cluster::{Cluster, ClusterSpec, free_base_port};
+
+/// The cluster the tests of this binary run against.
+#[derive(Debug)]
+pub struct TestCluster {
+    url: String,
+    primaries: usize,
+    replicas_per_primary: usize,
+}
+
+/// A node as `CLUSTER NODES` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// `host:port` of the node's client port.
+    pub addr: String,
+    /// Whether the node is a primary (a `master` in Redis's words).
+    pub primary: bool,
+    /// Slot ranges it serves (`0-5460`); empty for replicas.
+    pub slots: Vec<String>,
+}
+
+/// The shared cluster, started on first use when `REDIS_CLUSTER_URL` is not set.
+///
+/// # Panics
+/// When no cluster can be started; the error says why (e.g. `redis-server` is missing).
+pub fn cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let shape = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        if let Ok(url) = std::env::var("REDIS_CLUSTER_URL") {
+            return TestCluster {
+                url,
+                primaries: shape("REDIS_CLUSTER_PRIMARIES", 3),
+                replicas_per_primary: shape("REDIS_CLUSTER_REPLICAS_PER_PRIMARY", 1),
+            };
+        }
+        let base_port = free_base_port(6).expect("finding free ports for a test cluster");
+        let dir = std::env::temp_dir().join(format!(
+            "baseplate-rs-it-{}-{base_port}",
+            std::process::id()
+        ));
+        let started = Cluster::start(ClusterSpec::new(base_port, dir))
+            .unwrap_or_else(|e| panic!("starting a test cluster: {e:#}"));
+        started
+            .stop_when_process_exits(std::process::id())
+            .expect("arranging the test cluster's teardown");
+        let spec = started.spec();
+        TestCluster {
+            url: started.url(),
+            primaries: usize::from(spec.primaries),
+            replicas_per_primary: usize::from(spec.replicas_per_primary),
+        }
+    })
+}
+
+impl TestCluster {
+    /// The seed URL, `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// How many primaries the cluster was started with.
+    pub fn primaries(&self) -> usize {
+        self.primaries
+    }
+
+    /// How many replicas each primary was started with.
+    pub fn replicas_per_primary(&self) -> usize {
+        self.replicas_per_primary
+    }
+
+    /// A plain redis-rs async cluster connection, for setting up and checking what the code under test did.
+    pub async fn connection(&self) -> ClusterConnection {
+        ClusterClient::new(vec![self.url.as_str()])
+            .expect("a cluster client for the test cluster")
+            .get_async_connection()
+            .await
+            .expect("connecting to the test cluster")
+    }
+
+    /// A connection to one node by `host:port`, for node-local commands (`INFO`, `CLUSTER INFO`).
+    pub async fn node_connection(&self, addr: &str) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(format!("redis://{addr}"))
+            .expect("a client for a cluster node")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| panic!("connecting to node {addr}: {e}"))
+    }
+
+    /// Every node, as the seed node's `CLUSTER NODES` lists them.
+    pub async fn nodes(&self) -> Vec<Node> {
+        let seed = self.url.trim_start_matches("redis://");
+        let mut conn = self.node_connection(seed).await;
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER NODES");
+        text.lines().filter_map(parse_node_line).collect()
+    }
+
+    /// Deletes `keys` (one command per key, so keys in any slot can be passed).
+    pub async fn delete(&self, keys: &[String]) {
+        let mut conn = self.connection().await;
+        for key in keys {
+            let _: () = conn.del(key).await.expect("deleting a test key");
+        }
+    }
+}
+
+/// A key prefix unique to this test run, so tests sharing one cluster never see each other's keys.
+pub fn unique_prefix(test: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("it:{test}:{}:{nanos}:", std::process::id())
+}
+
+/// The value of `field` in an `INFO`-style `field:value` text.
+pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    xtask::cluster::info_field(info, field)
+}
+
+fn parse_node_line(line: &str) -> Option<Node> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let addr = fields.get(1)?.split('@').next()?.to_owned();
+    let flags = fields.get(2)?;
+    Some(Node {
+        addr,
+        primary: flags.split(',').any(|f| f == "master"),
+        slots: fields.iter().skip(8).map(|s| (*s).to_owned()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cluster_nodes_lines() {
+        let primary = "07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004 myself,master - 0 1426238317239 4 connected 0-5460";
+        let replica = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 slave 07c37dfeb235213a872192d90877d0cd55635b91 0 1426238316232 1 connected";
+        assert_eq!(
+            parse_node_line(primary),
+            Some(Node {
+                addr: "127.0.0.1:30004".into(),
+                primary: true,
+                slots: vec!["0-5460".into()]
+            })
+        );
+        let replica = parse_node_line(replica).unwrap();
+        assert!(!replica.primary);
+        assert!(replica.slots.is_empty());
+        assert_eq!(parse_node_line(""), None);
+    }
+}

@@ -1,0 +1,38 @@
+//! `cargo xtask`: the project's tasks (a local Redis Cluster, the test command), one module per task.
+
+mod cluster_task;
+mod test_task;
+#[cfg(test)]
+mod tidy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The project's tasks. Run `cargo xtask <task> --help` for each task's options.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Start, stop or inspect a throwaway local Redis Cluster.
+    Cluster(cluster_task::ClusterArgs),
+    /// The project's one test command: fmt, clippy, then the whole test suite against a fresh cluster.
+    Test(test_task::TestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Cluster(args) => cluster_task::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Test(args) => test_task::run(args),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}

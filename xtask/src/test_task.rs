@@ -1,0 +1,83 @@
+//! `cargo xtask test`: the project's one test command. Formatting and lints first, then the whole
+//! workspace's tests against a fresh Redis Cluster, which is stopped whatever the tests do.
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use xtask::cluster::{Cluster, ClusterSpec, free_base_port};
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, Args)]
+pub(crate) struct TestArgs {
+    /// Skip `cargo fmt --check` and `cargo clippy` (for quick local iterations; CI never skips).
+    #[arg(long)]
+    no_lint: bool,
+    /// Extra arguments for `cargo test`, e.g. `-- --test-threads 1` or a test name filter.
+    #[arg(last = true)]
+    cargo_test_args: Vec<String>,
+}
+
+pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
+    if !args.no_lint {
+        cargo(&["fmt", "--all", "--check"])?;
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+
+    // A cluster of the tests' own on free ports, so a developer's `cluster up` on 7000 is untouched.
+    let base_port = free_base_port(6)?;
+    let spec = ClusterSpec::new(
+        base_port,
+        xtask::state_dir().join(format!("test-{base_port}")),
+    );
+    eprintln!("starting a Redis Cluster on ports {base_port}.. for the tests");
+    let cluster = Cluster::start(spec)?;
+    // If this process dies (Ctrl-C, a kill), the watchdog stops the cluster; normally `stop` below does.
+    cluster.stop_when_process_exits(std::process::id())?;
+
+    let status = Command::new(cargo_bin())
+        .args(["test", "--workspace"])
+        .args(&args.cargo_test_args)
+        .env("REDIS_CLUSTER_URL", cluster.url())
+        .env(
+            "REDIS_CLUSTER_PRIMARIES",
+            cluster.spec().primaries.to_string(),
+        )
+        .env(
+            "REDIS_CLUSTER_REPLICAS_PER_PRIMARY",
+            cluster.spec().replicas_per_primary.to_string(),
+        )
+        .status()
+        .context("running cargo test");
+    let stopped = cluster.stop();
+    let status = status?;
+    stopped.context("stopping the test cluster")?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    })
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let status = Command::new(cargo_bin())
+        .args(args)
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("`cargo {}` failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
