@@ -1,0 +1,683 @@
+//! Batches of metrics, sent on flush as newline-joined packets that each fit one datagram.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::client::MetricsClient;
+use crate::wire::{Kind, Tags, finish_line, line_prefix, metric_join, pack_lines};
+
+/// A batch of metrics, like baseplate.py's `metrics.Batch`: collected in memory and sent by
+/// [`flush`](Batch::flush) in as few packets as fit [`max_packet_size`].
+///
+/// Timers and gauges are written in the order they were recorded; counters are summed per name,
+/// tags and sample rate and written after them, in the order first seen, as baseplate.py does.
+/// Dropping a batch without flushing it discards it.
+///
+/// Values statsd cannot represent are dropped (with a `debug` log) rather than sent: non-finite
+/// numbers, negative gauges (statsd reads `-5|g` as "subtract 5"; baseplate.py asserts) and
+/// sample rates that are not above zero. A sample rate of 1 or more is written as unsampled.
+///
+/// ```
+/// use std::time::Duration;
+/// use baseplate_runtime_metrics::{MemoryTransport, MetricsClient, Tags};
+///
+/// let transport = MemoryTransport::new();
+/// let client = MetricsClient::new(transport.clone(), "ns");
+/// let mut batch = client.batch();
+/// batch.counter("requests", 1.0);
+/// batch.timer("work", Duration::from_micros(12_500));
+/// batch.counter("requests", 1.0);
+/// batch.counter_sampled("sampled", 1.0, 0.5);
+/// batch.tagged(Tags::new().with("client", "foo")).gauge("pool.size", 50.0);
+/// batch.flush();
+/// assert_eq!(
+///     transport.lines(),
+///     [
+///         "ns.work:12.5|ms",
+///         "ns.pool.size,client=foo:50|g",
+///         "ns.requests:2|c",
+///         "ns.sampled:1|c|@0.5",
+///     ]
+/// );
+/// ```
+///
+/// [`max_packet_size`]: crate::ClientOptions::max_packet_size
+#[derive(Debug)]
+pub struct Batch {
+    client: MetricsClient,
+    namespace: String,
+    base_tags: Tags,
+    /// Finished timer and gauge lines, in order.
+    lines: Vec<String>,
+    /// Counter sums, in the order their names (with tags) were first seen.
+    counters: Vec<CounterSums>,
+    counter_index: HashMap<String, usize>,
+}
+
+/// The sums of one counter (name and tags), one per sample rate in the order first seen.
+#[derive(Debug)]
+struct CounterSums {
+    prefix: String,
+    by_rate: Vec<(f64, f64)>,
+}
+
+impl Batch {
+    pub(crate) fn new(client: MetricsClient) -> Self {
+        let namespace = client.namespace().to_owned();
+        Self {
+            client,
+            namespace,
+            base_tags: Tags::new(),
+            lines: Vec::new(),
+            counters: Vec::new(),
+            counter_index: HashMap::new(),
+        }
+    }
+
+    /// Returns the batch with `prefix` joined to its namespace, as the reporter puts its metrics
+    /// under `{namespace}.runtime`.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// let batch = MetricsClient::new(NullTransport, "ns").batch().with_prefix("runtime");
+    /// assert_eq!(batch.namespace(), "ns.runtime");
+    /// ```
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.namespace = metric_join([self.namespace.as_str(), prefix]);
+        self
+    }
+
+    /// Returns the batch with `tags` added to the tags of every metric it records from now on
+    /// (baseplate.py's `batch.base_tags`). They come first, before any tag given when recording.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MemoryTransport, MetricsClient, Tags};
+    ///
+    /// let transport = MemoryTransport::new();
+    /// let client = MetricsClient::new(transport.clone(), "ns");
+    /// let mut batch = client.batch().with_base_tags(&Tags::new().with("hostname", "web-1"));
+    /// batch.gauge("workers", 4.0);
+    /// batch.flush();
+    /// assert_eq!(transport.lines(), ["ns.workers,hostname=web-1:4|g"]);
+    /// ```
+    #[must_use]
+    pub fn with_base_tags(mut self, tags: &Tags) -> Self {
+        self.base_tags.merge(tags);
+        self
+    }
+
+    /// The namespace metric names are joined to.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// assert_eq!(MetricsClient::new(NullTransport, "ns").batch().namespace(), "ns");
+    /// ```
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The tags every metric of this batch carries first.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// assert!(MetricsClient::new(NullTransport, "ns").batch().base_tags().is_empty());
+    /// ```
+    #[must_use]
+    pub fn base_tags(&self) -> &Tags {
+        &self.base_tags
+    }
+
+    /// Records a timer, written in milliseconds: `name:12.5|ms`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.timer("clients.foo.GET", Duration::from_micros(420));
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn timer(&mut self, name: &str, elapsed: Duration) {
+        self.record_timer(name, None, elapsed);
+    }
+
+    /// Adds `delta` to a counter: `name:1|c`.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.counter("requests", 1.0);
+    /// batch.counter("requests", 1.0);
+    /// assert_eq!(batch.len(), 1); // summed into one line: `ns.requests:2|c`
+    /// ```
+    pub fn counter(&mut self, name: &str, delta: f64) {
+        self.record_counter(name, None, delta, 1.0);
+    }
+
+    /// Adds `delta` to a counter the caller samples at `sample_rate` (0 to 1): `name:1|c|@0.5`.
+    /// The batch does not sample; it tells statsd the rate so that statsd scales the count.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.counter_sampled("requests", 1.0, 0.5);
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn counter_sampled(&mut self, name: &str, delta: f64, sample_rate: f64) {
+        self.record_counter(name, None, delta, sample_rate);
+    }
+
+    /// Records a gauge's current value: `name:50|g`.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.gauge("workers", 4.0);
+    /// batch.gauge("workers", -1.0); // dropped: negative gauges mean "subtract" to statsd
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn gauge(&mut self, name: &str, value: f64) {
+        self.record_gauge(name, None, value);
+    }
+
+    /// A view of this batch that adds `tags` (after the base tags) to every metric recorded
+    /// through it.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MemoryTransport, MetricsClient, Tags};
+    ///
+    /// let transport = MemoryTransport::new();
+    /// let client = MetricsClient::new(transport.clone(), "ns");
+    /// let mut batch = client.batch();
+    /// let mut tagged = batch.tagged(Tags::new().with("client", "foo"));
+    /// tagged.gauge("pool.size", 50.0);
+    /// tagged.gauge("pool.in_use", 3.0);
+    /// batch.flush();
+    /// assert_eq!(
+    ///     transport.lines(),
+    ///     ["ns.pool.size,client=foo:50|g", "ns.pool.in_use,client=foo:3|g"]
+    /// );
+    /// ```
+    pub fn tagged(&mut self, tags: Tags) -> TaggedBatch<'_> {
+        TaggedBatch { batch: self, tags }
+    }
+
+    /// How many lines the batch would send now.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.counter("a", 1.0);
+    /// batch.counter_sampled("a", 1.0, 0.5);
+    /// assert_eq!(batch.len(), 2);
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lines.len()
+            + self
+                .counters
+                .iter()
+                .map(|counter| counter.by_rate.len())
+                .sum::<usize>()
+    }
+
+    /// Whether the batch holds nothing to send.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// assert!(MetricsClient::new(NullTransport, "ns").batch().is_empty());
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty() && self.counters.is_empty()
+    }
+
+    /// Sends everything recorded and empties the batch, which can then be used again.
+    ///
+    /// Lines are newline-joined into packets of at most
+    /// [`max_packet_size`](crate::ClientOptions::max_packet_size) bytes, split only between lines;
+    /// a line longer than that is sent alone (baseplate.py drops the whole batch when it does not
+    /// fit one datagram). Send errors are counted by the client, never returned.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{ClientOptions, MemoryTransport, MetricsClient};
+    ///
+    /// let transport = MemoryTransport::new();
+    /// let options = ClientOptions::new().with_max_packet_size(16);
+    /// let client = MetricsClient::with_options(transport.clone(), "", options);
+    /// let mut batch = client.batch();
+    /// batch.gauge("a", 1.0);
+    /// batch.gauge("b", 2.0);
+    /// batch.gauge("c", 3.0);
+    /// batch.flush();
+    /// assert_eq!(transport.packets(), ["a:1|g\nb:2|g", "c:3|g"]);
+    /// assert!(batch.is_empty());
+    /// ```
+    pub fn flush(&mut self) {
+        let mut lines = std::mem::take(&mut self.lines);
+        for counter in self.counters.drain(..) {
+            for (sample_rate, delta) in counter.by_rate {
+                lines.push(finish_line(
+                    &counter.prefix,
+                    delta,
+                    Kind::Counter,
+                    sample_rate,
+                ));
+            }
+        }
+        self.counter_index.clear();
+        let max_packet_size = self.client.options().max_packet_size;
+        for packet in pack_lines(lines.iter().map(String::as_str), max_packet_size) {
+            self.client.send_packet(packet.as_bytes());
+        }
+    }
+
+    /// An empty batch with the same client, namespace and base tags.
+    pub(crate) fn empty_like(&self) -> Batch {
+        Batch {
+            client: self.client.clone(),
+            namespace: self.namespace.clone(),
+            base_tags: self.base_tags.clone(),
+            lines: Vec::new(),
+            counters: Vec::new(),
+            counter_index: HashMap::new(),
+        }
+    }
+
+    /// Moves everything `other` recorded into this batch, as if it had been recorded here.
+    pub(crate) fn absorb(&mut self, other: Batch) {
+        self.lines.extend(other.lines);
+        for counter in other.counters {
+            for (sample_rate, delta) in counter.by_rate {
+                self.add_to_counter(&counter.prefix, delta, sample_rate);
+            }
+        }
+    }
+
+    fn prefix(&self, name: &str, extra_tags: Option<&Tags>) -> String {
+        let name = metric_join([self.namespace.as_str(), name]);
+        match extra_tags {
+            Some(extra) if !extra.is_empty() => {
+                let mut tags = self.base_tags.clone();
+                tags.merge(extra);
+                line_prefix(&name, &tags)
+            }
+            _ => line_prefix(&name, &self.base_tags),
+        }
+    }
+
+    fn record_timer(&mut self, name: &str, extra_tags: Option<&Tags>, elapsed: Duration) {
+        let millis = elapsed.as_secs_f64() * 1000.0;
+        let line = finish_line(&self.prefix(name, extra_tags), millis, Kind::Timer, 1.0);
+        self.lines.push(line);
+    }
+
+    fn record_gauge(&mut self, name: &str, extra_tags: Option<&Tags>, value: f64) {
+        if !value.is_finite() || value < 0.0 {
+            tracing::debug!(
+                metric = name,
+                value,
+                "dropped a gauge statsd cannot represent"
+            );
+            return;
+        }
+        let line = finish_line(&self.prefix(name, extra_tags), value, Kind::Gauge, 1.0);
+        self.lines.push(line);
+    }
+
+    fn record_counter(
+        &mut self,
+        name: &str,
+        extra_tags: Option<&Tags>,
+        delta: f64,
+        sample_rate: f64,
+    ) {
+        // A NaN rate is not above zero either.
+        let rate_above_zero = sample_rate > 0.0;
+        if !delta.is_finite() || !rate_above_zero {
+            tracing::debug!(
+                metric = name,
+                delta,
+                sample_rate,
+                "dropped a counter statsd cannot represent"
+            );
+            return;
+        }
+        let prefix = self.prefix(name, extra_tags);
+        self.add_to_counter(&prefix, delta, sample_rate.min(1.0));
+    }
+
+    fn add_to_counter(&mut self, prefix: &str, delta: f64, sample_rate: f64) {
+        let index = match self.counter_index.get(prefix) {
+            Some(&index) => index,
+            None => {
+                self.counters.push(CounterSums {
+                    prefix: prefix.to_owned(),
+                    by_rate: Vec::new(),
+                });
+                let index = self.counters.len() - 1;
+                self.counter_index.insert(prefix.to_owned(), index);
+                index
+            }
+        };
+        let by_rate = &mut self.counters[index].by_rate;
+        match by_rate.iter_mut().find(|(rate, _)| *rate == sample_rate) {
+            Some((_, sum)) => *sum += delta,
+            None => by_rate.push((sample_rate, delta)),
+        }
+    }
+}
+
+/// A view of a [`Batch`] that adds its tags to every metric recorded through it; made by
+/// [`Batch::tagged`], and what a [`RuntimeMetricsSource`](crate::RuntimeMetricsSource) reports into.
+///
+/// ```
+/// use baseplate_runtime_metrics::{MemoryTransport, MetricsClient, Tags};
+///
+/// let transport = MemoryTransport::new();
+/// let client = MetricsClient::new(transport.clone(), "ns");
+/// let mut batch = client.batch();
+/// let mut by_client = batch.tagged(Tags::new().with("client", "foo"));
+/// by_client.tagged(Tags::new().with("node", "n1")).counter("errors", 1.0);
+/// batch.flush();
+/// assert_eq!(transport.lines(), ["ns.errors,client=foo,node=n1:1|c"]);
+/// ```
+#[derive(Debug)]
+pub struct TaggedBatch<'a> {
+    batch: &'a mut Batch,
+    tags: Tags,
+}
+
+impl TaggedBatch<'_> {
+    /// The tags this view adds (after the batch's base tags).
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport, Tags};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// let tagged = batch.tagged(Tags::new().with("client", "foo"));
+    /// assert_eq!(tagged.tags().get("client"), Some("foo"));
+    /// ```
+    #[must_use]
+    pub fn tags(&self) -> &Tags {
+        &self.tags
+    }
+
+    /// Records a timer with this view's tags; see [`Batch::timer`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport, Tags};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.tagged(Tags::new().with("a", 1)).timer("work", Duration::from_millis(3));
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn timer(&mut self, name: &str, elapsed: Duration) {
+        self.batch.record_timer(name, Some(&self.tags), elapsed);
+    }
+
+    /// Adds to a counter with this view's tags; see [`Batch::counter`].
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport, Tags};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.tagged(Tags::new().with("a", 1)).counter("requests", 1.0);
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn counter(&mut self, name: &str, delta: f64) {
+        self.batch
+            .record_counter(name, Some(&self.tags), delta, 1.0);
+    }
+
+    /// Adds to a sampled counter with this view's tags; see [`Batch::counter_sampled`].
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport, Tags};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.tagged(Tags::new().with("a", 1)).counter_sampled("requests", 1.0, 0.1);
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn counter_sampled(&mut self, name: &str, delta: f64, sample_rate: f64) {
+        self.batch
+            .record_counter(name, Some(&self.tags), delta, sample_rate);
+    }
+
+    /// Records a gauge with this view's tags; see [`Batch::gauge`].
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport, Tags};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// batch.tagged(Tags::new().with("client", "foo")).gauge("pool.size", 50.0);
+    /// assert_eq!(batch.len(), 1);
+    /// ```
+    pub fn gauge(&mut self, name: &str, value: f64) {
+        self.batch.record_gauge(name, Some(&self.tags), value);
+    }
+
+    /// A narrower view that adds `tags` after this view's tags.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport, Tags};
+    ///
+    /// let mut batch = MetricsClient::new(NullTransport, "ns").batch();
+    /// let mut outer = batch.tagged(Tags::new().with("client", "foo"));
+    /// let inner = outer.tagged(Tags::new().with("node", "n1"));
+    /// assert_eq!(inner.tags().len(), 2);
+    /// ```
+    pub fn tagged(&mut self, tags: Tags) -> TaggedBatch<'_> {
+        let mut merged = self.tags.clone();
+        merged.merge(&tags);
+        TaggedBatch {
+            batch: self.batch,
+            tags: merged,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientOptions;
+    use crate::transport::MemoryTransport;
+
+    fn client(namespace: &str) -> (MetricsClient, MemoryTransport) {
+        let transport = MemoryTransport::new();
+        (MetricsClient::new(transport.clone(), namespace), transport)
+    }
+
+    #[test]
+    fn exact_lines_for_each_kind() {
+        let (client, transport) = client("ns");
+        let mut batch = client.batch();
+        batch.timer("t", Duration::from_micros(12_500));
+        batch.timer("whole", Duration::from_secs(3));
+        batch.timer("tiny", Duration::from_nanos(10));
+        batch.gauge("g", 50.0);
+        batch.gauge("half", 0.5);
+        batch.counter("c", 1.0);
+        batch.counter("down", -3.0);
+        batch.counter_sampled("s", 2.0, 0.5);
+        batch.counter_sampled("s", 2.0, 0.5);
+        batch.counter_sampled("unsampled", 1.0, 1.0);
+        batch.flush();
+        assert_eq!(
+            transport.lines(),
+            [
+                "ns.t:12.5|ms",
+                "ns.whole:3000|ms",
+                "ns.tiny:1e-05|ms",
+                "ns.g:50|g",
+                "ns.half:0.5|g",
+                "ns.c:1|c",
+                "ns.down:-3|c",
+                "ns.s:4|c|@0.5",
+                "ns.unsampled:1|c",
+            ]
+        );
+    }
+
+    #[test]
+    fn counters_are_summed_per_name_tags_and_rate_in_first_seen_order() {
+        let (client, transport) = client("ns");
+        let mut batch = client.batch();
+        batch.counter("a", 1.0);
+        batch.counter("b", 1.0);
+        batch.counter_sampled("a", 1.0, 0.5);
+        batch.counter("a", 2.0);
+        batch.tagged(Tags::new().with("k", "v")).counter("a", 5.0);
+        batch.flush();
+        assert_eq!(
+            transport.lines(),
+            ["ns.a:3|c", "ns.a:1|c|@0.5", "ns.b:1|c", "ns.a,k=v:5|c"]
+        );
+    }
+
+    #[test]
+    fn tags_follow_base_tags_in_order() {
+        let (client, transport) = client("ns");
+        let base = Tags::new().with("hostname", "web-1").with("PID", 4242);
+        let mut batch = client.batch().with_prefix("runtime").with_base_tags(&base);
+        batch
+            .tagged(Tags::new().with("client", "foo"))
+            .gauge("pool.size", 50.0);
+        batch.gauge("plain", 1.0);
+        batch.flush();
+        assert_eq!(
+            transport.lines(),
+            [
+                "ns.runtime.pool.size,hostname=web-1,PID=4242,client=foo:50|g",
+                "ns.runtime.plain,hostname=web-1,PID=4242:1|g",
+            ]
+        );
+    }
+
+    #[test]
+    fn namespace_joining_never_doubles_dots() {
+        for (namespace, name, expected) in [
+            ("ns", "a.b", "ns.a.b:1|g"),
+            ("ns.", "a", "ns.a:1|g"),
+            ("ns", ".a.", "ns.a:1|g"),
+            (".ns.", "..a", "ns.a:1|g"),
+            ("", "a", "a:1|g"),
+            ("", ".a", "a:1|g"),
+        ] {
+            let (client, transport) = client(namespace);
+            let mut batch = client.batch();
+            batch.gauge(name, 1.0);
+            batch.flush();
+            assert_eq!(transport.lines(), [expected], "{namespace:?} + {name:?}");
+        }
+    }
+
+    #[test]
+    fn unrepresentable_values_are_dropped() {
+        let (client, transport) = client("ns");
+        let mut batch = client.batch();
+        batch.gauge("negative", -1.0);
+        batch.gauge("nan", f64::NAN);
+        batch.counter("inf", f64::INFINITY);
+        batch.counter_sampled("zero_rate", 1.0, 0.0);
+        batch.counter_sampled("nan_rate", 1.0, f64::NAN);
+        batch.counter_sampled("over_one", 1.0, 2.0);
+        batch.gauge("zero", 0.0);
+        batch.flush();
+        assert_eq!(transport.lines(), ["ns.zero:0|g", "ns.over_one:1|c"]);
+    }
+
+    #[test]
+    fn ten_thousand_metrics_split_into_full_packets_without_cut_or_loss() {
+        let (client, transport) = client("service");
+        let mut batch = client.batch();
+        let mut expected = Vec::new();
+        for i in 0..10_000 {
+            let name = format!("metric.number_{i}");
+            batch.gauge(&name, f64::from(i));
+            expected.push(format!("service.{name}:{i}|g"));
+        }
+        batch.flush();
+
+        let packets = transport.packets();
+        assert!(packets.len() > 1);
+        for packet in &packets {
+            assert!(
+                packet.len() <= crate::DEFAULT_MAX_PACKET_SIZE,
+                "{}",
+                packet.len()
+            );
+            assert!(!packet.starts_with('\n') && !packet.ends_with('\n'));
+        }
+        // Greedy packing: the next packet's first line would not have fitted in this one.
+        for pair in packets.windows(2) {
+            let first_line = pair[1].split('\n').next().unwrap();
+            assert!(pair[0].len() + 1 + first_line.len() > crate::DEFAULT_MAX_PACKET_SIZE);
+        }
+        assert_eq!(transport.lines(), expected);
+    }
+
+    #[test]
+    fn an_oversized_line_is_sent_alone() {
+        let transport = MemoryTransport::new();
+        let options = ClientOptions::new().with_max_packet_size(100);
+        let client = MetricsClient::with_options(transport.clone(), "ns", options);
+        let mut batch = client.batch();
+        let long_name = "x".repeat(300);
+        batch.gauge("before", 1.0);
+        batch.gauge(&long_name, 2.0);
+        batch.gauge("after", 3.0);
+        batch.gauge("after2", 4.0);
+        batch.flush();
+        assert_eq!(
+            transport.packets(),
+            [
+                "ns.before:1|g".to_owned(),
+                format!("ns.{long_name}:2|g"),
+                "ns.after:3|g\nns.after2:4|g".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn flush_empties_the_batch_and_an_empty_flush_sends_nothing() {
+        let (client, transport) = client("ns");
+        let mut batch = client.batch();
+        batch.counter("a", 1.0);
+        batch.flush();
+        batch.flush();
+        assert_eq!(transport.len(), 1);
+        batch.counter("a", 1.0);
+        batch.flush();
+        assert_eq!(transport.lines(), ["ns.a:1|c", "ns.a:1|c"]);
+    }
+
+    #[test]
+    fn absorbing_merges_counters_and_keeps_order() {
+        let (client, transport) = client("ns");
+        let mut batch = client.batch();
+        batch.gauge("g1", 1.0);
+        batch.counter("c", 1.0);
+        let mut other = batch.empty_like();
+        other.gauge("g2", 2.0);
+        other.counter("c", 2.0);
+        other.counter("d", 1.0);
+        batch.absorb(other);
+        batch.flush();
+        assert_eq!(
+            transport.lines(),
+            ["ns.g1:1|g", "ns.g2:2|g", "ns.c:3|c", "ns.d:1|c"]
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! Transports that carry statsd packets: UDP to the endpoint, nowhere (null), or into memory for tests.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::watch;
+
+use crate::error::MetricsError;
+
+/// Sends one statsd packet (newline-joined lines that fit one datagram).
+///
+/// A transport reports a failed send as an `Err`; the [`MetricsClient`](crate::MetricsClient) that
+/// owns it counts and logs the error, so it never reaches whoever flushed the batch. `send` must not
+/// block: a transport that cannot send now drops the packet and returns an error.
+///
+/// ```
+/// use std::io;
+/// use baseplate_runtime_metrics::Transport;
+///
+/// /// Writes packets to standard error.
+/// #[derive(Debug)]
+/// struct Stderr;
+///
+/// impl Transport for Stderr {
+///     fn send(&self, packet: &[u8]) -> io::Result<()> {
+///         eprintln!("{}", String::from_utf8_lossy(packet));
+///         Ok(())
+///     }
+/// }
+///
+/// let transport: Box<dyn Transport> = Box::new(Stderr);
+/// transport.send(b"ns.requests:1|c").unwrap();
+/// ```
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// Sends one packet.
+    ///
+    /// # Errors
+    ///
+    /// Whatever error prevented sending; the packet is lost (statsd over UDP is lossy by design).
+    fn send(&self, packet: &[u8]) -> io::Result<()>;
+}
+
+/// Sends packets over UDP to a statsd endpoint, resolved once when the transport is created.
+///
+/// The socket is non-blocking and connected to the endpoint: a full socket buffer drops the packet
+/// instead of blocking, and on Linux an unreachable port is reported by a later send, which the
+/// client counts.
+///
+/// ```
+/// use baseplate_runtime_metrics::UdpTransport;
+///
+/// let transport = UdpTransport::connect("127.0.0.1:8125").unwrap();
+/// assert_eq!(transport.peer().port(), 8125);
+/// ```
+#[derive(Debug)]
+pub struct UdpTransport {
+    socket: UdpSocket,
+    peer: SocketAddr,
+}
+
+impl UdpTransport {
+    /// Resolves `endpoint` (`host:port`, as in `metrics.endpoint`) and opens a socket to its first
+    /// address. Resolving may block on DNS, so create the transport at start-up.
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError::Resolve`] when `endpoint` is not a resolvable `host:port`,
+    /// [`MetricsError::NoAddress`] when it resolves to nothing, and [`MetricsError::Socket`] when
+    /// the socket cannot be opened, connected or made non-blocking.
+    pub fn connect(endpoint: &str) -> Result<Self, MetricsError> {
+        let peer = endpoint
+            .to_socket_addrs()
+            .map_err(|source| MetricsError::Resolve {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?
+            .next()
+            .ok_or_else(|| MetricsError::NoAddress {
+                endpoint: endpoint.to_owned(),
+            })?;
+        let socket_error = |source| MetricsError::Socket {
+            endpoint: endpoint.to_owned(),
+            source,
+        };
+        let local: SocketAddr = if peer.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            ([0u16; 8], 0).into()
+        };
+        let socket = UdpSocket::bind(local).map_err(socket_error)?;
+        socket.connect(peer).map_err(socket_error)?;
+        socket.set_nonblocking(true).map_err(socket_error)?;
+        Ok(Self { socket, peer })
+    }
+
+    /// The address packets are sent to.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::UdpTransport;
+    ///
+    /// let transport = UdpTransport::connect("127.0.0.1:8125").unwrap();
+    /// assert_eq!(transport.peer().to_string(), "127.0.0.1:8125");
+    /// ```
+    #[must_use]
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+impl Transport for UdpTransport {
+    fn send(&self, packet: &[u8]) -> io::Result<()> {
+        self.socket.send(packet).map(|_| ())
+    }
+}
+
+/// Discards every packet, as baseplate.py does when no `metrics.endpoint` is configured.
+/// Packets are logged at `trace` level.
+///
+/// ```
+/// use baseplate_runtime_metrics::{NullTransport, Transport};
+///
+/// assert!(NullTransport.send(b"ns.requests:1|c").is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullTransport;
+
+impl Transport for NullTransport {
+    fn send(&self, packet: &[u8]) -> io::Result<()> {
+        tracing::trace!(packet = %String::from_utf8_lossy(packet), "would send metrics packet");
+        Ok(())
+    }
+}
+
+/// Records every packet in memory, for tests. Clones share the same record, so keep one clone and
+/// give the other to the client.
+///
+/// ```
+/// use baseplate_runtime_metrics::{MemoryTransport, MetricsClient};
+///
+/// let transport = MemoryTransport::new();
+/// let client = MetricsClient::new(transport.clone(), "ns");
+/// let mut batch = client.batch();
+/// batch.gauge("workers", 4.0);
+/// batch.flush();
+/// assert_eq!(transport.packets(), ["ns.workers:4|g"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryTransport {
+    inner: Arc<MemoryInner>,
+}
+
+#[derive(Debug)]
+struct MemoryInner {
+    packets: Mutex<Vec<Vec<u8>>>,
+    count: watch::Sender<usize>,
+}
+
+impl MemoryTransport {
+    /// An empty record.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(MemoryInner {
+                packets: Mutex::new(Vec::new()),
+                count: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    /// Every packet sent so far, in order (lossy UTF-8).
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MemoryTransport, Transport};
+    ///
+    /// let transport = MemoryTransport::new();
+    /// transport.send(b"a:1|c\nb:2|c").unwrap();
+    /// assert_eq!(transport.packets(), ["a:1|c\nb:2|c"]);
+    /// ```
+    #[must_use]
+    pub fn packets(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect()
+    }
+
+    /// Every line of every packet sent so far, in order.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MemoryTransport, Transport};
+    ///
+    /// let transport = MemoryTransport::new();
+    /// transport.send(b"a:1|c\nb:2|c").unwrap();
+    /// assert_eq!(transport.lines(), ["a:1|c", "b:2|c"]);
+    /// ```
+    #[must_use]
+    pub fn lines(&self) -> Vec<String> {
+        self.packets()
+            .iter()
+            .flat_map(|p| p.split('\n').map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// How many packets were sent so far.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::MemoryTransport;
+    ///
+    /// assert_eq!(MemoryTransport::new().len(), 0);
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no packet was sent yet.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::MemoryTransport;
+    ///
+    /// assert!(MemoryTransport::new().is_empty());
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets the packets sent so far.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MemoryTransport, Transport};
+    ///
+    /// let transport = MemoryTransport::new();
+    /// transport.send(b"a:1|c").unwrap();
+    /// transport.clear();
+    /// assert!(transport.is_empty());
+    /// ```
+    pub fn clear(&self) {
+        self.lock().clear();
+        self.inner.count.send_replace(0);
+    }
+
+    /// Waits until at least `count` packets were sent. Wrap it in `tokio::time::timeout`.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MemoryTransport, Transport};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let transport = MemoryTransport::new();
+    /// transport.send(b"a:1|c").unwrap();
+    /// transport.wait_for_packets(1).await;
+    /// # });
+    /// ```
+    pub async fn wait_for_packets(&self, count: usize) {
+        let mut receiver = self.inner.count.subscribe();
+        // The sender lives as long as `self`, so waiting can only end by the condition holding.
+        let _ = receiver.wait_for(|sent| *sent >= count).await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.inner
+            .packets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for MemoryTransport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn send(&self, packet: &[u8]) -> io::Result<()> {
+        let count = {
+            let mut packets = self.lock();
+            packets.push(packet.to_vec());
+            packets.len()
+        };
+        self.inner.count.send_replace(count);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unresolvable_endpoints_are_errors_naming_the_endpoint() {
+        let error = UdpTransport::connect("no-port-here").unwrap_err();
+        assert!(matches!(error, MetricsError::Resolve { .. }), "{error:?}");
+        assert!(error.to_string().contains("`no-port-here`"), "{error}");
+    }
+
+    #[test]
+    fn memory_transport_clones_share_the_record() {
+        let transport = MemoryTransport::new();
+        let other = transport.clone();
+        other.send(b"a:1|c").unwrap();
+        assert_eq!(transport.packets(), ["a:1|c"]);
+        assert_eq!(transport.len(), 1);
+    }
+}

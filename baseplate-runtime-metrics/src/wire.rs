@@ -1,0 +1,485 @@
+//! The statsd wire format as baseplate.py writes it: name joining, InfluxDB-style tags, numbers, lines and packets.
+
+use std::fmt::{self, Write as _};
+
+/// An ordered set of InfluxDB-style tags, written into a metric's name as `,key=value,key2=value2`.
+///
+/// Tags keep insertion order, like the Python `dict` baseplate.py formats. Inserting a key that is
+/// already present replaces its value in place, so `{**base_tags, **tags}` merges the same way.
+///
+/// Keys and values may not contain the characters that structure a statsd line. baseplate.py writes
+/// them as they are and corrupts the line; here `:`, `|`, `,`, `=` and control characters (such as a
+/// newline) are replaced with `_` when the tag is inserted.
+///
+/// ```
+/// use baseplate_runtime_metrics::Tags;
+///
+/// let tags = Tags::new().with("hostname", "web-1").with("PID", 4242);
+/// assert_eq!(tags.get("PID"), Some("4242"));
+/// assert_eq!(tags.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["hostname", "PID"]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tags {
+    pairs: Vec<(String, String)>,
+}
+
+impl Tags {
+    /// An empty set of tags.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self { pairs: Vec::new() }
+    }
+
+    /// Returns the tags with `key=value` added (or its value replaced in place), for chaining.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::Tags;
+    ///
+    /// let tags = Tags::new().with("client", "foo").with("client", "bar");
+    /// assert_eq!(tags.get("client"), Some("bar"));
+    /// assert_eq!(tags.len(), 1);
+    /// ```
+    #[must_use]
+    pub fn with(mut self, key: impl Into<String>, value: impl fmt::Display) -> Self {
+        self.insert(key, value);
+        self
+    }
+
+    /// Adds `key=value`, or replaces the value of `key` in place when it is already present.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::Tags;
+    ///
+    /// let mut tags = Tags::new();
+    /// tags.insert("a", 1).insert("b", 2).insert("a", 3);
+    /// assert_eq!(tags.iter().collect::<Vec<_>>(), [("a", "3"), ("b", "2")]);
+    /// ```
+    pub fn insert(&mut self, key: impl Into<String>, value: impl fmt::Display) -> &mut Self {
+        let key = sanitize_tag_part(key.into());
+        let value = sanitize_tag_part(value.to_string());
+        match self.pairs.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, existing)) => *existing = value,
+            None => self.pairs.push((key, value)),
+        }
+        self
+    }
+
+    /// Removes `key` and returns its value, if it was present.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::Tags;
+    ///
+    /// let mut tags = Tags::new().with("a", 1);
+    /// assert_eq!(tags.remove("a").as_deref(), Some("1"));
+    /// assert!(tags.is_empty());
+    /// ```
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let index = self.pairs.iter().position(|(k, _)| k == key)?;
+        Some(self.pairs.remove(index).1)
+    }
+
+    /// The value of `key`, if present.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::Tags;
+    ///
+    /// assert_eq!(Tags::new().with("a", "x").get("a"), Some("x"));
+    /// ```
+    #[must_use]
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Adds every tag of `other` in its order, replacing values of keys already present in place
+    /// (Python's `dict.update`).
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::Tags;
+    ///
+    /// let mut tags = Tags::new().with("hostname", "h").with("PID", 1);
+    /// tags.merge(&Tags::new().with("client", "foo").with("PID", 2));
+    /// assert_eq!(
+    ///     tags.iter().collect::<Vec<_>>(),
+    ///     [("hostname", "h"), ("PID", "2"), ("client", "foo")]
+    /// );
+    /// ```
+    pub fn merge(&mut self, other: &Tags) {
+        for (key, value) in &other.pairs {
+            match self.pairs.iter_mut().find(|(k, _)| k == key) {
+                Some((_, existing)) => existing.clone_from(value),
+                None => self.pairs.push((key.clone(), value.clone())),
+            }
+        }
+    }
+
+    /// The tags as `(key, value)` pairs, in order.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::Tags;
+    ///
+    /// let tags = Tags::new().with("a", 1);
+    /// assert_eq!(tags.iter().next(), Some(("a", "1")));
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// How many tags there are.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::Tags;
+    ///
+    /// assert_eq!(Tags::new().with("a", 1).len(), 1);
+    /// ```
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether there are no tags.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::Tags;
+    ///
+    /// assert!(Tags::new().is_empty());
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Appends `,key=value` for every tag, as baseplate.py's `_format_tags` does (nothing when empty).
+    pub(crate) fn write_to(&self, out: &mut String) {
+        for (key, value) in &self.pairs {
+            out.push(',');
+            out.push_str(key);
+            out.push('=');
+            out.push_str(value);
+        }
+    }
+}
+
+impl<K: Into<String>, V: fmt::Display> FromIterator<(K, V)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        let mut tags = Tags::new();
+        tags.extend(iter);
+        tags
+    }
+}
+
+impl<K: Into<String>, V: fmt::Display> Extend<(K, V)> for Tags {
+    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
+        for (key, value) in iter {
+            self.insert(key, value);
+        }
+    }
+}
+
+/// Joins metric name parts with `.` as baseplate.py's `_metric_join` does: leading and trailing dots
+/// of each part are stripped and empty parts are skipped, so no join produces a doubled dot.
+///
+/// Dots inside a part are kept as they are. Unlike baseplate.py, a part that is empty only after
+/// stripping (such as `"."`) is skipped too, where baseplate.py would write `a..b`.
+///
+/// ```
+/// use baseplate_runtime_metrics::metric_join;
+///
+/// assert_eq!(metric_join(["ns.", ".clients.foo.", "GET"]), "ns.clients.foo.GET");
+/// assert_eq!(metric_join(["", "runtime", "pool.size"]), "runtime.pool.size");
+/// ```
+pub fn metric_join<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut joined = String::new();
+    for part in parts {
+        let part = part.trim_matches('.');
+        if part.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.push('.');
+        }
+        joined.push_str(part);
+    }
+    joined
+}
+
+/// Formats a number as Python's `format(value, "g")`, which baseplate.py uses for every value and
+/// sample rate: six significant digits, no trailing zeros, and scientific notation (`1e-05`,
+/// `1.23457e+06`) below `1e-4` or from `1e6` on.
+///
+/// Rust's `{}` would print `0.00001` and `1234567`, and rounds differently; this matches CPython.
+///
+/// ```
+/// use baseplate_runtime_metrics::format_number;
+///
+/// assert_eq!(format_number(12.5), "12.5");
+/// assert_eq!(format_number(3.0), "3");
+/// assert_eq!(format_number(0.00001), "1e-05");
+/// assert_eq!(format_number(1234567.0), "1.23457e+06");
+/// ```
+#[must_use]
+pub fn format_number(value: f64) -> String {
+    const PRECISION: i32 = 6;
+    if value.is_nan() {
+        return "nan".to_owned();
+    }
+    if value.is_infinite() {
+        return if value > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    if value == 0.0 {
+        return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    // Python decides between fixed and scientific notation by the exponent the value has once
+    // rounded to the precision, so round in scientific notation first and read the exponent back.
+    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    let Some((mantissa, exponent)) = scientific.split_once('e') else {
+        return value.to_string();
+    };
+    let Ok(exponent) = exponent.parse::<i32>() else {
+        return value.to_string();
+    };
+    if (-4..PRECISION).contains(&exponent) {
+        let fixed = format!("{:.*}", (PRECISION - 1 - exponent) as usize, value);
+        trim_fraction(&fixed).to_owned()
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!(
+            "{}e{sign}{:02}",
+            trim_fraction(mantissa),
+            exponent.unsigned_abs()
+        )
+    }
+}
+
+/// The kind of a statsd line: the type code after the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Timer,
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn code(self) -> &'static str {
+        match self {
+            Kind::Timer => "ms",
+            Kind::Counter => "c",
+            Kind::Gauge => "g",
+        }
+    }
+}
+
+/// Writes the part of a line before the value: the name, then the tags (`name,k=v,k2=v2`).
+pub(crate) fn line_prefix(name: &str, tags: &Tags) -> String {
+    let mut prefix = sanitize_name(name);
+    tags.write_to(&mut prefix);
+    prefix
+}
+
+/// Completes a line from its prefix: `prefix:value|kind`, then `|@rate` when the rate is below 1,
+/// exactly as baseplate.py's `Timer.send`, `Counter.send` and `Gauge.replace` do.
+pub(crate) fn finish_line(prefix: &str, value: f64, kind: Kind, sample_rate: f64) -> String {
+    let mut line = String::with_capacity(prefix.len() + 16);
+    line.push_str(prefix);
+    // Writing to a String cannot fail.
+    let _ = write!(line, ":{}|{}", format_number(value), kind.code());
+    if sample_rate < 1.0 {
+        let _ = write!(line, "|@{}", format_number(sample_rate));
+    }
+    line
+}
+
+/// Packs lines into newline-joined packets of at most `max_packet_size` bytes, in order, never
+/// cutting a line. A line longer than `max_packet_size` is its own packet.
+pub(crate) fn pack_lines<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    max_packet_size: usize,
+) -> Vec<String> {
+    let mut packets = Vec::new();
+    let mut current = String::new();
+    for line in lines {
+        if !current.is_empty() && current.len() + 1 + line.len() > max_packet_size {
+            packets.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push('\n');
+        }
+        current.push_str(line);
+    }
+    if !current.is_empty() {
+        packets.push(current);
+    }
+    packets
+}
+
+/// Replaces the characters that would break a line's structure in a metric name.
+fn sanitize_name(name: &str) -> String {
+    replace_chars(name, |c| matches!(c, ':' | '|' | ','))
+}
+
+/// Replaces the characters that would break a line's structure in a tag key or value.
+fn sanitize_tag_part(part: String) -> String {
+    let forbidden = |c: char| matches!(c, ':' | '|' | ',' | '=');
+    if part.chars().any(|c| forbidden(c) || c.is_control()) {
+        replace_chars(&part, forbidden)
+    } else {
+        part
+    }
+}
+
+fn replace_chars(text: &str, forbidden: impl Fn(char) -> bool) -> String {
+    text.chars()
+        .map(|c| {
+            if forbidden(c) || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Removes trailing zeros of a fraction, and the dot when nothing follows it.
+fn trim_fraction(number: &str) -> &str {
+    if number.contains('.') {
+        number.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        number
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_match_cpython_format_g() {
+        // Expected strings are CPython 3's `format(value, "g")` for the same doubles.
+        let cases: &[(f64, &str)] = &[
+            (12.5, "12.5"),
+            (3.0, "3"),
+            (0.42, "0.42"),
+            (3_140.000_000_000_000_5, "3140"),
+            (1e-05, "1e-05"),
+            (0.0001, "0.0001"),
+            (0.000_123_45, "0.00012345"),
+            (1.5e-07, "1.5e-07"),
+            (123_456.0, "123456"),
+            (1_234_567.0, "1.23457e+06"),
+            (1_234_565.0, "1.23456e+06"),
+            (999_999.5, "1e+06"),
+            (9.999_995, "10"),
+            (0.5, "0.5"),
+            (100.0, "100"),
+            (-20.0, "-20"),
+            (0.1 + 0.2, "0.3"),
+            (1e16, "1e+16"),
+            (123.456_789, "123.457"),
+            (0.000_999_999, "0.000999999"),
+            (-0.0, "-0"),
+            (0.0, "0"),
+            (1e22, "1e+22"),
+            (5e-324, "4.94066e-324"),
+            (f64::MAX, "1.79769e+308"),
+            (0.25, "0.25"),
+            (12345.65, "12345.6"),
+            (0.001, "0.001"),
+            // Exact ties round half to even, as CPython's correctly rounded formatting does.
+            (12_345.25, "12345.2"),
+            (12_345.75, "12345.8"),
+            (1_000.062_5, "1000.06"),
+            (f64::INFINITY, "inf"),
+            (f64::NAN, "nan"),
+        ];
+        for &(value, expected) in cases {
+            assert_eq!(format_number(value), expected, "format_number({value:?})");
+        }
+    }
+
+    #[test]
+    fn join_strips_dots_and_skips_empty_parts() {
+        assert_eq!(metric_join(["single"]), "single");
+        assert_eq!(metric_join(["first", "second"]), "first.second");
+        assert_eq!(
+            metric_join(["first.second", "third.fourth"]),
+            "first.second.third.fourth"
+        );
+        assert_eq!(metric_join(["first.", "second"]), "first.second");
+        assert_eq!(metric_join(["first.", "", "second", ""]), "first.second");
+        assert_eq!(
+            metric_join([".ns..", "..runtime.", ".pool.size"]),
+            "ns.runtime.pool.size"
+        );
+        assert_eq!(metric_join(["a", ".", "b"]), "a.b");
+        assert_eq!(metric_join(["a..b", "c"]), "a..b.c");
+        assert_eq!(metric_join(["", ""]), "");
+    }
+
+    #[test]
+    fn tags_are_written_in_insertion_order() {
+        let tags = Tags::new()
+            .with("hostname", "web-1")
+            .with("PID", 4242)
+            .with("client", "foo");
+        let mut out = String::new();
+        tags.write_to(&mut out);
+        assert_eq!(out, ",hostname=web-1,PID=4242,client=foo");
+    }
+
+    #[test]
+    fn replacing_a_tag_keeps_its_position() {
+        let mut tags = Tags::new().with("a", 1).with("b", 2);
+        tags.insert("a", 3);
+        tags.merge(&Tags::new().with("c", 4).with("b", 5));
+        assert_eq!(
+            tags.iter().collect::<Vec<_>>(),
+            [("a", "3"), ("b", "5"), ("c", "4")]
+        );
+        let collected: Tags = [("x", 1), ("y", 2)].into_iter().collect();
+        assert_eq!(
+            collected.iter().collect::<Vec<_>>(),
+            [("x", "1"), ("y", "2")]
+        );
+    }
+
+    #[test]
+    fn structural_characters_are_replaced() {
+        let tags = Tags::new().with("k:e|y", "v,a=l\nue");
+        assert_eq!(tags.iter().next(), Some(("k_e_y", "v_a_l_ue")));
+        assert_eq!(line_prefix("a:b|c,d\ne=f", &Tags::new()), "a_b_c_d_e=f");
+    }
+
+    #[test]
+    fn lines_have_baseplate_layout() {
+        let tags = Tags::new().with("test", "true");
+        let prefix = line_prefix("example", &tags);
+        assert_eq!(
+            finish_line(&prefix, 3140.0, Kind::Timer, 1.0),
+            "example,test=true:3140|ms"
+        );
+        assert_eq!(
+            finish_line(&prefix, 2.0, Kind::Counter, 0.5),
+            "example,test=true:2|c|@0.5"
+        );
+        assert_eq!(
+            finish_line("example", 33.0, Kind::Gauge, 1.0),
+            "example:33|g"
+        );
+        assert_eq!(
+            finish_line("example", -20.0, Kind::Counter, 1.0),
+            "example:-20|c"
+        );
+    }
+
+    #[test]
+    fn packing_never_cuts_lines() {
+        let lines = ["aaaa", "bbbb", "cccc", "dd"];
+        assert_eq!(pack_lines(lines, 9), ["aaaa\nbbbb", "cccc\ndd"]);
+        assert_eq!(pack_lines(lines, 8), ["aaaa", "bbbb", "cccc\ndd"]);
+        assert_eq!(pack_lines(lines, 6), ["aaaa", "bbbb", "cccc", "dd"]);
+        assert_eq!(pack_lines(["toolongline", "a"], 4), ["toolongline", "a"]);
+        assert!(pack_lines([], 10).is_empty());
+    }
+}
