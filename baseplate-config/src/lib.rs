@@ -2,3 +2,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+mod de;
+mod error;
+mod raw;
+pub mod secret;
+mod source;
+pub mod value;
+
+pub use error::{ConfigError, ValueError};
+pub use raw::{ConfigView, DEFAULT_SECTION, RawConfig};
+pub use value::{Endpoint, Percent, Timespan, Value};
