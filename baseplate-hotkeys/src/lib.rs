@@ -2,3 +2,18 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+mod classify;
+mod error;
+mod query;
+pub mod report;
+mod sampling;
+mod summary;
+mod tracker;
+
+pub use classify::{Classification, CommandSpec, KeyPositions, classify, command_spec, commands};
+pub use error::TrackerError;
+pub use query::{TrackedSet, top_keys};
+pub use report::escape_key;
+pub use sampling::{SampleRate, seed_thread_rng};
+pub use tracker::{HotKeyTracker, SET_TTL_SECONDS, TrackKeyMode, TrackerOptions, TrackerStats};

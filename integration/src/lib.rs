@@ -8,12 +8,16 @@
 // A harness that cannot reach its cluster has nothing better to do than fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod spans;
+
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis::AsyncCommands as _;
+use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands as _, RedisResult};
+use tokio::task::JoinHandle;
 use xtask::cluster::{Cluster, ClusterSpec, free_base_port};
 
 /// The cluster the tests of this binary run against.
@@ -33,6 +37,19 @@ pub struct Node {
     pub primary: bool,
     /// Slot ranges it serves (`0-5460`); empty for replicas.
     pub slots: Vec<String>,
+}
+
+impl Node {
+    /// Whether the node serves `slot` (as a primary).
+    pub fn serves(&self, slot: u16) -> bool {
+        self.slots.iter().any(|range| {
+            let (start, end) = range.split_once('-').unwrap_or((range, range));
+            match (start.parse::<u16>(), end.parse::<u16>()) {
+                (Ok(start), Ok(end)) => (start..=end).contains(&slot),
+                _ => false,
+            }
+        })
+    }
 }
 
 /// The shared cluster, started on first use when `REDIS_CLUSTER_URL` is not set.
@@ -120,6 +137,27 @@ impl TestCluster {
         text.lines().filter_map(parse_node_line).collect()
     }
 
+    /// How many primaries serve at least one of `keys` (asked with `CLUSTER KEYSLOT`), to show a
+    /// test's keys really are spread over the cluster.
+    pub async fn primaries_covering(&self, keys: &[String]) -> usize {
+        let mut conn = self.connection().await;
+        let mut slots = Vec::with_capacity(keys.len());
+        for key in keys {
+            let slot: u16 = redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("CLUSTER KEYSLOT");
+            slots.push(slot);
+        }
+        self.nodes()
+            .await
+            .iter()
+            .filter(|node| node.primary && slots.iter().any(|&slot| node.serves(slot)))
+            .count()
+    }
+
     /// Deletes `keys` (one command per key, so keys in any slot can be passed).
     pub async fn delete(&self, keys: &[String]) {
         let mut conn = self.connection().await;
@@ -136,6 +174,26 @@ pub fn unique_prefix(test: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("it:{test}:{}:{nanos}:", std::process::id())
+}
+
+/// Holds `count` commands in flight for about a second: each a `BLPOP` of an empty key of its own
+/// (which blocks only its caller), spawned on the runtime. Await the handles to let them finish;
+/// each returns `Ok(())` when its `BLPOP` timed out empty as planned.
+pub fn hold_in_flight<C>(conn: &C, prefix: &str, count: usize) -> Vec<JoinHandle<RedisResult<()>>>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    (0..count)
+        .map(|i| {
+            let mut conn = conn.clone();
+            let key = format!("{prefix}held{i}");
+            tokio::spawn(async move {
+                let popped: Option<(String, String)> = conn.blpop(key, 1.0).await?;
+                assert_eq!(popped, None, "nothing pushes to a held key");
+                Ok(())
+            })
+        })
+        .collect()
 }
 
 /// The value of `field` in an `INFO`-style `field:value` text.

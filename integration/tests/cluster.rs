@@ -64,6 +64,7 @@ async fn a_thousand_keys_across_all_slots_read_back() {
     }
 
     // The keys must really be spread: every primary serves some of them.
+    assert_eq!(cluster.primaries_covering(&keys).await, cluster.primaries());
     let mut slots = BTreeSet::new();
     for key in &keys {
         let slot: u16 = redis::cmd("CLUSTER")
@@ -73,14 +74,6 @@ async fn a_thousand_keys_across_all_slots_read_back() {
             .await
             .unwrap();
         slots.insert(slot);
-    }
-    for primary in cluster.nodes().await.iter().filter(|n| n.primary) {
-        let served = primary.slots.iter().any(|range| {
-            let (start, end) = range.split_once('-').unwrap_or((range, range));
-            let (start, end): (u16, u16) = (start.parse().unwrap(), end.parse().unwrap());
-            slots.range(start..=end).next().is_some()
-        });
-        assert!(served, "no key landed on primary {}", primary.addr);
     }
     assert!(slots.len() > 900, "only {} distinct slots", slots.len());
 

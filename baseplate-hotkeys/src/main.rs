@@ -1,0 +1,163 @@
+//! The `baseplate-hotkeys` CLI: `baseplate-hotkeys top --url redis://127.0.0.1:7000 [--limit 10] [--json]`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use baseplate_hotkeys::report::{fetch_report, render_json, render_text};
+use clap::{Parser, Subcommand};
+use redis::cluster::ClusterClient;
+
+/// Lists the keys baseplate's hot-key tracker found hottest, from its sorted sets in a Redis Cluster.
+#[derive(Debug, Parser)]
+#[command(name = "baseplate-hotkeys", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the top keys of the reads and writes sets with score, share and a bar.
+    Top {
+        /// A seed node of the cluster, e.g. redis://127.0.0.1:7000 (rediss:// for TLS is not built in).
+        #[arg(long)]
+        url: String,
+        /// How many keys to list per set.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// Print a JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Give up connecting or waiting for a reply after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("baseplate-hotkeys: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("baseplate-hotkeys: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<String, String> {
+    let Command::Top {
+        url,
+        limit,
+        json,
+        timeout_secs,
+    } = command;
+    let shown = redact_url(&url);
+    let timeout = Duration::from_secs(timeout_secs.max(1));
+    let client = ClusterClient::builder(vec![url.as_str()])
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .build()
+        .map_err(|e| format!("invalid cluster URL {shown}: {e}"))?;
+    let mut conn = tokio::time::timeout(timeout, client.get_async_connection())
+        .await
+        .map_err(|_| format!("no answer from {shown} within {timeout:?}"))?
+        .map_err(|e| format!("cannot connect to {shown}: {e}"))?;
+    let report = tokio::time::timeout(timeout, fetch_report(&mut conn, limit))
+        .await
+        .map_err(|_| format!("no answer from {shown} within {timeout:?}"))?
+        .map_err(|e| format!("querying the hot-key sets on {shown}: {e}"))?;
+    Ok(if json {
+        render_json(&report)
+    } else {
+        // render_text ends with a newline and println! adds one.
+        render_text(&report).trim_end().to_owned()
+    })
+}
+
+/// The URL with any password replaced by `***`, fit for messages.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') || user.is_empty() {
+                format!("{user}:***")
+            } else {
+                // `redis://secret@host` puts the password where a user name would be.
+                "***".to_owned()
+            };
+            format!("{scheme}://{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_appear_in_messages() {
+        let cases = [
+            ("redis://127.0.0.1:7000", "redis://127.0.0.1:7000"),
+            ("redis://:s3cret@host:7000/0", "redis://:***@host:7000/0"),
+            (
+                "redis://user:s3cret@host:7000",
+                "redis://user:***@host:7000",
+            ),
+            ("redis://s3cret@host:7000", "redis://***@host:7000"),
+            ("redis://u:p@ss@host", "redis://u:***@host"),
+            ("not a url", "not a url"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
+
+    #[test]
+    fn the_command_line_parses_with_defaults() {
+        let cli =
+            Cli::try_parse_from(["baseplate-hotkeys", "top", "--url", "redis://h:1"]).unwrap();
+        let Command::Top {
+            url, limit, json, ..
+        } = cli.command;
+        assert_eq!((url.as_str(), limit, json), ("redis://h:1", 10, false));
+        assert!(Cli::try_parse_from(["baseplate-hotkeys", "top"]).is_err());
+        assert!(
+            Cli::try_parse_from(["baseplate-hotkeys", "top", "--url", "u", "--limit", "x"])
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_a_clear_error() {
+        let err = run(Command::Top {
+            url: "redis://:hunter2@127.0.0.1:1".into(),
+            limit: 10,
+            json: false,
+            timeout_secs: 2,
+        })
+        .await
+        .unwrap_err();
+        assert!(err.contains("redis://:***@127.0.0.1:1"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}
