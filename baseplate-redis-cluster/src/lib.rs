@@ -2,3 +2,21 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+mod config;
+mod connection;
+mod error;
+mod factory;
+mod pipeline;
+mod pool;
+mod routing;
+
+pub use config::{
+    ClusterOptions, ClusterRedisClient, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_WAIT, RedisUrl,
+    cluster_pool_from_config,
+};
+pub use connection::MonitoredClusterRedisConnection;
+pub use error::{ClusterConfigError, ConnectTimeout, CrossSlotTransaction, PoolTimeout};
+pub use factory::ClusterRedisContextFactory;
+pub use pipeline::MonitoredPipeline;
+pub use pool::{ClusterPool, PoolStats};

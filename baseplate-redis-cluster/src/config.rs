@@ -1,0 +1,569 @@
+//! Configuration: the keys baseplate.py's `cluster_pool_from_config` reads, parsed into [`ClusterOptions`],
+//! with overrides in code winning over the config file, as baseplate's `**kwargs` do.
+
+use std::fmt;
+use std::time::Duration;
+
+use baseplate_config::RawConfig;
+use baseplate_hotkeys::{TrackKeyMode, TrackerOptions};
+use serde::Deserialize;
+
+use crate::error::ClusterConfigError;
+use crate::factory::ClusterRedisContextFactory;
+use crate::pool::ClusterPool;
+
+/// `max_connections` when the config does not set it (baseplate's default).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50;
+
+/// How long a command waits for a pool slot when `timeout` is not set: redis-py's
+/// `BlockingConnectionPool` default, which baseplate.py inherits.
+pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(20);
+
+/// The options of one cluster client, as parsed from `{prefix}*` keys and overrides.
+///
+/// | key | type | default | meaning |
+/// |---|---|---|---|
+/// | `url` | string | required | `redis://[user:password@]host:port[/0]`; several seeds comma-separated |
+/// | `max_connections` | integer | 50 | commands in flight at once (the pool's size) |
+/// | `timeout` | timespan | none | wait for a pool slot; also the two socket timeouts unless they are set |
+/// | `socket_connect_timeout` | timespan | `timeout` | bound on opening the cluster connection |
+/// | `socket_timeout` | timespan | `timeout` | bound on each command's response, retries included |
+/// | `read_from_replicas` | boolean | true | reads go to a random node among a slot's primary and replicas |
+/// | `track_key_reads_sample_rate` | float 0..=1 | 0 | share of read commands sampled by the hot-key tracker |
+/// | `track_key_writes_sample_rate` | float 0..=1 | 0 | share of write commands sampled |
+/// | `track_key_mode` | `aggregated` or `direct` | aggregated | how the tracker writes its sorted sets |
+/// | `track_key_flush_interval` | timespan | 10 seconds | aggregated mode's flush period |
+/// | `track_key_max_keys` | integer | 10000 | members each tracker set keeps at most |
+/// | `max_connections_per_node`, `skip_full_coverage_check`, `nodemanager_follow_cluster`, `decode_responses` | boolean | — | accepted for compatibility with baseplate.py; no meaning here |
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClusterOptions {
+    /// The seed nodes from `url`.
+    pub seeds: Vec<RedisUrl>,
+    /// How many commands may be in flight at once.
+    pub max_connections: usize,
+    /// How long a command waits for a free slot before failing with [`crate::PoolTimeout`].
+    pub pool_wait: Duration,
+    /// Bound on opening a cluster connection (`socket_connect_timeout`, else `timeout`).
+    pub connect_timeout: Option<Duration>,
+    /// Bound on each command's response (`socket_timeout`, else `timeout`).
+    pub response_timeout: Option<Duration>,
+    /// Whether reads may go to replicas.
+    pub read_from_replicas: bool,
+    /// The hot-key tracker's options (rates, mode, flush interval, set size).
+    pub tracker: TrackerOptions,
+}
+
+/// A Redis URL whose password never shows in `Debug` or `Display` (it prints as `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// The URL with its password, for connecting; never log it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&baseplate_config::secret::redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedisUrl({self})")
+    }
+}
+
+/// Configures a cluster client from an app config; what `configure_context` calls with the
+/// client's name as the prefix. Settings made here win over the config file.
+///
+/// ```
+/// use std::time::Duration;
+/// use baseplate_config::RawConfig;
+/// use baseplate_redis_cluster::ClusterRedisClient;
+///
+/// let config: RawConfig = [("foo.url", "redis://127.0.0.1:7000/0"), ("foo.max_connections", "99")]
+///     .into_iter()
+///     .collect();
+/// let options = ClusterRedisClient::new()
+///     .timeout(Duration::from_secs(3))
+///     .options_from_config(&config, "foo.")?;
+/// assert_eq!(options.max_connections, 99);
+/// assert_eq!(options.response_timeout, Some(Duration::from_secs(3)));
+/// # Ok::<(), baseplate_redis_cluster::ClusterConfigError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ClusterRedisClient {
+    overrides: Overrides,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Overrides {
+    max_connections: Option<usize>,
+    timeout: Option<Duration>,
+    socket_connect_timeout: Option<Duration>,
+    socket_timeout: Option<Duration>,
+    read_from_replicas: Option<bool>,
+    track_key_reads_sample_rate: Option<f64>,
+    track_key_writes_sample_rate: Option<f64>,
+    track_key_mode: Option<TrackKeyMode>,
+}
+
+impl ClusterRedisClient {
+    /// A parser with no overrides: everything comes from the config.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Overrides `max_connections`.
+    pub fn max_connections(mut self, max_connections: usize) -> Self {
+        self.overrides.max_connections = Some(max_connections);
+        self
+    }
+
+    /// Overrides `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.overrides.timeout = Some(timeout);
+        self
+    }
+
+    /// Overrides `socket_connect_timeout`.
+    pub fn socket_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.overrides.socket_connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Overrides `socket_timeout`.
+    pub fn socket_timeout(mut self, timeout: Duration) -> Self {
+        self.overrides.socket_timeout = Some(timeout);
+        self
+    }
+
+    /// Overrides `read_from_replicas`.
+    pub fn read_from_replicas(mut self, read_from_replicas: bool) -> Self {
+        self.overrides.read_from_replicas = Some(read_from_replicas);
+        self
+    }
+
+    /// Overrides `track_key_reads_sample_rate`.
+    pub fn track_key_reads_sample_rate(mut self, rate: f64) -> Self {
+        self.overrides.track_key_reads_sample_rate = Some(rate);
+        self
+    }
+
+    /// Overrides `track_key_writes_sample_rate`.
+    pub fn track_key_writes_sample_rate(mut self, rate: f64) -> Self {
+        self.overrides.track_key_writes_sample_rate = Some(rate);
+        self
+    }
+
+    /// Overrides `track_key_mode`.
+    pub fn track_key_mode(mut self, mode: TrackKeyMode) -> Self {
+        self.overrides.track_key_mode = Some(mode);
+        self
+    }
+
+    /// Parses the client named `key_path` (keys `{key_path}.url`, ...) into its context factory,
+    /// as baseplate's `ClusterRedisClient.parse` does. Nothing connects yet.
+    ///
+    /// # Errors
+    /// A [`ClusterConfigError`] naming the first bad, missing or unknown key.
+    pub fn parse(
+        &self,
+        key_path: &str,
+        raw_config: &RawConfig,
+    ) -> Result<ClusterRedisContextFactory, ClusterConfigError> {
+        let pool = self.pool_from_config(raw_config, &format!("{key_path}."))?;
+        Ok(ClusterRedisContextFactory::new(pool, key_path))
+    }
+
+    /// Builds the pool from the keys under `prefix` (which must end with `.`). Nothing connects yet.
+    ///
+    /// # Errors
+    /// A [`ClusterConfigError`] naming the first bad, missing or unknown key.
+    pub fn pool_from_config(
+        &self,
+        raw_config: &RawConfig,
+        prefix: &str,
+    ) -> Result<ClusterPool, ClusterConfigError> {
+        let options = self.options_from_config(raw_config, prefix)?;
+        ClusterPool::new(prefix.trim_end_matches('.'), options)
+    }
+
+    /// Parses and validates the options under `prefix` (which must end with `.`), overrides applied.
+    ///
+    /// # Errors
+    /// A [`ClusterConfigError`] naming the first bad, missing or unknown key.
+    pub fn options_from_config(
+        &self,
+        raw_config: &RawConfig,
+        prefix: &str,
+    ) -> Result<ClusterOptions, ClusterConfigError> {
+        if !prefix.ends_with('.') {
+            return Err(ClusterConfigError::Prefix {
+                prefix: prefix.to_owned(),
+            });
+        }
+        let raw: RawOptions = raw_config.parse(prefix)?;
+        let o = &self.overrides;
+        let key = |name: &str| format!("{prefix}{name}");
+        let invalid = |name: &str, reason: String| ClusterConfigError::Invalid {
+            key: key(name),
+            reason,
+        };
+
+        let seeds = parse_seeds(&raw.url).map_err(|reason| invalid("url", reason))?;
+        let max_connections = o.max_connections.unwrap_or(raw.max_connections);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", "must be at least 1".into()));
+        }
+        let timeout = o.timeout.or(raw.timeout);
+        let rate = |name: &str, value: f64| {
+            if (0.0..=1.0).contains(&value) {
+                Ok(value)
+            } else {
+                Err(invalid(
+                    name,
+                    format!("{value} is not a rate between 0 and 1"),
+                ))
+            }
+        };
+        let reads = rate(
+            "track_key_reads_sample_rate",
+            o.track_key_reads_sample_rate
+                .unwrap_or(raw.track_key_reads_sample_rate),
+        )?;
+        let writes = rate(
+            "track_key_writes_sample_rate",
+            o.track_key_writes_sample_rate
+                .unwrap_or(raw.track_key_writes_sample_rate),
+        )?;
+        if raw.track_key_max_keys == 0 {
+            return Err(invalid("track_key_max_keys", "must be at least 1".into()));
+        }
+        if raw.track_key_flush_interval.is_zero() {
+            return Err(invalid(
+                "track_key_flush_interval",
+                "must be longer than zero".into(),
+            ));
+        }
+        let tracker = TrackerOptions::default()
+            .with_reads_sample_rate(reads)
+            .with_writes_sample_rate(writes)
+            .with_mode(o.track_key_mode.unwrap_or(raw.track_key_mode))
+            .with_flush_interval(raw.track_key_flush_interval)
+            .with_max_keys(raw.track_key_max_keys);
+
+        Ok(ClusterOptions {
+            seeds,
+            max_connections,
+            pool_wait: timeout.unwrap_or(DEFAULT_POOL_WAIT),
+            connect_timeout: o
+                .socket_connect_timeout
+                .or(raw.socket_connect_timeout)
+                .or(timeout),
+            response_timeout: o.socket_timeout.or(raw.socket_timeout).or(timeout),
+            read_from_replicas: o.read_from_replicas.unwrap_or(raw.read_from_replicas),
+            tracker,
+        })
+    }
+}
+
+/// Builds a pool from the keys under `prefix` (e.g. `"rediscluster."`), as baseplate.py's
+/// function of the same name does.
+///
+/// ```
+/// use baseplate_config::RawConfig;
+///
+/// let config: RawConfig = [("rediscluster.url", "redis://127.0.0.1:7000")].into_iter().collect();
+/// let pool = baseplate_redis_cluster::cluster_pool_from_config(&config, "rediscluster.")?;
+/// assert_eq!(pool.stats().size, 50);
+/// # Ok::<(), baseplate_redis_cluster::ClusterConfigError>(())
+/// ```
+///
+/// # Errors
+/// A [`ClusterConfigError`] naming the first bad, missing or unknown key.
+pub fn cluster_pool_from_config(
+    raw_config: &RawConfig,
+    prefix: &str,
+) -> Result<ClusterPool, ClusterConfigError> {
+    ClusterRedisClient::new().pool_from_config(raw_config, prefix)
+}
+
+/// The keys as written in the config; [`ClusterRedisClient::options_from_config`] validates them.
+#[derive(Deserialize)]
+struct RawOptions {
+    url: String,
+    #[serde(default = "default_max_connections")]
+    max_connections: usize,
+    timeout: Option<Duration>,
+    socket_connect_timeout: Option<Duration>,
+    socket_timeout: Option<Duration>,
+    #[serde(default = "default_true")]
+    read_from_replicas: bool,
+    #[serde(default)]
+    track_key_reads_sample_rate: f64,
+    #[serde(default)]
+    track_key_writes_sample_rate: f64,
+    #[serde(default)]
+    track_key_mode: TrackKeyMode,
+    #[serde(default = "default_flush_interval")]
+    track_key_flush_interval: Duration,
+    #[serde(default = "default_max_keys")]
+    track_key_max_keys: usize,
+    // Accepted because baseplate.py accepts them; redis-rs has no use for them: connections are
+    // multiplexed (per-node limits), coverage and node discovery are its own, replies are bytes.
+    #[serde(rename = "max_connections_per_node")]
+    _max_connections_per_node: Option<bool>,
+    #[serde(rename = "skip_full_coverage_check")]
+    _skip_full_coverage_check: Option<bool>,
+    #[serde(rename = "nodemanager_follow_cluster")]
+    _nodemanager_follow_cluster: Option<bool>,
+    #[serde(rename = "decode_responses")]
+    _decode_responses: Option<bool>,
+}
+
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_flush_interval() -> Duration {
+    TrackerOptions::default().flush_interval
+}
+
+fn default_max_keys() -> usize {
+    TrackerOptions::default().max_keys
+}
+
+/// Splits and checks `url`: one or more comma-separated `redis://` URLs of database 0.
+/// Reasons never contain the URL itself, which may hold a password.
+fn parse_seeds(text: &str) -> Result<Vec<RedisUrl>, String> {
+    let mut seeds = Vec::new();
+    for (index, seed) in text.split(',').map(str::trim).enumerate() {
+        let which = if text.contains(',') {
+            format!("seed {}: ", index + 1)
+        } else {
+            String::new()
+        };
+        if seed.is_empty() {
+            return Err(format!("{which}empty URL"));
+        }
+        let Some(url) = redis::parse_redis_url(seed) else {
+            let scheme = seed.split_once("://").map(|(s, _)| s);
+            return Err(match scheme {
+                Some(s) if !matches!(s, "redis" | "rediss") => {
+                    format!("{which}unknown scheme {s:?}; expected redis:// or rediss://")
+                }
+                _ => format!("{which}not a valid URL (expected redis://host:port)"),
+            });
+        };
+        match url.scheme() {
+            "redis" => {}
+            "rediss" => {
+                return Err(format!(
+                    "{which}rediss:// (TLS) is not supported by this build yet; use redis://"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "{which}scheme {other:?} is not supported for a cluster; expected redis://"
+                ));
+            }
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{which}no host"));
+        }
+        let db = url.path().trim_start_matches('/');
+        if !(db.is_empty() || db == "0") {
+            return Err(format!(
+                "{which}database {db:?} requested, but Redis Cluster only has database 0"
+            ));
+        }
+        seeds.push(RedisUrl(seed.to_owned()));
+    }
+    Ok(seeds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> RawConfig {
+        pairs.iter().copied().collect()
+    }
+
+    fn options(pairs: &[(&str, &str)]) -> Result<ClusterOptions, ClusterConfigError> {
+        ClusterRedisClient::new().options_from_config(&config(pairs), "foo.")
+    }
+
+    #[test]
+    fn defaults_are_baseplates() {
+        let o = options(&[("foo.url", "redis://127.0.0.1:7000/0")]).unwrap();
+        assert_eq!(o.max_connections, 50);
+        assert_eq!(o.pool_wait, DEFAULT_POOL_WAIT);
+        assert_eq!(o.connect_timeout, None);
+        assert_eq!(o.response_timeout, None);
+        assert!(o.read_from_replicas);
+        assert_eq!(o.tracker.reads_sample_rate, 0.0);
+        assert_eq!(o.tracker.writes_sample_rate, 0.0);
+        assert_eq!(o.seeds.len(), 1);
+    }
+
+    #[test]
+    fn the_developers_example_parses() {
+        let o = options(&[
+            ("foo.url", "redis://localhost:7000/0"),
+            ("foo.max_connections", "99"),
+            ("foo.timeout", "3 seconds"),
+            ("foo.read_from_replicas", "true"),
+            ("foo.track_key_reads_sample_rate", "0.01"),
+            ("foo.track_key_writes_sample_rate", "0.01"),
+        ])
+        .unwrap();
+        assert_eq!(o.max_connections, 99);
+        assert_eq!(o.pool_wait, Duration::from_secs(3));
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(o.response_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(o.tracker.reads_sample_rate, 0.01);
+        assert_eq!(o.tracker.writes_sample_rate, 0.01);
+    }
+
+    #[test]
+    fn socket_timeouts_win_over_timeout() {
+        let o = options(&[
+            ("foo.url", "redis://127.0.0.1:7000"),
+            ("foo.timeout", "3 seconds"),
+            ("foo.socket_connect_timeout", "200 milliseconds"),
+            ("foo.socket_timeout", "1 second"),
+        ])
+        .unwrap();
+        assert_eq!(o.pool_wait, Duration::from_secs(3));
+        assert_eq!(o.connect_timeout, Some(Duration::from_millis(200)));
+        assert_eq!(o.response_timeout, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn overrides_win_over_config() {
+        let o = ClusterRedisClient::new()
+            .max_connections(7)
+            .read_from_replicas(false)
+            .timeout(Duration::from_millis(500))
+            .options_from_config(
+                &config(&[
+                    ("foo.url", "redis://127.0.0.1:7000"),
+                    ("foo.max_connections", "99"),
+                    ("foo.timeout", "3 seconds"),
+                ]),
+                "foo.",
+            )
+            .unwrap();
+        assert_eq!(o.max_connections, 7);
+        assert!(!o.read_from_replicas);
+        assert_eq!(o.pool_wait, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn baseplates_no_op_keys_are_accepted() {
+        options(&[
+            ("foo.url", "redis://127.0.0.1:7000"),
+            ("foo.max_connections_per_node", "false"),
+            ("foo.skip_full_coverage_check", "true"),
+            ("foo.nodemanager_follow_cluster", "true"),
+            ("foo.decode_responses", "true"),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "foo.url: required but not set"),
+            (
+                &[("foo.url", "redis://h:1"), ("foo.max_conections", "5")],
+                "foo.max_conections: unknown key; did you mean foo.max_connections?",
+            ),
+            (
+                &[("foo.url", "redis://h:1"), ("foo.max_connections", "0")],
+                "foo.max_connections: must be at least 1",
+            ),
+            (
+                &[
+                    ("foo.url", "redis://h:1"),
+                    ("foo.track_key_reads_sample_rate", "1.5"),
+                ],
+                "foo.track_key_reads_sample_rate: 1.5 is not a rate between 0 and 1",
+            ),
+            (
+                &[("foo.url", "http://h:1")],
+                "foo.url: unknown scheme \"http\"; expected redis:// or rediss://",
+            ),
+            (
+                &[("foo.url", "redis://h:1/3")],
+                "foo.url: database \"3\" requested, but Redis Cluster only has database 0",
+            ),
+            (&[("foo.url", "redis://h:1,")], "foo.url: seed 2: empty URL"),
+        ];
+        for (pairs, expected) in cases {
+            let error = options(pairs).unwrap_err().to_string();
+            assert_eq!(&error, expected);
+        }
+        let error = options(&[("foo.url", "redis://h:1"), ("foo.timeout", "3 secnds")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("foo.timeout: invalid timespan"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn several_seeds_and_ipv6_parse() {
+        let o = options(&[(
+            "foo.url",
+            "redis://127.0.0.1:7000, redis://[::1]:7001,redis://localhost:7002",
+        )])
+        .unwrap();
+        assert_eq!(o.seeds.len(), 3);
+        for bad in ["redis://h:99999", "redis://", "redis:///0", "nonsense"] {
+            assert!(options(&[("foo.url", bad)]).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let url = "redis://user:s3cr3t-pw@127.0.0.1:7000";
+        let o = options(&[("foo.url", url)]).unwrap();
+        let shown = format!("{:?} {}", o, o.seeds[0]);
+        assert!(!shown.contains("s3cr3t-pw"), "{shown}");
+        assert!(shown.contains("127.0.0.1:7000"), "{shown}");
+        assert_eq!(o.seeds[0].expose(), url);
+
+        for bad in [
+            "redis://user:s3cr3t-pw@127.0.0.1:7000/5",
+            "http://user:s3cr3t-pw@h:1",
+            "redis://user:s3cr3t-pw@h:99999",
+        ] {
+            let error = options(&[("foo.url", bad)]).unwrap_err();
+            let text = format!("{error} {error:?}");
+            assert!(!text.contains("s3cr3t-pw"), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_prefix_must_end_with_a_dot() {
+        let error = ClusterRedisClient::new()
+            .options_from_config(&config(&[("foo.url", "redis://h:1")]), "foo")
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the config prefix \"foo\" must end with \".\""
+        );
+    }
+}

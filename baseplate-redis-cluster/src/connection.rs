@@ -1,0 +1,478 @@
+//! `MonitoredClusterRedisConnection`: a request's Redis-like object. Every command is a child span
+//! of the request named `{client}.{COMMAND}`, runs through the pool, and is offered to the hot-key
+//! tracker once it ran.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use baseplate_hotkeys::HotKeyTracker;
+use futures_util::future::join_all;
+use redis::aio::ConnectionLike;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span};
+
+use crate::error::CrossSlotTransaction;
+use crate::pipeline::MonitoredPipeline;
+use crate::pool::{ClusterPool, PoolStats, SharedConnection};
+use crate::routing::{CmdRoute, route_of, slot_of};
+
+/// A monitored connection to the cluster, bound to one request's span.
+///
+/// It implements [`redis::aio::ConnectionLike`], so every [`redis::AsyncCommands`] method,
+/// `redis::cmd(...).query_async(&mut conn)` and `redis::pipe()...query_async(&mut conn)` work on it.
+/// Cloning is cheap; clones share the pool and the parent span.
+///
+/// ```no_run
+/// # async fn example(foo: &mut baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {
+/// use redis::AsyncCommands as _;
+///
+/// let () = foo.set("greeting", "hello").await?;              // span "foo.SET"
+/// let greeting: String = foo.get("greeting").await?;         // span "foo.GET"
+/// let mut counters = foo.pipeline("counters");                // span "foo.pipeline_counters"
+/// counters.incr("a", 1).incr("b", 1);
+/// let (a, b): (i64, i64) = counters.query_async().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MonitoredClusterRedisConnection {
+    name: Arc<str>,
+    parent: Span,
+    pool: ClusterPool,
+    tracker: HotKeyTracker,
+    /// This object's clone of the pool's connection, taken on its first command.
+    shared: Option<SharedConnection>,
+}
+
+impl fmt::Debug for MonitoredClusterRedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitoredClusterRedisConnection")
+            .field("name", &self.name)
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MonitoredClusterRedisConnection {
+    pub(crate) fn new(
+        name: Arc<str>,
+        parent: Span,
+        pool: ClusterPool,
+        tracker: HotKeyTracker,
+    ) -> Self {
+        Self {
+            name,
+            parent,
+            pool,
+            tracker,
+            shared: None,
+        }
+    }
+
+    /// The client's name, the first part of every span name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pool's statistics.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// A named pipeline: its commands run in one span `{client}.pipeline_{name}`. Commands may
+    /// address any slots: they are grouped by node, each node gets one pipeline, and results come
+    /// back in the order the commands were queued.
+    pub fn pipeline(&self, name: &str) -> MonitoredPipeline {
+        MonitoredPipeline::new(self.clone(), format!("pipeline_{name}"), redis::pipe())
+    }
+
+    /// A named transaction (`MULTI`/`EXEC`) in one span `{client}.transaction_{name}`. All its
+    /// keys must hash to one slot (use a `{hash tag}`); otherwise it fails with a
+    /// [`CrossSlotTransaction`] error before anything is sent.
+    pub fn transaction(&self, name: &str) -> MonitoredPipeline {
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        MonitoredPipeline::new(self.clone(), format!("transaction_{name}"), pipeline)
+    }
+
+    /// Runs `pipeline[offset..offset + count]` as redis-rs's `Pipeline::query_async` asks, in a span
+    /// `{client}.{label}`.
+    pub(crate) async fn run_pipeline(
+        &self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+        label: &str,
+    ) -> RedisResult<Vec<Value>> {
+        let operation = if pipeline.is_transaction() {
+            "MULTI"
+        } else {
+            "PIPELINE"
+        };
+        let span = self.span(SpanName::Label(label), operation);
+        let (result, ran) = async {
+            let _slot = self.pool.slot().await?;
+            let shared = self.pool.shared().await?;
+            let outcome = if pipeline.is_transaction() {
+                self.run_transaction(&shared.conn, pipeline, offset, count, label)
+                    .await
+            } else {
+                self.run_split(&shared.conn, pipeline).await
+            };
+            shared.inspect(&outcome.0);
+            Ok::<_, RedisError>(outcome)
+        }
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(|error| (Err(error), Vec::new()));
+        record(&span, &result);
+        for index in ran {
+            if let Some(cmd) = pipeline.cmd_iter().nth(index) {
+                self.tracker.observe(cmd);
+            }
+        }
+        result
+    }
+
+    async fn run_transaction(
+        &self,
+        conn: &redis::cluster_async::ClusterConnection,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+        label: &str,
+    ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
+        let mut slot = None;
+        for cmd in pipeline.cmd_iter() {
+            match (slot, slot_of(cmd)) {
+                (_, None) => {}
+                (None, found) => slot = found,
+                (Some(a), Some(b)) if a == b => {}
+                (Some(_), Some(_)) => {
+                    let error = CrossSlotTransaction {
+                        client: self.name.to_string(),
+                        name: label.trim_start_matches("transaction_").to_owned(),
+                    };
+                    return (Err(error.into()), Vec::new());
+                }
+            }
+        }
+        let route = match slot {
+            Some(slot) => SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+            None => SingleNodeRoutingInfo::RandomPrimary,
+        };
+        let result = conn
+            .clone()
+            .route_pipeline(pipeline.clone(), offset, count, route)
+            .await;
+        let ran = if ran_on_server(&result) {
+            (0..pipeline.len()).collect()
+        } else {
+            Vec::new()
+        };
+        (result, ran)
+    }
+
+    /// Sends one sub-pipeline per node, concurrently, and puts the replies back in queue order.
+    async fn run_split(
+        &self,
+        conn: &redis::cluster_async::ClusterConnection,
+        pipeline: &Pipeline,
+    ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
+        let groups = self.group_by_node(pipeline);
+        Span::current().record("db.redis.nodes", groups.len().max(1));
+        if groups.len() <= 1 {
+            let route = groups
+                .first()
+                .map(|g| g.route())
+                .unwrap_or(SingleNodeRoutingInfo::Random);
+            let result = conn
+                .clone()
+                .route_pipeline(pipeline.clone(), 0, pipeline.len(), route)
+                .await;
+            let ran = if ran_on_server(&result) {
+                (0..pipeline.len()).collect()
+            } else {
+                Vec::new()
+            };
+            return (result, ran);
+        }
+        let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+        let requests = groups.iter().map(|group| {
+            let mut sub = redis::pipe();
+            for &index in &group.indices {
+                sub.add_command(commands[index].clone());
+            }
+            let len = group.indices.len();
+            let mut conn = conn.clone();
+            async move { conn.route_pipeline(sub, 0, len, group.route()).await }
+        });
+        let replies = join_all(requests).await;
+
+        let mut values = vec![Value::Nil; pipeline.len()];
+        let mut ran = Vec::with_capacity(pipeline.len());
+        let mut first_error = None;
+        for (group, reply) in groups.iter().zip(replies) {
+            match reply {
+                Ok(group_values) if group_values.len() == group.indices.len() => {
+                    for (&index, value) in group.indices.iter().zip(group_values) {
+                        values[index] = value;
+                    }
+                    ran.extend(&group.indices);
+                }
+                Ok(_) => {
+                    first_error.get_or_insert_with(|| {
+                        RedisError::from((
+                            ErrorKind::UnexpectedReturnType,
+                            "a node returned the wrong number of pipeline replies",
+                        ))
+                    });
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => (Err(error), ran),
+            None => (Ok(values), ran),
+        }
+    }
+
+    /// Groups the pipeline's commands by the primary serving their slot (by slot while the
+    /// topology is not known yet); keyless commands join the first group.
+    fn group_by_node(&self, pipeline: &Pipeline) -> Vec<NodeGroup> {
+        let mut groups: BTreeMap<String, NodeGroup> = BTreeMap::new();
+        let mut keyless = Vec::new();
+        for (index, cmd) in pipeline.cmd_iter().enumerate() {
+            let Some(CmdRoute { slot, read_only }) = route_of(cmd) else {
+                keyless.push(index);
+                continue;
+            };
+            let node = self
+                .pool
+                .router()
+                .primary_of(slot)
+                .unwrap_or_else(|| format!("slot {slot}"));
+            let group = groups.entry(node).or_insert_with(|| NodeGroup {
+                slot,
+                read_only: true,
+                indices: Vec::new(),
+            });
+            group.read_only &= read_only;
+            group.indices.push(index);
+        }
+        let mut groups: Vec<NodeGroup> = groups.into_values().collect();
+        if !keyless.is_empty() {
+            match groups.first_mut() {
+                Some(first) => {
+                    first.read_only = false;
+                    first.indices.extend(keyless);
+                    first.indices.sort_unstable();
+                }
+                None => groups.push(NodeGroup {
+                    slot: 0,
+                    read_only: false,
+                    indices: keyless,
+                }),
+            }
+        }
+        groups
+    }
+
+    fn span(&self, name: SpanName<'_>, operation: impl fmt::Display) -> Span {
+        let trace = TraceName {
+            client: &self.name,
+            name,
+        };
+        tracing::info_span!(
+            parent: &self.parent,
+            "redis.command",
+            otel.name = %trace,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            db.system = "redis",
+            db.operation = %operation,
+            baseplate.client = %self.name,
+            db.redis.nodes = Empty,
+            error.message = Empty,
+        )
+    }
+}
+
+impl MonitoredClusterRedisConnection {
+    async fn run_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        let _slot = self.pool.slot().await?;
+        let shared = match &mut self.shared {
+            Some(shared) if !shared.is_broken() => shared,
+            cached => cached.insert(self.pool.shared().await?),
+        };
+        let result = shared.conn.req_packed_command(cmd).await;
+        shared.inspect(&result);
+        result
+    }
+}
+
+impl ConnectionLike for MonitoredClusterRedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let operation = command_name(cmd);
+            let span = self.span(SpanName::Command(operation), Upper(operation));
+            let result = self.run_command(cmd).instrument(span.clone()).await;
+            record(&span, &result);
+            if ran_on_server(&result) {
+                self.tracker.observe(cmd);
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move { self.run_pipeline(pipeline, offset, count, "pipeline").await })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+struct NodeGroup {
+    slot: u16,
+    read_only: bool,
+    indices: Vec<usize>,
+}
+
+impl NodeGroup {
+    fn route(&self) -> SingleNodeRoutingInfo {
+        // A group of reads may go to a replica (the router decides, as for single reads).
+        let addr = if self.read_only {
+            SlotAddr::ReplicaOptional
+        } else {
+            SlotAddr::Master
+        };
+        SingleNodeRoutingInfo::SpecificNode(Route::new(self.slot, addr))
+    }
+}
+
+/// Whether the command reached a server and was executed (a reply, even an error reply).
+fn ran_on_server<T>(result: &RedisResult<T>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(error) => matches!(error.kind(), ErrorKind::Server(_)),
+    }
+}
+
+/// Records the outcome on the span. redis-rs hands a command's error reply back as a value and
+/// turns it into an error only when converting it for the caller, so an error reply anywhere in
+/// the replies (a pipeline's, or inside a transaction's `EXEC` reply) marks the span failed too.
+fn record<R: Replies>(span: &Span, result: &RedisResult<R>) {
+    let error = match result {
+        Ok(replies) => match replies.first_error() {
+            None => {
+                span.record("otel.status_code", "OK");
+                return;
+            }
+            Some(error) => RedisError::from(error.clone()),
+        },
+        Err(error) => error.clone(),
+    };
+    span.record("otel.status_code", "ERROR");
+    span.record("error.message", tracing::field::display(&error));
+}
+
+/// One reply or a pipeline's replies.
+trait Replies {
+    fn first_error(&self) -> Option<&redis::ServerError>;
+}
+
+impl Replies for Value {
+    fn first_error(&self) -> Option<&redis::ServerError> {
+        match self {
+            Value::ServerError(error) => Some(error),
+            Value::Array(items) => items.iter().find_map(|item| match item {
+                Value::ServerError(error) => Some(error),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl Replies for Vec<Value> {
+    fn first_error(&self) -> Option<&redis::ServerError> {
+        self.iter().find_map(Replies::first_error)
+    }
+}
+
+/// The first argument of a command: its name.
+fn command_name(cmd: &Cmd) -> &[u8] {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => name,
+        _ => b"",
+    }
+}
+
+enum SpanName<'a> {
+    Command(&'a [u8]),
+    Label(&'a str),
+}
+
+/// `{client}.{COMMAND}`, baseplate's span name, formatted only when a subscriber wants it.
+struct TraceName<'a> {
+    client: &'a str,
+    name: SpanName<'a>,
+}
+
+impl fmt::Display for TraceName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name {
+            SpanName::Command(name) => write!(f, "{}.{}", self.client, Upper(name)),
+            SpanName::Label(label) => write!(f, "{}.{label}", self.client),
+        }
+    }
+}
+
+/// A command name upper-cased as baseplate names spans (`get` and `GET` are both `GET`).
+struct Upper<'a>(&'a [u8]);
+
+impl fmt::Display for Upper<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in String::from_utf8_lossy(self.0).chars() {
+            fmt::Write::write_char(f, c.to_ascii_uppercase())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_names_are_baseplates() {
+        let name = |n| {
+            TraceName {
+                client: "foo",
+                name: n,
+            }
+            .to_string()
+        };
+        assert_eq!(name(SpanName::Command(b"get")), "foo.GET");
+        assert_eq!(
+            name(SpanName::Command(b"ZRangeByScore")),
+            "foo.ZRANGEBYSCORE"
+        );
+        assert_eq!(name(SpanName::Label("pipeline_bar")), "foo.pipeline_bar");
+        assert_eq!(
+            name(SpanName::Command(b"\xff\xfeX")),
+            "foo.\u{fffd}\u{fffd}X"
+        );
+    }
+}

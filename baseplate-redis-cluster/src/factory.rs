@@ -1,0 +1,136 @@
+//! `ClusterRedisContextFactory`: hands each request a monitored connection bound to its span, and
+//! owns the client's hot-key tracker.
+
+use std::sync::{Arc, OnceLock};
+
+use baseplate_hotkeys::HotKeyTracker;
+use redis::aio::ConnectionLike;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use tokio::sync::OnceCell;
+use tracing::Span;
+
+use crate::connection::MonitoredClusterRedisConnection;
+use crate::pool::{ClusterPool, PoolStats};
+
+/// Makes a [`MonitoredClusterRedisConnection`] per request; what `configure_context` registers.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use baseplate_config::RawConfig;
+/// use baseplate_redis_cluster::ClusterRedisClient;
+/// use redis::AsyncCommands as _;
+///
+/// let config: RawConfig = [("foo.url", "redis://127.0.0.1:7000")].into_iter().collect();
+/// let factory = ClusterRedisClient::new().parse("foo", &config)?;
+/// let request = tracing::info_span!("request");
+/// let mut foo = factory.make_object_for_context("foo", &request);
+/// let () = foo.set("key", 1).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClusterRedisContextFactory {
+    name: Arc<str>,
+    pool: ClusterPool,
+    tracker: Arc<OnceLock<HotKeyTracker>>,
+}
+
+impl ClusterRedisContextFactory {
+    /// A factory for the client `name` over `pool`.
+    pub fn new(pool: ClusterPool, name: &str) -> Self {
+        Self {
+            name: name.into(),
+            pool,
+            tracker: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// A connection for one request: its commands are child spans of `span`, named
+    /// `{name}.{COMMAND}` (baseplate passes the context attribute's name here).
+    pub fn make_object_for_context(
+        &self,
+        name: &str,
+        span: &Span,
+    ) -> MonitoredClusterRedisConnection {
+        let name = if *name == *self.name {
+            Arc::clone(&self.name)
+        } else {
+            Arc::from(name)
+        };
+        MonitoredClusterRedisConnection::new(name, span.clone(), self.pool.clone(), self.tracker())
+    }
+
+    /// The pool's size, commands in flight, open connections and waiters.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &ClusterPool {
+        &self.pool
+    }
+
+    /// The client's hot-key tracker, started on first use (it needs the tokio runtime). It writes
+    /// through a connection of its own, so its commands take no caller's slot and are never
+    /// tracked themselves.
+    pub fn tracker(&self) -> HotKeyTracker {
+        self.tracker
+            .get_or_init(|| {
+                let options = self.pool.options().tracker.clone();
+                let enabled = options.reads_sample_rate > 0.0 || options.writes_sample_rate > 0.0;
+                if !enabled {
+                    return HotKeyTracker::disabled();
+                }
+                let conn = TrackerConnection {
+                    client: self.pool.client().clone(),
+                    conn: Arc::new(OnceCell::new()),
+                };
+                HotKeyTracker::start(conn, options).unwrap_or_else(|error| {
+                    tracing::warn!(client = %self.name, %error, "hot-key tracking is off");
+                    HotKeyTracker::disabled()
+                })
+            })
+            .clone()
+    }
+}
+
+/// The tracker's own cluster connection, opened on its first write.
+#[derive(Clone)]
+struct TrackerConnection {
+    client: ClusterClient,
+    conn: Arc<OnceCell<ClusterConnection>>,
+}
+
+impl TrackerConnection {
+    async fn get(&self) -> redis::RedisResult<ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
+    }
+}
+
+impl ConnectionLike for TrackerConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move { self.get().await?.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            self.get()
+                .await?
+                .req_packed_commands(pipeline, offset, count)
+                .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}

@@ -1,0 +1,330 @@
+//! The pool: mobc keeps the multiplexed redis-rs cluster connection alive (connect with a timeout,
+//! health-check without fan-out, replace when broken), and a FIFO semaphore of `max_connections`
+//! permits bounds the commands in flight.
+//!
+//! A redis-rs cluster connection multiplexes every command over one socket per node, so checking
+//! out a connection per command would only add sockets and waiting. Instead each command takes a
+//! permit (waiting in FIFO order, for at most the configured wait) and a cheap clone of the shared
+//! connection.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{RedisError, RedisResult};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::config::ClusterOptions;
+use crate::error::{ClusterConfigError, ConnectTimeout, PoolTimeout};
+use crate::routing::{Router, RouterFactory};
+
+/// Bound on opening a connection when no connect timeout is configured, so a black-holed seed
+/// cannot hang a caller forever (redis-rs can wait there indefinitely).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A snapshot of the pool: what `runtime.pool.size` and `runtime.pool.in_use` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// `max_connections`: how many commands may be in flight at once.
+    pub size: usize,
+    /// Commands in flight now.
+    pub in_use: usize,
+    /// Cluster connections open now (each multiplexes every command over one socket per node).
+    pub open_connections: usize,
+    /// Callers waiting for a slot now.
+    pub waiting: usize,
+}
+
+/// A pool of commands in flight over shared, multiplexed redis-rs cluster connections.
+///
+/// Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct ClusterPool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    name: String,
+    options: ClusterOptions,
+    client: ClusterClient,
+    router: Arc<Router>,
+    connections: mobc::Pool<ClusterManager>,
+    open: Arc<AtomicUsize>,
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    current: Mutex<Option<Current>>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+/// The connection commands use now, checked out of mobc for as long as it stays healthy.
+struct Current {
+    checkout: mobc::Connection<ClusterManager>,
+    shared: SharedConnection,
+}
+
+impl std::fmt::Debug for ClusterPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterPool")
+            .field("name", &self.inner.name)
+            .field("seeds", &self.inner.options.seeds)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl ClusterPool {
+    /// A pool for the client `name` with `options`. Nothing connects until the first command.
+    ///
+    /// # Errors
+    /// When redis-rs rejects the seed list (the message names `{name}.url`, never the URL).
+    pub fn new(
+        name: impl Into<String>,
+        options: ClusterOptions,
+    ) -> Result<Self, ClusterConfigError> {
+        let name = name.into();
+        let router = Router::new(options.read_from_replicas);
+        let mut builder = ClusterClientBuilder::new(options.seeds.iter().map(|s| s.expose()))
+            .read_routing_strategy(RouterFactory(Arc::clone(&router)));
+        if let Some(timeout) = options.connect_timeout {
+            builder = builder.connection_timeout(timeout);
+        }
+        if let Some(timeout) = options.response_timeout {
+            // Bound each attempt and the whole request, retries and redirections included.
+            builder = builder
+                .response_timeout(timeout)
+                .overall_response_timeout(Some(timeout));
+        }
+        let client = builder.build().map_err(|e| ClusterConfigError::Invalid {
+            key: format!("{name}.url"),
+            reason: format!("redis-rs rejected the seed list ({:?})", e.kind()),
+        })?;
+        let open = Arc::new(AtomicUsize::new(0));
+        let manager = ClusterManager {
+            client: client.clone(),
+            name: name.clone(),
+            connect_timeout: options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            open: Arc::clone(&open),
+        };
+        let connections = mobc::Pool::builder()
+            .max_open(4)
+            .max_idle(1)
+            .test_on_check_out(true)
+            .health_check_interval(Some(Duration::from_secs(5)))
+            .build(manager);
+        Ok(Self {
+            inner: Arc::new(PoolInner {
+                permits: Semaphore::new(options.max_connections),
+                name,
+                options,
+                client,
+                router,
+                connections,
+                open,
+                waiting: AtomicUsize::new(0),
+                current: Mutex::new(None),
+                refresh: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The client's name (its config prefix without the trailing dot).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The options the pool was built with.
+    pub fn options(&self) -> &ClusterOptions {
+        &self.inner.options
+    }
+
+    /// Size, commands in flight, open connections and waiters, read without blocking.
+    pub fn stats(&self) -> PoolStats {
+        let size = self.inner.options.max_connections;
+        PoolStats {
+            size,
+            in_use: size.saturating_sub(self.inner.permits.available_permits()),
+            open_connections: self.inner.open.load(Ordering::Relaxed),
+            waiting: self.inner.waiting.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A raw connection outside the pool's accounting, for the hot-key tracker: its writes must
+    /// neither take a caller's slot nor be observed as the caller's commands.
+    pub(crate) fn client(&self) -> &ClusterClient {
+        &self.inner.client
+    }
+
+    pub(crate) fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
+    /// Waits (FIFO, at most the configured wait) for one of the `max_connections` slots.
+    pub(crate) async fn slot(&self) -> RedisResult<SemaphorePermit<'_>> {
+        if let Ok(permit) = self.inner.permits.try_acquire() {
+            return Ok(permit);
+        }
+        let wait = self.inner.options.pool_wait;
+        let started = Instant::now();
+        self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+        let acquired = tokio::time::timeout(wait, self.inner.permits.acquire()).await;
+        self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
+        match acquired {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; treat it like running out of time all the same.
+            Ok(Err(_)) | Err(_) => Err(PoolTimeout {
+                client: self.inner.name.clone(),
+                max_connections: self.inner.options.max_connections,
+                waited: started.elapsed(),
+            }
+            .into()),
+        }
+    }
+
+    /// The connection commands share now, opened (through mobc) when there is none or it broke.
+    pub(crate) async fn shared(&self) -> RedisResult<SharedConnection> {
+        if let Some(found) = self.healthy_current() {
+            return Ok(found);
+        }
+        // One caller replaces a missing or broken connection; the others wait and share it.
+        let _refreshing = self.inner.refresh.lock().await;
+        if let Some(found) = self.healthy_current() {
+            return Ok(found);
+        }
+        let previous = self.take_current();
+        drop(previous);
+        let checkout = self
+            .inner
+            .connections
+            .get()
+            .await
+            .map_err(|e| self.mobc_error(e))?;
+        let shared = SharedConnection {
+            conn: checkout.conn.clone(),
+            broken: Arc::clone(&checkout.broken),
+        };
+        if let Ok(mut current) = self.inner.current.lock() {
+            *current = Some(Current {
+                checkout,
+                shared: shared.clone(),
+            });
+        }
+        Ok(shared)
+    }
+
+    fn healthy_current(&self) -> Option<SharedConnection> {
+        let current = self.inner.current.lock().ok()?;
+        let shared = &current.as_ref()?.shared;
+        (!shared.is_broken()).then(|| shared.clone())
+    }
+
+    fn take_current(&self) -> Option<mobc::Connection<ClusterManager>> {
+        let mut current = self.inner.current.lock().ok()?;
+        current.take().map(|c| c.checkout)
+    }
+
+    fn mobc_error(&self, error: mobc::Error<RedisError>) -> RedisError {
+        match error {
+            mobc::Error::Inner(e) => e,
+            mobc::Error::Timeout => ConnectTimeout {
+                client: self.inner.name.clone(),
+                after: self
+                    .inner
+                    .options
+                    .connect_timeout
+                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            }
+            .into(),
+            other => RedisError::from((
+                redis::ErrorKind::Client,
+                "connection pool failure",
+                other.to_string(),
+            )),
+        }
+    }
+}
+
+/// A clone of the shared cluster connection (cheap: a channel sender) and the flag that retires it.
+#[derive(Clone)]
+pub(crate) struct SharedConnection {
+    pub(crate) conn: ClusterConnection,
+    broken: Arc<AtomicBool>,
+}
+
+impl SharedConnection {
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+
+    /// Marks the connection for replacement when `result` shows it can no longer work.
+    pub(crate) fn inspect<T>(&self, result: &RedisResult<T>) {
+        if let Err(error) = result
+            && error.is_connection_dropped()
+        {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What mobc pools: a cluster connection plus the flag commands raise when it breaks.
+pub(crate) struct Managed {
+    conn: ClusterConnection,
+    broken: Arc<AtomicBool>,
+    _open: OpenGuard,
+}
+
+/// Counts open connections for [`PoolStats::open_connections`] without asking mobc (whose
+/// `state()` is async).
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct ClusterManager {
+    client: ClusterClient,
+    name: String,
+    connect_timeout: Duration,
+    open: Arc<AtomicUsize>,
+}
+
+#[mobc::async_trait]
+impl mobc::Manager for ClusterManager {
+    type Connection = Managed;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Managed, RedisError> {
+        let conn = tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
+            .await
+            .map_err(|_| ConnectTimeout {
+                client: self.name.clone(),
+                after: self.connect_timeout,
+            })??;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok(Managed {
+            conn,
+            broken: Arc::new(AtomicBool::new(false)),
+            _open: OpenGuard(Arc::clone(&self.open)),
+        })
+    }
+
+    async fn check(&self, mut managed: Managed) -> Result<Managed, RedisError> {
+        // A plain PING through a cluster connection goes to every primary; one random node is
+        // enough to know the connection's machinery works.
+        let ping = redis::cmd("PING");
+        managed
+            .conn
+            .route_command(ping, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await?;
+        Ok(managed)
+    }
+
+    fn validate(&self, managed: &mut Managed) -> bool {
+        !managed.broken.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,227 @@
+//! Routing: baseplate's replica reads (a random node among a slot's primary and replicas), and the
+//! cluster topology that lets a pipeline be split into one sub-pipeline per node.
+
+use std::sync::{Arc, RwLock};
+
+use baseplate_hotkeys::KeyPositions;
+use rand::RngExt as _;
+use redis::Cmd;
+use redis::cluster::NodeAddress;
+use redis::cluster_read_routing::{
+    ClusterTopology, ReadCandidates, ReadRoutingStrategy, ReadRoutingStrategyFactory,
+};
+
+/// The number of hash slots in a Redis Cluster.
+const SLOTS: u16 = 16_384;
+
+/// Shared by every connection of one pool: how reads are routed, and the latest topology seen.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    read_from_replicas: bool,
+    topology: RwLock<Option<ClusterTopology>>,
+}
+
+impl Router {
+    pub(crate) fn new(read_from_replicas: bool) -> Arc<Self> {
+        Arc::new(Self {
+            read_from_replicas,
+            topology: RwLock::new(None),
+        })
+    }
+
+    /// The primary serving `slot` as `host:port`, if the topology is known yet.
+    pub(crate) fn primary_of(&self, slot: u16) -> Option<String> {
+        let topology = self.topology.read().ok()?;
+        let shard = topology.as_ref()?.shard_for_slot(slot)?;
+        Some(shard.primary().to_string())
+    }
+}
+
+/// The factory redis-rs asks for a strategy per connection; all of them share the pool's [`Router`].
+#[derive(Debug, Clone)]
+pub(crate) struct RouterFactory(pub(crate) Arc<Router>);
+
+impl ReadRoutingStrategyFactory for RouterFactory {
+    fn create_strategy(&self) -> Box<dyn ReadRoutingStrategy> {
+        Box::new(self.clone())
+    }
+}
+
+impl ReadRoutingStrategy for RouterFactory {
+    fn on_topology_changed(&self, topology: ClusterTopology) {
+        if let Ok(mut current) = self.0.topology.write() {
+            *current = Some(topology);
+        }
+    }
+
+    fn route_read<'a>(&self, candidates: &ReadCandidates<'a>) -> &'a NodeAddress {
+        match candidates {
+            // baseplate.py's `random.choice(self.nodes.slots[slot])`: the primary is a candidate too.
+            ReadCandidates::AnyNode(c) if self.0.read_from_replicas => {
+                let replicas = c.replicas();
+                let pick = rand::rng().random_range(0..=replicas.len().get());
+                replicas.get(pick).unwrap_or(c.primary())
+            }
+            ReadCandidates::AnyNode(c) => c.primary(),
+            // Only commands that demand a replica get here; honour that.
+            ReadCandidates::ReplicasOnly(c) => c.replicas().choose_random(),
+        }
+    }
+}
+
+/// Where a command that addresses one slot goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CmdRoute {
+    /// The hash slot of the command's first key.
+    pub(crate) slot: u16,
+    /// Whether the command only reads, so a replica may serve it.
+    pub(crate) read_only: bool,
+}
+
+/// The route of a command by its first key; `None` for keyless commands.
+///
+/// redis-rs keeps its routing tables private, so pipelines are split with these rules, Redis's
+/// key specifications for the commands that do not take their first key first:
+/// `EVAL`-like and `FCALL`-like commands (the first of `numkeys` keys), `XREAD`/`XREADGROUP` (the
+/// first key after `STREAMS`), `OBJECT`/`MEMORY USAGE`/`XINFO`/`XGROUP` and `BITOP` (the second
+/// argument), the `numkeys`-first family (`ZUNION`, `ZINTER`, `ZDIFF`, `SINTERCARD`, `ZINTERCARD`,
+/// `LMPOP`, `ZMPOP`, and after a timeout `BLMPOP`, `BZMPOP`), and server commands with no key.
+/// A misplaced command is still safe: the node answers `MOVED` and the caller sees that error.
+pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
+    let args: Vec<&[u8]> = cmd
+        .args_iter()
+        .map(|arg| match arg {
+            redis::Arg::Simple(bytes) => bytes,
+            // A SCAN cursor is never a key.
+            _ => b"0",
+        })
+        .collect();
+    let key = first_key(&args)?;
+    // A command the hot-key table lists as reading keys and writing none is a read; anything
+    // else, known or not, goes to the primary.
+    let read_only = baseplate_hotkeys::command_spec(args[0]).is_some_and(|spec| {
+        spec.writes() == KeyPositions::None && spec.reads() != KeyPositions::None
+    });
+    Some(CmdRoute {
+        slot: slot_for_key(key),
+        read_only,
+    })
+}
+
+/// The slot of a command's first key.
+pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {
+    route_of(cmd).map(|route| route.slot)
+}
+
+/// Redis Cluster's key slot: CRC16 (XMODEM) of the key, or of its `{hash tag}`, modulo 16384.
+pub(crate) fn slot_for_key(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16::State::<crc16::XMODEM>::calculate(hashed) % SLOTS
+}
+
+fn first_key<'a>(args: &[&'a [u8]]) -> Option<&'a [u8]> {
+    let name = args.first()?.to_ascii_uppercase();
+    let at = |i: usize| args.get(i).copied();
+    let numkeys_then_key = |numkeys_at: usize| {
+        let n: usize = std::str::from_utf8(at(numkeys_at)?).ok()?.parse().ok()?;
+        if n > 0 { at(numkeys_at + 1) } else { None }
+    };
+    match name.as_slice() {
+        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
+            numkeys_then_key(2)
+        }
+        b"ZUNION" | b"ZINTER" | b"ZDIFF" | b"SINTERCARD" | b"ZINTERCARD" | b"LMPOP" | b"ZMPOP" => {
+            numkeys_then_key(1)
+        }
+        b"BLMPOP" | b"BZMPOP" => numkeys_then_key(2),
+        b"XREAD" | b"XREADGROUP" => {
+            let streams = args
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
+            at(streams + 1)
+        }
+        b"OBJECT" | b"MEMORY" | b"XINFO" | b"XGROUP" | b"BITOP" => at(2),
+        b"PING" | b"ECHO" | b"INFO" | b"TIME" | b"DBSIZE" | b"FLUSHALL" | b"FLUSHDB" | b"KEYS"
+        | b"SCAN" | b"RANDOMKEY" | b"SCRIPT" | b"FUNCTION" | b"CONFIG" | b"CLIENT" | b"CLUSTER"
+        | b"COMMAND" | b"MULTI" | b"EXEC" | b"DISCARD" | b"WAIT" | b"PUBLISH" | b"SPUBLISH"
+        | b"READONLY" | b"READWRITE" | b"LASTSAVE" | b"ROLE" | b"DEBUG" | b"SLOWLOG"
+        | b"LATENCY" | b"ACL" | b"AUTH" | b"HELLO" | b"SELECT" | b"SWAPDB" | b"SHUTDOWN"
+        | b"MONITOR" | b"SUBSCRIBE" | b"PSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
+        | b"SAVE" | b"BGSAVE" | b"BGREWRITEAOF" | b"MIGRATE" | b"UNWATCH" | b"QUIT" | b"RESET"
+        | b"LOLWUT" | b"MODULE" | b"REPLICAOF" | b"SLAVEOF" | b"SYNC" | b"PSYNC" => None,
+        _ => at(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis_cluster_keyslot() {
+        // Values from `CLUSTER KEYSLOT` on Redis 7.
+        let cases = [
+            ("foo", 12182),
+            ("bar", 5061),
+            ("{user1000}.following", 3443),
+            ("{user1000}.followers", 3443),
+            ("foo{}{bar}", 8363),
+            ("", 0),
+        ];
+        for (key, slot) in cases {
+            assert_eq!(slot_for_key(key.as_bytes()), slot, "{key}");
+        }
+    }
+
+    #[test]
+    fn commands_route_by_their_first_key() {
+        let route = |cmd: &Cmd| route_of(cmd);
+        let foo = slot_for_key(b"foo");
+        assert_eq!(
+            route(redis::cmd("GET").arg("foo")),
+            Some(CmdRoute {
+                slot: foo,
+                read_only: true
+            })
+        );
+        assert_eq!(
+            route(redis::cmd("incr").arg("foo")),
+            Some(CmdRoute {
+                slot: foo,
+                read_only: false
+            })
+        );
+        assert_eq!(
+            slot_of(redis::cmd("EVAL").arg("return 1").arg(1).arg("foo")),
+            Some(foo)
+        );
+        assert_eq!(slot_of(redis::cmd("EVAL").arg("return 1").arg(0)), None);
+        assert_eq!(
+            slot_of(
+                redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(2)
+                    .arg("STREAMS")
+                    .arg("foo")
+                    .arg(0)
+            ),
+            Some(foo)
+        );
+        assert_eq!(
+            slot_of(redis::cmd("OBJECT").arg("ENCODING").arg("foo")),
+            Some(foo)
+        );
+        assert_eq!(slot_of(redis::cmd("ZUNION").arg(1).arg("foo")), Some(foo));
+        assert_eq!(slot_of(&redis::cmd("PING")), None);
+        assert_eq!(slot_of(&redis::cmd("GET")), None);
+        assert_eq!(slot_of(redis::cmd("EVAL").arg("x").arg("lots")), None);
+    }
+}

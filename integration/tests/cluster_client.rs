@@ -1,0 +1,395 @@
+//! The monitored cluster client against the real cluster: spans, every kind of command across all
+//! slots, cross-slot pipelines, transactions, the pool's limits and timeouts, and secrets.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use baseplate_config::RawConfig;
+use baseplate_redis_cluster::{
+    ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection, PoolTimeout,
+};
+use integration::spans::SpanRecorder;
+use integration::{cluster, hold_in_flight, unique_prefix};
+use redis::AsyncCommands as _;
+
+fn config(extra: &[(&str, &str)]) -> RawConfig {
+    let mut config: RawConfig = extra.iter().copied().collect();
+    if config.get("foo.url").is_none() {
+        config.insert("foo.url", cluster().url());
+    }
+    config
+}
+
+fn factory(extra: &[(&str, &str)]) -> ClusterRedisContextFactory {
+    ClusterRedisClient::new()
+        .parse("foo", &config(extra))
+        .expect("a valid config")
+}
+
+fn connection(extra: &[(&str, &str)]) -> MonitoredClusterRedisConnection {
+    factory(extra).make_object_for_context("foo", &tracing::Span::none())
+}
+
+/// Polls `condition` every few milliseconds for up to five seconds.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_command_is_a_child_span_named_after_the_client_and_command() {
+    let recorder = SpanRecorder::install();
+    let prefix = unique_prefix("spans");
+    let factory = factory(&[]);
+    let request = tracing::info_span!("request");
+    let mut foo = factory.make_object_for_context("foo", &request);
+
+    let () = foo.set(format!("{prefix}a"), 1).await.unwrap();
+    let _: i64 = foo.get(format!("{prefix}a")).await.unwrap();
+    let error = redis::cmd("NOSUCHCOMMAND")
+        .arg("x")
+        .query_async::<()>(&mut foo)
+        .await
+        .unwrap_err();
+    let mut bar = foo.pipeline("bar");
+    bar.incr(format!("{prefix}a"), 1)
+        .incr(format!("{prefix}b"), 1);
+    let _: (i64, i64) = bar.query_async().await.unwrap();
+    let mut tx = foo.transaction("tx");
+    tx.incr(format!("{prefix}{{t}}c"), 1);
+    let _: (i64,) = tx.query_async().await.unwrap();
+    drop(request);
+
+    let spans: Vec<_> = recorder
+        .closed()
+        .into_iter()
+        .filter(|s| s.name == "redis.command")
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s.display_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "foo.SET",
+            "foo.GET",
+            "foo.NOSUCHCOMMAND",
+            "foo.pipeline_bar",
+            "foo.transaction_tx"
+        ]
+    );
+    for span in &spans {
+        assert_eq!(span.parent.as_deref(), Some("request"), "{span:?}");
+        assert_eq!(span.field("db.system"), Some("redis"));
+        assert_eq!(span.field("otel.kind"), Some("client"));
+        assert_eq!(span.field("baseplate.client"), Some("foo"));
+    }
+    assert_eq!(spans[1].field("db.operation"), Some("GET"));
+    assert_eq!(spans[3].field("db.operation"), Some("PIPELINE"));
+    assert_eq!(spans[4].field("db.operation"), Some("MULTI"));
+    let statuses: Vec<_> = spans.iter().map(|s| s.field("otel.status_code")).collect();
+    assert_eq!(
+        statuses,
+        [
+            Some("OK"),
+            Some("OK"),
+            Some("ERROR"),
+            Some("OK"),
+            Some("OK")
+        ]
+    );
+    // The error is recorded on its span and returned unchanged.
+    assert_eq!(
+        spans[2].field("error.message"),
+        Some(error.to_string().as_str())
+    );
+    assert!(error.to_string().contains("unknown command"), "{error}");
+    cluster()
+        .delete(&[
+            format!("{prefix}a"),
+            format!("{prefix}b"),
+            format!("{prefix}{{t}}c"),
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn every_kind_of_command_round_trips_across_all_slots() {
+    let prefix = unique_prefix("kinds");
+    let mut foo = connection(&[]);
+    let keys: Vec<String> = (0..48).map(|i| format!("{prefix}{i}")).collect();
+    assert_eq!(
+        cluster().primaries_covering(&keys).await,
+        cluster().primaries()
+    );
+
+    for (i, key) in keys.iter().enumerate() {
+        let i = i as i64;
+        match i % 6 {
+            0 => {
+                let () = foo.set(key, i).await.unwrap();
+                let n: i64 = foo.incr(key, 10).await.unwrap();
+                assert_eq!(n, i + 10);
+                let s: String = foo.get(key).await.unwrap();
+                assert_eq!(s, (i + 10).to_string());
+            }
+            1 => {
+                let () = foo
+                    .hset_multiple(key, &[("a", i), ("b", i + 1)])
+                    .await
+                    .unwrap();
+                let h: Vec<(String, i64)> = foo.hgetall(key).await.unwrap();
+                let mut h = h;
+                h.sort();
+                assert_eq!(h, [("a".to_owned(), i), ("b".to_owned(), i + 1)]);
+            }
+            2 => {
+                let _: i64 = foo.rpush(key, &[i, i + 1, i + 2]).await.unwrap();
+                let l: Vec<i64> = foo.lrange(key, 0, -1).await.unwrap();
+                assert_eq!(l, [i, i + 1, i + 2]);
+            }
+            3 => {
+                let _: i64 = foo.sadd(key, &[i, i + 1]).await.unwrap();
+                let mut s: Vec<i64> = foo.smembers(key).await.unwrap();
+                s.sort();
+                assert_eq!(s, [i, i + 1]);
+            }
+            4 => {
+                let _: i64 = foo
+                    .zadd_multiple(key, &[(2.5, "b"), (1.0, "a")])
+                    .await
+                    .unwrap();
+                let z: Vec<(String, f64)> = foo.zrange_withscores(key, 0, -1).await.unwrap();
+                assert_eq!(z, [("a".to_owned(), 1.0), ("b".to_owned(), 2.5)]);
+            }
+            _ => {
+                let () = foo.set_ex(key, b"\x00\xffbinary", 100).await.unwrap();
+                let v: Vec<u8> = foo.get(key).await.unwrap();
+                assert_eq!(v, b"\x00\xffbinary");
+                let ttl: i64 = foo.ttl(key).await.unwrap();
+                assert!((1..=100).contains(&ttl), "ttl {ttl}");
+            }
+        }
+    }
+    for key in &keys {
+        let deleted: i64 = foo.del(key).await.unwrap();
+        assert_eq!(deleted, 1, "{key}");
+        let exists: bool = foo.exists(key).await.unwrap();
+        assert!(!exists);
+    }
+}
+
+#[tokio::test]
+async fn a_cross_slot_pipeline_of_100_commands_returns_results_in_order() {
+    let recorder = SpanRecorder::install();
+    let prefix = unique_prefix("pipe");
+    let mut foo = connection(&[]);
+    let keys: Vec<String> = (0..100).map(|i| format!("{prefix}{i}")).collect();
+    assert_eq!(
+        cluster().primaries_covering(&keys).await,
+        cluster().primaries()
+    );
+
+    let mut set = foo.pipeline("fill");
+    for (i, key) in keys.iter().enumerate() {
+        set.set(key, i).ignore();
+    }
+    let () = set.query_async().await.unwrap();
+
+    let mut get = foo.pipeline("read");
+    for key in &keys {
+        get.get(key);
+    }
+    let values: Vec<usize> = get.query_async().await.unwrap();
+    assert_eq!(values, (0..100).collect::<Vec<_>>());
+    // One sub-pipeline per primary, not one per slot or per command.
+    let read = recorder
+        .closed()
+        .into_iter()
+        .find(|s| s.display_name() == "foo.pipeline_read")
+        .unwrap();
+    assert_eq!(
+        read.field("db.redis.nodes"),
+        Some(cluster().primaries().to_string().as_str())
+    );
+
+    // Mixed reads and writes, and a keyless command, interleaved over every node.
+    let mut mixed = redis::pipe();
+    for (i, key) in keys.iter().enumerate().take(30) {
+        if i % 2 == 0 {
+            mixed.incr(key, 1000);
+        } else {
+            mixed.get(key);
+        }
+        if i == 15 {
+            mixed.cmd("PING");
+        }
+    }
+    let replies: Vec<redis::Value> = mixed.query_async(&mut foo).await.unwrap();
+    assert_eq!(replies.len(), 31);
+    let mut expected = Vec::new();
+    for i in 0..30i64 {
+        if i % 2 == 0 {
+            expected.push(redis::Value::Int(i + 1000));
+        } else {
+            expected.push(redis::Value::BulkString(i.to_string().into_bytes()));
+        }
+        if i == 15 {
+            expected.push(redis::Value::SimpleString("PONG".into()));
+        }
+    }
+    assert_eq!(replies, expected);
+    cluster().delete(&keys).await;
+}
+
+#[tokio::test]
+async fn a_transaction_runs_in_one_slot_and_a_cross_slot_one_is_refused() {
+    let prefix = unique_prefix("tx");
+    let mut foo = connection(&[]);
+    let a = format!("{prefix}{{same}}a");
+    let b = format!("{prefix}{{same}}b");
+
+    let mut pair = foo.transaction("pair");
+    pair.incr(&a, 1).incr(&b, 2);
+    let (x, y): (i64, i64) = pair.query_async().await.unwrap();
+    assert_eq!((x, y), (1, 2));
+
+    let other = format!("{prefix}other");
+    let mut split = foo.transaction("split");
+    split.incr(&a, 1).incr(&other, 1);
+    let error = split.query_async::<()>().await.unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "redis cluster client \"foo\": transaction \"split\" touches more than one slot"
+        ),
+        "{error}"
+    );
+    // Nothing of the refused transaction was sent.
+    let a_now: i64 = foo.get(&a).await.unwrap();
+    assert_eq!(a_now, 1);
+    let other_exists: bool = foo.exists(&other).await.unwrap();
+    assert!(!other_exists);
+    cluster().delete(&[a, b]).await;
+}
+
+#[tokio::test]
+async fn excess_callers_wait_for_a_slot_then_fail_with_the_pool_error() {
+    let prefix = unique_prefix("exhaust");
+    let foo = connection(&[
+        ("foo.max_connections", "2"),
+        ("foo.timeout", "300 milliseconds"),
+        ("foo.socket_timeout", "5 seconds"),
+        ("foo.socket_connect_timeout", "5 seconds"),
+    ]);
+    // Warm the connection up so the measured wait is only the wait for a slot.
+    let _: Option<String> = foo.clone().get(format!("{prefix}warm")).await.unwrap();
+
+    // Two slow commands hold both slots for a second (BLPOP blocks only its own caller's key).
+    let holders = hold_in_flight(&foo, &prefix, 2);
+    eventually("both slots in use", || foo.pool_stats().in_use == 2).await;
+
+    let started = Instant::now();
+    let mut waiter = foo.clone();
+    let waiting = tokio::spawn(async move {
+        let result: redis::RedisResult<Option<String>> = waiter.get("any").await;
+        (result, started.elapsed())
+    });
+    eventually("a waiter", || foo.pool_stats().waiting == 1).await;
+    let (result, waited) = waiting.await.unwrap();
+
+    let error = result.unwrap_err();
+    let timeout = PoolTimeout::find(&error).expect("a pool timeout");
+    assert_eq!(timeout.client, "foo");
+    assert_eq!(timeout.max_connections, 2);
+    assert!(error.is_timeout());
+    assert!(
+        error.to_string().contains(
+            "redis cluster client \"foo\": all 2 slots (max_connections) stayed busy for"
+        ),
+        "{error}"
+    );
+    assert!(
+        waited >= Duration::from_millis(290) && waited < Duration::from_millis(900),
+        "waited {waited:?}"
+    );
+
+    for holder in holders {
+        holder.await.unwrap().unwrap();
+    }
+    let stats = foo.pool_stats();
+    assert_eq!((stats.in_use, stats.waiting, stats.size), (0, 0, 2));
+    assert_eq!(stats.open_connections, 1);
+}
+
+#[tokio::test]
+async fn a_response_timeout_fires_within_the_timeout() {
+    let prefix = unique_prefix("slow");
+    let mut foo = connection(&[("foo.timeout", "500 milliseconds")]);
+    let _: Option<String> = foo.get(format!("{prefix}warm")).await.unwrap();
+
+    let started = Instant::now();
+    let error = foo
+        .blpop::<_, Option<(String, String)>>(format!("{prefix}empty"), 1.0)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(error.is_timeout(), "{error}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(1_200),
+        "took {took:?}"
+    );
+    // The client recovers by itself once the node answers again (the abandoned BLPOP ends after
+    // a second and holds its node's socket until then).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while foo
+        .set::<_, _, ()>(format!("{prefix}after"), 1)
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the client did not recover");
+    }
+    cluster().delete(&[format!("{prefix}after")]).await;
+}
+
+#[tokio::test]
+async fn a_password_never_shows_in_errors_or_debug_output() {
+    let url = cluster()
+        .url()
+        .replace("redis://", "redis://someone:hunter2-secret@");
+    let factory = factory(&[("foo.url", &url), ("foo.timeout", "2 seconds")]);
+    let mut foo = factory.make_object_for_context("foo", &tracing::Span::none());
+    let error = foo.get::<_, Option<String>>("k").await.unwrap_err();
+    let shown = format!("{error} {error:?} {factory:?} {foo:?}");
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(shown.contains("127.0.0.1"), "{shown}");
+
+    let bad = ClusterRedisClient::new()
+        .parse(
+            "foo",
+            &config(&[("foo.url", "redis://someone:hunter2-secret@127.0.0.1:1/4")]),
+        )
+        .unwrap_err();
+    assert_eq!(
+        bad.to_string(),
+        "foo.url: database \"4\" requested, but Redis Cluster only has database 0"
+    );
+}
+
+#[tokio::test]
+async fn config_errors_name_the_key() {
+    let error = ClusterRedisClient::new()
+        .parse("foo", &config(&[("foo.timeout", "3 secnds")]))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "foo.timeout: invalid timespan \"3 secnds\": unknown unit \"secnd\""
+    );
+    let error = ClusterRedisClient::new()
+        .parse("foo", &config(&[("foo.max_conections", "5")]))
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "foo.max_conections: unknown key; did you mean foo.max_connections?"
+    );
+}

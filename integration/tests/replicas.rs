@@ -1,0 +1,80 @@
+//! `read_from_replicas`: with it, reads are spread over each slot's primary and replicas (as
+//! baseplate.py does); without it, replicas serve nothing. Its own test binary, so no other test's
+//! reads disturb the replicas' command counters.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use baseplate_config::RawConfig;
+use baseplate_redis_cluster::ClusterRedisClient;
+use integration::{cluster, info_field, unique_prefix};
+use redis::AsyncCommands as _;
+
+/// Total `GET` calls served by the replicas, from each node's `INFO commandstats`.
+async fn gets_served_by_replicas() -> u64 {
+    let mut total = 0;
+    for node in cluster().nodes().await.iter().filter(|n| !n.primary) {
+        let mut conn = cluster().node_connection(&node.addr).await;
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        total += info_field(&stats, "cmdstat_get")
+            .and_then(|v| v.strip_prefix("calls="))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    total
+}
+
+async fn read_keys(read_from_replicas: &str, keys: &[String]) {
+    let config: RawConfig = [
+        ("foo.url", cluster().url()),
+        ("foo.read_from_replicas", read_from_replicas),
+    ]
+    .into_iter()
+    .collect();
+    let factory = ClusterRedisClient::new().parse("foo", &config).unwrap();
+    let mut foo = factory.make_object_for_context("foo", &tracing::Span::none());
+    for key in keys {
+        // A replica may lag the write by a moment; a read it serves early finds nothing.
+        let mut tries = 0;
+        loop {
+            let value: Option<i64> = foo.get(key).await.unwrap();
+            if value == Some(7) {
+                break;
+            }
+            tries += 1;
+            assert!(tries < 100, "{key} never read back");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn replicas_serve_reads_only_when_read_from_replicas_is_true() {
+    assert!(cluster().replicas_per_primary() > 0, "needs replicas");
+    let prefix = unique_prefix("replicas");
+    let keys: Vec<String> = (0..300).map(|i| format!("{prefix}{i}")).collect();
+    let mut conn = cluster().connection().await;
+    for key in &keys {
+        let () = conn.set(key, 7).await.unwrap();
+    }
+
+    let before = gets_served_by_replicas().await;
+    read_keys("false", &keys).await;
+    let after_primaries_only = gets_served_by_replicas().await;
+    assert_eq!(after_primaries_only, before, "replicas served reads");
+
+    read_keys("true", &keys).await;
+    let served = gets_served_by_replicas().await - after_primaries_only;
+    // With one replica per primary, a read picks the primary or the replica at random: about
+    // half of 300 (a lagging replica's early misses add a few). Far from both 0 (no replica
+    // reads) and 300-plus (replicas only).
+    assert!(
+        (60..=250).contains(&served),
+        "replicas served {served} reads for 300 keys"
+    );
+
+    cluster().delete(&keys).await;
+}
