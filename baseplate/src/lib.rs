@@ -2,3 +2,38 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+mod cluster;
+mod context;
+mod error;
+mod observer;
+mod service;
+
+pub use context::{ContextFactory, ContextParser, ParseError, RequestContext};
+pub use error::{BaseplateError, ContextError};
+pub use observer::{MetricsLayer, SERVER_SPAN};
+pub use service::{Baseplate, record_failure};
+
+#[doc(inline)]
+pub use baseplate_config::{ConfigError, RawConfig};
+#[doc(inline)]
+pub use baseplate_hotkeys::{HotKeyTracker, TrackKeyMode};
+#[doc(inline)]
+pub use baseplate_redis_cluster::{
+    ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection,
+    MonitoredPipeline, PoolStats, PoolTimeout,
+};
+#[doc(inline)]
+pub use baseplate_runtime_metrics::{MetricsClient, TaggedBatch};
+
+/// The leaf crates, for what the facade does not re-export by name.
+pub mod crates {
+    #[doc(inline)]
+    pub use baseplate_config as config;
+    #[doc(inline)]
+    pub use baseplate_hotkeys as hotkeys;
+    #[doc(inline)]
+    pub use baseplate_redis_cluster as redis_cluster;
+    #[doc(inline)]
+    pub use baseplate_runtime_metrics as runtime_metrics;
+}

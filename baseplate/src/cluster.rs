@@ -1,0 +1,59 @@
+//! The glue for the Redis Cluster client: its parser and factory as the facade's context traits,
+//! and its pool as runtime metrics.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use baseplate_config::RawConfig;
+use baseplate_redis_cluster::{
+    ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection,
+};
+use baseplate_runtime_metrics::TaggedBatch;
+use tracing::Span;
+
+use crate::context::{ContextFactory, ContextParser, ParseError, RequestContext};
+use crate::error::ContextError;
+
+impl ContextParser for ClusterRedisClient {
+    type Factory = ClusterRedisContextFactory;
+
+    fn parse(&self, key_path: &str, raw_config: &RawConfig) -> Result<Self::Factory, ParseError> {
+        Ok(ClusterRedisClient::parse(self, key_path, raw_config)?)
+    }
+}
+
+impl ContextFactory for ClusterRedisContextFactory {
+    type Object = MonitoredClusterRedisConnection;
+
+    fn make_object_for_context(&self, name: &str, span: &Span) -> MonitoredClusterRedisConnection {
+        ClusterRedisContextFactory::make_object_for_context(self, name, span)
+    }
+
+    /// `pool.size` (max_connections), `pool.in_use` (commands in flight), `pool.open_connections`
+    /// and `pool.waiting`.
+    fn report_runtime_metrics(&self, batch: &mut TaggedBatch<'_>) {
+        let stats = self.pool_stats();
+        batch.gauge("pool.size", stats.size as f64);
+        batch.gauge("pool.in_use", stats.in_use as f64);
+        batch.gauge("pool.open_connections", stats.open_connections as f64);
+        batch.gauge("pool.waiting", stats.waiting as f64);
+    }
+
+    fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move { self.tracker().shutdown().await })
+    }
+}
+
+impl RequestContext {
+    /// The Redis Cluster client registered as `name`; the same as
+    /// `ctx.get::<MonitoredClusterRedisConnection>(name)`.
+    ///
+    /// # Errors
+    /// As [`RequestContext::get`].
+    pub fn redis_cluster(
+        &self,
+        name: &str,
+    ) -> Result<MonitoredClusterRedisConnection, ContextError> {
+        self.get(name)
+    }
+}

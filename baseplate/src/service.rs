@@ -1,0 +1,267 @@
+//! `Baseplate`: the service's configuration, its clients, its observers and its request contexts.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use baseplate_config::{Endpoint, Percent, RawConfig};
+use baseplate_runtime_metrics::{
+    MetricsClient, ReporterHandle, ReporterOptions, RuntimeMetricsReporter,
+};
+use serde::Deserialize;
+use tracing::{Instrument as _, Span};
+use tracing_subscriber::layer::SubscriberExt as _;
+
+use crate::context::{AnyFactory, ContextParser, FactorySource, Registry, RequestContext};
+use crate::error::BaseplateError;
+use crate::observer::{MetricsLayer, SERVER_SPAN};
+
+/// A service's baseplate: parse clients from the app config, observe requests, make contexts.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// use baseplate::{Baseplate, ClusterRedisClient, MonitoredClusterRedisConnection, RawConfig};
+/// use redis::AsyncCommands as _;
+///
+/// let config = RawConfig::from_ini_file("example.ini")?;
+/// let mut baseplate = Baseplate::new(config);
+/// baseplate.configure_observers()?;
+/// baseplate.configure_context("foo", ClusterRedisClient::new())?;
+///
+/// // Per request:
+/// let greeting = baseplate
+///     .server_context("hello", |ctx| async move {
+///         let mut foo: MonitoredClusterRedisConnection = ctx.get("foo")?;
+///         let greeting: Option<String> = foo.get("greeting").await?;
+///         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(greeting)
+///     })
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct Baseplate {
+    app_config: RawConfig,
+    registry: Arc<Registry>,
+    metrics: Option<Metrics>,
+    reporter_interval: Option<std::time::Duration>,
+}
+
+struct Metrics {
+    client: MetricsClient,
+    sample_rate: f64,
+    reporter: RuntimeMetricsReporter,
+    handle: Mutex<Option<ReporterHandle>>,
+}
+
+impl std::fmt::Debug for Baseplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Baseplate")
+            .field("clients", &self.registry.keys().collect::<Vec<_>>())
+            .field(
+                "metrics",
+                &self.metrics.as_ref().map(|m| m.client.namespace()),
+            )
+            .finish()
+    }
+}
+
+/// `metrics.*`, as baseplate.py reads it.
+#[derive(Deserialize)]
+struct MetricsConfig {
+    #[serde(default)]
+    namespace: Option<String>,
+    endpoint: Option<Endpoint>,
+    #[serde(rename = "swallow_network_errors")]
+    _swallow_network_errors: Option<bool>,
+}
+
+/// `metrics_observer.*`.
+#[derive(Deserialize)]
+struct ObserverConfig {
+    sample_rate: Option<Percent>,
+}
+
+impl Baseplate {
+    /// A baseplate over the service's app config (the `[app:main]` keys).
+    pub fn new(app_config: RawConfig) -> Self {
+        Self {
+            app_config,
+            registry: Arc::new(Registry::new()),
+            metrics: None,
+            reporter_interval: None,
+        }
+    }
+
+    /// The app config.
+    pub fn app_config(&self) -> &RawConfig {
+        &self.app_config
+    }
+
+    /// Reports runtime metrics every `interval` instead of every 10 seconds (for tests); call
+    /// before [`configure_observers`](Self::configure_observers).
+    pub fn with_runtime_metrics_interval(mut self, interval: std::time::Duration) -> Self {
+        self.reporter_interval = Some(interval);
+        self
+    }
+
+    /// Reads `metrics.endpoint` (`host:port`; without it metrics are discarded),
+    /// `metrics.namespace` and `metrics_observer.sample_rate` (a percentage, 100% by default),
+    /// then installs the request-metrics layer as the global `tracing` subscriber unless the
+    /// service already set one (it then adds [`metrics_layer`](Self::metrics_layer) to its own),
+    /// and starts the runtime-metrics reporter when called on a tokio runtime (otherwise the
+    /// first request context starts it).
+    ///
+    /// # Errors
+    /// A config error naming the key, or an endpoint that does not resolve.
+    pub fn configure_observers(&mut self) -> Result<(), BaseplateError> {
+        let metrics: MetricsConfig = self.app_config.parse("metrics.")?;
+        let observer: ObserverConfig = self.app_config.parse("metrics_observer.")?;
+        let endpoint = metrics.endpoint.map(|e| e.to_string());
+        let namespace = metrics.namespace.unwrap_or_default();
+        let client = MetricsClient::from_endpoint(endpoint.as_deref(), namespace)?;
+        let sample_rate = observer.sample_rate.map_or(1.0, |p| p.0);
+
+        let options = self
+            .reporter_interval
+            .map_or_else(ReporterOptions::default, |i| {
+                ReporterOptions::default().with_interval(i)
+            });
+        let reporter = RuntimeMetricsReporter::with_options(client.clone(), options);
+        for (name, factory) in self.registry.iter() {
+            reporter.register(name.clone(), FactorySource(Arc::clone(factory)));
+        }
+        let metrics = Metrics {
+            client,
+            sample_rate,
+            reporter,
+            handle: Mutex::new(None),
+        };
+        if !tracing::dispatcher::has_been_set() {
+            let subscriber = tracing_subscriber::registry()
+                .with(MetricsLayer::new(metrics.client.clone(), sample_rate));
+            // Another thread may have won the race; then the service adds the layer itself.
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        }
+        metrics.start_reporter();
+        self.metrics = Some(metrics);
+        Ok(())
+    }
+
+    /// The request-metrics layer, for a service that builds its own `tracing` subscriber.
+    /// `None` before [`configure_observers`](Self::configure_observers).
+    pub fn metrics_layer(&self) -> Option<MetricsLayer> {
+        self.metrics
+            .as_ref()
+            .map(|m| MetricsLayer::new(m.client.clone(), m.sample_rate))
+    }
+
+    /// Parses the client `name` (keys `{name}.*`, dotted names nest: `cache.foo.url`) and
+    /// registers it; its runtime metrics are reported tagged `client={name}`.
+    ///
+    /// # Errors
+    /// The parser's error, which names the bad key, or [`BaseplateError::Duplicate`].
+    pub fn configure_context<P: ContextParser>(
+        &mut self,
+        name: &str,
+        parser: P,
+    ) -> Result<&mut Self, BaseplateError> {
+        if self.registry.contains_key(name) {
+            return Err(BaseplateError::Duplicate {
+                name: name.to_owned(),
+            });
+        }
+        let factory: Arc<dyn AnyFactory> = Arc::new(
+            parser
+                .parse(name, &self.app_config)
+                .map_err(BaseplateError::Context)?,
+        );
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .reporter
+                .register(name, FactorySource(Arc::clone(&factory)));
+        }
+        // Contexts made so far keep the registry they were made with; this one is for the next.
+        let mut registry = (*self.registry).clone();
+        registry.insert(name.to_owned(), factory);
+        self.registry = Arc::new(registry);
+        Ok(self)
+    }
+
+    /// A new request context, before its server span exists.
+    pub fn make_context_object(&self) -> RequestContext {
+        if let Some(metrics) = &self.metrics {
+            metrics.start_reporter();
+        }
+        RequestContext::new(Arc::clone(&self.registry))
+    }
+
+    /// Starts the request's server span, named `name` (the route) and made the context's span, so
+    /// the objects the context hands out trace their work as its children. The request ends when
+    /// the span closes: when the context, the returned handle and every object made from the
+    /// context are dropped. Record a failure with [`record_failure`].
+    pub fn make_server_span(&self, ctx: &RequestContext, name: &str) -> Span {
+        let span = tracing::info_span!(
+            SERVER_SPAN,
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+        );
+        ctx.set_span(span.clone());
+        span
+    }
+
+    /// Runs one request named `name`: a context, its server span, and `handler` inside it. An
+    /// `Err` from the handler marks the request failed (`server.{name}.failure`).
+    ///
+    /// # Errors
+    /// The handler's.
+    pub async fn server_context<F, Fut, T, E>(&self, name: &str, handler: F) -> Result<T, E>
+    where
+        F: FnOnce(RequestContext) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: std::fmt::Display,
+    {
+        let ctx = self.make_context_object();
+        let span = self.make_server_span(&ctx, name);
+        let result = handler(ctx).instrument(span.clone()).await;
+        if let Err(error) = &result {
+            record_failure(&span, error);
+        }
+        result
+    }
+
+    /// Stops the runtime-metrics reporter and lets every client finish its background work
+    /// (the hot-key tracker's last flush, say).
+    pub async fn shutdown(&self) {
+        if let Some(metrics) = &self.metrics {
+            let handle = metrics.handle.lock().ok().and_then(|mut h| h.take());
+            if let Some(handle) = handle {
+                handle.shutdown().await;
+            }
+        }
+        for factory in self.registry.values() {
+            factory.shutdown().await;
+        }
+    }
+}
+
+impl Metrics {
+    /// Starts the reporter once, when on a tokio runtime.
+    fn start_reporter(&self) {
+        let Ok(mut handle) = self.handle.lock() else {
+            return;
+        };
+        if handle.is_some() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        match self.reporter.start() {
+            Ok(started) => *handle = Some(started),
+            Err(error) => tracing::warn!(%error, "runtime metrics are not reported"),
+        }
+    }
+}
+
+/// Marks a server (or any) span failed with `error`, so its counter is `.failure`.
+pub fn record_failure(span: &Span, error: &dyn std::fmt::Display) {
+    span.record("otel.status_code", "ERROR");
+    span.record("error.message", tracing::field::display(error));
+}

@@ -1,0 +1,283 @@
+//! Request and runtime metrics end to end: a real UDP socket as the statsd endpoint, the facade,
+//! and the real cluster.
+//!
+//! The tests share this binary's global `tracing` subscriber (set once, as a service with its own
+//! subscriber would), whose metrics layer each test swaps in through a reload handle while it
+//! holds the lock that runs them one at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use baseplate::{Baseplate, ClusterRedisClient, MetricsLayer, RawConfig};
+use integration::{cluster, hold_in_flight, unique_prefix};
+use redis::AsyncCommands as _;
+use tokio::net::UdpSocket;
+use tokio::sync::{Mutex, MutexGuard};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::reload;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Handle = reload::Handle<Option<MetricsLayer>, tracing_subscriber::Registry>;
+
+/// The binary's subscriber, installed on first use, before any `Baseplate` could install its own.
+fn handle() -> &'static Mutex<Handle> {
+    static HANDLE: OnceLock<Mutex<Handle>> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let (layer, handle) = reload::Layer::new(None::<MetricsLayer>);
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
+            .expect("the only global subscriber");
+        Mutex::new(handle)
+    })
+}
+
+/// Swaps `layer` in as the subscriber's metrics layer; the guard keeps this binary's other tests
+/// out until the test ends.
+async fn observe_with(layer: Option<MetricsLayer>) -> MutexGuard<'static, Handle> {
+    let guard = handle().lock().await;
+    guard.reload(layer).unwrap();
+    guard
+}
+
+/// A statsd endpoint: a UDP socket on loopback.
+struct Statsd(UdpSocket);
+
+impl Statsd {
+    async fn bind() -> Statsd {
+        Statsd(UdpSocket::bind("127.0.0.1:0").await.unwrap())
+    }
+
+    fn endpoint(&self) -> String {
+        self.0.local_addr().unwrap().to_string()
+    }
+
+    async fn next(&self, until: Instant) -> Option<String> {
+        let mut buf = vec![0u8; 65_536];
+        let received = tokio::time::timeout_at(until.into(), self.0.recv(&mut buf)).await;
+        let n = received.ok()?.ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    /// Every packet that arrives within `window`.
+    async fn packets(&self, window: Duration) -> Vec<String> {
+        let until = Instant::now() + window;
+        let mut packets = Vec::new();
+        while let Some(packet) = self.next(until).await {
+            packets.push(packet);
+        }
+        packets
+    }
+
+    /// Packets until one satisfies `done`, for at most five seconds.
+    async fn packets_until(&self, mut done: impl FnMut(&str) -> bool) -> Vec<String> {
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut packets = Vec::new();
+        while let Some(packet) = self.next(until).await {
+            let finished = done(&packet);
+            packets.push(packet);
+            if finished {
+                return packets;
+            }
+        }
+        panic!("the awaited packet never came; got {packets:?}");
+    }
+}
+
+fn baseplate(endpoint: &str, extra: &[(&str, &str)]) -> Baseplate {
+    let mut config: RawConfig = [
+        ("metrics.namespace", "ns"),
+        ("metrics.endpoint", endpoint),
+        ("foo.url", cluster().url()),
+    ]
+    .into_iter()
+    .collect();
+    config.extend(extra.iter().copied());
+    handle();
+    let mut baseplate = Baseplate::new(config);
+    baseplate.configure_observers().unwrap();
+    baseplate
+        .configure_context("foo", ClusterRedisClient::new())
+        .unwrap();
+    baseplate
+}
+
+/// The metric names of a packet's lines with their type and value, timers' values dropped.
+fn names(packet: &str) -> Vec<String> {
+    let mut names: Vec<String> = packet
+        .lines()
+        .map(|line| {
+            let (name, rest) = line.split_once(':').unwrap();
+            if rest.ends_with("|ms") {
+                format!("{name}|ms")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn one_request_sends_one_batch_with_every_command_and_the_server_timer() {
+    let statsd = Statsd::bind().await;
+    let baseplate = baseplate(&statsd.endpoint(), &[]);
+    let _observing = observe_with(baseplate.metrics_layer()).await;
+    let prefix = unique_prefix("metrics");
+
+    baseplate
+        .server_context("route", |ctx| {
+            let prefix = prefix.clone();
+            async move {
+                let mut foo = ctx.redis_cluster("foo")?;
+                let () = foo.set(format!("{prefix}a"), 1).await?;
+                let _: i64 = foo.get(format!("{prefix}a")).await?;
+                let mut bar = foo.pipeline("bar");
+                bar.incr(format!("{prefix}a"), 1)
+                    .incr(format!("{prefix}b"), 1);
+                let _: (i64, i64) = bar.query_async().await?;
+                Ok::<_, BoxError>(())
+            }
+        })
+        .await
+        .unwrap();
+
+    let packets = statsd.packets(Duration::from_millis(300)).await;
+    assert_eq!(packets.len(), 1, "{packets:?}");
+    assert_eq!(
+        names(&packets[0]),
+        [
+            "ns.clients.foo.GET.success:1|c",
+            "ns.clients.foo.GET|ms",
+            "ns.clients.foo.SET.success:1|c",
+            "ns.clients.foo.SET|ms",
+            "ns.clients.foo.pipeline_bar.success:1|c",
+            "ns.clients.foo.pipeline_bar|ms",
+            "ns.server.route.success:1|c",
+            "ns.server.route|ms",
+        ]
+    );
+    // Timers are milliseconds: a loopback command takes well under a second.
+    for line in packets[0].lines().filter(|l| l.ends_with("|ms")) {
+        let value: f64 = line.split([':', '|']).nth(1).unwrap().parse().unwrap();
+        assert!(value > 0.0 && value < 1000.0, "{line}");
+    }
+    cluster()
+        .delete(&[format!("{prefix}a"), format!("{prefix}b")])
+        .await;
+}
+
+#[tokio::test]
+async fn a_failed_command_and_request_count_as_failures() {
+    let statsd = Statsd::bind().await;
+    let baseplate = baseplate(&statsd.endpoint(), &[]);
+    let _observing = observe_with(baseplate.metrics_layer()).await;
+
+    let result = baseplate
+        .server_context("broken", |ctx| async move {
+            let mut foo = ctx.redis_cluster("foo")?;
+            redis::cmd("NOSUCHCOMMAND")
+                .query_async::<()>(&mut foo)
+                .await?;
+            Ok::<_, BoxError>(())
+        })
+        .await;
+    assert!(result.is_err());
+
+    let packets = statsd.packets(Duration::from_millis(300)).await;
+    assert_eq!(packets.len(), 1, "{packets:?}");
+    assert_eq!(
+        names(&packets[0]),
+        [
+            "ns.clients.foo.NOSUCHCOMMAND.failure:1|c",
+            "ns.clients.foo.NOSUCHCOMMAND|ms",
+            "ns.server.broken.failure:1|c",
+            "ns.server.broken|ms",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
+    let statsd = Statsd::bind().await;
+    let config: RawConfig = [
+        ("metrics.namespace", "ns"),
+        ("metrics.endpoint", statsd.endpoint().as_str()),
+        ("foo.url", cluster().url()),
+        ("foo.max_connections", "7"),
+        ("foo.socket_timeout", "5 seconds"),
+    ]
+    .into_iter()
+    .collect();
+    handle();
+    let mut baseplate =
+        Baseplate::new(config).with_runtime_metrics_interval(Duration::from_millis(200));
+    baseplate.configure_observers().unwrap();
+    baseplate
+        .configure_context("foo", ClusterRedisClient::new())
+        .unwrap();
+    let _observing = observe_with(None).await;
+    let prefix = unique_prefix("gauges");
+
+    // Hold two commands in flight (BLPOP blocks for a second on empty keys).
+    let foo = baseplate
+        .make_context_object()
+        .redis_cluster("foo")
+        .unwrap();
+    let holders = hold_in_flight(&foo, &prefix, 2);
+    let tags = ",hostname=";
+    let pid = format!(",PID={},client=foo:", std::process::id());
+    let packets = statsd
+        .packets_until(|packet| {
+            packet
+                .lines()
+                .any(|l| l.starts_with("ns.runtime.pool.in_use,") && l.ends_with(":2|g"))
+        })
+        .await;
+    let last = packets.last().unwrap();
+    let lines: Vec<&str> = last.lines().collect();
+    for (metric, value) in [
+        ("size", 7),
+        ("in_use", 2),
+        ("open_connections", 1),
+        ("waiting", 0),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("ns.runtime.pool.{metric}{tags}")))
+            .unwrap_or_else(|| panic!("no pool.{metric} in {last}"));
+        assert!(line.contains(&pid), "{line}");
+        assert!(line.ends_with(&format!(":{value}|g")), "{line}");
+    }
+    for holder in holders {
+        holder.await.unwrap().unwrap();
+    }
+    baseplate.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dead_statsd_endpoint_changes_no_result() {
+    // A port nothing listens on: sends are refused.
+    let dead = Statsd::bind().await.endpoint();
+    let baseplate = baseplate(&dead, &[]);
+    let _observing = observe_with(baseplate.metrics_layer()).await;
+    let prefix = unique_prefix("dead");
+
+    for i in 0..20 {
+        let value = baseplate
+            .server_context("route", |ctx| {
+                let key = format!("{prefix}{i}");
+                async move {
+                    let mut foo = ctx.redis_cluster("foo")?;
+                    let () = foo.set(&key, i).await?;
+                    let value: i64 = foo.get(&key).await?;
+                    Ok::<_, BoxError>(value)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, i);
+    }
+    let keys: Vec<String> = (0..20).map(|i| format!("{prefix}{i}")).collect();
+    cluster().delete(&keys).await;
+}
