@@ -75,6 +75,11 @@ pub struct TrackerOptions {
     pub queue_capacity: usize,
     /// Keys each aggregated summary (one per set) monitors per interval. 1024.
     pub summary_capacity: usize,
+    /// The most keys one aggregated flush writes per set: the interval's top keys by count. The
+    /// summary monitors more keys than it writes so that the top ones are counted exactly; the rest
+    /// are its noise floor. This bounds the tracker's writes at `flush_keys + 2` commands per set
+    /// per interval, whatever the traffic. 128.
+    pub flush_keys: usize,
 }
 
 /// What a tracker has done so far, for tests, logs and metrics.
@@ -182,6 +187,7 @@ impl HotKeyTracker {
             mode: options.mode,
             flush_interval: options.flush_interval,
             max_keys: options.max_keys,
+            flush_keys: options.flush_keys.min(options.max_keys),
             reads: SpaceSaving::new(options.summary_capacity),
             writes: SpaceSaving::new(options.summary_capacity),
             in_flight: JoinSet::new(),
@@ -382,6 +388,7 @@ impl Default for TrackerOptions {
             max_keys: 10_000,
             queue_capacity: 4096,
             summary_capacity: 1024,
+            flush_keys: 128,
         }
     }
 }
@@ -436,11 +443,18 @@ impl TrackerOptions {
         self
     }
 
+    /// Sets [`flush_keys`](Self::flush_keys).
+    #[must_use]
+    pub fn with_flush_keys(mut self, keys: usize) -> Self {
+        self.flush_keys = keys;
+        self
+    }
+
     /// Checks every option, as [`HotKeyTracker::start`] does.
     ///
     /// # Errors
     /// [`TrackerError::SampleRate`] for a rate outside `0..=1`, [`TrackerError::Zero`] for a zero
-    /// `flush_interval`, `max_keys`, `queue_capacity` or `summary_capacity`.
+    /// `flush_interval`, `max_keys`, `queue_capacity`, `summary_capacity` or `flush_keys`.
     ///
     /// # Examples
     /// ```
@@ -457,6 +471,7 @@ impl TrackerOptions {
             ("max_keys", self.max_keys == 0),
             ("queue_capacity", self.queue_capacity == 0),
             ("summary_capacity", self.summary_capacity == 0),
+            ("flush_keys", self.flush_keys == 0),
         ];
         match zero.into_iter().find(|(_, is_zero)| *is_zero) {
             Some((option, _)) => Err(TrackerError::Zero { option }),
@@ -578,6 +593,7 @@ struct Worker<C> {
     mode: TrackKeyMode,
     flush_interval: Duration,
     max_keys: usize,
+    flush_keys: usize,
     reads: SpaceSaving,
     writes: SpaceSaving,
     in_flight: JoinSet<Result<(), WriteError>>,
@@ -687,12 +703,12 @@ where
     /// `ZINCRBY` for the interval's top keys, `EXPIRE`, `ZREMRANGEBYRANK`; `None` if nothing was counted.
     /// Empties the summary: the next interval starts from zero.
     fn aggregated_pipeline(&mut self, set: TrackedSet) -> Option<Pipeline> {
-        let max_keys = self.max_keys;
+        let (max_keys, flush_keys) = (self.max_keys, self.flush_keys);
         let summary = self.summary(set);
         if summary.is_empty() {
             return None;
         }
-        let top = summary.top(max_keys);
+        let top = summary.top(flush_keys);
         summary.clear();
         let mut pipe = redis::pipe();
         for counted in top.iter().filter(|c| c.guaranteed() > 0) {

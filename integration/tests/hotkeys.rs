@@ -308,3 +308,67 @@ async fn aggregated_mode_sends_one_round_trip_where_direct_sends_one_per_get() {
     assert_eq!(scores[0], vec![100.0; 10]);
     assert_eq!(scores[0], scores[1], "both modes record the same scores");
 }
+
+/// The wiring: the client's config keys choose the rates and the mode, and the monitored
+/// connection and its pipelines feed the tracker exactly the commands that ran.
+#[tokio::test]
+async fn the_monitored_client_feeds_its_tracker_from_config() {
+    let mut conn = cluster().connection().await;
+    let _sets = take_sets(&mut conn).await;
+    for mode in ["direct", "aggregated"] {
+        for set in TrackedSet::ALL {
+            let _: () = conn.del(set.key()).await.unwrap();
+        }
+        let prefix = unique_prefix(&format!("hotkeys-wired-{mode}"));
+        let config: baseplate_config::RawConfig = [
+            ("foo.url", cluster().url()),
+            ("foo.track_key_reads_sample_rate", "1"),
+            ("foo.track_key_writes_sample_rate", "1"),
+            ("foo.track_key_mode", mode),
+        ]
+        .into_iter()
+        .collect();
+        let factory = baseplate_redis_cluster::ClusterRedisClient::new()
+            .parse("foo", &config)
+            .unwrap();
+        assert_eq!(factory.tracker().mode().to_string(), mode);
+        let mut foo = factory.make_object_for_context("foo", &tracing::Span::none());
+
+        let (a, b) = (format!("{prefix}a"), format!("{prefix}{{x}}b"));
+        let () = foo.set(&a, 1).await.unwrap();
+        for _ in 0..3 {
+            let _: i64 = foo.get(&a).await.unwrap();
+        }
+        let mut pipe = foo.pipeline("p");
+        pipe.get(&a).set(&b, 2);
+        let _: (i64, ()) = pipe.query_async().await.unwrap();
+        // A transaction refused before anything was sent ran nothing, so tracks nothing.
+        let mut refused = foo.transaction("t");
+        refused.get(&b).get(format!("{prefix}elsewhere"));
+        refused.query_async::<()>().await.unwrap_err();
+
+        factory.tracker().flush().await;
+        let reads = members_with_prefix(&mut conn, TrackedSet::Reads, prefix.as_bytes()).await;
+        let writes = members_with_prefix(&mut conn, TrackedSet::Writes, prefix.as_bytes()).await;
+        assert_eq!(reads, [(a.clone().into_bytes(), 4.0)], "{mode}");
+        let mut writes = writes;
+        writes.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(
+            writes,
+            [(a.clone().into_bytes(), 1.0), (b.clone().into_bytes(), 1.0)],
+            "{mode}"
+        );
+        // The tracker's own ZINCRBYs and EXPIREs are never tracked as writes.
+        let all_writes = top_keys(&mut conn, TrackedSet::Writes, 100_000)
+            .await
+            .unwrap();
+        assert!(
+            all_writes
+                .iter()
+                .all(|(key, _)| !key.starts_with(b"baseplate-hot-key-tracker")),
+            "{all_writes:?}"
+        );
+        factory.tracker().shutdown().await;
+        cluster().delete(&[a, b]).await;
+    }
+}
