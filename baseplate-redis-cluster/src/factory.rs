@@ -2,6 +2,7 @@
 //! owns the client's hot-key tracker.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use baseplate_hotkeys::HotKeyTracker;
 use redis::aio::ConnectionLike;
@@ -12,6 +13,7 @@ use tokio::sync::OnceCell;
 use tracing::Span;
 
 use crate::connection::MonitoredClusterRedisConnection;
+use crate::error::ConnectTimeout;
 use crate::pool::{ClusterPool, PoolStats};
 
 /// Makes a [`MonitoredClusterRedisConnection`] per request; what `configure_context` registers.
@@ -84,6 +86,8 @@ impl ClusterRedisContextFactory {
                 }
                 let conn = TrackerConnection {
                     client: self.pool.client().clone(),
+                    name: Arc::clone(&self.name),
+                    connect_timeout: self.pool.connect_timeout(),
                     conn: Arc::new(OnceCell::new()),
                 };
                 HotKeyTracker::start(conn, options).unwrap_or_else(|error| {
@@ -95,17 +99,27 @@ impl ClusterRedisContextFactory {
     }
 }
 
-/// The tracker's own cluster connection, opened on its first write.
+/// The tracker's own cluster connection, opened on its first write (within the connect timeout;
+/// a failed attempt is retried on the next write).
 #[derive(Clone)]
 struct TrackerConnection {
     client: ClusterClient,
+    name: Arc<str>,
+    connect_timeout: Duration,
     conn: Arc<OnceCell<ClusterConnection>>,
 }
 
 impl TrackerConnection {
     async fn get(&self) -> redis::RedisResult<ClusterConnection> {
         self.conn
-            .get_or_try_init(|| self.client.get_async_connection())
+            .get_or_try_init(|| async {
+                tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
+                    .await
+                    .map_err(|_| ConnectTimeout {
+                        client: self.name.to_string(),
+                        after: self.connect_timeout,
+                    })?
+            })
             .await
             .cloned()
     }

@@ -158,6 +158,14 @@ impl ClusterPool {
         &self.inner.client
     }
 
+    /// The bound on opening a connection.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.inner
+            .options
+            .connect_timeout
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
+
     pub(crate) fn router(&self) -> &Router {
         &self.inner.router
     }
@@ -194,8 +202,8 @@ impl ClusterPool {
         if let Some(found) = self.healthy_current() {
             return Ok(found);
         }
-        let previous = self.take_current();
-        drop(previous);
+        // Hand a broken connection back first, so mobc discards it and counts it closed.
+        drop(self.take_current());
         let checkout = self
             .inner
             .connections
@@ -231,11 +239,7 @@ impl ClusterPool {
             mobc::Error::Inner(e) => e,
             mobc::Error::Timeout => ConnectTimeout {
                 client: self.inner.name.clone(),
-                after: self
-                    .inner
-                    .options
-                    .connect_timeout
-                    .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+                after: self.connect_timeout(),
             }
             .into(),
             other => RedisError::from((
