@@ -102,16 +102,33 @@ impl Baseplate {
         self
     }
 
+    /// Configures metrics and installs the request-metrics layer as the global `tracing`
+    /// subscriber unless the service already set one (a service with its own subscriber calls
+    /// [`configure_metrics`](Self::configure_metrics) and adds
+    /// [`metrics_layer`](Self::metrics_layer) to its registry instead).
+    ///
+    /// # Errors
+    /// As [`configure_metrics`](Self::configure_metrics).
+    pub fn configure_observers(&mut self) -> Result<(), BaseplateError> {
+        self.configure_metrics()?;
+        if let Some(layer) = self.metrics_layer()
+            && !tracing::dispatcher::has_been_set()
+        {
+            // Another thread may have won the race; then the service adds the layer itself.
+            let _ =
+                tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+        }
+        Ok(())
+    }
+
     /// Reads `metrics.endpoint` (`host:port`; without it metrics are discarded),
     /// `metrics.namespace` and `metrics_observer.sample_rate` (a percentage, 100% by default),
-    /// then installs the request-metrics layer as the global `tracing` subscriber unless the
-    /// service already set one (it then adds [`metrics_layer`](Self::metrics_layer) to its own),
     /// and starts the runtime-metrics reporter when called on a tokio runtime (otherwise the
-    /// first request context starts it).
+    /// first request context starts it). Installs no subscriber.
     ///
     /// # Errors
     /// A config error naming the key, or an endpoint that does not resolve.
-    pub fn configure_observers(&mut self) -> Result<(), BaseplateError> {
+    pub fn configure_metrics(&mut self) -> Result<(), BaseplateError> {
         let metrics: MetricsConfig = self.app_config.parse("metrics.")?;
         let observer: ObserverConfig = self.app_config.parse("metrics_observer.")?;
         let endpoint = metrics.endpoint.map(|e| e.to_string());
@@ -134,19 +151,13 @@ impl Baseplate {
             reporter,
             handle: Mutex::new(None),
         };
-        if !tracing::dispatcher::has_been_set() {
-            let subscriber = tracing_subscriber::registry()
-                .with(MetricsLayer::new(metrics.client.clone(), sample_rate));
-            // Another thread may have won the race; then the service adds the layer itself.
-            let _ = tracing::subscriber::set_global_default(subscriber);
-        }
         metrics.start_reporter();
         self.metrics = Some(metrics);
         Ok(())
     }
 
     /// The request-metrics layer, for a service that builds its own `tracing` subscriber.
-    /// `None` before [`configure_observers`](Self::configure_observers).
+    /// `None` before [`configure_metrics`](Self::configure_metrics).
     pub fn metrics_layer(&self) -> Option<MetricsLayer> {
         self.metrics
             .as_ref()
