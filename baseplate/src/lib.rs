@@ -37,3 +37,8 @@ pub mod crates {
     #[doc(inline)]
     pub use baseplate_runtime_metrics as runtime_metrics;
 }
+
+/// The workspace README's Rust examples, compiled as doctests so the README cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct WorkspaceReadme;
