@@ -128,9 +128,10 @@ impl MonitoredClusterRedisConnection {
         .await
         .unwrap_or_else(|error| (Err(error), Vec::new()));
         record(&span, &result);
-        for index in ran {
-            if let Some(cmd) = pipeline.cmd_iter().nth(index) {
-                self.tracker.observe(cmd);
+        if !ran.is_empty() {
+            let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+            for index in ran {
+                self.tracker.observe(commands[index]);
             }
         }
         result
