@@ -42,3 +42,6 @@ pub mod crates {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct WorkspaceReadme;
+
+#[cfg(test)]
+mod tests;
