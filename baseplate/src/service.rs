@@ -1,6 +1,7 @@
 //! `Baseplate`: the service's configuration, its clients, its observers and its request contexts.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use baseplate_config::{Endpoint, Percent, RawConfig};
@@ -49,6 +50,7 @@ struct Metrics {
     sample_rate: f64,
     reporter: RuntimeMetricsReporter,
     handle: Mutex<Option<ReporterHandle>>,
+    started: AtomicBool,
 }
 
 impl std::fmt::Debug for Baseplate {
@@ -150,6 +152,7 @@ impl Baseplate {
             sample_rate,
             reporter,
             handle: Mutex::new(None),
+            started: AtomicBool::new(false),
         };
         metrics.start_reporter();
         self.metrics = Some(metrics);
@@ -258,6 +261,10 @@ impl Baseplate {
 impl Metrics {
     /// Starts the reporter once, when on a tokio runtime.
     fn start_reporter(&self) {
+        // Every request context calls this: after the first start it costs one atomic load.
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(mut handle) = self.handle.lock() else {
             return;
         };
@@ -265,7 +272,10 @@ impl Metrics {
             return;
         }
         match self.reporter.start() {
-            Ok(started) => *handle = Some(started),
+            Ok(started) => {
+                *handle = Some(started);
+                self.started.store(true, Ordering::Release);
+            }
             Err(error) => tracing::warn!(%error, "runtime metrics are not reported"),
         }
     }
