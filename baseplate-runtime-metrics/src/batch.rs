@@ -310,9 +310,9 @@ impl Batch {
             Some(extra) if !extra.is_empty() => {
                 let mut tags = self.base_tags.clone();
                 tags.merge(extra);
-                line_prefix(&name, &tags)
+                line_prefix(name, &tags)
             }
-            _ => line_prefix(&name, &self.base_tags),
+            _ => line_prefix(name, &self.base_tags),
         }
     }
 

@@ -221,35 +221,82 @@ pub fn metric_join<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
 /// ```
 #[must_use]
 pub fn format_number(value: f64) -> String {
+    let mut out = String::new();
+    write_number(&mut out, value);
+    out
+}
+
+/// Appends `value` formatted as [`format_number`] does to `out`. Every statsd line carries a number,
+/// so this is on every request's path: whole numbers (counters, most gauges) take an exact integer
+/// path, and other values are rounded once (the fixed notation is laid out from the rounded
+/// scientific digits rather than formatted a second time).
+pub(crate) fn write_number(out: &mut String, value: f64) {
     const PRECISION: i32 = 6;
     if value.is_nan() {
-        return "nan".to_owned();
+        out.push_str("nan");
+        return;
     }
     if value.is_infinite() {
-        return if value > 0.0 { "inf" } else { "-inf" }.to_owned();
+        out.push_str(if value > 0.0 { "inf" } else { "-inf" });
+        return;
     }
     if value == 0.0 {
-        return if value.is_sign_negative() { "-0" } else { "0" }.to_owned();
+        out.push_str(if value.is_sign_negative() { "-0" } else { "0" });
+        return;
+    }
+    // A whole number below 1e6 has at most six digits: %g prints it exactly, as an integer.
+    if value.fract() == 0.0 && value.abs() < 1e6 {
+        // Exact: the value is a whole number well within i64.
+        #[allow(clippy::cast_possible_truncation)]
+        let whole = value as i64;
+        let _ = write!(out, "{whole}");
+        return;
     }
     // Python decides between fixed and scientific notation by the exponent the value has once
     // rounded to the precision, so round in scientific notation first and read the exponent back.
     let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
     let Some((mantissa, exponent)) = scientific.split_once('e') else {
-        return value.to_string();
+        let _ = write!(out, "{value}");
+        return;
     };
     let Ok(exponent) = exponent.parse::<i32>() else {
-        return value.to_string();
+        let _ = write!(out, "{value}");
+        return;
     };
     if (-4..PRECISION).contains(&exponent) {
-        let fixed = format!("{:.*}", (PRECISION - 1 - exponent) as usize, value);
-        trim_fraction(&fixed).to_owned()
+        // The same rounding as `{:.(5 - exponent)}` (the same digit position), laid out from the
+        // mantissa's six digits: `d.ddddd` with the point moved by the exponent.
+        let (sign, digits) = match mantissa.strip_prefix('-') {
+            Some(rest) => ("-", rest),
+            None => ("", mantissa),
+        };
+        let digits: String = digits.chars().filter(char::is_ascii_digit).collect();
+        out.push_str(sign);
+        let fraction = if exponent >= 0 {
+            let split = (exponent + 1) as usize;
+            out.push_str(&digits[..split]);
+            &digits[split..]
+        } else {
+            out.push('0');
+            out.push('.');
+            for _ in 0..(-exponent - 1) {
+                out.push('0');
+            }
+            digits.as_str()
+        };
+        let fraction = fraction.trim_end_matches('0');
+        if exponent >= 0 && !fraction.is_empty() {
+            out.push('.');
+        }
+        out.push_str(fraction);
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };
-        format!(
+        let _ = write!(
+            out,
             "{}e{sign}{:02}",
             trim_fraction(mantissa),
             exponent.unsigned_abs()
-        )
+        );
     }
 }
 
@@ -272,8 +319,8 @@ impl Kind {
 }
 
 /// Writes the part of a line before the value: the name, then the tags (`name,k=v,k2=v2`).
-pub(crate) fn line_prefix(name: &str, tags: &Tags) -> String {
-    let mut prefix = sanitize_name(name);
+pub(crate) fn line_prefix(name: impl Into<String>, tags: &Tags) -> String {
+    let mut prefix = sanitize_name(name.into());
     tags.write_to(&mut prefix);
     prefix
 }
@@ -283,10 +330,13 @@ pub(crate) fn line_prefix(name: &str, tags: &Tags) -> String {
 pub(crate) fn finish_line(prefix: &str, value: f64, kind: Kind, sample_rate: f64) -> String {
     let mut line = String::with_capacity(prefix.len() + 16);
     line.push_str(prefix);
-    // Writing to a String cannot fail.
-    let _ = write!(line, ":{}|{}", format_number(value), kind.code());
+    line.push(':');
+    write_number(&mut line, value);
+    line.push('|');
+    line.push_str(kind.code());
     if sample_rate < 1.0 {
-        let _ = write!(line, "|@{}", format_number(sample_rate));
+        line.push_str("|@");
+        write_number(&mut line, sample_rate);
     }
     line
 }
@@ -314,9 +364,15 @@ pub(crate) fn pack_lines<'a>(
     packets
 }
 
-/// Replaces the characters that would break a line's structure in a metric name.
-fn sanitize_name(name: &str) -> String {
-    replace_chars(name, |c| matches!(c, ':' | '|' | ','))
+/// Replaces the characters that would break a line's structure in a metric name; a clean name (the
+/// usual case, on every request's path) is returned as it is, without copying.
+fn sanitize_name(name: String) -> String {
+    let forbidden = |c: char| matches!(c, ':' | '|' | ',');
+    if name.chars().any(|c| forbidden(c) || c.is_control()) {
+        replace_chars(&name, forbidden)
+    } else {
+        name
+    }
 }
 
 /// Replaces the characters that would break a line's structure in a tag key or value.
@@ -392,9 +448,60 @@ mod tests {
             (1_000.062_5, "1000.06"),
             (f64::INFINITY, "inf"),
             (f64::NAN, "nan"),
+            (-0.42, "-0.42"),
+            (-12.5, "-12.5"),
+            (0.000_42, "0.00042"),
+            (999_999.0, "999999"),
+            (-999_999.0, "-999999"),
+            (1e6, "1e+06"),
+            (-1_234_567.0, "-1.23457e+06"),
         ];
         for &(value, expected) in cases {
             assert_eq!(format_number(value), expected, "format_number({value:?})");
+        }
+    }
+
+    /// CPython's `%g` as the first version computed it: round in scientific notation for the
+    /// exponent, then format again in fixed notation.
+    fn format_g_twice(value: f64) -> String {
+        let scientific = format!("{value:.5e}");
+        let (mantissa, exponent) = scientific.split_once('e').unwrap();
+        let exponent: i32 = exponent.parse().unwrap();
+        if (-4..6).contains(&exponent) {
+            trim_fraction(&format!("{:.*}", (5 - exponent) as usize, value)).to_owned()
+        } else {
+            let sign = if exponent < 0 { '-' } else { '+' };
+            format!(
+                "{}e{sign}{:02}",
+                trim_fraction(mantissa),
+                exponent.unsigned_abs()
+            )
+        }
+    }
+
+    #[test]
+    fn laying_out_the_rounded_digits_equals_formatting_twice() {
+        // A deterministic sweep over magnitudes, signs and awkward mantissas (ties, carries).
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut values = vec![9.999_995, 99_999.95, 0.000_099_999_95, 1.000_005, 12_345.25];
+        for exponent in -7..9 {
+            for _ in 0..2_000 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let value = (1.0 + 9.0 * unit) * 10f64.powi(exponent);
+                values.push(value);
+                values.push(-value);
+                values.push(value.round());
+            }
+        }
+        for value in values {
+            assert_eq!(
+                format_number(value),
+                format_g_twice(value),
+                "format_number({value:?})"
+            );
         }
     }
 
