@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::client::MetricsClient;
-use crate::wire::{Kind, Tags, finish_line, line_prefix, metric_join, pack_lines};
+use crate::wire::{Kind, Tags, finish_line, line_prefix, metric_join};
 
 /// A batch of metrics, like baseplate.py's `metrics.Batch`: collected in memory and sent by
 /// [`flush`](Batch::flush) in as few packets as fit [`max_packet_size`].
@@ -276,10 +276,7 @@ impl Batch {
             }
         }
         self.counter_index.clear();
-        let max_packet_size = self.client.options().max_packet_size;
-        for packet in pack_lines(lines.iter().map(String::as_str), max_packet_size) {
-            self.client.send_packet(packet.as_bytes());
-        }
+        self.client.send_lines(&lines);
     }
 
     /// An empty batch with the same client, namespace and base tags.

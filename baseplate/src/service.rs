@@ -3,10 +3,11 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use baseplate_config::{Endpoint, Percent, RawConfig};
 use baseplate_runtime_metrics::{
-    MetricsClient, ReporterHandle, ReporterOptions, RuntimeMetricsReporter,
+    ClientOptions, MetricsClient, ReporterHandle, ReporterOptions, RuntimeMetricsReporter,
 };
 use serde::Deserialize;
 use tracing::{Instrument as _, Span};
@@ -15,6 +16,9 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use crate::context::{AnyFactory, ContextParser, FactorySource, Registry, RequestContext};
 use crate::error::BaseplateError;
 use crate::observer::{MetricsLayer, SERVER_SPAN};
+
+/// How long request metrics wait to share a packet with other requests' before they are sent.
+const COALESCE: Duration = Duration::from_millis(50);
 
 /// A service's baseplate: parse clients from the app config, observe requests, make contexts.
 ///
@@ -42,7 +46,7 @@ pub struct Baseplate {
     app_config: RawConfig,
     registry: Arc<Registry>,
     metrics: Option<Metrics>,
-    reporter_interval: Option<std::time::Duration>,
+    reporter_interval: Option<Duration>,
 }
 
 struct Metrics {
@@ -99,7 +103,7 @@ impl Baseplate {
 
     /// Reports runtime metrics every `interval` instead of every 10 seconds (for tests); call
     /// before [`configure_observers`](Self::configure_observers).
-    pub fn with_runtime_metrics_interval(mut self, interval: std::time::Duration) -> Self {
+    pub fn with_runtime_metrics_interval(mut self, interval: Duration) -> Self {
         self.reporter_interval = Some(interval);
         self
     }
@@ -135,7 +139,11 @@ impl Baseplate {
         let observer: ObserverConfig = self.app_config.parse("metrics_observer.")?;
         let endpoint = metrics.endpoint.map(|e| e.to_string());
         let namespace = metrics.namespace.unwrap_or_default();
-        let client = MetricsClient::from_endpoint(endpoint.as_deref(), namespace)?;
+        // Requests are small and many: their batches share packets, sent when full or after
+        // COALESCE, rather than one system call each.
+        let options = ClientOptions::new().with_coalesce(COALESCE);
+        let client =
+            MetricsClient::from_endpoint_with_options(endpoint.as_deref(), namespace, options)?;
         let sample_rate = observer.sample_rate.map_or(1.0, |p| p.0);
 
         let options = self
@@ -254,6 +262,9 @@ impl Baseplate {
         }
         for factory in self.registry.values() {
             factory.shutdown().await;
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics.client.flush_pending();
         }
     }
 }
