@@ -96,10 +96,10 @@ impl Visit for Fields {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        // `otel.name = %name` arrives here, formatted once straight into the field's String.
         match field.name() {
-            "otel.name" | "otel.kind" | "otel.status_code" => {
-                self.record_str(field, &format!("{value:?}"));
-            }
+            "otel.name" => self.name = Some(format!("{value:?}")),
+            "otel.kind" | "otel.status_code" => self.record_str(field, &format!("{value:?}")),
             _ => {}
         }
     }
