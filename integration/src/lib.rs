@@ -8,6 +8,7 @@
 // A harness that cannot reach its cluster has nothing better to do than fail the test loudly.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod bench;
 pub mod spans;
 
 use std::sync::OnceLock;

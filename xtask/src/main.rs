@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's tasks (a local Redis Cluster, the test command), one module per task.
 
+mod bench;
 mod cluster_task;
 mod demo_task;
 mod test_task;
@@ -24,6 +25,8 @@ enum Task {
     Cluster(cluster_task::ClusterArgs),
     /// The project's one test command: fmt, clippy, then the whole test suite against a fresh cluster.
     Test(test_task::TestArgs),
+    /// Side-by-side benchmarks of the monitored client, raw redis-rs and redis-benchmark.
+    Bench(bench::BenchArgs),
     /// The main job in one command: a cluster, a statsd listener and a demo service under traffic.
     Demo(demo_task::DemoArgs),
 }
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Cluster(args) => cluster_task::run(args).map(|()| ExitCode::SUCCESS),
         Task::Test(args) => test_task::run(args),
+        Task::Bench(args) => bench::run(args),
         Task::Demo(args) => demo_task::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {

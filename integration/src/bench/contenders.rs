@@ -1,0 +1,715 @@
+//! The contenders and the loop that drives them: (a) one shared raw redis-rs `ClusterConnection`,
+//! (b) and (c) a `MonitoredClusterRedisConnection` made per request through the facade (aggregated
+//! and direct hot-key tracking), (d) `redis-benchmark --cluster`.
+//!
+//! Each cell runs in a process of its own (see the `bench` binary): `tasks` loops send requests
+//! through the contender for a warm-up, then for the measured window, then stop.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use baseplate::{Baseplate, ClusterRedisClient, MonitoredClusterRedisConnection, RawConfig};
+use redis::aio::ConnectionLike as _;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::{ErrorKind, RedisError, RedisResult, Value};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
+
+use crate::bench::BenchError;
+use crate::bench::cluster::SlotMap;
+use crate::bench::stats::{Latencies, Percentiles, cpu_times, peak_rss_kib};
+use crate::bench::workload::{KEY_COUNT, KeySpace, Op, OpGenerator, VALUE_SIZE, Workload};
+
+/// The hot-key tracker's sample rate for reads and writes in contenders (b) and (c).
+pub const TRACKER_SAMPLE_RATE: f64 = 0.01;
+
+/// Who serves the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Contender {
+    /// (a) One shared raw redis-rs `ClusterConnection`, no instrumentation: the baseline.
+    Raw,
+    /// (b) The monitored client per request through the facade, tracker in aggregated mode.
+    Aggregated,
+    /// (c) The same with the tracker in direct mode.
+    Direct,
+    /// (d) `redis-benchmark --cluster`, the C reference for what the server sustains.
+    RedisBenchmark,
+}
+
+impl Contender {
+    /// Every contender, in report order.
+    pub const ALL: [Self; 4] = [
+        Self::Raw,
+        Self::Aggregated,
+        Self::Direct,
+        Self::RedisBenchmark,
+    ];
+
+    /// The letter the report uses: a, b, c, d.
+    pub fn letter(self) -> char {
+        match self {
+            Self::Raw => 'a',
+            Self::Aggregated => 'b',
+            Self::Direct => 'c',
+            Self::RedisBenchmark => 'd',
+        }
+    }
+
+    /// The id used on command lines and in JSON.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Raw => "raw",
+            Self::Aggregated => "aggregated",
+            Self::Direct => "direct",
+            Self::RedisBenchmark => "redis-benchmark",
+        }
+    }
+
+    /// A short description for tables and the chart's legend.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Raw => "(a) raw redis-rs",
+            Self::Aggregated => "(b) monitored, aggregated",
+            Self::Direct => "(c) monitored, direct",
+            Self::RedisBenchmark => "(d) redis-benchmark",
+        }
+    }
+
+    /// Reads an [`id`](Self::id) back.
+    ///
+    /// # Errors
+    /// For an unknown id.
+    pub fn parse(id: &str) -> Result<Self, BenchError> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.id() == id)
+            .ok_or_else(|| format!("unknown contender `{id}`").into())
+    }
+
+    /// Whether this contender runs the hot-key tracker.
+    pub fn tracks_keys(self) -> bool {
+        matches!(self, Self::Aggregated | Self::Direct)
+    }
+}
+
+impl fmt::Display for Contender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// How to run one cell.
+#[derive(Debug, Clone)]
+pub struct CellOptions {
+    /// The cluster's seed URL.
+    pub url: String,
+    /// What to run.
+    pub workload: Workload,
+    /// Requests sent before measuring (connections open, caches warm).
+    pub warmup: Duration,
+    /// The measured window.
+    pub measure: Duration,
+    /// Seeds the tasks' op streams (task `i` uses `seed + i`).
+    pub seed: u64,
+    /// `host:port` of the statsd sink the monitored contenders send to; empty: metrics are
+    /// formatted but discarded (for measuring what sending costs).
+    pub statsd: String,
+    /// Whether the monitored contenders install the facade's observers (the request-metrics
+    /// layer as global subscriber). Off only to measure what spans and metrics cost.
+    pub observers: bool,
+    /// The monitored client's `max_connections`.
+    pub max_connections: usize,
+    /// For `redis-benchmark`: commands to send (split 90/10 between its GET and SET tests).
+    pub requests: u64,
+}
+
+/// What one cell measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellFigures {
+    /// Commands completed in the measured window (a pipeline counts its commands).
+    pub ops: u64,
+    /// Commands completed over the whole process, warm-up and stop included: the denominator of
+    /// the tracker's traffic, which covers the whole process too.
+    pub total_ops: u64,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// Commands per second in the window.
+    pub ops_per_sec: f64,
+    /// Request latency (a pipeline is one request).
+    pub latency: Option<Percentiles>,
+    /// The process's CPU time (user + system) per command in the window, in microseconds.
+    pub cpu_us_per_op: f64,
+    /// The process's peak resident memory (`VmHWM`), in KiB.
+    pub peak_rss_kib: Option<u64>,
+    /// Requests that failed.
+    pub errors: u64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+}
+
+/// Runs one cell of contender (a), (b) or (c) in this process: preloaded keys are assumed.
+/// Monitored contenders install the facade's global subscriber, so call this once per process.
+///
+/// # Errors
+/// When the cluster cannot be reached or the facade rejects its configuration; for
+/// [`Contender::RedisBenchmark`], use [`run_redis_benchmark`].
+pub async fn run_cell(
+    contender: Contender,
+    options: &CellOptions,
+    slots: SlotMap,
+) -> Result<CellFigures, BenchError> {
+    let keys = Arc::new(KeySpace::new());
+    match contender {
+        Contender::Raw => {
+            let conn = redis::cluster::ClusterClient::new(vec![options.url.as_str()])?
+                .get_async_connection()
+                .await?;
+            let raw = Raw {
+                conn,
+                keys,
+                slots: Arc::new(slots),
+            };
+            drive(raw, options).await
+        }
+        Contender::Aggregated | Contender::Direct => {
+            let baseplate = Arc::new(monitored_baseplate(contender, options)?);
+            let figures = drive(
+                Monitored {
+                    baseplate: Arc::clone(&baseplate),
+                    keys,
+                },
+                options,
+            )
+            .await;
+            // The tracker's last flush belongs to this cell's traffic.
+            baseplate.shutdown().await;
+            figures
+        }
+        Contender::RedisBenchmark => {
+            Err("redis-benchmark runs through run_redis_benchmark, not in-process".into())
+        }
+    }
+}
+
+/// The facade as contenders (b) and (c) use it: request metrics to the statsd sink, the client
+/// `foo` with the tracker at [`TRACKER_SAMPLE_RATE`] in the contender's mode.
+///
+/// # Errors
+/// When the facade rejects the configuration.
+pub fn monitored_baseplate(
+    contender: Contender,
+    options: &CellOptions,
+) -> Result<Baseplate, BenchError> {
+    let mode = match contender {
+        Contender::Direct => "direct",
+        _ => "aggregated",
+    };
+    let rate = TRACKER_SAMPLE_RATE.to_string();
+    let config: RawConfig = [
+        ("metrics.namespace", "bench".to_owned()),
+        ("metrics.endpoint", options.statsd.clone()),
+        ("foo.url", options.url.clone()),
+        ("foo.max_connections", options.max_connections.to_string()),
+        // Raw redis-rs reads from primaries; so does the monitored client here.
+        ("foo.read_from_replicas", "false".to_owned()),
+        ("foo.track_key_reads_sample_rate", rate.clone()),
+        ("foo.track_key_writes_sample_rate", rate),
+        ("foo.track_key_mode", mode.to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let mut baseplate = Baseplate::new(config);
+    if options.observers {
+        baseplate.configure_observers()?;
+    }
+    baseplate.configure_context("foo", ClusterRedisClient::new())?;
+    Ok(baseplate)
+}
+
+/// One request's worth of work through a contender.
+trait Driver: Clone + Send + Sync + 'static {
+    /// Sends `ops` as one request: a single command, or a pipeline of them.
+    fn request(&mut self, ops: &[Op]) -> impl Future<Output = RedisResult<()>> + Send;
+}
+
+/// (a): one `ClusterConnection` shared by every task. A pipeline spread over slots is split by
+/// node and sent as one sub-pipeline per node, concurrently (redis-rs alone rejects cross-slot
+/// pipelines; this is the least a user of raw redis-rs would write).
+#[derive(Clone)]
+struct Raw {
+    conn: ClusterConnection,
+    keys: Arc<KeySpace>,
+    slots: Arc<SlotMap>,
+}
+
+impl Driver for Raw {
+    async fn request(&mut self, ops: &[Op]) -> RedisResult<()> {
+        if let [op] = ops {
+            return self
+                .conn
+                .req_packed_command(&self.keys.command(*op))
+                .await
+                .map(drop);
+        }
+        let mut groups: Vec<Option<(u16, redis::Pipeline)>> =
+            vec![None; self.slots.primaries().len()];
+        for &op in ops {
+            let slot = self.keys.slot(op.key);
+            let (_, pipe) =
+                groups[self.slots.node_of(slot)].get_or_insert_with(|| (slot, redis::pipe()));
+            pipe.add_command(self.keys.command(op));
+        }
+        let sends = groups.into_iter().flatten().map(|(slot, pipe)| {
+            let mut conn = self.conn.clone();
+            let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+            async move {
+                let len = pipe.len();
+                conn.route_pipeline(pipe, 0, len, route).await
+            }
+        });
+        for reply in join_all(sends.collect()).await {
+            reply?;
+        }
+        Ok(())
+    }
+}
+
+/// (b) and (c): every request is a request context with its server span, as a service handler
+/// would see it; the Redis client is made per request from the context.
+#[derive(Clone)]
+struct Monitored {
+    baseplate: Arc<Baseplate>,
+    keys: Arc<KeySpace>,
+}
+
+impl Driver for Monitored {
+    async fn request(&mut self, ops: &[Op]) -> RedisResult<()> {
+        let ctx = self.baseplate.make_context_object();
+        let span = self.baseplate.make_server_span(&ctx, "bench");
+        let result = async {
+            let mut foo: MonitoredClusterRedisConnection = ctx
+                .get("foo")
+                .map_err(|e| RedisError::from((ErrorKind::Client, "context", e.to_string())))?;
+            if let [op] = ops {
+                return foo
+                    .req_packed_command(&self.keys.command(*op))
+                    .await
+                    .map(drop);
+            }
+            let mut pipe = foo.pipeline("bench");
+            for &op in ops {
+                pipe.add_command(self.keys.command(op));
+            }
+            pipe.query_async::<Vec<Value>>().await.map(drop)
+        }
+        .instrument(span.clone())
+        .await;
+        if let Err(error) = &result {
+            baseplate::record_failure(&span, error);
+        }
+        result
+    }
+}
+
+const WARMING: u8 = 0;
+const MEASURING: u8 = 1;
+const STOPPING: u8 = 2;
+
+/// What the tasks share: the phase and the count of completed commands.
+struct Shared {
+    phase: AtomicU8,
+    done: AtomicU64,
+}
+
+/// What one task brings back.
+struct TaskResult {
+    /// Latencies of requests both started and finished in the measured window, in ns.
+    samples: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn drive<D: Driver>(driver: D, options: &CellOptions) -> Result<CellFigures, BenchError> {
+    let shared = Arc::new(Shared {
+        phase: AtomicU8::new(WARMING),
+        done: AtomicU64::new(0),
+    });
+    let mut handles = Vec::with_capacity(options.workload.tasks);
+    for task in 0..options.workload.tasks {
+        let generator = OpGenerator::new(options.seed.wrapping_add(task as u64))?;
+        handles.push(tokio::spawn(run_task(
+            driver.clone(),
+            generator,
+            options.workload.depth,
+            Arc::clone(&shared),
+        )));
+    }
+    tokio::time::sleep(options.warmup).await;
+    let (started, cpu_before) = (Instant::now(), cpu_times().own);
+    shared.phase.store(MEASURING, Ordering::Relaxed);
+    let done_before = shared.done.load(Ordering::Relaxed);
+    tokio::time::sleep(options.measure).await;
+    let done_after = shared.done.load(Ordering::Relaxed);
+    shared.phase.store(STOPPING, Ordering::Relaxed);
+    let (seconds, cpu) = (
+        started.elapsed().as_secs_f64(),
+        cpu_times().own.saturating_sub(cpu_before),
+    );
+
+    let mut latencies = Latencies::new()?;
+    let (mut errors, mut first_error) = (0, None);
+    for handle in handles {
+        let result = handle.await?;
+        latencies.record_all(&result.samples);
+        errors += result.errors;
+        if first_error.is_none() {
+            first_error = result.first_error;
+        }
+    }
+    let ops = done_after - done_before;
+    #[allow(clippy::cast_precision_loss)]
+    let per_op = |total: f64| if ops == 0 { 0.0 } else { total / ops as f64 };
+    Ok(CellFigures {
+        ops,
+        total_ops: shared.done.load(Ordering::Relaxed),
+        seconds,
+        #[allow(clippy::cast_precision_loss)]
+        ops_per_sec: ops as f64 / seconds,
+        latency: latencies.percentiles(),
+        cpu_us_per_op: per_op(cpu.as_secs_f64() * 1e6),
+        peak_rss_kib: peak_rss_kib(None),
+        errors,
+        first_error,
+    })
+}
+
+async fn run_task<D: Driver>(
+    mut driver: D,
+    mut generator: OpGenerator,
+    depth: usize,
+    shared: Arc<Shared>,
+) -> TaskResult {
+    let mut result = TaskResult {
+        samples: Vec::new(),
+        errors: 0,
+        first_error: None,
+    };
+    let mut ops = Vec::with_capacity(depth);
+    loop {
+        let phase = shared.phase.load(Ordering::Relaxed);
+        if phase == STOPPING {
+            return result;
+        }
+        ops.clear();
+        ops.extend((0..depth).map(|_| generator.next_op()));
+        let started = Instant::now();
+        let reply = driver.request(&ops).await;
+        let elapsed = started.elapsed();
+        shared.done.fetch_add(depth as u64, Ordering::Relaxed);
+        if let Err(error) = reply {
+            result.errors += 1;
+            result.first_error.get_or_insert_with(|| error.to_string());
+        } else if phase == MEASURING && shared.phase.load(Ordering::Relaxed) == MEASURING {
+            let ns = u32::try_from(elapsed.as_nanos()).unwrap_or(u32::MAX);
+            result.samples.push(ns);
+        }
+    }
+}
+
+/// Polls every future to completion, concurrently on the calling task, and returns their outputs in
+/// order (futures-util's `join_all`, which this crate does not depend on).
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Writes every key of the key space (`SET key value`), grouped by node in pipelines of 1000, so
+/// every `GET` of the workloads hits.
+///
+/// # Errors
+/// The first failed pipeline.
+pub async fn preload(
+    conn: &ClusterConnection,
+    keys: &KeySpace,
+    slots: &SlotMap,
+) -> Result<(), BenchError> {
+    for_each_key_by_node(conn, keys, slots, |key, pipe| {
+        pipe.cmd("SET").arg(key).arg(keys.value());
+    })
+    .await
+}
+
+/// Removes every key of the key space (`UNLINK`), grouped as [`preload`] does.
+///
+/// # Errors
+/// The first failed pipeline.
+pub async fn unload(
+    conn: &ClusterConnection,
+    keys: &KeySpace,
+    slots: &SlotMap,
+) -> Result<(), BenchError> {
+    for_each_key_by_node(conn, keys, slots, |key, pipe| {
+        pipe.cmd("UNLINK").arg(key);
+    })
+    .await
+}
+
+async fn for_each_key_by_node(
+    conn: &ClusterConnection,
+    keys: &KeySpace,
+    slots: &SlotMap,
+    add: impl Fn(&str, &mut redis::Pipeline),
+) -> Result<(), BenchError> {
+    const CHUNK: usize = 1_000;
+    let count = u32::try_from(keys.len()).map_err(|_| "too many keys")?;
+    let indices: Vec<u32> = (0..count).collect();
+    for chunk in indices.chunks(CHUNK * slots.primaries().len().max(1)) {
+        let mut groups: Vec<Option<(u16, redis::Pipeline)>> = vec![None; slots.primaries().len()];
+        for &index in chunk {
+            let slot = keys.slot(index);
+            let (_, pipe) =
+                groups[slots.node_of(slot)].get_or_insert_with(|| (slot, redis::pipe()));
+            add(keys.key(index), pipe);
+        }
+        let sends = groups.into_iter().flatten().map(|(slot, pipe)| {
+            let mut conn = conn.clone();
+            let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+            async move {
+                let len = pipe.len();
+                conn.route_pipeline(pipe, 0, len, route).await
+            }
+        });
+        for reply in join_all(sends.collect()).await {
+            reply?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs contender (d): `redis-benchmark --cluster` at the workload's concurrency (`-c`) and
+/// pipelining (`-P`), 100-byte values over 100,000 random keys, once for `SET` (10% of
+/// `options.requests`) and once for `GET` (90%). The combined rate is that of the 90/10 mix run back
+/// to back; latencies are the `GET` run's (redis-benchmark reports no p99.9); CPU time is the
+/// children's, and peak memory is polled from `/proc` while each run lasts.
+///
+/// # Errors
+/// When `redis-benchmark` is missing, fails, or prints no CSV line.
+pub fn run_redis_benchmark(options: &CellOptions) -> Result<CellFigures, BenchError> {
+    let (host, port) = host_port(&options.url)?;
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let split = |share: f64| ((options.requests as f64 * share) as u64).max(1_000);
+    let runs = [("set", split(0.1)), ("get", split(0.9))];
+    let cpu_before = cpu_times().children;
+    let mut peak = 0;
+    let mut results = Vec::new();
+    for (test, requests) in runs {
+        let mut child = Command::new("redis-benchmark")
+            .args(["--cluster", "-h", &host, "-p", &port.to_string()])
+            .args(["-c", &options.workload.tasks.to_string()])
+            .args(["-P", &options.workload.depth.to_string()])
+            .args(["-d", &VALUE_SIZE.to_string(), "-r", &KEY_COUNT.to_string()])
+            .args(["-t", test, "-n", &requests.to_string(), "--csv"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("running redis-benchmark (is it on PATH?): {e}"))?;
+        let pid = child.id();
+        loop {
+            if let Some(kib) = peak_rss_kib(Some(pid)) {
+                peak = peak.max(kib);
+            }
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(format!("redis-benchmark -t {test} failed: {text}").into());
+        }
+        let line = parse_benchmark_csv(&text)
+            .into_iter()
+            .find(|line| line.test.eq_ignore_ascii_case(test))
+            .ok_or_else(|| format!("no {test} line in redis-benchmark's output: {text}"))?;
+        results.push((requests, line));
+    }
+    let cpu = cpu_times().children.saturating_sub(cpu_before);
+    #[allow(clippy::cast_precision_loss)]
+    let seconds: f64 = results.iter().map(|(n, l)| *n as f64 / l.rps).sum();
+    let ops: u64 = results.iter().map(|(n, _)| n).sum();
+    let get = results
+        .iter()
+        .find(|(_, l)| l.test.eq_ignore_ascii_case("get"))
+        .map(|(_, l)| l)
+        .ok_or("no GET run")?;
+    #[allow(clippy::cast_precision_loss)]
+    Ok(CellFigures {
+        ops,
+        total_ops: ops,
+        seconds,
+        ops_per_sec: ops as f64 / seconds,
+        latency: Some(Percentiles {
+            p50_us: get.p50_ms * 1_000.0,
+            p99_us: get.p99_ms * 1_000.0,
+            p999_us: None,
+            max_us: Some(get.max_ms * 1_000.0),
+        }),
+        cpu_us_per_op: cpu.as_secs_f64() * 1e6 / ops as f64,
+        peak_rss_kib: (peak > 0).then_some(peak),
+        errors: 0,
+        first_error: None,
+    })
+}
+
+/// One line of `redis-benchmark --csv` (Redis 7:
+/// `"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchmarkLine {
+    /// The test's name (`SET`, `GET`).
+    pub test: String,
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// Highest latency, ms.
+    pub max_ms: f64,
+}
+
+/// The data lines of `redis-benchmark --csv` output; other lines (the cluster's node list, the
+/// header) are skipped.
+pub fn parse_benchmark_csv(text: &str) -> Vec<BenchmarkLine> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line
+                .trim()
+                .split(',')
+                .map(|f| f.trim_matches('"'))
+                .collect();
+            let number = |i: usize| fields.get(i)?.parse::<f64>().ok();
+            if fields.len() < 8 {
+                return None;
+            }
+            Some(BenchmarkLine {
+                test: fields[0].to_owned(),
+                rps: number(1)?,
+                p50_ms: number(4)?,
+                p99_ms: number(6)?,
+                max_ms: number(7)?,
+            })
+        })
+        .collect()
+}
+
+/// `(host, port)` of a `redis://host:port` URL.
+///
+/// # Errors
+/// When the URL has no port.
+pub fn host_port(url: &str) -> Result<(String, u16), BenchError> {
+    let rest = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap_or_default();
+    let rest = rest.split('/').next().unwrap_or_default();
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("no port in the cluster URL {url}"))?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("bad port in the cluster URL {url}"))?;
+    Ok((host.to_owned(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_redis_benchmark_csv() {
+        let text = "Cluster has 3 master nodes:\n\nMaster 0: 8ac3 127.0.0.1:7300\n\n\
+            \"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\
+            \"SET\",\"48780.49\",\"6.699\",\"0.464\",\"6.735\",\"12.167\",\"15.111\",\"23.887\"\n";
+        let lines = parse_benchmark_csv(text);
+        assert_eq!(
+            lines,
+            vec![BenchmarkLine {
+                test: "SET".into(),
+                rps: 48780.49,
+                p50_ms: 6.735,
+                p99_ms: 15.111,
+                max_ms: 23.887,
+            }]
+        );
+    }
+
+    #[test]
+    fn reads_host_and_port() {
+        assert_eq!(
+            host_port("redis://127.0.0.1:7300").unwrap(),
+            ("127.0.0.1".to_owned(), 7300)
+        );
+        assert_eq!(
+            host_port("redis://user:pw@10.0.0.1:7000/0").unwrap(),
+            ("10.0.0.1".to_owned(), 7000)
+        );
+        assert!(host_port("redis://localhost").is_err());
+    }
+
+    #[test]
+    fn contender_ids_round_trip() {
+        for contender in Contender::ALL {
+            assert_eq!(Contender::parse(contender.id()).unwrap(), contender);
+        }
+        assert_eq!(
+            serde_json::to_string(&Contender::RedisBenchmark).unwrap(),
+            "\"redis-benchmark\""
+        );
+        assert!(Contender::parse("pigeon").is_err());
+    }
+
+    #[tokio::test]
+    async fn join_all_keeps_the_order() {
+        let futures: Vec<_> = [30u64, 10, 20]
+            .into_iter()
+            .map(|ms| async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                ms
+            })
+            .collect();
+        assert_eq!(join_all(futures).await, vec![30, 10, 20]);
+    }
+}

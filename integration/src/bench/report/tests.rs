@@ -1,0 +1,299 @@
+//! Tests of the report: rows, headline ratios and goals from fixed figures, the exact Markdown, and
+//! the JSON round trip.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::bench::stats::Percentiles;
+
+fn figures(ops_per_sec: f64, p99_us: f64, cpu: f64) -> CellFigures {
+    CellFigures {
+        ops: (ops_per_sec * 2.0) as u64,
+        total_ops: (ops_per_sec * 2.5) as u64,
+        seconds: 2.0,
+        ops_per_sec,
+        latency: Some(Percentiles {
+            p50_us: p99_us / 4.0,
+            p99_us,
+            p999_us: Some(p99_us * 2.0),
+            max_us: Some(p99_us * 3.0),
+        }),
+        cpu_us_per_op: cpu,
+        peak_rss_kib: Some(20_480),
+        errors: 0,
+        first_error: None,
+    }
+}
+
+fn tracker(zincrby: u64, expire: u64) -> TrackerTraffic {
+    let mut by_command = BTreeMap::new();
+    if zincrby > 0 {
+        by_command.insert("zincrby".to_owned(), zincrby);
+    }
+    if expire > 0 {
+        by_command.insert("expire".to_owned(), expire);
+    }
+    TrackerTraffic {
+        commands: zincrby + expire,
+        round_trips: expire,
+        by_command,
+    }
+}
+
+/// Two rounds of single commands at 50 tasks (every contender) and pipelines (raw and aggregated).
+pub(crate) fn fixture() -> Report {
+    let single = Workload::single(50);
+    let pipeline = Workload::pipeline(50, 16);
+    let cell = |round, workload, contender, figures, tracker, statsd_packets| Cell {
+        round,
+        workload,
+        contender,
+        figures,
+        tracker,
+        statsd_packets,
+    };
+    let cells = vec![
+        // Round 0: (b)/(a) = 0.96 ops/s, 1.05 p99.
+        cell(
+            0,
+            single,
+            Contender::Raw,
+            figures(50_000.0, 1_000.0, 20.0),
+            tracker(0, 0),
+            0,
+        ),
+        cell(
+            0,
+            single,
+            Contender::Aggregated,
+            figures(48_000.0, 1_050.0, 24.0),
+            tracker(250, 2),
+            120_000,
+        ),
+        cell(
+            0,
+            single,
+            Contender::Direct,
+            figures(46_000.0, 1_200.0, 26.0),
+            tracker(1_150, 1_150),
+            115_000,
+        ),
+        cell(
+            0,
+            single,
+            Contender::RedisBenchmark,
+            figures(100_000.0, 800.0, 4.0),
+            tracker(0, 0),
+            0,
+        ),
+        cell(
+            0,
+            pipeline,
+            Contender::Raw,
+            figures(200_000.0, 4_000.0, 5.0),
+            tracker(0, 0),
+            0,
+        ),
+        cell(
+            0,
+            pipeline,
+            Contender::Aggregated,
+            figures(180_000.0, 4_400.0, 6.0),
+            tracker(130, 1),
+            28_125,
+        ),
+        // Round 1: (b)/(a) = 0.9 ops/s, 1.2 p99.
+        cell(
+            1,
+            single,
+            Contender::Raw,
+            figures(52_000.0, 1_000.0, 20.0),
+            tracker(0, 0),
+            0,
+        ),
+        cell(
+            1,
+            single,
+            Contender::Aggregated,
+            figures(46_800.0, 1_200.0, 25.0),
+            tracker(250, 2),
+            117_000,
+        ),
+        cell(
+            1,
+            single,
+            Contender::Direct,
+            figures(45_000.0, 1_300.0, 27.0),
+            tracker(1_125, 1_125),
+            112_500,
+        ),
+        cell(
+            1,
+            single,
+            Contender::RedisBenchmark,
+            figures(104_000.0, 900.0, 4.0),
+            tracker(0, 0),
+            0,
+        ),
+        cell(
+            1,
+            pipeline,
+            Contender::Raw,
+            figures(210_000.0, 4_000.0, 5.0),
+            tracker(0, 0),
+            0,
+        ),
+        cell(
+            1,
+            pipeline,
+            Contender::Aggregated,
+            figures(168_000.0, 4_800.0, 6.5),
+            tracker(130, 1),
+            26_250,
+        ),
+    ];
+    Report {
+        command: "cargo xtask bench --quick".to_owned(),
+        machine: Machine {
+            cpus: 2,
+            cpu_model: "Test CPU".to_owned(),
+            kernel: "6.1.0".to_owned(),
+            redis_version: "7.0.15".to_owned(),
+            cluster: "3 primaries + 3 replicas at redis://127.0.0.1:7000".to_owned(),
+            note: "Shared machine.".to_owned(),
+        },
+        settings: Settings {
+            rounds: 2,
+            warmup_s: 0.5,
+            measure_s: 2.0,
+            keys: 100_000,
+            value_size: 100,
+            write_share: 0.1,
+            zipf_exponent: 1.0,
+            tracker_sample_rate: 0.01,
+            max_connections: "max(50, tasks)".to_owned(),
+            workloads: vec![single, pipeline],
+        },
+        cells,
+    }
+}
+
+#[test]
+fn rows_take_medians_over_rounds() {
+    let rows = fixture().rows();
+    assert_eq!(rows.len(), 6);
+    let raw = &rows[0];
+    assert_eq!(
+        (raw.workload, raw.contender),
+        (Workload::single(50), Contender::Raw)
+    );
+    assert_eq!(raw.ops_per_sec.median, 51_000.0);
+    assert_eq!(
+        (raw.ops_per_sec.min, raw.ops_per_sec.max),
+        (50_000.0, 52_000.0)
+    );
+    assert_eq!(
+        raw.tracker_commands_per_million, None,
+        "(a) runs no tracker"
+    );
+    let direct = &rows[2];
+    // 2300 commands over 115,000 ops and 2250 over 112,500: 20,000 per million both times.
+    assert_eq!(direct.tracker_commands_per_million, Some(20_000.0));
+    assert_eq!(direct.tracker_round_trips_per_million, Some(10_000.0));
+    assert_eq!(direct.statsd_packets_per_request, Some(1.0));
+    assert_eq!(direct.peak_rss_mib, Some(20.0));
+    assert_eq!(
+        rows[3].statsd_packets_per_request, None,
+        "(d) sends no metrics"
+    );
+    assert_eq!(raw.statsd_packets_per_request, None, "(a) sends no metrics");
+    assert_eq!(
+        rows[5].statsd_packets_per_request,
+        Some(1.0),
+        "one packet per pipeline"
+    );
+}
+
+#[test]
+fn headline_ratios_are_paired_within_rounds() {
+    let headline = fixture().headline();
+    let find = |name: &str, workload: Workload| {
+        headline
+            .iter()
+            .find(|r| r.name == name && r.workload == workload)
+            .unwrap_or_else(|| panic!("no {name} on {workload}"))
+    };
+    let ops = find("(b)/(a) ops/s", Workload::single(50));
+    let value = ops.value.unwrap();
+    assert!(
+        (value.min - 0.9).abs() < 1e-9 && (value.max - 0.96).abs() < 1e-9,
+        "{value:?}"
+    );
+    assert!((value.median - 0.93).abs() < 1e-9);
+    assert_eq!(ops.goal, Some(Goal::AtLeast(0.95)));
+    assert_eq!(ops.met(), Some(false));
+
+    let p99 = find("(b)/(a) p99", Workload::single(50));
+    assert!((p99.value.unwrap().median - 1.125).abs() < 1e-9);
+    assert_eq!(p99.met(), Some(false));
+
+    // 252 commands per 120,000 ops against 2300 per 115,000 (round 0): 0.105.
+    let commands = find("(b)/(c) tracker commands", Workload::single(50));
+    assert_eq!(commands.goal, Some(Goal::AtMost(0.01)));
+    assert_eq!(commands.met(), Some(false));
+
+    // No goal for pipelines' throughput; no direct-mode cell there, so no tracker ratio.
+    assert_eq!(find("(b)/(a) ops/s", Workload::pipeline(50, 16)).goal, None);
+    assert!(
+        headline
+            .iter()
+            .all(|r| !(r.name.contains("(b)/(c)") && r.workload.is_pipeline()))
+    );
+    let reference = find("(a)/(d) ops/s", Workload::single(50));
+    assert!((reference.value.unwrap().median - 0.5).abs() < 1e-9);
+}
+
+#[test]
+fn goals_judge_their_bound_inclusively() {
+    assert!(Goal::AtLeast(0.95).met(0.95));
+    assert!(!Goal::AtLeast(0.95).met(0.949));
+    assert!(Goal::AtMost(1.1).met(1.1));
+    assert!(!Goal::AtMost(1.1).met(1.1001));
+    assert_eq!(Goal::AtMost(0.01).to_string(), "≤ 0.01");
+}
+
+#[test]
+fn renders_the_exact_markdown() {
+    let expected = include_str!("tests/fixture.md");
+    assert_eq!(fixture().to_markdown(), expected);
+}
+
+#[test]
+fn json_round_trips_and_carries_the_derived_figures() {
+    let report = fixture();
+    let json = report.to_json().unwrap();
+    assert_eq!(Report::from_json(&json).unwrap(), report);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["rows"].as_array().unwrap().len(), 6);
+    assert_eq!(value["report"]["cells"][1]["contender"], "aggregated");
+    assert_eq!(value["report"]["cells"][0]["workload"]["tasks"], 50);
+    assert_eq!(
+        value["report"]["cells"][2]["tracker"]["by_command"]["expire"],
+        1_150
+    );
+    assert!(value["headline"].as_array().unwrap().len() >= 5);
+    assert!(Report::from_json("{}").is_err());
+}
+
+#[test]
+fn numbers_are_formatted_without_noise() {
+    assert_eq!(fmt_num(0.5), "0.5");
+    assert_eq!(fmt_num(3.0), "3");
+    assert_eq!(fmt_num(0.01), "0.01");
+    assert_eq!(fmt_num(0.0), "0");
+    assert_eq!(fmt_opt(None, 1), "—");
+    assert_eq!(fmt_ratio(0.951), "0.951");
+    assert_eq!(fmt_ratio(0.00174), "0.00174");
+    assert_eq!(fmt_ratio(0.0), "0.000");
+    assert_eq!(fmt_opt(Some(1.26), 1), "1.3");
+}
