@@ -608,7 +608,7 @@ where
     C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
 {
     async fn run(mut self) {
-        let mut next_flush = Instant::now() + self.jittered_interval();
+        let mut next_flush = deadline_after(self.jittered_interval());
         let mut drain = tokio::time::interval(DRAIN_INTERVAL);
         drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -636,7 +636,7 @@ where
                 }
                 () = tokio::time::sleep_until(next_flush), if self.mode == TrackKeyMode::Aggregated => {
                     self.flush().await;
-                    next_flush = Instant::now() + self.jittered_interval();
+                    next_flush = deadline_after(self.jittered_interval());
                 }
             }
         }
@@ -761,9 +761,18 @@ where
 }
 
 /// `interval` scaled into `0.9..=1.1` by `unit` in `0..=1`, so processes started together spread their
-/// flushes.
+/// flushes. An interval too long to scale (configured in eons) is left as it is.
 fn jitter(interval: Duration, unit: f64) -> Duration {
-    interval.mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
+    Duration::try_from_secs_f64(interval.as_secs_f64() * (0.9 + 0.2 * unit.clamp(0.0, 1.0)))
+        .unwrap_or(interval)
+}
+
+/// `after` from now; an interval beyond what the clock can represent means a year from now, which
+/// is as good as never for a flush (and the next flush computes it again).
+fn deadline_after(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
 }
 
 /// Sends one tracker pipeline, giving up after `timeout` so a dead node cannot stall the writer.

@@ -557,6 +557,26 @@ mod tests {
     }
 
     #[test]
+    fn a_max_connections_the_pool_cannot_count_is_refused_not_a_panic() {
+        let too_many = (tokio::sync::Semaphore::MAX_PERMITS + 1).to_string();
+        let error = ClusterRedisClient::new()
+            .pool_from_config(
+                &config(&[
+                    ("foo.url", "redis://127.0.0.1:7000"),
+                    ("foo.max_connections", &too_many),
+                ]),
+                "foo.",
+            )
+            .unwrap_err();
+        assert!(
+            error.to_string().starts_with(&format!(
+                "foo.max_connections: {too_many} is more than the pool can count"
+            )),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_prefix_must_end_with_a_dot() {
         let error = ClusterRedisClient::new()
             .options_from_config(&config(&[("foo.url", "redis://h:1")]), "foo")

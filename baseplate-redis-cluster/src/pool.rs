@@ -80,12 +80,24 @@ impl ClusterPool {
     /// A pool for the client `name` with `options`. Nothing connects until the first command.
     ///
     /// # Errors
-    /// When redis-rs rejects the seed list (the message names `{name}.url`, never the URL).
+    /// When redis-rs rejects the seed list (the message names `{name}.url`, never the URL), or
+    /// `max_connections` is more than tokio's semaphore can count.
     pub fn new(
         name: impl Into<String>,
         options: ClusterOptions,
     ) -> Result<Self, ClusterConfigError> {
         let name = name.into();
+        // tokio's semaphore cannot hold more permits than this and panics when asked to.
+        if options.max_connections > Semaphore::MAX_PERMITS {
+            return Err(ClusterConfigError::Invalid {
+                key: format!("{name}.max_connections"),
+                reason: format!(
+                    "{} is more than the pool can count (at most {})",
+                    options.max_connections,
+                    Semaphore::MAX_PERMITS
+                ),
+            });
+        }
         let router = Router::new(options.read_from_replicas);
         let mut builder = ClusterClientBuilder::new(options.seeds.iter().map(|s| s.expose()))
             .read_routing_strategy(RouterFactory(Arc::clone(&router)));

@@ -633,6 +633,14 @@ fn flush_intervals_are_jittered_by_ten_percent() {
     assert_eq!(jitter(ten, 1.0), Duration::from_secs(11));
     assert_eq!(jitter(ten, 0.5), ten);
     assert_eq!(jitter(ten, 7.0), Duration::from_secs(11));
+    // An interval too long to scale stays as it is rather than overflowing.
+    assert_eq!(jitter(Duration::MAX, 1.0), Duration::MAX);
+    let eons = Duration::from_secs(200_000_000_000_000 * 86_400);
+    assert_eq!(jitter(eons, 1.0), eons);
+    // And a deadline that far off is a year away, not a panic.
+    let year = Duration::from_secs(365 * 86_400);
+    assert!(deadline_after(Duration::MAX) >= Instant::now() + year - Duration::from_secs(1));
+    assert!(deadline_after(Duration::from_secs(1)) <= Instant::now() + Duration::from_secs(1));
 }
 
 #[test]
