@@ -9,6 +9,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 pub mod bench;
+pub mod chaos;
 pub mod spans;
 
 use std::sync::OnceLock;

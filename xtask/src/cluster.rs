@@ -93,6 +93,8 @@ impl ClusterSpec {
 #[derive(Debug)]
 pub struct Cluster {
     spec: ClusterSpec,
+    /// Extra `redis-server` arguments every node was started with (see [`Cluster::start_with_node_args`]).
+    node_args: Vec<String>,
 }
 
 impl Cluster {
@@ -106,6 +108,15 @@ impl Cluster {
     /// When `redis-server` or `redis-cli` is missing or too old, a port is taken, a node does not start,
     /// or the cluster is not healthy within a minute. Nodes started by a failed call are stopped.
     pub fn start(spec: ClusterSpec) -> Result<Cluster> {
+        Cluster::start_with_node_args(spec, &[])
+    }
+
+    /// Like [`Cluster::start`], with `node_args` appended to every node's `redis-server` command
+    /// line (e.g. `["--repl-diskless-sync-delay", "0"]`); [`Cluster::restart_node`] reuses them.
+    ///
+    /// # Errors
+    /// As [`Cluster::start`].
+    pub fn start_with_node_args(spec: ClusterSpec, node_args: &[&str]) -> Result<Cluster> {
         spec.validate()?;
         check_redis_server()?;
         check_redis_cli()?;
@@ -121,7 +132,10 @@ impl Cluster {
                 );
             }
         }
-        let cluster = Cluster { spec };
+        let cluster = Cluster {
+            spec,
+            node_args: node_args.iter().map(|&a| a.to_owned()).collect(),
+        };
         if let Err(e) = cluster.launch() {
             let _ = stop_dir(&cluster.spec.dir);
             return Err(e);
@@ -135,7 +149,10 @@ impl Cluster {
             .ports()
             .iter()
             .all(|&port| node_pid(&spec.dir, port).is_some_and(pid_is_redis));
-        let cluster = Cluster { spec: spec.clone() };
+        let cluster = Cluster {
+            spec: spec.clone(),
+            node_args: Vec::new(),
+        };
         (all_alive && cluster.health().is_ok()).then_some(cluster)
     }
 
@@ -179,11 +196,82 @@ impl Cluster {
         Ok(())
     }
 
+    /// The pid of the node on `port`, while it is alive.
+    pub fn node_pid(&self, port: u16) -> Option<u32> {
+        node_pid(&self.spec.dir, port).filter(|&pid| pid_is_redis(pid))
+    }
+
+    /// SIGKILLs the node on `port` (no shutdown, no goodbye to the cluster) and waits until it is gone.
+    ///
+    /// # Errors
+    /// When the node is not running or does not die within 5 seconds.
+    pub fn kill_node(&self, port: u16) -> Result<()> {
+        let pid = self.live_pid(port)?;
+        signal(pid, "KILL");
+        wait_for_exit(pid, port)
+    }
+
+    /// Stops the node on `port` gracefully (SIGTERM) and waits until it has exited; its directory
+    /// and `nodes.conf` stay, so [`Cluster::restart_node`] brings the same node back.
+    ///
+    /// # Errors
+    /// When the node is not running or does not exit within 5 seconds.
+    pub fn stop_node(&self, port: u16) -> Result<()> {
+        let pid = self.live_pid(port)?;
+        signal(pid, "TERM");
+        wait_for_exit(pid, port)
+    }
+
+    /// Freezes the node on `port` (SIGSTOP): its sockets stay open but nothing answers.
+    ///
+    /// # Errors
+    /// When the node is not running.
+    pub fn pause_node(&self, port: u16) -> Result<()> {
+        signal(self.live_pid(port)?, "STOP");
+        Ok(())
+    }
+
+    /// Lets a node frozen by [`Cluster::pause_node`] run again (SIGCONT).
+    ///
+    /// # Errors
+    /// When the node is not running.
+    pub fn resume_node(&self, port: u16) -> Result<()> {
+        signal(self.live_pid(port)?, "CONT");
+        Ok(())
+    }
+
+    /// Starts the node on `port` again, from its own directory (so with its `nodes.conf`: it keeps
+    /// its identity) and with the arguments the cluster was started with, and waits until it
+    /// answers `PING`. Without persistence its data set starts empty.
+    ///
+    /// # Errors
+    /// When the node still runs, or does not start and answer within 10 seconds.
+    pub fn restart_node(&self, port: u16) -> Result<()> {
+        ensure!(
+            self.node_pid(port).is_none(),
+            "node {port} is still running"
+        );
+        ensure!(
+            self.spec.ports().contains(&port),
+            "port {port} is not a node of this cluster"
+        );
+        start_node(&self.spec, port, &self.node_args)?;
+        wait_for(Instant::now() + Duration::from_secs(10), || {
+            redis_cli(port, &["PING"]).map(|r| r.trim() == "PONG")
+        })
+        .with_context(|| format!("node {port} did not answer PING after its restart"))
+    }
+
+    fn live_pid(&self, port: u16) -> Result<u32> {
+        self.node_pid(port)
+            .with_context(|| format!("node {port} of this cluster is not running"))
+    }
+
     fn launch(&self) -> Result<()> {
         fs::create_dir_all(&self.spec.dir)
             .with_context(|| format!("creating {}", self.spec.dir.display()))?;
         for port in self.spec.ports() {
-            start_node(&self.spec, port)?;
+            start_node(&self.spec, port, &self.node_args)?;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in self.spec.ports() {
@@ -433,7 +521,7 @@ fn parse_redis_version(text: &str) -> Option<String> {
     (!version.is_empty()).then_some(version)
 }
 
-fn start_node(spec: &ClusterSpec, port: u16) -> Result<()> {
+fn start_node(spec: &ClusterSpec, port: u16, extra_args: &[String]) -> Result<()> {
     let dir = node_dir(&spec.dir, port);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir_arg = dir.to_string_lossy().into_owned();
@@ -462,6 +550,7 @@ fn start_node(spec: &ClusterSpec, port: u16) -> Result<()> {
         .args(["--daemonize", "yes"])
         // Tests need DEBUG SLEEP to hold commands in flight; it is refused by default since Redis 7.
         .args(["--enable-debug-command", "local"])
+        .args(extra_args)
         .stdin(Stdio::null())
         .output()
         .context("running redis-server")?;
@@ -499,6 +588,13 @@ fn pid_is_redis(pid: u32) -> bool {
                     .starts_with('Z')
             })
             .unwrap_or(true)
+}
+
+fn wait_for_exit(pid: u32, port: u16) -> Result<()> {
+    wait_for(Instant::now() + Duration::from_secs(5), || {
+        Ok(!pid_is_redis(pid))
+    })
+    .with_context(|| format!("node {port} (pid {pid}) did not exit"))
 }
 
 fn signal(pid: u32, name: &str) {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's tasks (a local Redis Cluster, the test command), one module per task.
 
 mod bench;
+mod chaos;
 mod cluster_task;
 mod demo_task;
 mod test_task;
@@ -27,6 +28,8 @@ enum Task {
     Test(test_task::TestArgs),
     /// Side-by-side benchmarks of the monitored client, raw redis-rs and redis-benchmark.
     Bench(bench::BenchArgs),
+    /// Failover, hangs, restarts, resharding and exhausted pools under load, each on a cluster of its own.
+    Chaos(chaos::ChaosArgs),
     /// The main job in one command: a cluster, a statsd listener and a demo service under traffic.
     Demo(demo_task::DemoArgs),
 }
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Task::Cluster(args) => cluster_task::run(args).map(|()| ExitCode::SUCCESS),
         Task::Test(args) => test_task::run(args),
         Task::Bench(args) => bench::run(args),
+        Task::Chaos(args) => chaos::run(args),
         Task::Demo(args) => demo_task::run(args).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|error| {

@@ -1,0 +1,199 @@
+//! Chaos scenarios behind `cargo xtask chaos`: a cluster of their own, a steady load through the
+//! monitored client, one fault each, and a report of what the client did about it.
+//!
+//! Every scenario starts a fresh 3-primary, 3-replica cluster on free ports (it kills, freezes or
+//! reconfigures nodes, so it must not share one), configures the client as a service would
+//! (through [`baseplate::Baseplate`], `timeout = 1 second`, metrics to a local UDP socket, a URL
+//! with a password), runs a paced load of writes of unique keys and reads of acknowledged ones,
+//! injects its fault, keeps the load running until the client has had time to recover, and then
+//! reads every acknowledged write back from the primaries.
+//!
+//! - [`cluster`]: the scenario's cluster and the faults (SIGKILL, SIGSTOP, restart, reshard, config).
+//! - [`load`]: the load generator and its per-operation records.
+//! - [`observe`]: the process's `tracing` subscriber, which scans every span field, event and `log`
+//!   record for the password, and a statsd sink that scans every metric packet.
+//! - [`report`]: the figures of one run, the invariants they are checked against, and the table.
+//! - [`scenarios`]: the six scenarios.
+//!
+//! The `chaos` binary runs them with a long load and prints the table; `tests/chaos.rs` runs each
+//! with a short load and asserts its invariants.
+
+pub mod cluster;
+pub mod load;
+pub mod observe;
+pub mod report;
+pub mod scenarios;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use report::Report;
+pub use scenarios::{run, run_with_records};
+
+/// The six faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scenario {
+    /// SIGKILL the seed primary; its replica is promoted and the client follows without a restart.
+    KillPrimary,
+    /// SIGSTOP a primary for longer than `timeout`, then SIGCONT: its slots fail fast with a
+    /// timeout, the rest of the cluster keeps serving.
+    HangPrimary,
+    /// Stop a replica gracefully and start it again on the same port: connections to it come back.
+    RestartNode,
+    /// Move slots between primaries with `redis-cli --cluster reshard` under load: MOVED and ASK are
+    /// followed and nothing fails.
+    Reshard,
+    /// More callers than `max_connections`, with slow commands: the excess fail with the pool
+    /// timeout after `timeout`, nothing deadlocks, and in-flight counts return to zero.
+    PoolExhaustion,
+    /// The hot-key tracker's writes are refused and the statsd endpoint is gone: no user command
+    /// fails or slows measurably.
+    TrackerAndMetricsFaults,
+}
+
+impl Scenario {
+    /// Every scenario, in the order the table lists them.
+    pub const ALL: [Scenario; 6] = [
+        Scenario::KillPrimary,
+        Scenario::HangPrimary,
+        Scenario::RestartNode,
+        Scenario::Reshard,
+        Scenario::PoolExhaustion,
+        Scenario::TrackerAndMetricsFaults,
+    ];
+
+    /// The scenario's name on the command line and in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::KillPrimary => "kill-primary",
+            Scenario::HangPrimary => "hang-primary",
+            Scenario::RestartNode => "restart-node",
+            Scenario::Reshard => "reshard",
+            Scenario::PoolExhaustion => "pool-exhaustion",
+            Scenario::TrackerAndMetricsFaults => "tracker-and-metrics-faults",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL
+            .into_iter()
+            .find(|scenario| scenario.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown scenario {s:?}; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// How long and how hard a scenario runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ChaosOptions {
+    /// The load's length, fault included; a scenario extends it when the fault needs longer
+    /// (a failover, a reshard) so that there is always time to see the client recover.
+    pub load: Duration,
+    /// The client's `timeout` (connect, response and pool wait).
+    pub timeout: Duration,
+    /// Concurrent load workers.
+    pub workers: usize,
+    /// Operations per second the workers aim for together (each worker is paced).
+    pub ops_per_second: f64,
+}
+
+impl ChaosOptions {
+    /// The `cargo xtask chaos` defaults: 20 seconds of load at 1500 operations per second.
+    pub fn full() -> Self {
+        Self {
+            load: Duration::from_secs(20),
+            timeout: Duration::from_secs(1),
+            workers: 24,
+            ops_per_second: 1500.0,
+        }
+    }
+
+    /// The integration tests' shorter, lighter load.
+    pub fn short() -> Self {
+        Self {
+            load: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
+            workers: 16,
+            ops_per_second: 800.0,
+        }
+    }
+
+    /// Sets [`load`](Self::load).
+    #[must_use]
+    pub fn with_load(mut self, load: Duration) -> Self {
+        self.load = load;
+        self
+    }
+}
+
+/// The hash slot of `key`, as Redis Cluster computes it (CRC16-XMODEM of the key or of its
+/// `{hash tag}`, modulo 16384), so the load can tell which node a key lives on without asking.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let hashed = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16(hashed) % 16_384
+}
+
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_slots_match_redis() {
+        // Values from `CLUSTER KEYSLOT` and the Redis Cluster specification.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12_182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
+        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
+        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
+    }
+
+    #[test]
+    fn scenarios_parse_from_their_names() {
+        for scenario in Scenario::ALL {
+            assert_eq!(scenario.name().parse::<Scenario>(), Ok(scenario));
+        }
+        let error = "kill".parse::<Scenario>().unwrap_err();
+        assert!(error.contains("kill-primary"), "{error}");
+    }
+}

@@ -1,0 +1,545 @@
+//! A scenario's own cluster and the faults it suffers: SIGKILL, SIGSTOP/SIGCONT, a graceful stop
+//! and restart, a reshard, and `CONFIG SET`, plus what the scenarios need to know about its shape.
+//!
+//! Everything here blocks (it runs `redis-cli` or waits for processes); async code calls it
+//! through [`blocking`].
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use xtask::cluster::{Cluster, ClusterSpec, free_base_port, info_field, redis_cli};
+
+/// The ACL user the client logs in as; every node knows it from its command line.
+pub const USER: &str = "user";
+
+/// Its password, which must never show in an error, a log line, a span field or a metric.
+pub const PASSWORD: &str = "secret";
+
+/// Extra `redis-server` arguments for every chaos node: no five-second wait before a replica's
+/// full sync (the default `repl-diskless-sync-delay` makes start-up and a restarted replica's
+/// sync five seconds slower), and the user the client logs in as.
+const NODE_ARGS: [&str; 8] = [
+    "--repl-diskless-sync-delay",
+    "0",
+    "--user",
+    USER,
+    "on",
+    ">secret",
+    "~*",
+    "+@all",
+];
+
+/// Runs blocking cluster work off the async runtime's worker threads.
+///
+/// # Panics
+/// When `work` panics.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking cluster work panicked")
+}
+
+/// A node as `CLUSTER NODES` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// The node's id.
+    pub id: String,
+    /// Its client port on 127.0.0.1.
+    pub port: u16,
+    /// Whether it is a primary.
+    pub primary: bool,
+    /// The id of its primary, for a replica.
+    pub primary_id: Option<String>,
+    /// Whether the cluster considers it failed (`fail` or `fail?`).
+    pub failed: bool,
+    /// The slot ranges it serves, inclusive.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl ClusterNode {
+    /// How many slots it serves.
+    pub fn slot_count(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|&(start, end)| usize::from(end - start) + 1)
+            .sum()
+    }
+
+    /// Whether it serves `slot`.
+    pub fn serves(&self, slot: u16) -> bool {
+        self.slots
+            .iter()
+            .any(|&(start, end)| (start..=end).contains(&slot))
+    }
+}
+
+/// A throwaway cluster for one scenario, stopped when dropped (and by a watchdog if the process
+/// dies first). Nodes it froze are thawed before it stops.
+#[derive(Debug)]
+pub struct ChaosCluster {
+    cluster: Option<Cluster>,
+    paused: Mutex<BTreeSet<u16>>,
+}
+
+impl ChaosCluster {
+    /// Starts 3 primaries with two replicas each on free ports, with `node_timeout` as
+    /// `cluster-node-timeout` (how long before a silent primary is failed over).
+    ///
+    /// Two replicas, so that a shard still has one after a failover or while one is restarted:
+    /// the load's `WAIT 1` then still confirms writes at once, instead of blocking the shard's
+    /// (multiplexed) connection for its whole timeout on every write.
+    ///
+    /// # Panics
+    /// When no cluster can be started; the message says why.
+    pub fn start(node_timeout: Duration) -> ChaosCluster {
+        let base_port = free_base_port(9).expect("finding free ports for a chaos cluster");
+        let dir = std::env::temp_dir().join(format!(
+            "baseplate-rs-chaos-{}-{base_port}",
+            std::process::id()
+        ));
+        let mut spec = ClusterSpec::new(base_port, dir);
+        spec.node_timeout = node_timeout;
+        spec.replicas_per_primary = 2;
+        let cluster = Cluster::start_with_node_args(spec, &NODE_ARGS)
+            .unwrap_or_else(|e| panic!("starting a chaos cluster: {e:#}"));
+        cluster
+            .stop_when_process_exits(std::process::id())
+            .expect("arranging the chaos cluster's teardown");
+        let chaos = ChaosCluster {
+            cluster: Some(cluster),
+            paused: Mutex::new(BTreeSet::new()),
+        };
+        // `cluster create` is done when every replica replicates, but the nodes learn each
+        // other's roles by gossip: wait until all of them see the same, complete shape.
+        let settled = wait_until(Duration::from_secs(30), || chaos.settled());
+        assert!(
+            settled.is_some(),
+            "the chaos cluster's nodes do not agree on its shape: {:?}",
+            chaos.nodes()
+        );
+        chaos.advertise_replicas();
+        chaos
+    }
+
+    /// Writes one key to every primary and waits until the seed's `CLUSTER SLOTS` lists both
+    /// replicas of every shard.
+    ///
+    /// Redis 7 leaves out of `CLUSTER SLOTS` a replica whose replication offset is 0, that is of a
+    /// primary that never had a write, and redis-rs learns replicas only from `CLUSTER SLOTS`: a
+    /// client that connects to a brand-new cluster would otherwise never read from a replica
+    /// (until something made it refresh its slot map).
+    fn advertise_replicas(&self) {
+        for primary in self.nodes().into_iter().filter(|n| n.primary) {
+            let key = (0u32..)
+                .map(|i| format!("chaos:warm:{i}"))
+                .find(|key| primary.serves(crate::chaos::key_slot(key.as_bytes())))
+                .expect("some key hashes to every primary");
+            self.cli(primary.port, &["SET", &key, "1"]);
+        }
+        let seed = self.seed_port();
+        let listed = wait_until(Duration::from_secs(30), || {
+            redis_cli(seed, &["CLUSTER", "SLOTS"]).is_ok_and(|slots| {
+                // Each entry is its range, then the primary and each replica as host, port and
+                // id, one per line; ports (20000 and up) are the numbers above any slot.
+                let ports = slots
+                    .lines()
+                    .filter(|line| line.parse::<u16>().is_ok_and(|p| p > 16_383))
+                    .count();
+                ports == 9
+            })
+        });
+        assert!(
+            listed.is_some(),
+            "the replicas never showed in CLUSTER SLOTS: {}",
+            self.cli(seed, &["CLUSTER", "SLOTS"])
+        );
+    }
+
+    /// Whether every node sees 3 primaries serving all slots, each with 2 replicas, none failed.
+    fn settled(&self) -> bool {
+        self.ports().into_iter().all(|port| {
+            let Ok(text) = redis_cli(port, &["CLUSTER", "NODES"]) else {
+                return false;
+            };
+            let nodes: Vec<ClusterNode> = text.lines().filter_map(parse_node_line).collect();
+            let primaries: Vec<&ClusterNode> = nodes.iter().filter(|n| n.primary).collect();
+            primaries.len() == 3
+                && nodes.iter().all(|n| !n.failed)
+                && primaries.iter().map(|p| p.slot_count()).sum::<usize>() == 16_384
+                && primaries.iter().all(|p| {
+                    nodes
+                        .iter()
+                        .filter(|n| n.primary_id.as_deref() == Some(p.id.as_str()))
+                        .count()
+                        == 2
+                })
+        })
+    }
+
+    fn cluster(&self) -> &Cluster {
+        self.cluster.as_ref().expect("the cluster runs until drop")
+    }
+
+    /// The seed node's port: the one the client's URL names.
+    pub fn seed_port(&self) -> u16 {
+        self.cluster().spec().base_port
+    }
+
+    /// Every node's port.
+    pub fn ports(&self) -> Vec<u16> {
+        self.cluster().spec().ports()
+    }
+
+    /// The URL a service would configure: the seed node, logging in as [`USER`].
+    pub fn url_with_password(&self) -> String {
+        format!("redis://{USER}:{PASSWORD}@127.0.0.1:{}", self.seed_port())
+    }
+
+    /// The URL without credentials (the default user needs none), for checking on the data.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.seed_port())
+    }
+
+    /// A URL (without credentials) for every node that is alive, so a client for checking on the
+    /// data can start whichever node died.
+    pub fn live_urls(&self) -> Vec<String> {
+        self.ports()
+            .into_iter()
+            .filter(|&port| self.is_alive(port))
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// Every node, as the first node that answers (other than `except`) sees them.
+    ///
+    /// # Panics
+    /// When no node answers.
+    pub fn nodes_except(&self, except: Option<u16>) -> Vec<ClusterNode> {
+        self.ports()
+            .into_iter()
+            .filter(|&port| Some(port) != except && self.is_alive(port))
+            .find_map(|port| redis_cli(port, &["CLUSTER", "NODES"]).ok())
+            .map(|text| text.lines().filter_map(parse_node_line).collect())
+            .expect("no node of the chaos cluster answers CLUSTER NODES")
+    }
+
+    /// Every node, as the first node that answers sees them.
+    pub fn nodes(&self) -> Vec<ClusterNode> {
+        self.nodes_except(None)
+    }
+
+    /// The primary serving `slot` and its first replica.
+    ///
+    /// # Panics
+    /// When the slot has no primary or the primary no replica.
+    pub fn shard_of(&self, slot: u16) -> (ClusterNode, ClusterNode) {
+        let nodes = self.nodes();
+        let primary = nodes
+            .iter()
+            .find(|n| n.primary && n.serves(slot))
+            .cloned()
+            .unwrap_or_else(|| panic!("no primary serves slot {slot}: {nodes:?}"));
+        let replica = nodes
+            .iter()
+            .find(|n| n.primary_id.as_deref() == Some(primary.id.as_str()))
+            .cloned()
+            .unwrap_or_else(|| panic!("primary {} has no replica: {nodes:?}", primary.port));
+        (primary, replica)
+    }
+
+    /// The port of the primary serving each slot (0 where none does), as seen now.
+    pub fn slot_owners(&self) -> Vec<u16> {
+        let mut owners = vec![0; 16_384];
+        for node in self.nodes().into_iter().filter(|n| n.primary) {
+            for (start, end) in node.slots {
+                for slot in start..=end {
+                    owners[usize::from(slot)] = node.port;
+                }
+            }
+        }
+        owners
+    }
+
+    /// Whether the node's process is alive.
+    pub fn is_alive(&self, port: u16) -> bool {
+        self.cluster().node_pid(port).is_some()
+    }
+
+    /// SIGKILLs a node and waits until it is gone.
+    ///
+    /// # Panics
+    /// When the node is not running or does not die.
+    pub fn kill(&self, port: u16) {
+        self.cluster()
+            .kill_node(port)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// Freezes a node (SIGSTOP); [`resume`](Self::resume) or dropping the cluster thaws it.
+    ///
+    /// # Panics
+    /// When the node is not running.
+    pub fn pause(&self, port: u16) {
+        self.cluster()
+            .pause_node(port)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        if let Ok(mut paused) = self.paused.lock() {
+            paused.insert(port);
+        }
+    }
+
+    /// Thaws a frozen node (SIGCONT).
+    ///
+    /// # Panics
+    /// When the node is not running.
+    pub fn resume(&self, port: u16) {
+        self.cluster()
+            .resume_node(port)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        if let Ok(mut paused) = self.paused.lock() {
+            paused.remove(&port);
+        }
+    }
+
+    /// Stops a node gracefully (SIGTERM) and waits until it has exited.
+    ///
+    /// # Panics
+    /// When the node is not running or does not exit.
+    pub fn stop_node(&self, port: u16) {
+        self.cluster()
+            .stop_node(port)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// Starts a stopped node again on its port, from its own `nodes.conf`.
+    ///
+    /// # Panics
+    /// When it does not start.
+    pub fn restart_node(&self, port: u16) {
+        self.cluster()
+            .restart_node(port)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// `INFO replication` of a node, if it answers.
+    pub fn replication(&self, port: u16) -> Option<String> {
+        redis_cli(port, &["INFO", "replication"]).ok()
+    }
+
+    /// Whether every live node says `cluster_state:ok`.
+    pub fn all_ok(&self) -> bool {
+        self.ports()
+            .into_iter()
+            .filter(|&port| self.is_alive(port))
+            .all(|port| {
+                redis_cli(port, &["CLUSTER", "INFO"])
+                    .is_ok_and(|info| info_field(&info, "cluster_state") == Some("ok"))
+            })
+    }
+
+    /// How often `command` (lower case, e.g. `get`) ran on a node since it started, from
+    /// `INFO commandstats`; 0 when it never ran or the node does not answer.
+    pub fn command_calls(&self, port: u16, command: &str) -> u64 {
+        let Ok(stats) = redis_cli(port, &["INFO", "commandstats"]) else {
+            return 0;
+        };
+        info_field(&stats, &format!("cmdstat_{command}"))
+            .and_then(|fields| fields.split(',').find_map(|f| f.strip_prefix("calls=")))
+            .and_then(|calls| calls.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Runs `redis-cli` against a node and returns its output.
+    ///
+    /// # Panics
+    /// When the node does not answer.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        redis_cli(port, args).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Moves `slots` slots from the primary `from` to the primary `to` (node ids) with
+    /// `redis-cli --cluster reshard`, keys and all; returns redis-cli's output.
+    ///
+    /// # Errors
+    /// redis-cli's output when it fails.
+    pub fn reshard(&self, from: &str, to: &str, slots: usize) -> Result<String, String> {
+        let seed = format!("127.0.0.1:{}", self.seed_port());
+        let slots = slots.to_string();
+        let output = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &seed])
+            .args(["--cluster-from", from, "--cluster-to", to])
+            .args(["--cluster-slots", &slots, "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running redis-cli --cluster reshard: {e}"))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if output.status.success() && !text.contains("[ERR]") {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+}
+
+impl Drop for ChaosCluster {
+    fn drop(&mut self) {
+        let paused: Vec<u16> = self
+            .paused
+            .lock()
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default();
+        if let Some(cluster) = self.cluster.take() {
+            for port in paused {
+                let _ = cluster.resume_node(port);
+            }
+            if let Err(error) = cluster.stop() {
+                eprintln!("stopping a chaos cluster: {error:#}");
+            }
+        }
+    }
+}
+
+/// Watches one node's `cluster_state` (every 50 ms, over a connection of its own) and keeps the
+/// times it changed, to tell the client's failures from the cluster's own: while a primary is
+/// failed and not yet replaced, every node refuses every command with `CLUSTERDOWN` (with the
+/// default `cluster-require-full-coverage yes`).
+#[derive(Debug)]
+pub struct StateWatcher {
+    task: tokio::task::JoinHandle<Vec<(Duration, String)>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl StateWatcher {
+    /// Starts watching the node on `port`; times are measured from `origin`.
+    pub fn start(port: u16, origin: Instant) -> StateWatcher {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut changes: Vec<(Duration, String)> = Vec::new();
+            let client = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                .expect("a client for the watched node");
+            let mut conn = None;
+            let mut ticker = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                tokio::select! {
+                    _ = stopped.changed() => return changes,
+                    _ = ticker.tick() => {}
+                }
+                if conn.is_none() {
+                    conn = client.get_multiplexed_async_connection().await.ok();
+                }
+                let Some(c) = conn.as_mut() else { continue };
+                let info: redis::RedisResult<String> =
+                    redis::cmd("CLUSTER").arg("INFO").query_async(c).await;
+                let state = match info {
+                    Ok(info) => info_field(&info, "cluster_state").unwrap_or("?").to_owned(),
+                    Err(_) => {
+                        conn = None;
+                        "unreachable".to_owned()
+                    }
+                };
+                if changes.last().is_none_or(|(_, last)| *last != state) {
+                    changes.push((origin.elapsed(), state));
+                }
+            }
+        });
+        StateWatcher { task, stop }
+    }
+
+    /// Stops watching; returns the windows in which the node's state was not `ok`.
+    pub async fn finish(self) -> Vec<(Duration, Duration, String)> {
+        let _ = self.stop.send(true);
+        let changes = self.task.await.unwrap_or_default();
+        let mut windows = Vec::new();
+        for (i, (at, state)) in changes.iter().enumerate() {
+            if state != "ok" {
+                let until = changes.get(i + 1).map_or(Duration::MAX, |(next, _)| *next);
+                windows.push((*at, until, state.clone()));
+            }
+        }
+        windows
+    }
+}
+
+/// Polls `ready` every 50 ms until it holds or `within` has passed; returns how long it took.
+pub fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    loop {
+        if ready() {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn parse_node_line(line: &str) -> Option<ClusterNode> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let port = fields
+        .get(1)?
+        .split('@')
+        .next()?
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()?;
+    let flags: Vec<&str> = fields.get(2)?.split(',').collect();
+    let primary_id = fields
+        .get(3)
+        .filter(|&&id| id != "-")
+        .map(|&id| id.to_owned());
+    let slots = fields
+        .iter()
+        .skip(8)
+        .filter(|s| !s.starts_with('['))
+        .filter_map(|range| {
+            let (start, end) = range.split_once('-').unwrap_or((range, range));
+            Some((start.parse().ok()?, end.parse().ok()?))
+        })
+        .collect();
+    Some(ClusterNode {
+        id: (*fields.first()?).to_owned(),
+        port,
+        primary: flags.contains(&"master"),
+        primary_id,
+        failed: flags.iter().any(|f| f.starts_with("fail")),
+        slots,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_know_the_user_and_password_the_client_logs_in_with() {
+        assert!(NODE_ARGS.contains(&USER));
+        assert!(NODE_ARGS.contains(&format!(">{PASSWORD}").as_str()));
+    }
+
+    #[test]
+    fn parses_cluster_nodes_lines() {
+        let primary = "07c37d 127.0.0.1:30004@40004 myself,master - 0 1426238317239 4 connected 0-5460 5462 [5461->-e7d1ee]";
+        let node = parse_node_line(primary).unwrap();
+        assert_eq!(node.port, 30004);
+        assert!(node.primary && !node.failed);
+        assert_eq!(node.primary_id, None);
+        assert_eq!(node.slots, [(0, 5460), (5462, 5462)]);
+        assert_eq!(node.slot_count(), 5462);
+        assert!(node.serves(5462) && !node.serves(5461));
+
+        let replica =
+            "e7d1ee 127.0.0.1:30001@40001 slave,fail 07c37d 0 1426238316232 1 disconnected";
+        let node = parse_node_line(replica).unwrap();
+        assert!(!node.primary && node.failed);
+        assert_eq!(node.primary_id.as_deref(), Some("07c37d"));
+        assert!(node.slots.is_empty());
+    }
+}

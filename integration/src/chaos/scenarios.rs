@@ -1,0 +1,914 @@
+//! The six scenarios: each starts its cluster, configures the client as a service would, runs the
+//! load, injects its fault, and checks its invariants on top of the ones every scenario shares.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
+use redis::AsyncCommands as _;
+
+use crate::chaos::cluster::{
+    ChaosCluster, ClusterNode, PASSWORD, StateWatcher, blocking, wait_until,
+};
+use crate::chaos::load::{Load, LoadOptions, LoadResult, OpKind, OpRecord, Outcome, verify};
+use crate::chaos::observe::{StatsdSink, observer};
+use crate::chaos::report::{Report, RunFacts, longest_gap, quantile, secs};
+use crate::chaos::{ChaosOptions, Scenario, key_slot};
+
+/// The context name the client is registered under.
+const CLIENT: &str = "foo";
+
+/// How much longer than `timeout` a call to a frozen node may take to fail.
+pub const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
+
+/// Runs one scenario and returns its report (whose checks say whether its invariants held).
+///
+/// # Panics
+/// When the harness itself fails: no cluster can be started, a node cannot be signalled.
+pub async fn run(scenario: Scenario, options: &ChaosOptions) -> Report {
+    run_with_records(scenario, options).await.0
+}
+
+/// Runs one scenario and returns its report and the load's records, for a closer look.
+///
+/// # Panics
+/// As [`run`].
+pub async fn run_with_records(scenario: Scenario, options: &ChaosOptions) -> (Report, LoadResult) {
+    match scenario {
+        Scenario::KillPrimary => kill_primary(options).await,
+        Scenario::HangPrimary => hang_primary(options).await,
+        Scenario::RestartNode => restart_node(options).await,
+        Scenario::Reshard => reshard(options).await,
+        Scenario::PoolExhaustion => pool_exhaustion(options).await,
+        Scenario::TrackerAndMetricsFaults => tracker_and_metrics_faults(options).await,
+    }
+}
+
+/// SIGKILL the seed primary (the node the client's URL names); Redis promotes its replica.
+async fn kill_primary(options: &ChaosOptions) -> (Report, LoadResult) {
+    let mut run = Harness::start(Scenario::KillPrimary, options, 1_000, &[]).await;
+    let cluster = Arc::clone(&run.cluster);
+    let c = Arc::clone(&cluster);
+    let (victim, replicas) = blocking(move || {
+        let seed = c.seed_port();
+        let nodes = c.nodes();
+        let victim = nodes
+            .iter()
+            .find(|n| n.port == seed && n.primary)
+            .or_else(|| nodes.iter().find(|n| n.primary && n.slot_count() > 0))
+            .cloned()
+            .expect("a primary");
+        let replicas: Vec<u16> = nodes
+            .iter()
+            .filter(|n| n.primary_id.as_deref() == Some(victim.id.as_str()))
+            .map(|n| n.port)
+            .collect();
+        (victim, replicas)
+    })
+    .await;
+    let mut avoid = replicas.clone();
+    avoid.push(victim.port);
+    let owners = run.start_load(None, &avoid).await;
+    let fault_at = run.baseline().await;
+    let c = Arc::clone(&cluster);
+    let victim_port = victim.port;
+    blocking(move || c.kill(victim_port)).await;
+    let c = Arc::clone(&cluster);
+    let candidates = replicas.clone();
+    let failover = blocking(move || {
+        let mut promoted = None;
+        let took = wait_until(Duration::from_secs(30), || {
+            let nodes = c.nodes_except(Some(victim_port));
+            promoted = nodes
+                .iter()
+                .find(|n| candidates.contains(&n.port) && n.primary && n.slot_count() > 0)
+                .map(|n| n.port);
+            promoted.is_some() && c.all_ok()
+        });
+        took.zip(promoted)
+    })
+    .await;
+    let healed_at = failover.map(|_| run.elapsed());
+    run.settle(healed_at.unwrap_or(fault_at)).await;
+    let result = run.stop_load().await;
+    let seed_note = if victim.port == cluster.seed_port() {
+        " (the seed node of the client's URL)"
+    } else {
+        ""
+    };
+    let fault = format!(
+        "SIGKILL primary 127.0.0.1:{}{seed_note}, serving {} slots; {}",
+        victim.port,
+        victim.slot_count(),
+        match failover {
+            Some((took, port)) => format!(
+                "its replica 127.0.0.1:{port} was promoted and the cluster was ok again {} later",
+                secs(took)
+            ),
+            None => format!("none of its replicas {replicas:?} was promoted within 30 s"),
+        }
+    );
+    let mut report = run.report(&result, fault, fault_at, healed_at).await;
+    report.check(
+        "Redis promotes the replica (the fault is real)",
+        failover.is_some(),
+        match failover {
+            Some((took, port)) => format!("127.0.0.1:{port} after {}", secs(took)),
+            None => "no promotion".into(),
+        },
+    );
+    no_stale_reads(&mut report);
+    let on_victim = |r: &OpRecord| owners[usize::from(r.slot)] == victim.port;
+    let (victim_failed, other_failed) = split_failures(&result.records, on_victim);
+    let outside_down = failures(&result.records, |r| {
+        !on_victim(r) && !run.during_cluster_down(r)
+    });
+    let during_down = other_failed - outside_down;
+    report.note(format!(
+        "failures on the killed primary's slots: {victim_failed}; on the other primaries' slots: {other_failed} \
+         ({during_down} of them overlapping a window in which Redis itself declared the cluster down: \
+         with cluster-require-full-coverage yes, the default, every node refuses every command with \
+         CLUSTERDOWN from the moment the primary is marked failed until its replica takes over, and the \
+         client retries that until its timeout)"
+    ));
+    report.check(
+        "the other primaries' slots keep serving whenever Redis says the cluster is up",
+        outside_down == 0,
+        format!("{outside_down} failures outside the cluster-down windows"),
+    );
+    if let Some(healed) = healed_at {
+        let after: Vec<&OpRecord> = result
+            .records
+            .iter()
+            .filter(|r| on_victim(r) && r.started > healed + Duration::from_secs(1))
+            .collect();
+        let ok = after.iter().filter(|r| r.ok()).count();
+        report.check(
+            "the client follows the promoted replica without a restart",
+            !after.is_empty() && ok == after.len(),
+            format!(
+                "{ok} of {} operations on the failed-over slots succeeded from 1 s after the promotion",
+                after.len()
+            ),
+        );
+    }
+    (report, result)
+}
+
+/// SIGSTOP a primary for 2.5 × `timeout` (shorter than `cluster-node-timeout`, so no failover),
+/// then SIGCONT.
+async fn hang_primary(options: &ChaosOptions) -> (Report, LoadResult) {
+    let hang = options.timeout.mul_f64(2.5);
+    let node_timeout = u64::try_from((hang * 3).as_millis())
+        .unwrap_or(u64::MAX)
+        .max(5_000);
+    let mut run = Harness::start(Scenario::HangPrimary, options, node_timeout, &[]).await;
+    let cluster = Arc::clone(&run.cluster);
+    let c = Arc::clone(&cluster);
+    let victim = blocking(move || {
+        let seed = c.seed_port();
+        c.nodes()
+            .into_iter()
+            .find(|n| n.primary && n.port != seed && n.slot_count() > 0)
+            .expect("a primary other than the seed")
+    })
+    .await;
+    let owners = run.start_load(None, &[victim.port]).await;
+    let fault_at = run.baseline().await;
+    let c = Arc::clone(&cluster);
+    let port = victim.port;
+    blocking(move || c.pause(port)).await;
+    tokio::time::sleep(hang).await;
+    let c = Arc::clone(&cluster);
+    blocking(move || c.resume(port)).await;
+    let healed_at = run.elapsed();
+    run.settle(healed_at).await;
+    let result = run.stop_load().await;
+    let c = Arc::clone(&cluster);
+    let still_primary = blocking(move || {
+        c.nodes()
+            .iter()
+            .any(|n| n.port == port && n.primary && n.slot_count() > 0)
+    })
+    .await;
+    let fault = format!(
+        "SIGSTOP primary 127.0.0.1:{port} ({} slots) for {} (timeout {}, cluster-node-timeout {node_timeout} ms), then SIGCONT",
+        victim.slot_count(),
+        secs(healed_at - fault_at),
+        secs(options.timeout)
+    );
+    let mut report = run.report(&result, fault, fault_at, Some(healed_at)).await;
+    no_stale_reads(&mut report);
+    let on_victim = |r: &OpRecord| owners[usize::from(r.slot)] == port;
+    let (victim_failed, other_failed) = split_failures(&result.records, on_victim);
+    let kinds: BTreeSet<String> = report.failed.keys().cloned().collect();
+    report.check(
+        "calls to the frozen primary's slots fail (the fault is real)",
+        victim_failed > 0,
+        format!("{victim_failed} failures"),
+    );
+    report.check(
+        "every failure is a timeout",
+        kinds.iter().all(|k| k == "timeout"),
+        format!("kinds: {kinds:?}"),
+    );
+    let failed_took: Vec<Duration> = result
+        .records
+        .iter()
+        .filter(|r| !r.ok() && r.kind != OpKind::Slow)
+        .map(|r| r.took)
+        .collect();
+    let slowest_failure = failed_took.iter().max().copied().unwrap_or_default();
+    report.check(
+        format!(
+            "a call to the frozen primary fails within timeout + {}",
+            secs(TIMEOUT_MARGIN)
+        ),
+        slowest_failure <= options.timeout + TIMEOUT_MARGIN,
+        format!(
+            "slowest failure {}, fastest {}",
+            secs(slowest_failure),
+            secs(failed_took.iter().min().copied().unwrap_or_default())
+        ),
+    );
+    let others_gap = longest_gap(&result.records, |r| !on_victim(r), fault_at, healed_at);
+    report.check(
+        "the rest of the cluster keeps serving: no failures there and never a second without a success",
+        other_failed == 0 && others_gap.0 < Duration::from_secs(1),
+        format!(
+            "{other_failed} failures; longest window without a success on the other primaries' slots during the freeze {}",
+            secs(others_gap.0)
+        ),
+    );
+    report.note(format!(
+        "after SIGCONT the node is {} (no failover: the freeze was shorter than cluster-node-timeout)",
+        if still_primary {
+            "still a primary"
+        } else {
+            "no longer a primary"
+        }
+    ));
+    (report, result)
+}
+
+/// Stop a replica gracefully and start it again on its port.
+///
+/// A replica, because that is the restart Redis Cluster survives without persistence: a primary
+/// restarted before its replica takes over comes back with an empty data set and its own slots
+/// (its `nodes.conf` survives), and its replica then resyncs the empty set, so every write it had
+/// is gone by design. A replica restarted comes back empty too, but resyncs from its primary, and
+/// a client reading from replicas must connect to it again.
+async fn restart_node(options: &ChaosOptions) -> (Report, LoadResult) {
+    let mut run = Harness::start(Scenario::RestartNode, options, 2_000, &[]).await;
+    let cluster = Arc::clone(&run.cluster);
+    let c = Arc::clone(&cluster);
+    let (primary, replica) = blocking(move || {
+        let seed = c.seed_port();
+        let nodes = c.nodes();
+        let primary = nodes
+            .iter()
+            .find(|n| n.primary && n.port != seed && n.slot_count() > 0)
+            .expect("a primary other than the seed");
+        c.shard_of(primary.slots[0].0)
+    })
+    .await;
+    let owners = run.start_load(None, &[replica.port]).await;
+    let fault_at = run.baseline().await;
+    let port = replica.port;
+    let c = Arc::clone(&cluster);
+    let gets_before = blocking(move || {
+        let gets = c.command_calls(port, "get");
+        c.stop_node(port);
+        gets
+    })
+    .await;
+    let stopped_at = run.elapsed();
+    let down = Duration::from_millis(1_500);
+    tokio::time::sleep(down).await;
+    let c = Arc::clone(&cluster);
+    blocking(move || c.restart_node(port)).await;
+    let restarted_at = run.elapsed();
+    let c = Arc::clone(&cluster);
+    let resynced = blocking(move || {
+        wait_until(Duration::from_secs(20), || {
+            c.replication(port)
+                .is_some_and(|info| crate::info_field(&info, "master_link_status") == Some("up"))
+                && c.all_ok()
+        })
+    })
+    .await;
+    let healed_at = resynced.map(|_| run.elapsed());
+    run.settle(healed_at.unwrap_or(restarted_at)).await;
+    let c = Arc::clone(&cluster);
+    let (gets, connections) = blocking(move || {
+        let gets = c.command_calls(port, "get");
+        let clients = c.cli(port, &["CLIENT", "LIST"]);
+        let ours = clients
+            .lines()
+            .filter(|l| l.contains(&format!("user={}", crate::chaos::cluster::USER)))
+            .count();
+        (gets, ours)
+    })
+    .await;
+    let result = run.stop_load().await;
+    let fault = format!(
+        "SIGTERM replica 127.0.0.1:{port} (of primary 127.0.0.1:{}), {} down, started again on the same port{}",
+        primary.port,
+        secs(restarted_at - stopped_at),
+        match resynced {
+            Some(took) => format!("; resynced {} after its start", secs(took)),
+            None => "; not resynced within 20 s".into(),
+        }
+    );
+    let mut report = run.report(&result, fault, fault_at, healed_at).await;
+    report.check(
+        "the restarted replica resyncs (the fault is real and over)",
+        resynced.is_some(),
+        format!("{resynced:?}"),
+    );
+    report.check(
+        "the client reconnects to the restarted replica and reads from it again",
+        gets > 0 && connections > 0,
+        format!("{gets} GETs served by it since its restart; {connections} connections of the client's user"),
+    );
+    report.note(format!(
+        "GETs the replica served before it was stopped: {gets_before} (reads go to a slot's primary or one of its replicas at random)"
+    ));
+    report.note(format!(
+        "stale reads: {} (not an invariant here: a restarted replica without persistence answers from its empty \
+         data set until its full sync is done, as Redis's replica-serve-stale-data yes allows)",
+        report.stale_reads
+    ));
+    let on_shard = |r: &OpRecord| owners[usize::from(r.slot)] == primary.port;
+    let (shard_failed, other_failed) = split_failures(&result.records, on_shard);
+    let failed_total = shard_failed + other_failed;
+    report.note(format!(
+        "failures on the restarted replica's shard: {shard_failed}; elsewhere: {other_failed}"
+    ));
+    report.check(
+        "no operation fails: the primary serves the shard while its replica is away",
+        failed_total == 0,
+        format!("{failed_total} failures"),
+    );
+    (report, result)
+}
+
+/// Move slots from the seed primary to another primary with `redis-cli --cluster reshard`.
+async fn reshard(options: &ChaosOptions) -> (Report, LoadResult) {
+    let mut run = Harness::start(Scenario::Reshard, options, 2_000, &[]).await;
+    let cluster = Arc::clone(&run.cluster);
+    let c = Arc::clone(&cluster);
+    let (from, to): (ClusterNode, ClusterNode) = blocking(move || {
+        let seed = c.seed_port();
+        let primaries: Vec<ClusterNode> = c
+            .nodes()
+            .into_iter()
+            .filter(|n| n.primary && n.slot_count() > 0)
+            .collect();
+        let from = primaries
+            .iter()
+            .find(|n| n.port == seed)
+            .unwrap_or(&primaries[0])
+            .clone();
+        let to = primaries
+            .iter()
+            .find(|n| n.port != from.port)
+            .expect("a second primary")
+            .clone();
+        (from, to)
+    })
+    .await;
+    let slots = if options.load >= Duration::from_secs(15) {
+        3_000
+    } else {
+        1_000
+    }
+    .min(from.slot_count());
+    let owners = run.start_load(None, &[]).await;
+    let fault_at = run.baseline().await;
+    let c = Arc::clone(&cluster);
+    let (from_id, to_id) = (from.id.clone(), to.id.clone());
+    let outcome = blocking(move || c.reshard(&from_id, &to_id, slots)).await;
+    let healed_at = run.elapsed();
+    run.settle(healed_at).await;
+    let result = run.stop_load().await;
+    let c = Arc::clone(&cluster);
+    let now = blocking(move || c.slot_owners()).await;
+    let moved: Vec<u16> = (0..16_384u16)
+        .filter(|&s| owners[usize::from(s)] == from.port && now[usize::from(s)] == to.port)
+        .collect();
+    let fault = format!(
+        "redis-cli --cluster reshard of {slots} slots from 127.0.0.1:{} to 127.0.0.1:{} under load, {}",
+        from.port,
+        to.port,
+        match &outcome {
+            Ok(_) => format!("done in {}", secs(healed_at - fault_at)),
+            Err(_) => "FAILED".into(),
+        }
+    );
+    let mut report = run.report(&result, fault, fault_at, Some(healed_at)).await;
+    report.check(
+        "redis-cli moves the slots (the fault is real)",
+        outcome.is_ok() && moved.len() == slots,
+        format!(
+            "{} slots now on the target{}",
+            moved.len(),
+            outcome
+                .err()
+                .map(|e| format!("; redis-cli: {}", e.lines().last().unwrap_or("")))
+                .unwrap_or_default()
+        ),
+    );
+    let moved: BTreeSet<u16> = moved.into_iter().collect();
+    let on_moved: Vec<&OpRecord> = result
+        .records
+        .iter()
+        .filter(|r| moved.contains(&r.slot) && r.started >= fault_at)
+        .collect();
+    let ok = on_moved.iter().filter(|r| r.ok()).count();
+    report.note(format!(
+        "operations on the moving slots from the start of the reshard: {ok} of {} succeeded",
+        on_moved.len()
+    ));
+    report.note(format!(
+        "stale reads: {} (not an invariant here: a replica of the source answers for a moving slot from its own \
+         data, which no longer has the keys already migrated, until it learns the slot's new owner)",
+        report.stale_reads
+    ));
+    report.check(
+        "MOVED and ASK are followed: zero failed operations",
+        report.failed_total() == 0,
+        format!("{} failures", report.failed_total()),
+    );
+    (report, result)
+}
+
+/// More callers than `max_connections`, each holding its slot with a slow command.
+async fn pool_exhaustion(options: &ChaosOptions) -> (Report, LoadResult) {
+    let max_connections = 3;
+    let slow_callers = 16;
+    let hold = Duration::from_millis(200);
+    let overrides = [("max_connections", max_connections.to_string())];
+    let mut run = Harness::start(Scenario::PoolExhaustion, options, 2_000, &overrides).await;
+    run.start_load(None, &[]).await;
+    let fault_at = run.baseline().await;
+    let exhaust_for = (options.load / 3).max(Duration::from_secs(2));
+    let slow = run.load_mut().start_slow_callers(slow_callers, hold);
+    tokio::time::sleep(exhaust_for).await;
+    let slow_hung = run.load_mut().stop_group(slow).await;
+    let healed_at = run.elapsed();
+    run.settle(healed_at).await;
+    let result = run.stop_load().await;
+    let foo = run
+        .baseplate
+        .make_context_object()
+        .redis_cluster(CLIENT)
+        .expect("the chaos client");
+    let mut last = foo.pool_stats();
+    let drained = poll_sync(Duration::from_secs(3), || {
+        last = foo.pool_stats();
+        last.in_use == 0 && last.waiting == 0
+    })
+    .await;
+    let fault = format!(
+        "{slow_callers} callers running BLPOP for {} back to back for {} on a pool of max_connections = {max_connections}, timeout {}",
+        secs(hold),
+        secs(exhaust_for),
+        secs(options.timeout)
+    );
+    let mut report = run.report(&result, fault, fault_at, Some(healed_at)).await;
+    no_stale_reads(&mut report);
+    let pool_timeouts: Vec<Duration> = result
+        .records
+        .iter()
+        .filter(|r| matches!(&r.outcome, Outcome::Failed(kind) if &**kind == "pool-timeout"))
+        .map(|r| r.took)
+        .collect();
+    let kinds: BTreeSet<String> = report.failed.keys().cloned().collect();
+    report.check(
+        "excess callers fail with the pool timeout (the fault is real)",
+        !pool_timeouts.is_empty(),
+        format!("{} pool timeouts", pool_timeouts.len()),
+    );
+    report.check(
+        "every failure is the pool timeout",
+        kinds.iter().all(|k| k == "pool-timeout"),
+        format!("kinds: {kinds:?}"),
+    );
+    let (fastest, slowest) = (
+        pool_timeouts.iter().min().copied().unwrap_or_default(),
+        pool_timeouts.iter().max().copied().unwrap_or_default(),
+    );
+    report.check(
+        format!(
+            "a caller waits timeout, no less and at most {} more, before the pool timeout",
+            secs(TIMEOUT_MARGIN)
+        ),
+        pool_timeouts.is_empty()
+            || (fastest + Duration::from_millis(5) >= options.timeout
+                && slowest <= options.timeout + TIMEOUT_MARGIN),
+        format!("waits {} to {}", secs(fastest), secs(slowest)),
+    );
+    let gap = longest_gap(&result.records, |_| true, fault_at, healed_at);
+    report.check(
+        "nothing deadlocks: callers keep succeeding while the pool is exhausted",
+        gap.0 < options.timeout && slow_hung == 0,
+        format!(
+            "longest window without a success during the exhaustion {}; slow callers that did not stop: {slow_hung}",
+            secs(gap.0)
+        ),
+    );
+    report.check(
+        "in-flight and waiting counts return to zero",
+        drained.is_some(),
+        format!("{last:?}"),
+    );
+    let slow_ok = result
+        .records
+        .iter()
+        .filter(|r| r.kind == OpKind::Slow && r.ok())
+        .count();
+    report.note(format!(
+        "slow commands that got a slot and completed: {slow_ok}"
+    ));
+    (report, result)
+}
+
+/// The hot-key tracker's sets refuse writes and the statsd endpoint goes away.
+async fn tracker_and_metrics_faults(options: &ChaosOptions) -> (Report, LoadResult) {
+    let overrides = [
+        ("track_key_reads_sample_rate", "1".to_owned()),
+        ("track_key_writes_sample_rate", "1".to_owned()),
+        ("track_key_mode", "direct".to_owned()),
+    ];
+    let mut run = Harness::start(
+        Scenario::TrackerAndMetricsFaults,
+        options,
+        2_000,
+        &overrides,
+    )
+    .await;
+    let cluster = Arc::clone(&run.cluster);
+    let reads_set = "baseplate-hot-key-tracker-reads";
+    let writes_set = "baseplate-hot-key-tracker-writes";
+    let c = Arc::clone(&cluster);
+    let owners = blocking(move || c.slot_owners()).await;
+    let reads_node = owners[usize::from(key_slot(reads_set.as_bytes()))];
+    let writes_node = owners[usize::from(key_slot(writes_set.as_bytes()))];
+    // The node that runs out of memory refuses every write, the user's too; the user's keys stay
+    // off it so that what is measured is the tracker's failure, not Redis refusing the user.
+    let partition: Vec<u16> = owners
+        .iter()
+        .map(|&owner| if owner == writes_node { 0 } else { owner })
+        .collect();
+    run.start_load(Some(partition), &[writes_node]).await;
+    let fault_at = run.baseline().await;
+    let c = Arc::clone(&cluster);
+    let refused = blocking(move || {
+        c.cli(reads_node, &["SET", reads_set, "not a sorted set"]);
+        c.cli(
+            writes_node,
+            &["CONFIG", "SET", "maxmemory-policy", "noeviction"],
+        );
+        c.cli(writes_node, &["CONFIG", "SET", "maxmemory", "1"]);
+        c.cli(writes_node, &["ZINCRBY", writes_set, "1", "probe"])
+    })
+    .await;
+    let packets_before = run.close_statsd().await;
+    let faulted_at = run.elapsed();
+    run.settle(faulted_at).await;
+    let result = run.stop_load().await;
+    let fault = format!(
+        "{reads_set} turned into a string on 127.0.0.1:{reads_node}; maxmemory 1 + noeviction on \
+         127.0.0.1:{writes_node}, which holds {writes_set} (a probe ZINCRBY got: {}); statsd endpoint closed",
+        refused.trim()
+    );
+    let mut report = run.report(&result, fault, fault_at, None).await;
+    report.note(format!(
+        "the load's keys avoid 127.0.0.1:{writes_node}: out of memory, it refuses the user's writes as well, \
+         which would be Redis refusing the user rather than the tracker's failure reaching them"
+    ));
+    let tracker_warnings = run
+        .watched_warnings
+        .iter()
+        .filter(|w| w.contains("hot-key tracker could not write"))
+        .count();
+    report.check(
+        "the tracker's writes are refused (the fault is real: it warns)",
+        tracker_warnings > 0 && refused.contains("OOM"),
+        format!(
+            "{tracker_warnings} tracker warnings; probe: {}",
+            refused.trim()
+        ),
+    );
+    report.check(
+        "metrics flowed until the endpoint was closed",
+        packets_before > 0,
+        format!("{packets_before} packets before"),
+    );
+    report.check(
+        "no user command fails",
+        report.failed_total() == 0 && report.stale_reads == 0,
+        format!(
+            "{} failures, {} stale reads",
+            report.failed_total(),
+            report.stale_reads
+        ),
+    );
+    let warm_up = Duration::from_millis(500);
+    let before = |r: &OpRecord| r.started >= warm_up && r.ended() < fault_at;
+    let after = |r: &OpRecord| r.started >= faulted_at + Duration::from_millis(250);
+    let (p50_before, p99_before) = (
+        quantile(&result.records, before, 0.5),
+        quantile(&result.records, before, 0.99),
+    );
+    let (p50_after, p99_after) = (
+        quantile(&result.records, after, 0.5),
+        quantile(&result.records, after, 0.99),
+    );
+    report.check(
+        "no user command slows measurably (median within 1.5x + 1 ms, p99 within 3x + 10 ms of before)",
+        p50_after <= p50_before.mul_f64(1.5) + Duration::from_millis(1)
+            && p99_after <= p99_before * 3 + Duration::from_millis(10),
+        format!(
+            "median {} before, {} during; p99 {} before, {} during",
+            secs(p50_before),
+            secs(p50_after),
+            secs(p99_before),
+            secs(p99_after)
+        ),
+    );
+    (report, result)
+}
+
+/// Failed non-slow operations matching `on` and not matching it.
+fn split_failures(records: &[OpRecord], on: impl Fn(&OpRecord) -> bool) -> (usize, usize) {
+    let on_count = failures(records, &on);
+    (on_count, failures(records, |_| true) - on_count)
+}
+
+/// Operations the client failed (an error, not a stale read) that match `filter`.
+fn failures(records: &[OpRecord], filter: impl Fn(&OpRecord) -> bool) -> usize {
+    records
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed(_)) && filter(r))
+        .count()
+}
+
+/// Where Redis promises it, a read of a write a replica confirmed finds it, whichever node serves
+/// the read.
+fn no_stale_reads(report: &mut Report) {
+    let stale = report.stale_reads;
+    report.check(
+        "no read of a durable write comes back empty",
+        stale == 0,
+        format!("{stale} stale reads"),
+    );
+}
+
+/// Polls `ready` every 20 ms for up to `within` on the runtime; returns how long it took.
+async fn poll_sync(within: Duration, mut ready: impl FnMut() -> bool) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    loop {
+        if ready() {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What every scenario does around its fault: the cluster, the client, the statsd sink, the load.
+struct Harness {
+    scenario: Scenario,
+    options: ChaosOptions,
+    cluster: Arc<ChaosCluster>,
+    statsd: Option<StatsdSink>,
+    packets_before_close: u64,
+    baseplate: Arc<Baseplate>,
+    load: Option<Load>,
+    watcher: Option<(u16, StateWatcher)>,
+    /// Windows in which the watched node said the cluster was not `ok`: (from, until, state).
+    down: Vec<(Duration, Duration, String)>,
+    watched_warnings: Vec<String>,
+}
+
+impl Harness {
+    /// Starts a cluster with `node_timeout_ms` and a client configured with `timeout` and the
+    /// password URL plus `overrides` (keys without the `foo.` prefix), and waits until the client
+    /// has a working connection.
+    async fn start(
+        scenario: Scenario,
+        options: &ChaosOptions,
+        node_timeout_ms: u64,
+        overrides: &[(&str, String)],
+    ) -> Harness {
+        observer().watch(PASSWORD);
+        let cluster = Arc::new(
+            blocking(move || ChaosCluster::start(Duration::from_millis(node_timeout_ms))).await,
+        );
+        let statsd = StatsdSink::bind().await;
+        let timeout = format!("{} milliseconds", options.timeout.as_millis());
+        let mut config: RawConfig = [
+            ("metrics.namespace".to_owned(), "chaos".to_owned()),
+            ("metrics.endpoint".to_owned(), statsd.endpoint().to_owned()),
+            (format!("{CLIENT}.url"), cluster.url_with_password()),
+            (format!("{CLIENT}.timeout"), timeout),
+            (
+                format!("{CLIENT}.track_key_reads_sample_rate"),
+                "0.1".into(),
+            ),
+            (
+                format!("{CLIENT}.track_key_writes_sample_rate"),
+                "0.1".into(),
+            ),
+            (
+                format!("{CLIENT}.track_key_flush_interval"),
+                "1 second".into(),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        for (key, value) in overrides {
+            config.insert(format!("{CLIENT}.{key}"), value.as_str());
+        }
+        let mut baseplate = Baseplate::new(config);
+        baseplate
+            .configure_observers()
+            .expect("the chaos metrics config");
+        baseplate
+            .configure_context(CLIENT, ClusterRedisClient::new())
+            .expect("the chaos client config");
+        observer().set_metrics_layer(baseplate.metrics_layer());
+        let baseplate = Arc::new(baseplate);
+        let mut foo = baseplate
+            .make_context_object()
+            .redis_cluster(CLIENT)
+            .expect("the chaos client");
+        let ready = poll_until(Duration::from_secs(10), || {
+            let mut foo = foo.clone();
+            async move { foo.get::<_, Option<String>>("chaos:warm-up").await.is_ok() }
+        })
+        .await;
+        assert!(
+            ready.is_some(),
+            "the client never reached the chaos cluster"
+        );
+        let _: redis::RedisResult<Option<String>> = foo.get("chaos:warm-up").await;
+        Harness {
+            scenario,
+            options: options.clone(),
+            cluster,
+            statsd: Some(statsd),
+            packets_before_close: 0,
+            baseplate,
+            load: None,
+            watcher: None,
+            down: Vec::new(),
+            watched_warnings: Vec::new(),
+        }
+    }
+
+    /// Starts the load with workers pinned to the primaries' slots as they are now (or to
+    /// `partition`), and a watch on `cluster_state` from a primary that is not in `avoid` (the
+    /// nodes the fault hits); returns the owner (primary port) of every slot at the start.
+    async fn start_load(&mut self, partition: Option<Vec<u16>>, avoid: &[u16]) -> Vec<u16> {
+        let c = Arc::clone(&self.cluster);
+        let (owners, nodes) = blocking(move || (c.slot_owners(), c.nodes())).await;
+        let options = LoadOptions::new(CLIENT, self.options.workers, self.options.ops_per_second)
+            .with_partition(partition.unwrap_or_else(|| owners.clone()));
+        let load = Load::start(Arc::clone(&self.baseplate), options);
+        let seed = self.cluster.seed_port();
+        let watched = nodes
+            .iter()
+            .filter(|n| n.primary && !avoid.contains(&n.port))
+            .map(|n| n.port)
+            .max_by_key(|&port| port != seed)
+            .unwrap_or(seed);
+        self.watcher = Some((watched, StateWatcher::start(watched, load.origin())));
+        self.load = Some(load);
+        owners
+    }
+
+    /// Whether an operation overlapped a window in which the cluster said it was down.
+    fn during_cluster_down(&self, record: &OpRecord) -> bool {
+        self.down
+            .iter()
+            .any(|(from, until, _)| record.started < *until && record.ended() > *from)
+    }
+
+    fn load_mut(&mut self) -> &mut Load {
+        self.load.as_mut().expect("the load runs")
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.load.as_ref().map_or(Duration::ZERO, Load::elapsed)
+    }
+
+    /// Lets the load run a quarter of its length (at least a second and a half) before the
+    /// fault; returns when the fault may start.
+    async fn baseline(&self) -> Duration {
+        let baseline = (self.options.load / 4).max(Duration::from_millis(1_500));
+        tokio::time::sleep(baseline.saturating_sub(self.elapsed())).await;
+        self.elapsed()
+    }
+
+    /// Keeps the load running to its configured length, and at least long enough after `over`
+    /// (the end of the fault) to see the client recover.
+    async fn settle(&self, over: Duration) {
+        let settle = (self.options.load / 4).max(Duration::from_secs(2));
+        let until = self.options.load.max(over + settle);
+        tokio::time::sleep(until.saturating_sub(self.elapsed())).await;
+    }
+
+    /// Closes the statsd endpoint; returns the packets it got.
+    async fn close_statsd(&mut self) -> u64 {
+        if let Some(statsd) = self.statsd.take() {
+            self.packets_before_close = statsd.close().await;
+        }
+        self.packets_before_close
+    }
+
+    async fn stop_load(&mut self) -> LoadResult {
+        self.load.take().expect("the load runs").finish().await
+    }
+
+    /// Stops the client, reads every acknowledged write back and builds the report.
+    async fn report(
+        &mut self,
+        result: &LoadResult,
+        fault: String,
+        fault_at: Duration,
+        healed_at: Option<Duration>,
+    ) -> Report {
+        self.baseplate.shutdown().await;
+        observer().set_metrics_layer(None);
+        let missing = verify(self.cluster.live_urls(), &result.acks).await;
+        let packets = match self.statsd.take() {
+            Some(statsd) => statsd.close().await,
+            None => self.packets_before_close,
+        };
+        let watched = observer().finish();
+        self.watched_warnings = watched.warnings.clone();
+        let mut state_note = None;
+        if let Some((port, watcher)) = self.watcher.take() {
+            self.down = watcher.finish().await;
+            let windows: Vec<String> = self
+                .down
+                .iter()
+                .map(|(from, until, state)| {
+                    let until = if *until == Duration::MAX {
+                        "the end".to_owned()
+                    } else {
+                        secs(*until)
+                    };
+                    format!("{state} from {} to {until}", secs(*from))
+                })
+                .collect();
+            state_note = Some(format!(
+                "cluster_state as 127.0.0.1:{port} saw it: {}",
+                if windows.is_empty() {
+                    "ok throughout".to_owned()
+                } else {
+                    windows.join(", ")
+                }
+            ));
+        }
+        let mut report = Report::new(
+            result,
+            RunFacts {
+                scenario: self.scenario,
+                timeout: self.options.timeout,
+                fault,
+                fault_at,
+                healed_at,
+                missing,
+                watched,
+                metrics_packets: packets,
+            },
+        );
+        report.notes.extend(state_note);
+        report
+    }
+}
+
+/// Polls an async condition every 50 ms for up to `within`.
+async fn poll_until<F, Fut>(within: Duration, mut ready: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = tokio::time::Instant::now();
+    loop {
+        if ready().await {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() > within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

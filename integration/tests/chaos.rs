@@ -1,0 +1,127 @@
+//! The chaos scenarios as tests: each starts a cluster of its own, runs a short load through the
+//! monitored client, injects its fault and asserts its invariants (the same checks `cargo xtask
+//! chaos` prints; a failure shows the whole report).
+//!
+//! The scenarios take turns: each kills, freezes or loads its own nodes, and timing invariants
+//! ("fails within timeout + 0.5 s") mean little while another scenario competes for the CPU.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use integration::chaos::cluster::PASSWORD;
+use integration::chaos::observe::observer;
+use integration::chaos::{ChaosOptions, Report, Scenario, run};
+
+static TURN: Mutex<()> = Mutex::new(());
+
+/// Runs a scenario with the short load, on a runtime shaped like a small service's.
+fn chaos(scenario: Scenario) -> Report {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    observer();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime.block_on(run(scenario, &ChaosOptions::short()));
+    println!("{report}");
+    report
+}
+
+fn assert_invariants(report: &Report) {
+    let violations: Vec<String> = report
+        .violations()
+        .iter()
+        .map(|c| format!("{} — {}", c.invariant, c.detail))
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "{} violated {violations:#?}\n{report}",
+        report.scenario
+    );
+    // Every scenario's client logged in with the password, and it showed nowhere.
+    assert!(
+        report.leaks.is_empty(),
+        "{PASSWORD} leaked: {:?}",
+        report.leaks
+    );
+    assert!(report.scanned > 1_000, "too little was scanned: {report}");
+    assert_eq!(report.late, 0, "{report}");
+    assert!(report.missing_durable.is_empty(), "{report}");
+}
+
+#[test]
+fn kill_primary_the_client_follows_the_promoted_replica_and_loses_no_durable_write() {
+    let report = chaos(Scenario::KillPrimary);
+    assert_invariants(&report);
+    assert!(report.healed_at.is_some(), "no failover: {report}");
+    assert!(report.recovery.is_some(), "{report}");
+}
+
+#[test]
+fn hang_primary_its_slots_time_out_within_the_timeout_and_the_rest_keeps_serving() {
+    let report = chaos(Scenario::HangPrimary);
+    assert_invariants(&report);
+    assert!(
+        report.failed.get("timeout").is_some_and(|&n| n > 0),
+        "{report}"
+    );
+    assert_eq!(report.failed.len(), 1, "only timeouts: {report}");
+    assert!(report.longest_gap.0 < Duration::from_secs(1), "{report}");
+}
+
+#[test]
+fn restart_node_the_client_reconnects_to_the_restarted_replica_and_nothing_fails() {
+    let report = chaos(Scenario::RestartNode);
+    assert_invariants(&report);
+    assert_eq!(report.failed_total(), 0, "{report}");
+}
+
+#[test]
+fn reshard_under_load_follows_moved_and_ask_with_zero_failures() {
+    let report = chaos(Scenario::Reshard);
+    assert_invariants(&report);
+    assert_eq!(report.failed_total(), 0, "{report}");
+}
+
+#[test]
+fn pool_exhaustion_excess_callers_get_the_pool_timeout_and_nothing_deadlocks() {
+    let report = chaos(Scenario::PoolExhaustion);
+    assert_invariants(&report);
+    assert!(
+        report.failed.get("pool-timeout").is_some_and(|&n| n > 0),
+        "{report}"
+    );
+    assert_eq!(report.failed.len(), 1, "only pool timeouts: {report}");
+    assert_eq!(report.panicked_or_hung, 0, "{report}");
+}
+
+#[test]
+fn tracker_and_metrics_faults_change_no_user_result() {
+    let report = chaos(Scenario::TrackerAndMetricsFaults);
+    assert_invariants(&report);
+    assert_eq!(report.failed_total(), 0, "{report}");
+    assert_eq!(report.stale_reads, 0, "{report}");
+}
+
+#[test]
+fn the_password_scanner_sees_span_fields_events_and_errors() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let observer = observer();
+    observer.watch("planted-needle");
+    let span = tracing::info_span!("request", url = "redis://u:planted-needle@h:1");
+    span.record("url", "clean");
+    drop(span);
+    tracing::warn!(error = "auth planted-needle refused", "a warning");
+    tracing::info!("nothing to see");
+    observer.scan("error", "a clean error");
+    observer.scan("metric", "ns.planted-needle:1|c");
+    let seen = observer.finish();
+    assert_eq!(seen.leaks.len(), 3, "{:?}", seen.leaks);
+    assert!(seen.leaks[0].starts_with("span: "), "{:?}", seen.leaks);
+    assert!(seen.leaks[1].starts_with("log: "), "{:?}", seen.leaks);
+    assert!(seen.leaks[2].starts_with("metric: "), "{:?}", seen.leaks);
+    assert_eq!(seen.warnings_total, 1);
+    assert!(seen.scanned >= 5, "{seen:?}");
+}
