@@ -315,7 +315,56 @@ impl Cluster {
                 Ok(false)
             }
         });
-        healthy.with_context(|| format!("cluster not healthy: {last_problem}"))
+        healthy.with_context(|| format!("cluster not healthy: {last_problem}"))?;
+        self.advertise_replicas(deadline)
+    }
+
+    /// Writes (and deletes) one key on every primary, then waits until the seed's `CLUSTER
+    /// SLOTS` lists every node.
+    ///
+    /// Redis 7 leaves out of `CLUSTER SLOTS` a replica whose replication offset is still 0, that
+    /// is of a primary that never had a write, and clients (redis-rs among them) learn replicas
+    /// from `CLUSTER SLOTS` when they connect: against a brand-new cluster they would never read
+    /// from a replica.
+    fn advertise_replicas(&self, deadline: Instant) -> Result<()> {
+        if self.spec.replicas_per_primary == 0 {
+            return Ok(());
+        }
+        for port in self.spec.ports() {
+            let replication = redis_cli(port, &["INFO", "replication"])?;
+            if info_field(&replication, "role") != Some("master") {
+                continue;
+            }
+            // A key of this primary's own slots: KEYSLOT answers wherever it is asked.
+            let own = redis_cli(port, &["CLUSTER", "NODES"])?;
+            let ranges: Vec<(u16, u16)> = own
+                .lines()
+                .find(|line| line.contains("myself"))
+                .map(|line| {
+                    line.split_whitespace()
+                        .skip(8)
+                        .filter_map(slot_range)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let key = (0..10_000)
+                .map(|i| format!("xtask:warm-up:{i}"))
+                .find(|key| {
+                    redis_cli(port, &["CLUSTER", "KEYSLOT", key])
+                        .ok()
+                        .and_then(|slot| slot.trim().parse::<u16>().ok())
+                        .is_some_and(|slot| ranges.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+                })
+                .with_context(|| format!("no key of node {port}'s slots was found"))?;
+            redis_cli(port, &["SET", &key, "1"])?;
+            redis_cli(port, &["DEL", &key])?;
+        }
+        let nodes = usize::from(self.spec.node_count());
+        wait_for(deadline, || {
+            redis_cli(self.spec.base_port, &["CLUSTER", "SLOTS"])
+                .map(|slots| slots.lines().filter(|l| l.trim() == "127.0.0.1").count() == nodes)
+        })
+        .context("the replicas never showed in CLUSTER SLOTS")
     }
 
     /// `Ok` when every node says `cluster_state:ok` and knows all nodes, and every replica's link is up.
@@ -349,6 +398,12 @@ impl Cluster {
         );
         Ok(())
     }
+}
+
+/// A `CLUSTER NODES` slot range (`0-5460` or a single `42`); `None` for migrating-slot markers.
+fn slot_range(text: &str) -> Option<(u16, u16)> {
+    let (start, end) = text.split_once('-').unwrap_or((text, text));
+    Some((start.parse().ok()?, end.parse().ok()?))
 }
 
 /// What `status` knows about one node.
@@ -550,6 +605,9 @@ fn start_node(spec: &ClusterSpec, port: u16, extra_args: &[String]) -> Result<()
         .args(["--daemonize", "yes"])
         // Tests need DEBUG SLEEP to hold commands in flight; it is refused by default since Redis 7.
         .args(["--enable-debug-command", "local"])
+        // A replica's first sync need not wait for others to join (5 s by default): nothing
+        // here is big enough to batch, and every test run starts a cluster.
+        .args(["--repl-diskless-sync-delay", "0"])
         .args(extra_args)
         .stdin(Stdio::null())
         .output()

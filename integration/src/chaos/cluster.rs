@@ -17,19 +17,8 @@ pub const USER: &str = "user";
 /// Its password, which must never show in an error, a log line, a span field or a metric.
 pub const PASSWORD: &str = "secret";
 
-/// Extra `redis-server` arguments for every chaos node: no five-second wait before a replica's
-/// full sync (the default `repl-diskless-sync-delay` makes start-up and a restarted replica's
-/// sync five seconds slower), and the user the client logs in as.
-const NODE_ARGS: [&str; 8] = [
-    "--repl-diskless-sync-delay",
-    "0",
-    "--user",
-    USER,
-    "on",
-    ">secret",
-    "~*",
-    "+@all",
-];
+/// Extra `redis-server` arguments for every chaos node: the user the client logs in as.
+const NODE_ARGS: [&str; 6] = ["--user", USER, "on", ">secret", "~*", "+@all"];
 
 /// Runs blocking cluster work off the async runtime's worker threads.
 ///
@@ -119,42 +108,8 @@ impl ChaosCluster {
             "the chaos cluster's nodes do not agree on its shape: {:?}",
             chaos.nodes()
         );
-        chaos.advertise_replicas();
+        // The launcher already wrote to every primary, so CLUSTER SLOTS lists every replica.
         chaos
-    }
-
-    /// Writes one key to every primary and waits until the seed's `CLUSTER SLOTS` lists both
-    /// replicas of every shard.
-    ///
-    /// Redis 7 leaves out of `CLUSTER SLOTS` a replica whose replication offset is 0, that is of a
-    /// primary that never had a write, and redis-rs learns replicas only from `CLUSTER SLOTS`: a
-    /// client that connects to a brand-new cluster would otherwise never read from a replica
-    /// (until something made it refresh its slot map).
-    fn advertise_replicas(&self) {
-        for primary in self.nodes().into_iter().filter(|n| n.primary) {
-            let key = (0u32..)
-                .map(|i| format!("chaos:warm:{i}"))
-                .find(|key| primary.serves(crate::chaos::key_slot(key.as_bytes())))
-                .expect("some key hashes to every primary");
-            self.cli(primary.port, &["SET", &key, "1"]);
-        }
-        let seed = self.seed_port();
-        let listed = wait_until(Duration::from_secs(30), || {
-            redis_cli(seed, &["CLUSTER", "SLOTS"]).is_ok_and(|slots| {
-                // Each entry is its range, then the primary and each replica as host, port and
-                // id, one per line; ports (20000 and up) are the numbers above any slot.
-                let ports = slots
-                    .lines()
-                    .filter(|line| line.parse::<u16>().is_ok_and(|p| p > 16_383))
-                    .count();
-                ports == 9
-            })
-        });
-        assert!(
-            listed.is_some(),
-            "the replicas never showed in CLUSTER SLOTS: {}",
-            self.cli(seed, &["CLUSTER", "SLOTS"])
-        );
     }
 
     /// Whether every node sees 3 primaries serving all slots, each with 2 replicas, none failed.
