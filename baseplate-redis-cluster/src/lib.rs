@@ -20,3 +20,4 @@ pub use error::{ClusterConfigError, ConnectTimeout, CrossSlotTransaction, PoolTi
 pub use factory::ClusterRedisContextFactory;
 pub use pipeline::MonitoredPipeline;
 pub use pool::{ClusterPool, PoolStats};
+pub use routing::key_slot;

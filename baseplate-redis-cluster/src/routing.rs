@@ -103,7 +103,7 @@ pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
         spec.writes() == KeyPositions::None && spec.reads() != KeyPositions::None
     });
     Some(CmdRoute {
-        slot: slot_for_key(key),
+        slot: key_slot(key),
         read_only,
     })
 }
@@ -113,8 +113,17 @@ pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {
     route_of(cmd).map(|route| route.slot)
 }
 
-/// Redis Cluster's key slot: CRC16 (XMODEM) of the key, or of its `{hash tag}`, modulo 16384.
-pub(crate) fn slot_for_key(key: &[u8]) -> u16 {
+/// Redis Cluster's hash slot of `key`: CRC16 (XMODEM) of the key, or of its `{hash tag}` (the
+/// first non-empty `{...}`), modulo 16384, as `CLUSTER KEYSLOT` computes it.
+///
+/// ```
+/// assert_eq!(baseplate_redis_cluster::key_slot(b"foo"), 12182);
+/// assert_eq!(
+///     baseplate_redis_cluster::key_slot(b"{user1000}.following"),
+///     baseplate_redis_cluster::key_slot(b"user1000"),
+/// );
+/// ```
+pub fn key_slot(key: &[u8]) -> u16 {
     let hashed = key
         .iter()
         .position(|&b| b == b'{')
@@ -174,17 +183,18 @@ mod tests {
             ("{user1000}.following", 3443),
             ("{user1000}.followers", 3443),
             ("foo{}{bar}", 8363),
+            ("foo{{bar}}zap", 4015),
             ("", 0),
         ];
         for (key, slot) in cases {
-            assert_eq!(slot_for_key(key.as_bytes()), slot, "{key}");
+            assert_eq!(key_slot(key.as_bytes()), slot, "{key}");
         }
     }
 
     #[test]
     fn commands_route_by_their_first_key() {
         let route = |cmd: &Cmd| route_of(cmd);
-        let foo = slot_for_key(b"foo");
+        let foo = key_slot(b"foo");
         assert_eq!(
             route(redis::cmd("GET").arg("foo")),
             Some(CmdRoute {

@@ -143,50 +143,11 @@ impl ChaosOptions {
     }
 }
 
-/// The hash slot of `key`, as Redis Cluster computes it (CRC16-XMODEM of the key or of its
-/// `{hash tag}`, modulo 16384), so the load can tell which node a key lives on without asking.
-pub fn key_slot(key: &[u8]) -> u16 {
-    let hashed = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16(hashed) % 16_384
-}
-
-fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in data {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
+pub use baseplate_redis_cluster::key_slot;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_slots_match_redis() {
-        // Values from `CLUSTER KEYSLOT` and the Redis Cluster specification.
-        assert_eq!(crc16(b"123456789"), 0x31C3);
-        assert_eq!(key_slot(b"foo"), 12_182);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        assert_eq!(key_slot(b"foo{}{bar}"), key_slot(b"foo{}{bar}"));
-        assert_ne!(key_slot(b"foo{}{bar}"), key_slot(b"bar"));
-        assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
-    }
 
     #[test]
     fn scenarios_parse_from_their_names() {

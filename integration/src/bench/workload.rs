@@ -215,34 +215,7 @@ impl Default for KeySpace {
     }
 }
 
-/// Redis Cluster's hash slot of `key`: CRC16/XMODEM of the key (or of its `{hash tag}`) mod 16384.
-pub fn key_slot(key: &[u8]) -> u16 {
-    let hashed = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16_xmodem(hashed) % SLOT_COUNT
-}
-
-fn crc16_xmodem(bytes: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &byte in bytes {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
+pub use baseplate_redis_cluster::key_slot;
 
 #[cfg(test)]
 mod tests {
@@ -293,20 +266,6 @@ mod tests {
     fn the_stream_is_fixed_by_its_seed() {
         assert_eq!(ops(3, 1_000), ops(3, 1_000));
         assert_ne!(ops(3, 1_000), ops(4, 1_000));
-    }
-
-    #[test]
-    fn slots_are_redis_clusters() {
-        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
-        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
-        assert_eq!(key_slot(b"foo"), 12182);
-        assert_eq!(key_slot(b"bar"), 5061);
-        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
-        // An empty tag hashes the whole key.
-        assert_eq!(
-            key_slot(b"foo{}{bar}"),
-            crc16_xmodem(b"foo{}{bar}") % SLOT_COUNT
-        );
     }
 
     #[test]
