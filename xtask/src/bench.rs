@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use xtask::cluster::{Cluster, ClusterSpec, free_base_port};
+use xtask::cluster::Cluster;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Args)]
@@ -53,18 +53,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
 
     let cluster = match &external {
         Some(_) => None,
-        None => {
-            let base_port = free_base_port(6)?;
-            let spec = ClusterSpec::new(
-                base_port,
-                xtask::state_dir().join(format!("bench-{base_port}")),
-            );
-            eprintln!("starting a Redis Cluster on ports {base_port}.. for the benchmark");
-            let cluster = Cluster::start(spec)?;
-            // If this process dies (Ctrl-C, a kill), the watchdog stops the cluster.
-            cluster.stop_when_process_exits(std::process::id())?;
-            Some(cluster)
-        }
+        None => Some(xtask::start_task_cluster("bench")?),
     };
 
     let mut bench = Command::new(&binary);

@@ -21,3 +21,22 @@ pub fn state_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
         .join("xtask")
 }
+
+/// Starts a 3+3 cluster on free ports for a task (`purpose` names its directory under
+/// [`state_dir`] and the message), stopped by a watchdog if this process dies before the task
+/// stops it.
+///
+/// # Errors
+/// As [`cluster::Cluster::start`], or when no free ports are found.
+pub fn start_task_cluster(purpose: &str) -> anyhow::Result<cluster::Cluster> {
+    let base_port = cluster::free_base_port(6)?;
+    let spec = cluster::ClusterSpec::new(
+        base_port,
+        state_dir().join(format!("{purpose}-{base_port}")),
+    );
+    eprintln!("starting a Redis Cluster on ports {base_port}.. for the {purpose}");
+    let cluster = cluster::Cluster::start(spec)?;
+    // If this process dies (Ctrl-C, a kill), the watchdog stops the cluster.
+    cluster.stop_when_process_exits(std::process::id())?;
+    Ok(cluster)
+}

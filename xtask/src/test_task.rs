@@ -5,7 +5,6 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use xtask::cluster::{Cluster, ClusterSpec, free_base_port};
 
 /// Options of `cargo xtask test`.
 #[derive(Debug, Args)]
@@ -31,16 +30,9 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
         ])?;
     }
 
-    // A cluster of the tests' own on free ports, so a developer's `cluster up` on 7000 is untouched.
-    let base_port = free_base_port(6)?;
-    let spec = ClusterSpec::new(
-        base_port,
-        xtask::state_dir().join(format!("test-{base_port}")),
-    );
-    eprintln!("starting a Redis Cluster on ports {base_port}.. for the tests");
-    let cluster = Cluster::start(spec)?;
-    // If this process dies (Ctrl-C, a kill), the watchdog stops the cluster; normally `stop` below does.
-    cluster.stop_when_process_exits(std::process::id())?;
+    // A cluster of the tests' own on free ports, so a developer's `cluster up` on 7000 is untouched;
+    // `stop` below ends it, or the watchdog if this process dies first.
+    let cluster = xtask::start_task_cluster("tests")?;
 
     let status = Command::new(cargo_bin())
         .args(["test", "--workspace"])
