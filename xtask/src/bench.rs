@@ -67,17 +67,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
     }
     if let Some(cluster) = &cluster {
         // Our own cluster is thrown away with its keys.
-        bench
-            .arg("--keep-keys")
-            .env("REDIS_CLUSTER_URL", cluster.url())
-            .env(
-                "REDIS_CLUSTER_PRIMARIES",
-                cluster.spec().primaries.to_string(),
-            )
-            .env(
-                "REDIS_CLUSTER_REPLICAS_PER_PRIMARY",
-                cluster.spec().replicas_per_primary.to_string(),
-            );
+        bench.arg("--keep-keys").envs(cluster.env());
     }
     let status = bench
         .args(&args.bench_args)

@@ -166,6 +166,19 @@ impl Cluster {
         self.spec.url()
     }
 
+    /// The environment that points a child process (the tests, the bench) at this cluster, as the
+    /// integration harness reads it.
+    pub fn env(&self) -> [(&'static str, String); 3] {
+        [
+            ("REDIS_CLUSTER_URL", self.url()),
+            ("REDIS_CLUSTER_PRIMARIES", self.spec.primaries.to_string()),
+            (
+                "REDIS_CLUSTER_REPLICAS_PER_PRIMARY",
+                self.spec.replicas_per_primary.to_string(),
+            ),
+        ]
+    }
+
     /// Stops every node and removes the cluster's directory.
     ///
     /// # Errors

@@ -37,15 +37,7 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
     let status = Command::new(cargo_bin())
         .args(["test", "--workspace"])
         .args(&args.cargo_test_args)
-        .env("REDIS_CLUSTER_URL", cluster.url())
-        .env(
-            "REDIS_CLUSTER_PRIMARIES",
-            cluster.spec().primaries.to_string(),
-        )
-        .env(
-            "REDIS_CLUSTER_REPLICAS_PER_PRIMARY",
-            cluster.spec().replicas_per_primary.to_string(),
-        )
+        .envs(cluster.env())
         .status()
         .context("running cargo test");
     let stopped = cluster.stop();

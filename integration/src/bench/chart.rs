@@ -89,6 +89,7 @@ fn panel(
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         points
     };
+    // The two scales are different coordinate types, so only the axes differ by branch.
     if log_y {
         let mut chart =
             builder.build_cartesian_2d(x_range, ((min / 1.5)..(max * 1.5)).log_scale())?;
@@ -98,26 +99,7 @@ fn panel(
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()?;
-        for contender in Contender::ALL {
-            let points = series(contender);
-            if points.is_empty() {
-                continue;
-            }
-            let c = color(contender);
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))?
-                .label(contender.label())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled())))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        draw_contenders(&mut chart, &series, SeriesLabelPosition::UpperLeft)?;
     } else {
         let mut chart = builder.build_cartesian_2d(x_range, 0.0..(max * 1.15))?;
         chart
@@ -126,27 +108,38 @@ fn panel(
             .x_label_formatter(&|x| format!("{x:.0}"))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()?;
-        for contender in Contender::ALL {
-            let points = series(contender);
-            if points.is_empty() {
-                continue;
-            }
-            let c = color(contender);
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))?
-                .label(contender.label())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
-            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled())))?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()?;
+        draw_contenders(&mut chart, &series, SeriesLabelPosition::LowerRight)?;
     }
+    Ok(())
+}
+
+/// One line with dots per contender, and the legend at `legend`.
+fn draw_contenders<'a, CT>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    series: &impl Fn(Contender) -> Vec<(f64, f64)>,
+    legend: SeriesLabelPosition,
+) -> Result<(), BenchError>
+where
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    for contender in Contender::ALL {
+        let points = series(contender);
+        if points.is_empty() {
+            continue;
+        }
+        let c = color(contender);
+        chart
+            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))?
+            .label(contender.label())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, c.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(legend)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     Ok(())
 }
 

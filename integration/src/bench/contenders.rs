@@ -7,14 +7,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use baseplate::{Baseplate, ClusterRedisClient, MonitoredClusterRedisConnection, RawConfig};
+use futures_util::future::join_all;
 use redis::aio::ConnectionLike as _;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
@@ -267,18 +266,7 @@ impl Driver for Raw {
                 groups[self.slots.node_of(slot)].get_or_insert_with(|| (slot, redis::pipe()));
             pipe.add_command(self.keys.command(op));
         }
-        let sends = groups.into_iter().flatten().map(|(slot, pipe)| {
-            let mut conn = self.conn.clone();
-            let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
-            async move {
-                let len = pipe.len();
-                conn.route_pipeline(pipe, 0, len, route).await
-            }
-        });
-        for reply in join_all(sends.collect()).await {
-            reply?;
-        }
-        Ok(())
+        send_per_node(&self.conn, groups).await
     }
 }
 
@@ -424,29 +412,23 @@ async fn run_task<D: Driver>(
     }
 }
 
-/// Polls every future to completion, concurrently on the calling task, and returns their outputs in
-/// order (futures-util's `join_all`, which this crate does not depend on).
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
+/// Sends each node's pipeline (routed by one of its slots) concurrently; the first error wins.
+async fn send_per_node(
+    conn: &ClusterConnection,
+    groups: Vec<Option<(u16, redis::Pipeline)>>,
+) -> RedisResult<()> {
+    let sends = groups.into_iter().flatten().map(|(slot, pipe)| {
+        let mut conn = conn.clone();
+        let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+        async move {
+            let len = pipe.len();
+            conn.route_pipeline(pipe, 0, len, route).await
         }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
+    });
+    for reply in join_all(sends).await {
+        reply?;
+    }
+    Ok(())
 }
 
 /// Writes every key of the key space (`SET key value`), grouped by node in pipelines of 1000, so
@@ -497,17 +479,7 @@ async fn for_each_key_by_node(
                 groups[slots.node_of(slot)].get_or_insert_with(|| (slot, redis::pipe()));
             add(keys.key(index), pipe);
         }
-        let sends = groups.into_iter().flatten().map(|(slot, pipe)| {
-            let mut conn = conn.clone();
-            let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
-            async move {
-                let len = pipe.len();
-                conn.route_pipeline(pipe, 0, len, route).await
-            }
-        });
-        for reply in join_all(sends.collect()).await {
-            reply?;
-        }
+        send_per_node(conn, groups).await?;
     }
     Ok(())
 }
@@ -699,17 +671,5 @@ mod tests {
             "\"redis-benchmark\""
         );
         assert!(Contender::parse("pigeon").is_err());
-    }
-
-    #[tokio::test]
-    async fn join_all_keeps_the_order() {
-        let futures: Vec<_> = [30u64, 10, 20]
-            .into_iter()
-            .map(|ms| async move {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                ms
-            })
-            .collect();
-        assert_eq!(join_all(futures).await, vec![30, 10, 20]);
     }
 }
