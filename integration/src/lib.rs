@@ -93,6 +93,30 @@ pub fn cluster() -> &'static TestCluster {
     })
 }
 
+/// A TLS cluster of this test binary's own (see [`ClusterSpec::with_tls`]), started on first use
+/// and stopped when the binary exits. Its `url()` is `rediss://`; its nodes also answer on plain
+/// ports (`spec().ports()`), and its certificates are under `spec().tls_files()`.
+///
+/// # Panics
+/// When no cluster can be started.
+pub fn tls_cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        // Plain and TLS client ports: twice the six nodes.
+        let base_port = free_base_port(12).expect("finding free ports for a TLS test cluster");
+        let dir = std::env::temp_dir().join(format!(
+            "baseplate-rs-it-tls-{}-{base_port}",
+            std::process::id()
+        ));
+        let started = Cluster::start(ClusterSpec::new(base_port, dir).with_tls())
+            .unwrap_or_else(|e| panic!("starting a TLS test cluster: {e:#}"));
+        started
+            .stop_when_process_exits(std::process::id())
+            .expect("arranging the TLS test cluster's teardown");
+        started
+    })
+}
+
 impl TestCluster {
     /// The seed URL, `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> &str {

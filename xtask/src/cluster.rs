@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crate::certs::TlsFiles;
+
 /// The port of the plain Redis this machine runs; a cluster never takes it or its bus port.
 pub const RESERVED_PORT: u16 = 6379;
 
@@ -38,6 +40,8 @@ pub struct ClusterSpec {
     pub node_timeout: Duration,
     /// Directory holding one sub-directory per node.
     pub dir: PathBuf,
+    /// Whether every node also serves TLS (see [`ClusterSpec::with_tls`]).
+    pub tls: bool,
 }
 
 impl ClusterSpec {
@@ -49,7 +53,19 @@ impl ClusterSpec {
             base_port,
             node_timeout: Duration::from_millis(2_000),
             dir: dir.into(),
+            tls: false,
         }
+    }
+
+    /// The same cluster with TLS: every node also listens for TLS on its [`ClusterSpec::tls_port`],
+    /// speaks TLS to the others on the cluster bus and to its primary, and shows TLS clients the
+    /// TLS ports in `CLUSTER SLOTS`. Its certificates, from a CA made for it, are under
+    /// [`ClusterSpec::tls_files`]. Client certificates are verified when given, not required
+    /// (`tls-auth-clients optional`; `CONFIG SET tls-auth-clients yes` requires them). The plain
+    /// ports stay open, for `redis-cli` and the launcher.
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
     }
 
     /// Total number of nodes.
@@ -62,9 +78,33 @@ impl ClusterSpec {
         (0..self.node_count()).map(|i| self.base_port + i).collect()
     }
 
-    /// The URL clients connect to (the first node is the seed).
+    /// The TLS port of the node whose plain port is `port` (TLS ports follow the plain ones).
+    pub fn tls_port(&self, port: u16) -> u16 {
+        port + self.node_count()
+    }
+
+    /// Every port the nodes listen on for clients: the plain ports, then the TLS ports if any.
+    fn client_ports(&self) -> Vec<u16> {
+        let mut ports = self.ports();
+        if self.tls {
+            ports.extend(self.ports().into_iter().map(|p| self.tls_port(p)));
+        }
+        ports
+    }
+
+    /// The URL clients connect to (the first node is the seed): `rediss://` to its TLS port for a
+    /// TLS cluster.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.base_port)
+        if self.tls {
+            format!("rediss://127.0.0.1:{}", self.tls_port(self.base_port))
+        } else {
+            format!("redis://127.0.0.1:{}", self.base_port)
+        }
+    }
+
+    /// The certificates of a TLS cluster (written when it starts).
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles::in_dir(self.dir.join("tls"))
     }
 
     fn validate(&self) -> Result<()> {
@@ -74,15 +114,29 @@ impl ClusterSpec {
             self.primaries
         );
         let last = u32::from(self.base_port) + u32::from(self.node_count()) - 1;
+        let last_tls = last
+            + if self.tls {
+                u32::from(self.node_count())
+            } else {
+                0
+            };
         ensure!(
-            self.base_port >= 1024 && last + u32::from(BUS_PORT_OFFSET) <= u32::from(u16::MAX),
-            "ports {}..={last} do not fit: client ports must be >= 1024 and bus ports (+{BUS_PORT_OFFSET}) <= 65535",
+            self.base_port >= 1024
+                && last + u32::from(BUS_PORT_OFFSET) <= u32::from(u16::MAX)
+                && last_tls <= u32::from(u16::MAX),
+            "ports {}..={last_tls} do not fit: client ports must be >= 1024 and bus ports (+{BUS_PORT_OFFSET}) <= 65535",
             self.base_port
         );
         for port in self.ports() {
             ensure!(
                 port != RESERVED_PORT && port + BUS_PORT_OFFSET != RESERVED_PORT,
                 "port {port} would collide with the plain Redis on {RESERVED_PORT}; choose another --base-port"
+            );
+        }
+        for port in self.client_ports() {
+            ensure!(
+                port != RESERVED_PORT,
+                "TLS port {port} would collide with the plain Redis on {RESERVED_PORT}; choose another --base-port"
             );
         }
         Ok(())
@@ -124,13 +178,12 @@ impl Cluster {
             return Ok(cluster);
         }
         stop_dir(&spec.dir)?;
-        for port in spec.ports() {
-            for p in [port, port + BUS_PORT_OFFSET] {
-                ensure!(
-                    port_is_free(p),
-                    "port {p} is already in use; stop what listens there or choose another --base-port"
-                );
-            }
+        let bus_ports = spec.ports().into_iter().map(|p| p + BUS_PORT_OFFSET);
+        for p in spec.client_ports().into_iter().chain(bus_ports) {
+            ensure!(
+                port_is_free(p),
+                "port {p} is already in use; stop what listens there or choose another --base-port"
+            );
         }
         let cluster = Cluster {
             spec,
@@ -149,11 +202,13 @@ impl Cluster {
             .ports()
             .iter()
             .all(|&port| node_pid(&spec.dir, port).is_some_and(pid_is_redis));
+        // A plain cluster is not the TLS cluster asked for, nor the other way round.
+        let same_kind = spec.tls_files().exist() == spec.tls;
         let cluster = Cluster {
             spec: spec.clone(),
             node_args: Vec::new(),
         };
-        (all_alive && cluster.health().is_ok()).then_some(cluster)
+        (all_alive && same_kind && cluster.health().is_ok()).then_some(cluster)
     }
 
     /// The spec this cluster was started from.
@@ -283,6 +338,9 @@ impl Cluster {
     fn launch(&self) -> Result<()> {
         fs::create_dir_all(&self.spec.dir)
             .with_context(|| format!("creating {}", self.spec.dir.display()))?;
+        if self.spec.tls {
+            self.spec.tls_files().generate()?;
+        }
         for port in self.spec.ports() {
             start_node(&self.spec, port, &self.node_args)?;
         }
@@ -597,8 +655,33 @@ fn start_node(spec: &ClusterSpec, port: u16, extra_args: &[String]) -> Result<()
     let log_file = dir.join("redis.log").to_string_lossy().into_owned();
     let port_arg = port.to_string();
     let timeout = spec.node_timeout.as_millis().to_string();
+    let mut tls_args = Vec::new();
+    if spec.tls {
+        let files = spec.tls_files();
+        let path = |p: PathBuf| p.to_string_lossy().into_owned();
+        tls_args = vec![
+            "--tls-port".to_owned(),
+            spec.tls_port(port).to_string(),
+            // The bus stays at the plain port + 10000 (by default it would follow the TLS port).
+            "--cluster-port".to_owned(),
+            (port + BUS_PORT_OFFSET).to_string(),
+            "--tls-cert-file".to_owned(),
+            path(files.server_cert()),
+            "--tls-key-file".to_owned(),
+            path(files.server_key()),
+            "--tls-ca-cert-file".to_owned(),
+            path(files.ca_cert()),
+            "--tls-cluster".to_owned(),
+            "yes".to_owned(),
+            "--tls-replication".to_owned(),
+            "yes".to_owned(),
+            "--tls-auth-clients".to_owned(),
+            "optional".to_owned(),
+        ];
+    }
     let output = Command::new("redis-server")
         .args(["--port", &port_arg, "--bind", "127.0.0.1"])
+        .args(&tls_args)
         .args([
             "--cluster-enabled",
             "yes",

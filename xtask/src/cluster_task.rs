@@ -31,6 +31,10 @@ enum ClusterCommand {
         /// `cluster-node-timeout` in milliseconds (short, for quick failovers).
         #[arg(long, default_value_t = 2000)]
         node_timeout_ms: u64,
+        /// Also serve TLS, on the ports after the plain ones, with certificates from a CA made
+        /// for this cluster; prints `REDIS_CLUSTER_TLS_CA=...` beside the `rediss://` URL.
+        #[arg(long)]
+        tls: bool,
     },
     /// Stop the clusters `up` started (all of them, or the one at --base-port) and remove their files.
     Down {
@@ -49,6 +53,7 @@ pub(crate) fn run(args: ClusterArgs) -> Result<()> {
             replicas_per_primary,
             base_port,
             node_timeout_ms,
+            tls,
         } => {
             let spec = ClusterSpec {
                 primaries,
@@ -56,6 +61,7 @@ pub(crate) fn run(args: ClusterArgs) -> Result<()> {
                 base_port,
                 node_timeout: Duration::from_millis(node_timeout_ms),
                 dir: cluster_dir(base_port),
+                tls,
             };
             let already = Cluster::running(&spec).is_some();
             let cluster = Cluster::start(spec)?;
@@ -63,15 +69,28 @@ pub(crate) fn run(args: ClusterArgs) -> Result<()> {
                 eprintln!("cluster already running");
             } else {
                 let spec = cluster.spec();
+                let last = spec.base_port + spec.node_count() - 1;
+                let tls = if spec.tls {
+                    format!(
+                        " (TLS on {}..={})",
+                        spec.tls_port(spec.base_port),
+                        spec.tls_port(last)
+                    )
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "started {} primaries and {} replicas on ports {}..={}",
+                    "started {} primaries and {} replicas on ports {}..={last}{tls}",
                     spec.primaries,
                     spec.primaries * spec.replicas_per_primary,
                     spec.base_port,
-                    spec.base_port + spec.node_count() - 1
                 );
             }
             println!("REDIS_CLUSTER_URL={}", cluster.url());
+            if tls {
+                let ca = cluster.spec().tls_files().ca_cert();
+                println!("REDIS_CLUSTER_TLS_CA={}", ca.display());
+            }
             Ok(())
         }
         ClusterCommand::Down { base_port } => {
@@ -115,6 +134,7 @@ fn print_status(dir: PathBuf) -> Result<()> {
     let mut spec = ClusterSpec::new(base_port, dir);
     spec.primaries = u16::try_from(ports.len()).unwrap_or(u16::MAX);
     spec.replicas_per_primary = 0;
+    spec.tls = spec.tls_files().exist();
     let cluster_url = spec.url();
     let nodes = status(&spec)?;
     println!("{cluster_url}");

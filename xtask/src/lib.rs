@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod certs;
 pub mod cluster;
 
 use std::path::{Path, PathBuf};
