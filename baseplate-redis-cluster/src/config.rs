@@ -1,7 +1,9 @@
 //! Configuration: the keys baseplate.py's `cluster_pool_from_config` reads, parsed into [`ClusterOptions`],
 //! with overrides in code winning over the config file, as baseplate's `**kwargs` do.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use baseplate_config::RawConfig;
@@ -11,6 +13,7 @@ use serde::Deserialize;
 use crate::error::ClusterConfigError;
 use crate::factory::ClusterRedisContextFactory;
 use crate::pool::ClusterPool;
+use crate::tls::{CertReqs, TlsOptions};
 
 /// `max_connections` when the config does not set it (baseplate's default).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50;
@@ -23,7 +26,7 @@ pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(20);
 ///
 /// | key | type | default | meaning |
 /// |---|---|---|---|
-/// | `url` | string | required | `redis://[user:password@]host:port[/0]`; several seeds comma-separated |
+/// | `url` | string | required | `redis://[user:password@]host:port[/0]` (`rediss://` for TLS); several seeds comma-separated |
 /// | `max_connections` | integer | 50 | commands in flight at once (the pool's size) |
 /// | `timeout` | timespan | none | wait for a pool slot; also the two socket timeouts unless they are set |
 /// | `socket_connect_timeout` | timespan | `timeout` | bound on opening the cluster connection |
@@ -34,7 +37,14 @@ pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(20);
 /// | `track_key_mode` | `aggregated` or `direct` | aggregated | how the tracker writes its sorted sets |
 /// | `track_key_flush_interval` | timespan | 10 seconds | aggregated mode's flush period |
 /// | `track_key_max_keys` | integer | 10000 | members each tracker set keeps at most |
+/// | `ssl_ca_certs` | path | system roots | PEM CA certificates that sign the nodes' certificates (`rediss://` only) |
+/// | `ssl_certfile`, `ssl_keyfile` | path | none | PEM client certificate and its key, for nodes that require one (the key may be in `ssl_certfile`) |
+/// | `ssl_cert_reqs` | `required`, `optional` or `none` | required | whether the nodes' certificates are verified (`optional` is `required` for a client) |
+/// | `ssl_check_hostname` | boolean | true | whether a node's certificate must name the host it was reached at |
 /// | `max_connections_per_node`, `skip_full_coverage_check`, `nodemanager_follow_cluster`, `decode_responses` | boolean | — | accepted for compatibility with baseplate.py; no meaning here |
+///
+/// The `ssl_*` keys may instead be query parameters of the URL, as redis-py reads them
+/// (`rediss://host:7000/0?ssl_ca_certs=/etc/redis/ca.pem`); a key set in the config wins.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClusterOptions {
@@ -52,6 +62,8 @@ pub struct ClusterOptions {
     pub read_from_replicas: bool,
     /// The hot-key tracker's options (rates, mode, flush interval, set size).
     pub tracker: TrackerOptions,
+    /// TLS settings when the seeds are `rediss://`; `None` for `redis://`.
+    pub tls: Option<TlsOptions>,
 }
 
 /// A Redis URL whose password never shows in `Debug` or `Display` (it prints as `***`).
@@ -62,6 +74,11 @@ impl RedisUrl {
     /// The URL with its password, for connecting; never log it.
     pub(crate) fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether the URL is `rediss://` (TLS).
+    pub fn is_tls(&self) -> bool {
+        self.0.starts_with("rediss://")
     }
 }
 
@@ -110,6 +127,10 @@ struct Overrides {
     track_key_reads_sample_rate: Option<f64>,
     track_key_writes_sample_rate: Option<f64>,
     track_key_mode: Option<TrackKeyMode>,
+    ssl_ca_certs: Option<PathBuf>,
+    ssl_client_cert: Option<(PathBuf, Option<PathBuf>)>,
+    ssl_cert_reqs: Option<CertReqs>,
+    ssl_check_hostname: Option<bool>,
 }
 
 impl ClusterRedisClient {
@@ -166,6 +187,35 @@ impl ClusterRedisClient {
         self
     }
 
+    /// Overrides `ssl_ca_certs`: the PEM CA certificates that sign the nodes' certificates.
+    pub fn ssl_ca_certs(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overrides.ssl_ca_certs = Some(path.into());
+        self
+    }
+
+    /// Overrides `ssl_certfile` and `ssl_keyfile`: a client certificate and its key (`None`
+    /// when the key is in `certfile`), for nodes that require one.
+    pub fn ssl_client_cert(
+        mut self,
+        certfile: impl Into<PathBuf>,
+        keyfile: Option<impl Into<PathBuf>>,
+    ) -> Self {
+        self.overrides.ssl_client_cert = Some((certfile.into(), keyfile.map(Into::into)));
+        self
+    }
+
+    /// Overrides `ssl_cert_reqs`.
+    pub fn ssl_cert_reqs(mut self, cert_reqs: CertReqs) -> Self {
+        self.overrides.ssl_cert_reqs = Some(cert_reqs);
+        self
+    }
+
+    /// Overrides `ssl_check_hostname`.
+    pub fn ssl_check_hostname(mut self, check: bool) -> Self {
+        self.overrides.ssl_check_hostname = Some(check);
+        self
+    }
+
     /// Parses the client named `key_path` (keys `{key_path}.url`, ...) into its context factory,
     /// as baseplate's `ClusterRedisClient.parse` does. Nothing connects yet.
     ///
@@ -215,7 +265,7 @@ impl ClusterRedisClient {
             reason,
         };
 
-        let seeds = parse_seeds(&raw.url).map_err(|reason| invalid("url", reason))?;
+        let (seeds, url_params) = parse_seeds(&raw.url).map_err(|reason| invalid("url", reason))?;
         let max_connections = o.max_connections.unwrap_or(raw.max_connections);
         if max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1".into()));
@@ -257,17 +307,24 @@ impl ClusterRedisClient {
             .with_flush_interval(raw.track_key_flush_interval)
             .with_max_keys(raw.track_key_max_keys);
 
+        let connect_timeout = o
+            .socket_connect_timeout
+            .or(raw.socket_connect_timeout)
+            .or(timeout);
+        let response_timeout = o.socket_timeout.or(raw.socket_timeout).or(timeout);
+        let read_from_replicas = o.read_from_replicas.unwrap_or(raw.read_from_replicas);
+        let tls = tls_options(&seeds, raw, o, url_params)
+            .map_err(|(name, reason)| invalid(name, reason))?;
+
         Ok(ClusterOptions {
             seeds,
             max_connections,
             pool_wait: timeout.unwrap_or(DEFAULT_POOL_WAIT),
-            connect_timeout: o
-                .socket_connect_timeout
-                .or(raw.socket_connect_timeout)
-                .or(timeout),
-            response_timeout: o.socket_timeout.or(raw.socket_timeout).or(timeout),
-            read_from_replicas: o.read_from_replicas.unwrap_or(raw.read_from_replicas),
+            connect_timeout,
+            response_timeout,
+            read_from_replicas,
             tracker,
+            tls,
         })
     }
 }
@@ -314,6 +371,11 @@ struct RawOptions {
     track_key_flush_interval: Duration,
     #[serde(default = "default_max_keys")]
     track_key_max_keys: usize,
+    ssl_ca_certs: Option<String>,
+    ssl_certfile: Option<String>,
+    ssl_keyfile: Option<String>,
+    ssl_cert_reqs: Option<CertReqs>,
+    ssl_check_hostname: Option<bool>,
     // Accepted because baseplate.py accepts them; redis-rs has no use for them: connections are
     // multiplexed (per-node limits), coverage and node discovery are its own, replies are bytes.
     #[serde(rename = "max_connections_per_node")]
@@ -342,10 +404,22 @@ fn default_max_keys() -> usize {
     TrackerOptions::default().max_keys
 }
 
-/// Splits and checks `url`: one or more comma-separated `redis://` URLs of database 0.
-/// Reasons never contain the URL itself, which may hold a password.
-fn parse_seeds(text: &str) -> Result<Vec<RedisUrl>, String> {
+/// The `ssl_*` names redis-py reads from a URL's query and from the config.
+const SSL_KEYS: [&str; 5] = [
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+];
+
+/// Splits and checks `url`: one or more comma-separated `redis://` or `rediss://` URLs of
+/// database 0, all of one scheme. Also returns the `ssl_*` query parameters, which every seed
+/// that has them must agree on. Reasons never contain the URL itself, which may hold a password.
+fn parse_seeds(text: &str) -> Result<(Vec<RedisUrl>, BTreeMap<String, String>), String> {
     let mut seeds = Vec::new();
+    let mut params = BTreeMap::new();
+    let mut first_scheme = None;
     for (index, seed) in text.split(',').map(str::trim).enumerate() {
         let which = if text.contains(',') {
             format!("seed {}: ", index + 1)
@@ -366,16 +440,28 @@ fn parse_seeds(text: &str) -> Result<Vec<RedisUrl>, String> {
         };
         match url.scheme() {
             "redis" => {}
+            "rediss" if cfg!(feature = "tls") => {}
             "rediss" => {
                 return Err(format!(
-                    "{which}rediss:// (TLS) is not supported by this build yet; use redis://"
+                    "{which}rediss:// (TLS) needs the `tls` feature of baseplate-redis-cluster, \
+                     which this build turned off"
                 ));
             }
             other => {
                 return Err(format!(
-                    "{which}scheme {other:?} is not supported for a cluster; expected redis://"
+                    "{which}scheme {other:?} is not supported for a cluster; expected redis:// or rediss://"
                 ));
             }
+        }
+        match first_scheme {
+            None => first_scheme = Some(url.scheme().to_owned()),
+            Some(ref first) if first != url.scheme() => {
+                return Err(format!(
+                    "{which}{}:// after {first}:// seeds; every seed must use the same scheme",
+                    url.scheme()
+                ));
+            }
+            Some(_) => {}
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(format!("{which}no host"));
@@ -386,9 +472,141 @@ fn parse_seeds(text: &str) -> Result<Vec<RedisUrl>, String> {
                 "{which}database {db:?} requested, but Redis Cluster only has database 0"
             ));
         }
+        if url.fragment().is_some() {
+            return Err(format!(
+                "{which}a URL fragment (#...) is not supported; for TLS without verification set ssl_cert_reqs = none"
+            ));
+        }
+        for (name, value) in url.query_pairs() {
+            if !name.starts_with("ssl_") {
+                continue;
+            }
+            if !SSL_KEYS.contains(&name.as_ref()) {
+                return Err(format!(
+                    "{which}unknown URL parameter {name:?}; the TLS parameters are {}",
+                    SSL_KEYS.join(", ")
+                ));
+            }
+            match params.insert(name.clone().into_owned(), value.clone().into_owned()) {
+                Some(earlier) if earlier != value => {
+                    return Err(format!(
+                        "{which}{name}={value:?} disagrees with {earlier:?} in an earlier seed"
+                    ));
+                }
+                _ => {}
+            }
+        }
         seeds.push(RedisUrl(seed.to_owned()));
     }
-    Ok(seeds)
+    Ok((seeds, params))
+}
+
+/// The TLS options for `rediss://` seeds: overrides in code, else config keys, else the URL's
+/// query parameters. `ssl_*` settings with `redis://` seeds are an error, as in redis-py.
+/// An error names the key (`url` when the setting came from the URL) and says what is wrong.
+fn tls_options(
+    seeds: &[RedisUrl],
+    mut raw: RawOptions,
+    o: &Overrides,
+    url_params: BTreeMap<String, String>,
+) -> Result<Option<TlsOptions>, (&'static str, String)> {
+    // Fill what the config leaves unset from the URL, remembering which came from there.
+    let mut from_url = Vec::new();
+    for (name, value) in url_params {
+        let filled = match name.as_str() {
+            "ssl_ca_certs" => fill(&mut raw.ssl_ca_certs, || Ok(value)),
+            "ssl_certfile" => fill(&mut raw.ssl_certfile, || Ok(value)),
+            "ssl_keyfile" => fill(&mut raw.ssl_keyfile, || Ok(value)),
+            "ssl_cert_reqs" => fill(&mut raw.ssl_cert_reqs, || {
+                value
+                    .parse()
+                    .map_err(|reason| format!("invalid value {value:?}: {reason}"))
+            }),
+            "ssl_check_hostname" => fill(&mut raw.ssl_check_hostname, || {
+                parse_url_bool(&value)
+                    .ok_or_else(|| format!("invalid boolean {value:?}: expected true or false"))
+            }),
+            _ => Ok(false),
+        }
+        .map_err(|reason| ("url", format!("{name}: {reason}")))?;
+        if filled {
+            from_url.push(name);
+        }
+    }
+    let source = |key: &'static str| {
+        if from_url.iter().any(|n| n == key) {
+            "url"
+        } else {
+            key
+        }
+    };
+
+    if !seeds.first().is_some_and(RedisUrl::is_tls) {
+        // Overrides in code are ignored for redis:// (a service may set them for every
+        // environment); settings in the config or the URL are a mistake worth reporting.
+        let set = [
+            ("ssl_ca_certs", raw.ssl_ca_certs.is_some()),
+            ("ssl_certfile", raw.ssl_certfile.is_some()),
+            ("ssl_keyfile", raw.ssl_keyfile.is_some()),
+            ("ssl_cert_reqs", raw.ssl_cert_reqs.is_some()),
+            ("ssl_check_hostname", raw.ssl_check_hostname.is_some()),
+        ];
+        return match set.into_iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err((
+                source(name),
+                format!("{name} is set, but the url is redis://; use rediss:// for TLS"),
+            )),
+            None => Ok(None),
+        };
+    }
+
+    let (certfile, keyfile) = match &o.ssl_client_cert {
+        Some((certfile, keyfile)) => (Some(certfile.clone()), keyfile.clone()),
+        None => (
+            raw.ssl_certfile.map(PathBuf::from),
+            raw.ssl_keyfile.map(PathBuf::from),
+        ),
+    };
+    if certfile.is_none() && keyfile.is_some() {
+        return Err((
+            source("ssl_keyfile"),
+            "ssl_keyfile is set without ssl_certfile, the certificate it belongs to".into(),
+        ));
+    }
+    Ok(Some(TlsOptions {
+        ca_certs: o
+            .ssl_ca_certs
+            .clone()
+            .or(raw.ssl_ca_certs.map(PathBuf::from)),
+        certfile,
+        keyfile,
+        cert_reqs: o.ssl_cert_reqs.or(raw.ssl_cert_reqs).unwrap_or_default(),
+        check_hostname: o
+            .ssl_check_hostname
+            .or(raw.ssl_check_hostname)
+            .unwrap_or(true),
+    }))
+}
+
+/// Sets an unset `slot` to what `parse` gives; whether it did.
+fn fill<T>(
+    slot: &mut Option<T>,
+    parse: impl FnOnce() -> Result<T, String>,
+) -> Result<bool, String> {
+    if slot.is_some() {
+        return Ok(false);
+    }
+    *slot = Some(parse()?);
+    Ok(true)
+}
+
+/// A boolean as redis-py's URL parser reads one.
+fn parse_url_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "t" | "yes" | "y" => Some(true),
+        "0" | "false" | "f" | "no" | "n" => Some(false),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -547,6 +765,8 @@ mod tests {
 
         for bad in [
             "redis://user:s3cr3t-pw@127.0.0.1:7000/5",
+            "rediss://user:s3cr3t-pw@127.0.0.1:7000/0?ssl_cert_reqs=maybe",
+            "rediss://user:s3cr3t-pw@h:1,redis://user:s3cr3t-pw@h:2",
             "http://user:s3cr3t-pw@h:1",
             "redis://user:s3cr3t-pw@h:99999",
         ] {
@@ -573,6 +793,135 @@ mod tests {
                 "foo.max_connections: {too_many} is more than the pool can count"
             )),
             "{error}"
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "tls")]
+    fn rediss_seeds_verify_certificates_and_hostnames_by_default() {
+        let o = options(&[("foo.url", "rediss://user:pw@127.0.0.1:7000/0")]).unwrap();
+        assert_eq!(o.tls, Some(TlsOptions::default()));
+        let tls = o.tls.unwrap();
+        assert_eq!(tls.cert_reqs, CertReqs::Required);
+        assert!(tls.check_hostname);
+        assert_eq!(tls.ca_certs, None);
+        assert!(o.seeds[0].is_tls());
+        assert_eq!(options(&[("foo.url", "redis://h:1")]).unwrap().tls, None);
+    }
+
+    #[test]
+    #[cfg(feature = "tls")]
+    fn ssl_keys_come_from_overrides_then_config_then_the_url() {
+        let url = "rediss://h:1/0?ssl_ca_certs=/url/ca.pem&ssl_cert_reqs=none\
+                   &ssl_check_hostname=False&ssl_certfile=/url/c.pem";
+        let tls = options(&[("foo.url", url)]).unwrap().tls.unwrap();
+        assert_eq!(tls.ca_certs, Some(PathBuf::from("/url/ca.pem")));
+        assert_eq!(tls.cert_reqs, CertReqs::None);
+        assert!(!tls.check_hostname);
+        assert_eq!(tls.certfile, Some(PathBuf::from("/url/c.pem")));
+        assert_eq!(tls.keyfile, None);
+
+        let pairs = [
+            ("foo.url", url),
+            ("foo.ssl_ca_certs", "/config/ca.pem"),
+            ("foo.ssl_cert_reqs", "Required"),
+            ("foo.ssl_keyfile", "/config/k.pem"),
+        ];
+        let tls = options(&pairs).unwrap().tls.unwrap();
+        assert_eq!(tls.ca_certs, Some(PathBuf::from("/config/ca.pem")));
+        assert_eq!(tls.cert_reqs, CertReqs::Required);
+        assert!(
+            !tls.check_hostname,
+            "the URL's value stays where the config is silent"
+        );
+        assert_eq!(tls.keyfile, Some(PathBuf::from("/config/k.pem")));
+
+        let tls = ClusterRedisClient::new()
+            .ssl_ca_certs("/code/ca.pem")
+            .ssl_client_cert("/code/c.pem", None::<PathBuf>)
+            .ssl_cert_reqs(CertReqs::Optional)
+            .ssl_check_hostname(true)
+            .options_from_config(&config(&pairs), "foo.")
+            .unwrap()
+            .tls
+            .unwrap();
+        assert_eq!(tls.ca_certs, Some(PathBuf::from("/code/ca.pem")));
+        assert_eq!(tls.certfile, Some(PathBuf::from("/code/c.pem")));
+        assert_eq!(tls.keyfile, None, "the override names the client key too");
+        assert_eq!(tls.cert_reqs, CertReqs::Optional);
+        assert!(tls.check_hostname);
+
+        // Overrides in code do not make a redis:// client speak TLS, nor fail it.
+        let o = ClusterRedisClient::new()
+            .ssl_ca_certs("/code/ca.pem")
+            .options_from_config(&config(&[("foo.url", "redis://h:1")]), "foo.")
+            .unwrap();
+        assert_eq!(o.tls, None);
+    }
+
+    #[test]
+    #[cfg(feature = "tls")]
+    fn tls_mistakes_name_their_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("foo.url", "redis://h:1"), ("foo.ssl_ca_certs", "/ca.pem")],
+                "foo.ssl_ca_certs: ssl_ca_certs is set, but the url is redis://; use rediss:// for TLS",
+            ),
+            (
+                &[("foo.url", "redis://h:1/0?ssl_cert_reqs=none")],
+                "foo.url: ssl_cert_reqs is set, but the url is redis://; use rediss:// for TLS",
+            ),
+            (
+                &[("foo.url", "rediss://h:1"), ("foo.ssl_keyfile", "/k.pem")],
+                "foo.ssl_keyfile: ssl_keyfile is set without ssl_certfile, the certificate it belongs to",
+            ),
+            (
+                &[("foo.url", "rediss://h:1"), ("foo.ssl_cert_reqs", "maybe")],
+                "foo.ssl_cert_reqs: invalid value \"maybe\": expected required, optional or none",
+            ),
+            (
+                &[("foo.url", "rediss://h:1?ssl_cert_reqs=maybe")],
+                "foo.url: ssl_cert_reqs: invalid value \"maybe\": expected required, optional or none",
+            ),
+            (
+                &[("foo.url", "rediss://h:1?ssl_check_hostname=perhaps")],
+                "foo.url: ssl_check_hostname: invalid boolean \"perhaps\": expected true or false",
+            ),
+            (
+                &[("foo.url", "rediss://h:1?ssl_ca_cert=/ca.pem")],
+                "foo.url: unknown URL parameter \"ssl_ca_cert\"; the TLS parameters are \
+                 ssl_ca_certs, ssl_certfile, ssl_keyfile, ssl_cert_reqs, ssl_check_hostname",
+            ),
+            (
+                &[(
+                    "foo.url",
+                    "rediss://h:1?ssl_cert_reqs=none,rediss://h:2?ssl_cert_reqs=required",
+                )],
+                "foo.url: seed 2: ssl_cert_reqs=\"required\" disagrees with \"none\" in an earlier seed",
+            ),
+            (
+                &[("foo.url", "redis://h:1,rediss://h:2")],
+                "foo.url: seed 2: rediss:// after redis:// seeds; every seed must use the same scheme",
+            ),
+            (
+                &[("foo.url", "rediss://h:1/#insecure")],
+                "foo.url: a URL fragment (#...) is not supported; for TLS without verification set ssl_cert_reqs = none",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let error = options(pairs).unwrap_err().to_string();
+            assert_eq!(&error, expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    #[cfg(not(feature = "tls"))]
+    fn without_the_tls_feature_rediss_is_a_config_error() {
+        let error = options(&[("foo.url", "rediss://h:1")]).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "foo.url: rediss:// (TLS) needs the `tls` feature of baseplate-redis-cluster, \
+             which this build turned off"
         );
     }
 

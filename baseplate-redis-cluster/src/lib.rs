@@ -10,6 +10,7 @@ mod factory;
 mod pipeline;
 mod pool;
 mod routing;
+mod tls;
 
 pub use config::{
     ClusterOptions, ClusterRedisClient, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_WAIT, RedisUrl,
@@ -21,3 +22,4 @@ pub use factory::ClusterRedisContextFactory;
 pub use pipeline::MonitoredPipeline;
 pub use pool::{ClusterPool, PoolStats};
 pub use routing::key_slot;
+pub use tls::{CertReqs, TlsOptions};

@@ -104,6 +104,10 @@ impl ClusterPool {
         if let Some(timeout) = options.connect_timeout {
             builder = builder.connection_timeout(timeout);
         }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &options.tls {
+            builder = crate::tls::configure(builder, tls, &name)?;
+        }
         if let Some(timeout) = options.response_timeout {
             // Bound each attempt and the whole request, retries and redirections included.
             builder = builder

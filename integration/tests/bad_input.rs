@@ -166,6 +166,8 @@ enum Expect {
     Works,
     /// Parses; connecting fails with a clear error.
     ConnectFails,
+    /// Parses; connecting gets no answer and gives up after the connect timeout, saying so.
+    ConnectTimesOut,
     /// A config error on `foo.url` saying this.
     ConfigError(&'static str),
 }
@@ -282,8 +284,14 @@ async fn every_url_works_or_fails_clearly() {
             Expect::ConfigError("foo.url: scheme \"unix\" is not supported"),
         ),
         (
-            format!("rediss://127.0.0.1:{port}"),
-            Expect::ConfigError("foo.url: rediss:// (TLS) is not supported"),
+            // TLS to a port that speaks plain Redis: the node waits for a command that never
+            // ends, as it does for `redis-cli --tls`.
+            format!("rediss://{USER}:{PASSWORD}@127.0.0.1:{port}"),
+            Expect::ConnectTimesOut,
+        ),
+        (
+            format!("rediss://127.0.0.1:{port},redis://127.0.0.1:{port}"),
+            Expect::ConfigError("foo.url: seed 2: redis:// after rediss:// seeds"),
         ),
         (
             format!("redis://{USER}:{PASSWORD}@127.0.0.1:{port}/3"),
@@ -304,6 +312,12 @@ async fn every_url_works_or_fails_clearly() {
                     "{url}: an unclear error {e}"
                 );
             }
+            (Expect::ConnectTimesOut, Err(e)) => assert!(
+                e.starts_with(
+                    "connect: redis cluster client \"foo\": connecting to the cluster took longer than 2s"
+                ),
+                "{url}: {e}"
+            ),
             (Expect::ConfigError(message), Err(e)) if e.starts_with("config: ") => {
                 assert!(e.starts_with(&format!("config: {message}")), "{url}: {e}");
             }

@@ -9,7 +9,8 @@ use clap::Args;
 /// Options of `cargo xtask test`.
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
-    /// Skip `cargo fmt --check` and `cargo clippy` (for quick local iterations; CI never skips).
+    /// Skip `cargo fmt --check`, `cargo clippy` and the build without default features (for quick
+    /// local iterations; CI never skips).
     #[arg(long)]
     no_lint: bool,
     /// Extra arguments for `cargo test`, e.g. `-- --test-threads 1` or a test name filter.
@@ -28,6 +29,18 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
             "-D",
             "warnings",
         ])?;
+        // The client without its default `tls` feature: lints and the unit tests that pin what
+        // `rediss://` says there.
+        let no_tls = ["-p", "baseplate-redis-cluster", "--no-default-features"];
+        cargo(
+            &[
+                &["clippy"],
+                &no_tls[..],
+                &["--all-targets", "--", "-D", "warnings"],
+            ]
+            .concat(),
+        )?;
+        cargo(&[&["test"], &no_tls[..], &["--lib"]].concat())?;
     }
 
     // A cluster of the tests' own on free ports, so a developer's `cluster up` on 7000 is untouched;

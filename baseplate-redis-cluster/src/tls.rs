@@ -1,0 +1,185 @@
+//! TLS for `rediss://` seeds: the options (redis-py's `ssl_*` names, which baseplate.py passes
+//! through) and how they become redis-rs's TLS settings.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+/// How a `rediss://` client speaks TLS, from the `ssl_*` keys (or the same names as query
+/// parameters of the URL, where redis-py reads them).
+///
+/// The defaults verify every node's certificate against the system's roots and check that it
+/// names the host it was reached at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsOptions {
+    /// PEM file of the CA certificates that sign the nodes' certificates (`ssl_ca_certs`);
+    /// `None` trusts the system's roots.
+    pub ca_certs: Option<PathBuf>,
+    /// PEM file of a client certificate, for nodes that require one (`ssl_certfile`).
+    pub certfile: Option<PathBuf>,
+    /// PEM file of the client certificate's key (`ssl_keyfile`); `None` reads it from `certfile`.
+    pub keyfile: Option<PathBuf>,
+    /// Whether the nodes' certificates are verified (`ssl_cert_reqs`).
+    pub cert_reqs: CertReqs,
+    /// Whether a node's certificate must name the host it was reached at (`ssl_check_hostname`).
+    /// Cluster nodes are reached at the addresses `CLUSTER SLOTS` gives, usually IPs, so their
+    /// certificates need those IPs among their names unless this is off.
+    pub check_hostname: bool,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        Self {
+            ca_certs: None,
+            certfile: None,
+            keyfile: None,
+            cert_reqs: CertReqs::Required,
+            check_hostname: true,
+        }
+    }
+}
+
+/// `ssl_cert_reqs`: whether the nodes' certificates are verified, in redis-py's words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertReqs {
+    /// Verify them (the default).
+    #[default]
+    Required,
+    /// As `Required`: a server always presents a certificate, so for a client the two are one.
+    Optional,
+    /// Do not verify them: the connection is encrypted but anyone can pose as the cluster.
+    None,
+}
+
+impl FromStr for CertReqs {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "required" => Ok(Self::Required),
+            "optional" => Ok(Self::Optional),
+            "none" => Ok(Self::None),
+            _ => Err("expected required, optional or none".to_owned()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CertReqs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for CertReqs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Required => "required",
+            Self::Optional => "optional",
+            Self::None => "none",
+        })
+    }
+}
+
+#[cfg(feature = "tls")]
+pub(crate) use build::configure;
+
+#[cfg(feature = "tls")]
+mod build {
+    use std::fs;
+    use std::path::Path;
+
+    use redis::TlsMode;
+    use redis::cluster::ClusterClientBuilder;
+    use redis::{ClientTlsConfig, TlsCertificates};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    use super::{CertReqs, TlsOptions};
+    use crate::error::ClusterConfigError;
+
+    /// Applies `tls` to `builder`, reading and checking the PEM files now so that a missing or
+    /// malformed file fails configuration, naming its key (`{name}.ssl_ca_certs`).
+    pub(crate) fn configure(
+        mut builder: ClusterClientBuilder,
+        tls: &TlsOptions,
+        name: &str,
+    ) -> Result<ClusterClientBuilder, ClusterConfigError> {
+        // rustls needs one process-wide crypto provider; with several compiled in (other crates
+        // may enable aws-lc-rs) it cannot pick one itself and would panic on the first connect.
+        // An `Err` here means one is installed already, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let invalid = |key: &str, reason: String| ClusterConfigError::Invalid {
+            key: format!("{name}.{key}"),
+            reason,
+        };
+        let read = |key: &str, path: &Path| {
+            fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+        };
+        let certificates = |key: &str, path: &Path| {
+            let pem = read(key, path)?;
+            let count = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    invalid(
+                        key,
+                        format!("{}: not PEM certificates ({e})", path.display()),
+                    )
+                })?
+                .len();
+            if count == 0 {
+                return Err(invalid(
+                    key,
+                    format!("{} holds no PEM certificate", path.display()),
+                ));
+            }
+            Ok(pem)
+        };
+
+        let root_cert = tls
+            .ca_certs
+            .as_deref()
+            .map(|path| certificates("ssl_ca_certs", path))
+            .transpose()?;
+        let client_tls = match &tls.certfile {
+            None => None,
+            Some(certfile) => {
+                let client_cert = certificates("ssl_certfile", certfile)?;
+                let (key, keyfile) = match &tls.keyfile {
+                    Some(keyfile) => ("ssl_keyfile", keyfile),
+                    None => ("ssl_certfile", certfile),
+                };
+                let client_key = read(key, keyfile)?;
+                // Checked here only; the bytes go to redis-rs, which parses them again.
+                PrivateKeyDer::from_pem_slice(&client_key).map_err(|e| {
+                    invalid(
+                        key,
+                        format!("{}: no PEM private key ({e})", keyfile.display()),
+                    )
+                })?;
+                Some(ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                })
+            }
+        };
+        if root_cert.is_some() || client_tls.is_some() {
+            builder = builder.certs(TlsCertificates {
+                client_tls,
+                root_cert,
+            });
+        }
+        let mode = match tls.cert_reqs {
+            CertReqs::Required | CertReqs::Optional => TlsMode::Secure,
+            CertReqs::None => TlsMode::Insecure,
+        };
+        Ok(builder
+            .tls(mode)
+            .danger_accept_invalid_hostnames(!tls.check_hostname))
+    }
+}
