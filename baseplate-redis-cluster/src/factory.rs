@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use baseplate_hotkeys::HotKeyTracker;
+use baseplate_hotkeys::{HotKeyTracker, TrackerError};
 use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -76,26 +76,36 @@ impl ClusterRedisContextFactory {
     /// The client's hot-key tracker, started on first use (it needs the tokio runtime). It writes
     /// through a connection of its own, so its commands take no caller's slot and are never
     /// tracked themselves.
+    ///
+    /// Asked outside a runtime, it gives a tracker that records nothing *this time* and starts the
+    /// real one at the next call from inside a runtime: a connection made before the runtime
+    /// started must not turn tracking off for good.
     pub fn tracker(&self) -> HotKeyTracker {
-        self.tracker
-            .get_or_init(|| {
-                let options = self.pool.options().tracker.clone();
-                let enabled = options.reads_sample_rate > 0.0 || options.writes_sample_rate > 0.0;
-                if !enabled {
-                    return HotKeyTracker::disabled();
-                }
-                let conn = TrackerConnection {
-                    client: self.pool.client().clone(),
-                    name: Arc::clone(&self.name),
-                    connect_timeout: self.pool.connect_timeout(),
-                    conn: Arc::new(OnceCell::new()),
-                };
-                HotKeyTracker::start(conn, options).unwrap_or_else(|error| {
-                    tracing::warn!(client = %self.name, %error, "hot-key tracking is off");
-                    HotKeyTracker::disabled()
-                })
-            })
-            .clone()
+        if let Some(tracker) = self.tracker.get() {
+            return tracker.clone();
+        }
+        let options = self.pool.options().tracker.clone();
+        let enabled = options.reads_sample_rate > 0.0 || options.writes_sample_rate > 0.0;
+        if !enabled {
+            return self.tracker.get_or_init(HotKeyTracker::disabled).clone();
+        }
+        let conn = TrackerConnection {
+            client: self.pool.client().clone(),
+            name: Arc::clone(&self.name),
+            connect_timeout: self.pool.connect_timeout(),
+            conn: Arc::new(OnceCell::new()),
+        };
+        let tracker = match HotKeyTracker::start(conn, options) {
+            Ok(tracker) => tracker,
+            Err(TrackerError::NoRuntime(_)) => return HotKeyTracker::disabled(),
+            Err(error) => {
+                tracing::warn!(client = %self.name, %error, "hot-key tracking is off");
+                HotKeyTracker::disabled()
+            }
+        };
+        // Another thread may have started one meanwhile: theirs wins and this one is dropped,
+        // which ends its worker.
+        self.tracker.get_or_init(|| tracker).clone()
     }
 }
 
@@ -146,5 +156,41 @@ impl ConnectionLike for TrackerConnection {
 
     fn get_db(&self) -> i64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use baseplate_config::RawConfig;
+
+    use crate::ClusterRedisClient;
+
+    #[test]
+    fn a_first_connection_made_outside_the_runtime_does_not_turn_tracking_off() {
+        let config: RawConfig = [
+            ("foo.url", "redis://127.0.0.1:1"),
+            ("foo.track_key_reads_sample_rate", "1"),
+        ]
+        .into_iter()
+        .collect();
+        let factory = ClusterRedisClient::new().parse("foo", &config).unwrap();
+        let get = redis::cmd("GET").arg("k").clone();
+
+        // No runtime here: nothing can be tracked yet, and nothing breaks.
+        let early = factory.make_object_for_context("foo", &tracing::Span::none());
+        drop(early);
+        factory.tracker().observe(&get);
+        assert_eq!(factory.tracker().stats().sampled, 0);
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let tracker = factory.tracker();
+            tracker.observe(&get);
+            assert_eq!(tracker.stats().sampled, 1);
+            assert_eq!(factory.tracker().stats().sampled, 1, "the same tracker");
+        });
     }
 }
