@@ -128,7 +128,8 @@ struct Overrides {
     track_key_writes_sample_rate: Option<f64>,
     track_key_mode: Option<TrackKeyMode>,
     ssl_ca_certs: Option<PathBuf>,
-    ssl_client_cert: Option<(PathBuf, Option<PathBuf>)>,
+    ssl_certfile: Option<PathBuf>,
+    ssl_keyfile: Option<PathBuf>,
     ssl_cert_reqs: Option<CertReqs>,
     ssl_check_hostname: Option<bool>,
 }
@@ -193,14 +194,15 @@ impl ClusterRedisClient {
         self
     }
 
-    /// Overrides `ssl_certfile` and `ssl_keyfile`: a client certificate and its key (`None`
-    /// when the key is in `certfile`), for nodes that require one.
-    pub fn ssl_client_cert(
-        mut self,
-        certfile: impl Into<PathBuf>,
-        keyfile: Option<impl Into<PathBuf>>,
-    ) -> Self {
-        self.overrides.ssl_client_cert = Some((certfile.into(), keyfile.map(Into::into)));
+    /// Overrides `ssl_certfile`: a PEM client certificate, for nodes that require one.
+    pub fn ssl_certfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overrides.ssl_certfile = Some(path.into());
+        self
+    }
+
+    /// Overrides `ssl_keyfile`: the client certificate's PEM key, when not in `ssl_certfile`.
+    pub fn ssl_keyfile(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overrides.ssl_keyfile = Some(path.into());
         self
     }
 
@@ -560,13 +562,11 @@ fn tls_options(
         };
     }
 
-    let (certfile, keyfile) = match &o.ssl_client_cert {
-        Some((certfile, keyfile)) => (Some(certfile.clone()), keyfile.clone()),
-        None => (
-            raw.ssl_certfile.map(PathBuf::from),
-            raw.ssl_keyfile.map(PathBuf::from),
-        ),
-    };
+    let certfile = o
+        .ssl_certfile
+        .clone()
+        .or(raw.ssl_certfile.map(PathBuf::from));
+    let keyfile = o.ssl_keyfile.clone().or(raw.ssl_keyfile.map(PathBuf::from));
     if certfile.is_none() && keyfile.is_some() {
         return Err((
             source("ssl_keyfile"),
@@ -838,7 +838,7 @@ mod tests {
 
         let tls = ClusterRedisClient::new()
             .ssl_ca_certs("/code/ca.pem")
-            .ssl_client_cert("/code/c.pem", None::<PathBuf>)
+            .ssl_certfile("/code/c.pem")
             .ssl_cert_reqs(CertReqs::Optional)
             .ssl_check_hostname(true)
             .options_from_config(&config(&pairs), "foo.")
@@ -847,7 +847,7 @@ mod tests {
             .unwrap();
         assert_eq!(tls.ca_certs, Some(PathBuf::from("/code/ca.pem")));
         assert_eq!(tls.certfile, Some(PathBuf::from("/code/c.pem")));
-        assert_eq!(tls.keyfile, None, "the override names the client key too");
+        assert_eq!(tls.keyfile, Some(PathBuf::from("/config/k.pem")));
         assert_eq!(tls.cert_reqs, CertReqs::Optional);
         assert!(tls.check_hostname);
 
