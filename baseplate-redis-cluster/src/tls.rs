@@ -12,6 +12,27 @@ use serde::{Deserialize, Deserializer};
 ///
 /// The defaults verify every node's certificate against the system's roots and check that it
 /// names the host it was reached at.
+///
+/// ```
+/// use std::path::Path;
+/// use baseplate_config::RawConfig;
+/// use baseplate_redis_cluster::{CertReqs, ClusterRedisClient};
+///
+/// let config: RawConfig = [
+///     ("foo.url", "rediss://10.0.0.1:6379/0?ssl_cert_reqs=required"),
+///     ("foo.ssl_ca_certs", "/etc/redis/ca.pem"),
+/// ]
+/// .into_iter()
+/// .collect();
+/// let options = ClusterRedisClient::new()
+///     .ssl_check_hostname(false)
+///     .options_from_config(&config, "foo.")?;
+/// let tls = options.tls.expect("rediss:// seeds");
+/// assert_eq!(tls.ca_certs.as_deref(), Some(Path::new("/etc/redis/ca.pem")));
+/// assert_eq!(tls.cert_reqs, CertReqs::Required);
+/// assert!(!tls.check_hostname);
+/// # Ok::<(), baseplate_redis_cluster::ClusterConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TlsOptions {
