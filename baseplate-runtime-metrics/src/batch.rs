@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::client::MetricsClient;
-use crate::wire::{Kind, Tags, finish_line, line_prefix, metric_join};
+use crate::wire::{Kind, Tags, finish_line, line_prefix, metric_join, metric_join_into};
 
 /// A batch of metrics, like baseplate.py's `metrics.Batch`: collected in memory and sent by
 /// [`flush`](Batch::flush) in as few packets as fit [`max_packet_size`].
@@ -53,6 +53,9 @@ pub struct Batch {
     counters: Vec<CounterSums>,
     counter_index: HashMap<String, usize>,
 }
+
+/// Up to this many counters a batch finds a counter by scanning; beyond, by its index.
+const COUNTERS_SCANNED: usize = 16;
 
 /// The sums of one counter (name and tags), one per sample rate in the order first seen.
 #[derive(Debug)]
@@ -265,14 +268,16 @@ impl Batch {
     /// ```
     pub fn flush(&mut self) {
         let mut lines = std::mem::take(&mut self.lines);
-        for counter in self.counters.drain(..) {
-            for (sample_rate, delta) in counter.by_rate {
-                lines.push(finish_line(
-                    &counter.prefix,
-                    delta,
-                    Kind::Counter,
-                    sample_rate,
-                ));
+        for mut counter in self.counters.drain(..) {
+            let mut sums = counter.by_rate.into_iter().peekable();
+            while let Some((sample_rate, delta)) = sums.next() {
+                // Usually one rate per counter: the last line takes the prefix itself.
+                let prefix = if sums.peek().is_some() {
+                    counter.prefix.clone()
+                } else {
+                    std::mem::take(&mut counter.prefix)
+                };
+                lines.push(finish_line(prefix, delta, Kind::Counter, sample_rate));
             }
         }
         self.counter_index.clear();
@@ -296,13 +301,18 @@ impl Batch {
         self.lines.extend(other.lines);
         for counter in other.counters {
             for (sample_rate, delta) in counter.by_rate {
-                self.add_to_counter(&counter.prefix, delta, sample_rate);
+                self.add_to_counter(counter.prefix.clone(), delta, sample_rate);
             }
         }
     }
 
     fn prefix(&self, name: &str, extra_tags: Option<&Tags>) -> String {
-        let name = metric_join([self.namespace.as_str(), name]);
+        // Room for the tags and the `:value|kind|@rate` the line will end with, so that it is
+        // allocated once.
+        let tags = self.base_tags.written_len() + extra_tags.map_or(0, Tags::written_len);
+        let mut joined = String::with_capacity(self.namespace.len() + name.len() + tags + 32);
+        metric_join_into(&mut joined, [self.namespace.as_str(), name]);
+        let name = joined;
         match extra_tags {
             Some(extra) if !extra.is_empty() => {
                 let mut tags = self.base_tags.clone();
@@ -315,7 +325,7 @@ impl Batch {
 
     fn record_timer(&mut self, name: &str, extra_tags: Option<&Tags>, elapsed: Duration) {
         let millis = elapsed.as_secs_f64() * 1000.0;
-        let line = finish_line(&self.prefix(name, extra_tags), millis, Kind::Timer, 1.0);
+        let line = finish_line(self.prefix(name, extra_tags), millis, Kind::Timer, 1.0);
         self.lines.push(line);
     }
 
@@ -328,7 +338,7 @@ impl Batch {
             );
             return;
         }
-        let line = finish_line(&self.prefix(name, extra_tags), value, Kind::Gauge, 1.0);
+        let line = finish_line(self.prefix(name, extra_tags), value, Kind::Gauge, 1.0);
         self.lines.push(line);
     }
 
@@ -351,19 +361,33 @@ impl Batch {
             return;
         }
         let prefix = self.prefix(name, extra_tags);
-        self.add_to_counter(&prefix, delta, sample_rate.min(1.0));
+        self.add_to_counter(prefix, delta, sample_rate.min(1.0));
     }
 
-    fn add_to_counter(&mut self, prefix: &str, delta: f64, sample_rate: f64) {
-        let index = match self.counter_index.get(prefix) {
-            Some(&index) => index,
+    fn add_to_counter(&mut self, prefix: String, delta: f64, sample_rate: f64) {
+        // A request's batch holds a handful of counters: a scan beats hashing (and keeps the
+        // index's allocations) until there are many.
+        let found = if self.counters.len() <= COUNTERS_SCANNED {
+            self.counters.iter().position(|c| c.prefix == prefix)
+        } else {
+            if self.counter_index.is_empty() {
+                self.counter_index = (self.counters.iter().enumerate())
+                    .map(|(index, c)| (c.prefix.clone(), index))
+                    .collect();
+            }
+            self.counter_index.get(&prefix).copied()
+        };
+        let index = match found {
+            Some(index) => index,
             None => {
+                let index = self.counters.len();
+                if !self.counter_index.is_empty() {
+                    self.counter_index.insert(prefix.clone(), index);
+                }
                 self.counters.push(CounterSums {
-                    prefix: prefix.to_owned(),
+                    prefix,
                     by_rate: Vec::new(),
                 });
-                let index = self.counters.len() - 1;
-                self.counter_index.insert(prefix.to_owned(), index);
                 index
             }
         };
@@ -559,6 +583,38 @@ mod tests {
                 "ns.runtime.pool.size,hostname=web-1,PID=4242,client=foo:50|g",
                 "ns.runtime.plain,hostname=web-1,PID=4242:1|g",
             ]
+        );
+    }
+
+    #[test]
+    fn many_counters_are_summed_in_the_order_first_seen() {
+        // Past the scanned few, counters are found through the index; the lines are the same.
+        let (client, transport) = client("ns");
+        let mut batch = client.batch();
+        for round in 0..3 {
+            for i in 0..40 {
+                batch.counter(&format!("c{i}"), 1.0);
+                if round == 0 && i % 10 == 0 {
+                    batch.counter_sampled(&format!("c{i}"), 1.0, 0.5);
+                }
+            }
+        }
+        batch.flush();
+        let mut expected = Vec::new();
+        for i in 0..40 {
+            expected.push(format!("ns.c{i}:3|c"));
+            if i % 10 == 0 {
+                expected.push(format!("ns.c{i}:1|c|@0.5"));
+            }
+        }
+        assert_eq!(transport.lines(), expected);
+
+        // The index is rebuilt for the next round of the same batch.
+        batch.counter("again", 1.0);
+        batch.flush();
+        assert_eq!(
+            transport.lines().last().map(String::as_str),
+            Some("ns.again:1|c")
         );
     }
 

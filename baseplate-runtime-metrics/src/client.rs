@@ -302,13 +302,15 @@ impl MetricsClient {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
+            // A packet handed over is replaced by one that will not need to grow.
+            let fresh = || String::with_capacity(max_packet_size);
             if pending.since.is_some_and(|since| now - since >= delay) {
-                ready.push(std::mem::take(&mut pending.packet));
+                ready.push(std::mem::replace(&mut pending.packet, fresh()));
             }
             for line in lines {
                 let packet = &mut pending.packet;
                 if !packet.is_empty() && packet.len() + 1 + line.len() > max_packet_size {
-                    ready.push(std::mem::take(packet));
+                    ready.push(std::mem::replace(packet, fresh()));
                 }
                 if !packet.is_empty() {
                     packet.push('\n');

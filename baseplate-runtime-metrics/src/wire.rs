@@ -152,6 +152,11 @@ impl Tags {
     }
 
     /// Appends `,key=value` for every tag, as baseplate.py's `_format_tags` does (nothing when empty).
+    /// How many bytes [`Tags::write_to`] appends.
+    pub(crate) fn written_len(&self) -> usize {
+        self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
+    }
+
     pub(crate) fn write_to(&self, out: &mut String) {
         for (key, value) in &self.pairs {
             out.push(',');
@@ -192,6 +197,12 @@ impl<K: Into<String>, V: fmt::Display> Extend<(K, V)> for Tags {
 /// ```
 pub fn metric_join<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut joined = String::new();
+    metric_join_into(&mut joined, parts);
+    joined
+}
+
+/// [`metric_join`] appending to `joined` (which must be empty), so that a caller can size it.
+pub(crate) fn metric_join_into<'a>(joined: &mut String, parts: impl IntoIterator<Item = &'a str>) {
     for part in parts {
         let part = part.trim_matches('.');
         if part.is_empty() {
@@ -202,7 +213,6 @@ pub fn metric_join<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
         }
         joined.push_str(part);
     }
-    joined
 }
 
 /// Formats a number as Python's `format(value, "g")`, which baseplate.py uses for every value and
@@ -244,33 +254,149 @@ pub(crate) fn write_number(out: &mut String, value: f64) {
         out.push_str(if value.is_sign_negative() { "-0" } else { "0" });
         return;
     }
+    if value.is_sign_negative() {
+        out.push('-');
+    }
+    let magnitude = value.abs();
     // A whole number below 1e6 has at most six digits: %g prints it exactly, as an integer.
-    if value.fract() == 0.0 && value.abs() < 1e6 {
-        // Exact: the value is a whole number well within i64.
-        #[allow(clippy::cast_possible_truncation)]
-        let whole = value as i64;
-        let _ = write!(out, "{whole}");
+    if magnitude.fract() == 0.0 && magnitude < 1e6 {
+        // Exact: the value is a whole number below 1e6.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        push_digits(out, magnitude as u64, 0);
         return;
     }
+    match six_digits(magnitude) {
+        Some((digits, exponent)) if (-4..PRECISION).contains(&exponent) => {
+            // Fixed notation: `d.ddddd` with the point moved by the exponent, trailing zeros cut.
+            let mut text = StackText::<8>::new();
+            push_digits(&mut text, u64::from(digits), 6);
+            let digits = text.as_str();
+            let fraction = if exponent >= 0 {
+                let split = (exponent + 1) as usize;
+                out.push_str(&digits[..split]);
+                &digits[split..]
+            } else {
+                out.push_str("0.");
+                for _ in 0..(-exponent - 1) {
+                    out.push('0');
+                }
+                digits
+            };
+            let fraction = fraction.trim_end_matches('0');
+            if exponent >= 0 && !fraction.is_empty() {
+                out.push('.');
+            }
+            out.push_str(fraction);
+        }
+        _ => write_number_by_formatting(out, magnitude),
+    }
+}
+
+/// Powers of ten up to 10^10, for [`six_digits`].
+const POWERS_OF_TEN: [u64; 11] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+    1_000_000_000,
+    10_000_000_000,
+];
+
+/// `value` (positive) rounded to six significant digits, `(digits, exponent)` with `digits` in
+/// `100000..=999999` and `value ≈ digits × 10^(exponent − 5)`, or `None` outside `[1e-4, 1e6)`,
+/// where the caller formats instead.
+///
+/// The rounding is exact, half to even on the binary value, as CPython's `%g` rounds: the value
+/// is `mantissa × 2^-shift`, so `value × 10^(5 − exponent)` is an integer product shifted right,
+/// whose remainder decides the rounding. In this range the product fits in 128 bits.
+fn six_digits(value: f64) -> Option<(u32, i32)> {
+    if !(1e-4..1e6).contains(&value) {
+        return None;
+    }
+    let bits = value.to_bits();
+    let biased_exponent = i32::try_from((bits >> 52) & 0x7ff).ok()?;
+    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
+    let shift = u32::try_from(1075 - biased_exponent).ok()?;
+    if !(1..=100).contains(&shift) {
+        return None;
+    }
+    // An estimate of the decimal exponent, corrected below when the digits say it is off by one.
+    #[allow(clippy::cast_possible_truncation)]
+    let mut exponent = value.log10().floor() as i32;
+    for _ in 0..3 {
+        let scale = POWERS_OF_TEN.get(usize::try_from(5 - exponent).ok()?)?;
+        let product = u128::from(mantissa) * u128::from(*scale);
+        let truncated = u64::try_from(product >> shift).ok()?;
+        let remainder = product & ((1u128 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        let round_up = remainder > half || (remainder == half && truncated % 2 == 1);
+        let rounded = truncated + u64::from(round_up);
+        if rounded < 100_000 {
+            exponent -= 1;
+        } else if truncated >= 1_000_000 {
+            exponent += 1;
+        } else if rounded == 1_000_000 {
+            // 999999.5 and up rounds to the next power of ten.
+            return Some((100_000, exponent + 1));
+        } else {
+            return Some((u32::try_from(rounded).ok()?, exponent));
+        }
+    }
+    None
+}
+
+/// Appends `number` in decimal, left-padded with zeros to `width` digits.
+fn push_digits(out: &mut impl fmt::Write, mut number: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while number > 0 || start == digits.len() {
+        start -= 1;
+        // A digit: `number % 10` is below 10.
+        #[allow(clippy::cast_possible_truncation)]
+        let digit = (number % 10) as u8;
+        digits[start] = b'0' + digit;
+        number /= 10;
+    }
+    let start = start.min(digits.len().saturating_sub(width));
+    for &digit in &digits[start..] {
+        let _ = out.write_char(char::from(digit));
+    }
+}
+
+/// The general path of [`write_number`], for a value outside the fast paths' ranges (and the
+/// fast paths' reference in tests): Rust's exact scientific formatting, laid out as `%g` does.
+fn write_number_by_formatting(out: &mut String, value: f64) {
+    const PRECISION: i32 = 6;
     // Python decides between fixed and scientific notation by the exponent the value has once
     // rounded to the precision, so round in scientific notation first and read the exponent back.
-    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
-    let Some((mantissa, exponent)) = scientific.split_once('e') else {
-        let _ = write!(out, "{value}");
-        return;
-    };
-    let Ok(exponent) = exponent.parse::<i32>() else {
+    // `-d.ddddde-308` fits the stack buffer: no allocation on the path every timer takes.
+    let mut scientific = StackText::<24>::new();
+    let formatted = write!(scientific, "{:.*e}", (PRECISION - 1) as usize, value);
+    let parts = formatted
+        .ok()
+        .and_then(|()| scientific.as_str().split_once('e'))
+        .and_then(|(mantissa, exponent)| Some((mantissa, exponent.parse::<i32>().ok()?)));
+    let Some((mantissa, exponent)) = parts else {
         let _ = write!(out, "{value}");
         return;
     };
     if (-4..PRECISION).contains(&exponent) {
         // The same rounding as `{:.(5 - exponent)}` (the same digit position), laid out from the
         // mantissa's six digits: `d.ddddd` with the point moved by the exponent.
-        let (sign, digits) = match mantissa.strip_prefix('-') {
+        let (sign, unsigned) = match mantissa.strip_prefix('-') {
             Some(rest) => ("-", rest),
             None => ("", mantissa),
         };
-        let digits: String = digits.chars().filter(char::is_ascii_digit).collect();
+        let mut digits = StackText::<8>::new();
+        for c in unsigned.chars().filter(char::is_ascii_digit) {
+            let _ = digits.write_char(c);
+        }
+        let digits = digits.as_str();
         out.push_str(sign);
         let fraction = if exponent >= 0 {
             let split = (exponent + 1) as usize;
@@ -282,7 +408,7 @@ pub(crate) fn write_number(out: &mut String, value: f64) {
             for _ in 0..(-exponent - 1) {
                 out.push('0');
             }
-            digits.as_str()
+            digits
         };
         let fraction = fraction.trim_end_matches('0');
         if exponent >= 0 && !fraction.is_empty() {
@@ -297,6 +423,36 @@ pub(crate) fn write_number(out: &mut String, value: f64) {
             trim_fraction(mantissa),
             exponent.unsigned_abs()
         );
+    }
+}
+
+/// A fixed-capacity text buffer on the stack; writing past its capacity is a `fmt::Error`.
+struct StackText<const N: usize> {
+    bytes: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StackText<N> {
+    fn new() -> Self {
+        Self {
+            bytes: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever copied in, so the bytes are UTF-8.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> fmt::Write for StackText<N> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let end = self.len + text.len();
+        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -326,10 +482,11 @@ pub(crate) fn line_prefix(name: impl Into<String>, tags: &Tags) -> String {
 }
 
 /// Completes a line from its prefix: `prefix:value|kind`, then `|@rate` when the rate is below 1,
-/// exactly as baseplate.py's `Timer.send`, `Counter.send` and `Gauge.replace` do.
-pub(crate) fn finish_line(prefix: &str, value: f64, kind: Kind, sample_rate: f64) -> String {
-    let mut line = String::with_capacity(prefix.len() + 16);
-    line.push_str(prefix);
+/// exactly as baseplate.py's `Timer.send`, `Counter.send` and `Gauge.replace` do. The prefix's
+/// own allocation becomes the line's.
+pub(crate) fn finish_line(prefix: String, value: f64, kind: Kind, sample_rate: f64) -> String {
+    let mut line = prefix;
+    line.reserve(24);
     line.push(':');
     write_number(&mut line, value);
     line.push('|');
@@ -455,6 +612,16 @@ mod tests {
             (-999_999.0, "-999999"),
             (1e6, "1e+06"),
             (-1_234_567.0, "-1.23457e+06"),
+            // Ties and carries at the edges of the exact fast path (checked against CPython 3.11).
+            (100_000.5, "100000"),
+            (100_001.5, "100002"),
+            (999_998.5, "999998"),
+            (999_999.5, "1e+06"),
+            (123_456.75, "123457"),
+            (0.0001, "0.0001"),
+            (0.000_100_000_000_000_000_02, "0.0001"),
+            (0.000_099_999_999_999_999_99, "0.0001"),
+            (0.123_456_789, "0.123457"),
         ];
         for &(value, expected) in cases {
             assert_eq!(format_number(value), expected, "format_number({value:?})");
@@ -483,7 +650,18 @@ mod tests {
     fn laying_out_the_rounded_digits_equals_formatting_twice() {
         // A deterministic sweep over magnitudes, signs and awkward mantissas (ties, carries).
         let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut values = vec![9.999_995, 99_999.95, 0.000_099_999_95, 1.000_005, 12_345.25];
+        let mut values = vec![
+            9.999_995,
+            99_999.95,
+            0.000_099_999_95,
+            1.000_005,
+            12_345.25,
+            100_000.5,
+            999_999.5,
+            0.0001,
+            0.000_100_000_000_000_000_02,
+            1e-4 - f64::EPSILON * 1e-4,
+        ];
         for exponent in -7..9 {
             for _ in 0..2_000 {
                 state = state
@@ -563,19 +741,19 @@ mod tests {
         let tags = Tags::new().with("test", "true");
         let prefix = line_prefix("example", &tags);
         assert_eq!(
-            finish_line(&prefix, 3140.0, Kind::Timer, 1.0),
+            finish_line(prefix.clone(), 3140.0, Kind::Timer, 1.0),
             "example,test=true:3140|ms"
         );
         assert_eq!(
-            finish_line(&prefix, 2.0, Kind::Counter, 0.5),
+            finish_line(prefix.clone(), 2.0, Kind::Counter, 0.5),
             "example,test=true:2|c|@0.5"
         );
         assert_eq!(
-            finish_line("example", 33.0, Kind::Gauge, 1.0),
+            finish_line("example".to_owned(), 33.0, Kind::Gauge, 1.0),
             "example:33|g"
         );
         assert_eq!(
-            finish_line("example", -20.0, Kind::Counter, 1.0),
+            finish_line("example".to_owned(), -20.0, Kind::Counter, 1.0),
             "example:-20|c"
         );
     }
