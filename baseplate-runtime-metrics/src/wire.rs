@@ -267,29 +267,36 @@ pub(crate) fn write_number(out: &mut String, value: f64) {
     }
     match six_digits(magnitude) {
         Some((digits, exponent)) if (-4..PRECISION).contains(&exponent) => {
-            // Fixed notation: `d.ddddd` with the point moved by the exponent, trailing zeros cut.
             let mut text = StackText::<8>::new();
             push_digits(&mut text, u64::from(digits), 6);
-            let digits = text.as_str();
-            let fraction = if exponent >= 0 {
-                let split = (exponent + 1) as usize;
-                out.push_str(&digits[..split]);
-                &digits[split..]
-            } else {
-                out.push_str("0.");
-                for _ in 0..(-exponent - 1) {
-                    out.push('0');
-                }
-                digits
-            };
-            let fraction = fraction.trim_end_matches('0');
-            if exponent >= 0 && !fraction.is_empty() {
-                out.push('.');
-            }
-            out.push_str(fraction);
+            push_fixed(out, text.as_str(), exponent);
         }
         _ => write_number_by_formatting(out, magnitude),
     }
+}
+
+/// Lays out six significant `digits` (`dddddd` for `d.ddddd × 10^exponent`, `exponent` in
+/// `-4..6`) in `%g`'s fixed notation: the point moved by the exponent, trailing zeros cut.
+fn push_fixed(out: &mut String, digits: &str, exponent: i32) {
+    let fraction = match usize::try_from(exponent) {
+        Ok(exponent) => {
+            let split = (exponent + 1).min(digits.len());
+            out.push_str(&digits[..split]);
+            &digits[split..]
+        }
+        Err(_) => {
+            out.push_str("0.");
+            for _ in 0..(-exponent - 1) {
+                out.push('0');
+            }
+            digits
+        }
+    };
+    let fraction = fraction.trim_end_matches('0');
+    if exponent >= 0 && !fraction.is_empty() {
+        out.push('.');
+    }
+    out.push_str(fraction);
 }
 
 /// Powers of ten up to 10^10, for [`six_digits`].
@@ -396,25 +403,8 @@ fn write_number_by_formatting(out: &mut String, value: f64) {
         for c in unsigned.chars().filter(char::is_ascii_digit) {
             let _ = digits.write_char(c);
         }
-        let digits = digits.as_str();
         out.push_str(sign);
-        let fraction = if exponent >= 0 {
-            let split = (exponent + 1) as usize;
-            out.push_str(&digits[..split]);
-            &digits[split..]
-        } else {
-            out.push('0');
-            out.push('.');
-            for _ in 0..(-exponent - 1) {
-                out.push('0');
-            }
-            digits
-        };
-        let fraction = fraction.trim_end_matches('0');
-        if exponent >= 0 && !fraction.is_empty() {
-            out.push('.');
-        }
-        out.push_str(fraction);
+        push_fixed(out, digits.as_str(), exponent);
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };
         let _ = write!(
