@@ -3,7 +3,9 @@
 //! success/failure counter for the request and for every client span inside it, flushed once
 //! when the server span closes.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use baseplate_runtime_metrics::{Batch, MetricsClient};
@@ -32,6 +34,56 @@ pub const SERVER_SPAN: &str = "baseplate.server";
 pub struct MetricsLayer {
     client: MetricsClient,
     sample_rate: f64,
+    names: Arc<NameCache>,
+}
+
+/// Span names seldom vary (a client's commands, a service's routes), so each one's three metric
+/// names are formatted once rather than on every request.
+#[derive(Default)]
+struct NameCache {
+    server: RwLock<HashMap<String, Arc<MetricNames>>>,
+    clients: RwLock<HashMap<String, Arc<MetricNames>>>,
+}
+
+/// How many span names each side of the cache keeps; names past these (a route name built from
+/// request data, say) are formatted per request instead.
+const CACHED_NAMES: usize = 4096;
+
+/// The metrics of one span name: `{prefix}.{name}` and its `.success` / `.failure` counters.
+struct MetricNames {
+    timer: String,
+    success: String,
+    failure: String,
+}
+
+impl MetricNames {
+    fn new(prefix: &str, name: &str) -> Self {
+        let timer = format!("{prefix}.{name}");
+        Self {
+            success: format!("{timer}.success"),
+            failure: format!("{timer}.failure"),
+            timer,
+        }
+    }
+}
+
+impl NameCache {
+    fn get(&self, server: bool, name: &str) -> Arc<MetricNames> {
+        let (map, prefix) = if server {
+            (&self.server, "server")
+        } else {
+            (&self.clients, "clients")
+        };
+        if let Some(names) = map.read().unwrap_or_else(PoisonError::into_inner).get(name) {
+            return Arc::clone(names);
+        }
+        let names = Arc::new(MetricNames::new(prefix, name));
+        let mut map = map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() < CACHED_NAMES {
+            map.insert(name.to_owned(), Arc::clone(&names));
+        }
+        names
+    }
 }
 
 impl fmt::Debug for MetricsLayer {
@@ -49,18 +101,23 @@ impl MetricsLayer {
         Self {
             client,
             sample_rate: sample_rate.clamp(0.0, 1.0),
+            names: Arc::default(),
         }
     }
 
-    fn record(&self, batch: &mut Batch, prefix: &str, timing: &Timing, sample_rate: f64) {
-        let name = format!("{prefix}.{}", timing.name);
-        batch.timer(&name, timing.started.elapsed());
-        let outcome = if timing.failed { "failure" } else { "success" };
-        let counter = format!("{name}.{outcome}");
-        if sample_rate < 1.0 {
-            batch.counter_sampled(&counter, 1.0, sample_rate);
+    fn record(&self, batch: &mut Batch, timing: &Timing, sample_rate: f64) {
+        let server = matches!(timing.kind, Kind::Server { .. });
+        let names = self.names.get(server, &timing.name);
+        batch.timer(&names.timer, timing.started.elapsed());
+        let counter = if timing.failed {
+            &names.failure
         } else {
-            batch.counter(&counter, 1.0);
+            &names.success
+        };
+        if sample_rate < 1.0 {
+            batch.counter_sampled(counter, 1.0, sample_rate);
+        } else {
+            batch.counter(counter, 1.0);
         }
     }
 }
@@ -163,7 +220,7 @@ where
         match &mut timing.kind {
             Kind::Server { batch } => {
                 if let Some(mut batch) = batch.take() {
-                    self.record(&mut batch, "server", &timing, self.sample_rate);
+                    self.record(&mut batch, &timing, self.sample_rate);
                     batch.flush();
                 }
             }
@@ -177,15 +234,41 @@ where
                     }) = extensions.get_mut::<Timing>()
                     {
                         if let Some(batch) = batch {
-                            self.record(batch, "clients", &timing, self.sample_rate);
+                            self.record(batch, &timing, self.sample_rate);
                         }
                         return;
                     }
                 }
                 let mut batch = self.client.batch();
-                self.record(&mut batch, "clients", &timing, 1.0);
+                self.record(&mut batch, &timing, 1.0);
                 batch.flush();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_names_are_formatted_once_per_span_name_and_the_cache_is_bounded() {
+        let cache = NameCache::default();
+        let first = cache.get(false, "foo.GET");
+        assert_eq!(first.timer, "clients.foo.GET");
+        assert_eq!(first.success, "clients.foo.GET.success");
+        assert_eq!(first.failure, "clients.foo.GET.failure");
+        assert!(Arc::ptr_eq(&first, &cache.get(false, "foo.GET")));
+        assert_eq!(cache.get(true, "foo.GET").timer, "server.foo.GET");
+
+        for i in 0..CACHED_NAMES + 10 {
+            let name = format!("route{i}");
+            assert_eq!(
+                cache.get(true, &name).success,
+                format!("server.{name}.success")
+            );
+        }
+        let server = cache.server.read().unwrap();
+        assert_eq!(server.len(), CACHED_NAMES);
     }
 }
