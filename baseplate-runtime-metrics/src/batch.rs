@@ -1,6 +1,7 @@
 //! Batches of metrics, sent on flush as newline-joined packets that each fit one datagram.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::MetricsClient;
@@ -45,7 +46,8 @@ use crate::wire::{Kind, Tags, finish_line, line_prefix, metric_join, metric_join
 #[derive(Debug)]
 pub struct Batch {
     client: MetricsClient,
-    namespace: String,
+    /// The client's namespace (shared, not copied, per batch) or a prefixed one of its own.
+    namespace: Arc<str>,
     base_tags: Tags,
     /// Finished timer and gauge lines, in order.
     lines: Vec<String>,
@@ -66,7 +68,7 @@ struct CounterSums {
 
 impl Batch {
     pub(crate) fn new(client: MetricsClient) -> Self {
-        let namespace = client.namespace().to_owned();
+        let namespace = client.shared_namespace();
         Self {
             client,
             namespace,
@@ -88,7 +90,7 @@ impl Batch {
     /// ```
     #[must_use]
     pub fn with_prefix(mut self, prefix: &str) -> Self {
-        self.namespace = metric_join([self.namespace.as_str(), prefix]);
+        self.namespace = Arc::from(metric_join([&*self.namespace, prefix]));
         self
     }
 
@@ -311,7 +313,7 @@ impl Batch {
         // allocated once.
         let tags = self.base_tags.written_len() + extra_tags.map_or(0, Tags::written_len);
         let mut joined = String::with_capacity(self.namespace.len() + name.len() + tags + 32);
-        metric_join_into(&mut joined, [self.namespace.as_str(), name]);
+        metric_join_into(&mut joined, [&*self.namespace, name]);
         let name = joined;
         match extra_tags {
             Some(extra) if !extra.is_empty() => {

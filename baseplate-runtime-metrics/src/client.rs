@@ -120,7 +120,7 @@ pub struct MetricsClient {
 #[derive(Debug)]
 struct ClientInner {
     transport: Box<dyn Transport>,
-    namespace: String,
+    namespace: Arc<str>,
     options: ClientOptions,
     send_errors: AtomicU64,
     warn_limiter: WarnLimiter,
@@ -179,7 +179,7 @@ impl MetricsClient {
         Self {
             inner: Arc::new(ClientInner {
                 transport: Box::new(transport),
-                namespace: namespace.into(),
+                namespace: Arc::from(namespace.into()),
                 options,
                 send_errors: AtomicU64::new(0),
                 warn_limiter: WarnLimiter::new(WARN_INTERVAL),
@@ -254,6 +254,11 @@ impl MetricsClient {
     #[must_use]
     pub fn namespace(&self) -> &str {
         &self.inner.namespace
+    }
+
+    /// The namespace, shared with the batches that use it as is.
+    pub(crate) fn shared_namespace(&self) -> Arc<str> {
+        Arc::clone(&self.inner.namespace)
     }
 
     /// The options this client was made with.
