@@ -138,7 +138,8 @@ enum Kind {
 #[derive(Default)]
 struct Fields {
     name: Option<String>,
-    kind: Option<String>,
+    /// `otel.kind`: whether the span is a server's (`true`) or a client's (`false`).
+    server: Option<bool>,
     failed: bool,
 }
 
@@ -146,7 +147,13 @@ impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         match field.name() {
             "otel.name" => self.name = Some(value.to_owned()),
-            "otel.kind" => self.kind = Some(value.to_owned()),
+            "otel.kind" => {
+                self.server = match value {
+                    "server" => Some(true),
+                    "client" => Some(false),
+                    _ => None,
+                }
+            }
             "otel.status_code" => self.failed = value == "ERROR",
             _ => {}
         }
@@ -169,14 +176,14 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let mut fields = Fields::default();
         attrs.record(&mut fields);
-        let kind = match fields.kind.as_deref() {
-            Some("server") => {
+        let kind = match fields.server {
+            Some(true) => {
                 let sampled = self.sample_rate >= 1.0 || rand::rng().random_bool(self.sample_rate);
                 Kind::Server {
                     batch: sampled.then(|| self.client.batch()),
                 }
             }
-            Some("client") => Kind::Client,
+            Some(false) => Kind::Client,
             _ => return,
         };
         let Some(span) = ctx.span(id) else {
