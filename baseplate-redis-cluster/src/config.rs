@@ -78,7 +78,10 @@ impl RedisUrl {
 
     /// Whether the URL is `rediss://` (TLS).
     pub fn is_tls(&self) -> bool {
-        self.0.starts_with("rediss://")
+        // Schemes are case-insensitive; the URL is kept as written.
+        self.0
+            .get(.."rediss://".len())
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"))
     }
 }
 
@@ -807,6 +810,8 @@ mod tests {
         assert_eq!(tls.ca_certs, None);
         assert!(o.seeds[0].is_tls());
         assert_eq!(options(&[("foo.url", "redis://h:1")]).unwrap().tls, None);
+        let upper = options(&[("foo.url", "REDISS://h:1")]).unwrap();
+        assert_eq!(upper.tls, Some(TlsOptions::default()));
     }
 
     #[test]
