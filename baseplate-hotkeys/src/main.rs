@@ -1,11 +1,13 @@
-//! The `baseplate-hotkeys` CLI: `baseplate-hotkeys top --url redis://127.0.0.1:7000 [--limit 10] [--json]`.
+//! The `baseplate-hotkeys` CLI: `baseplate-hotkeys top --url redis://127.0.0.1:7000 [--limit 10] [--json]`
+//! (`rediss://` with `--ssl-ca-certs` and the other TLS options of the cluster client).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use baseplate_hotkeys::report::{fetch_report, render_json, render_text};
 use clap::{Parser, Subcommand};
-use redis::cluster::ClusterClient;
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
 
 /// Lists the keys baseplate's hot-key tracker found hottest, from its sorted sets in a Redis Cluster.
 #[derive(Debug, Parser)]
@@ -19,9 +21,11 @@ struct Cli {
 enum Command {
     /// Print the top keys of the reads and writes sets with score, share and a bar.
     Top {
-        /// A seed node of the cluster, e.g. redis://127.0.0.1:7000 (rediss:// for TLS is not built in).
+        /// A seed node of the cluster, e.g. redis://127.0.0.1:7000 (rediss:// for TLS).
         #[arg(long)]
         url: String,
+        #[command(flatten)]
+        tls: TlsArgs,
         /// How many keys to list per set.
         #[arg(long, default_value_t = 10)]
         limit: usize,
@@ -32,6 +36,60 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
     },
+}
+
+/// TLS for `rediss://` URLs, with the names of the cluster client's `ssl_*` keys.
+#[derive(Debug, Default, clap::Args)]
+struct TlsArgs {
+    /// PEM CA certificates that sign the nodes' certificates (default: the system's roots).
+    #[arg(long)]
+    ssl_ca_certs: Option<PathBuf>,
+    /// PEM client certificate, for nodes that require one.
+    #[arg(long)]
+    ssl_certfile: Option<PathBuf>,
+    /// PEM client certificate's key (default: read from --ssl-certfile).
+    #[arg(long, requires = "ssl_certfile")]
+    ssl_keyfile: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn is_set(&self) -> bool {
+        self.ssl_ca_certs.is_some() || self.ssl_certfile.is_some()
+    }
+
+    /// Hands the certificates to `builder`, reading them now so a bad path is reported as such.
+    #[cfg(feature = "tls")]
+    fn apply(&self, builder: ClusterClientBuilder) -> Result<ClusterClientBuilder, String> {
+        use redis::{ClientTlsConfig, TlsCertificates};
+        // rustls needs one process-wide crypto provider (see baseplate-redis-cluster's tls.rs).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if !self.is_set() {
+            return Ok(builder);
+        }
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let root_cert = self.ssl_ca_certs.as_ref().map(read).transpose()?;
+        let client_tls = match &self.ssl_certfile {
+            Some(certfile) => Some(ClientTlsConfig {
+                client_cert: read(certfile)?,
+                client_key: read(self.ssl_keyfile.as_ref().unwrap_or(certfile))?,
+            }),
+            None => None,
+        };
+        Ok(builder.certs(TlsCertificates {
+            client_tls,
+            root_cert,
+        }))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn apply(&self, builder: ClusterClientBuilder) -> Result<ClusterClientBuilder, String> {
+        if self.is_set() {
+            return Err("this build has no TLS (the `tls` feature is off)".to_owned());
+        }
+        Ok(builder)
+    }
 }
 
 fn main() -> ExitCode {
@@ -61,15 +119,18 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<String, String> {
     let Command::Top {
         url,
+        tls,
         limit,
         json,
         timeout_secs,
     } = command;
     let shown = redact_url(&url);
     let timeout = Duration::from_secs(timeout_secs.max(1));
-    let client = ClusterClient::builder(vec![url.as_str()])
+    let builder = ClusterClient::builder(vec![url.as_str()])
         .connection_timeout(timeout)
-        .response_timeout(timeout)
+        .response_timeout(timeout);
+    let client = tls
+        .apply(builder)?
         .build()
         .map_err(|e| format!("invalid cluster URL {shown}: {e}"))?;
     let mut conn = tokio::time::timeout(timeout, client.get_async_connection())
@@ -145,12 +206,25 @@ mod tests {
             Cli::try_parse_from(["baseplate-hotkeys", "top", "--url", "u", "--limit", "x"])
                 .is_err()
         );
+        // A client key without its certificate is refused by the parser.
+        assert!(
+            Cli::try_parse_from([
+                "baseplate-hotkeys",
+                "top",
+                "--url",
+                "u",
+                "--ssl-keyfile",
+                "k"
+            ])
+            .is_err()
+        );
     }
 
     #[tokio::test]
     async fn an_unreachable_cluster_is_a_clear_error() {
         let err = run(Command::Top {
             url: "redis://:hunter2@127.0.0.1:1".into(),
+            tls: TlsArgs::default(),
             limit: 10,
             json: false,
             timeout_secs: 2,

@@ -29,9 +29,15 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
             "-D",
             "warnings",
         ])?;
-        // The client without its default `tls` feature: lints and the unit tests that pin what
+        // The crates without their default `tls` feature: lints and the unit tests that pin what
         // `rediss://` says there.
-        let no_tls = ["-p", "baseplate-redis-cluster", "--no-default-features"];
+        let no_tls = [
+            "-p",
+            "baseplate-redis-cluster",
+            "-p",
+            "baseplate-hotkeys",
+            "--no-default-features",
+        ];
         cargo(
             &[
                 &["clippy"],
