@@ -611,13 +611,21 @@ mod tests {
         }
         assert_eq!(transport.lines(), expected);
 
-        // The index is rebuilt for the next round of the same batch.
-        batch.counter("again", 1.0);
+        // The next round of the same batch, with other counters in another order, must not
+        // find the first round's positions in its index.
+        let before = transport.lines().len();
+        for round in 0..2 {
+            for i in (0..30).rev() {
+                batch.counter(&format!("d{i}"), 1.0);
+                if round == 1 && i == 0 {
+                    batch.counter("c0", 5.0);
+                }
+            }
+        }
         batch.flush();
-        assert_eq!(
-            transport.lines().last().map(String::as_str),
-            Some("ns.again:1|c")
-        );
+        let mut expected: Vec<String> = (0..30).rev().map(|i| format!("ns.d{i}:2|c")).collect();
+        expected.push("ns.c0:5|c".to_owned());
+        assert_eq!(transport.lines()[before..], expected);
     }
 
     #[test]

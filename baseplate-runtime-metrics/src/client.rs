@@ -17,6 +17,9 @@ pub const DEFAULT_MAX_PACKET_SIZE: usize = 1432;
 /// How often a failing transport is logged at most; the errors in between are only counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The largest payload a UDP datagram can carry over IPv4.
+const MAX_UDP_PAYLOAD: usize = 65_507;
+
 /// Options of a [`MetricsClient`].
 ///
 /// ```
@@ -307,8 +310,9 @@ impl MetricsClient {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
-            // A packet handed over is replaced by one that will not need to grow.
-            let fresh = || String::with_capacity(max_packet_size);
+            // A packet handed over is replaced by one that will not need to grow (up to the
+            // largest UDP payload, whatever `max_packet_size` says).
+            let fresh = || String::with_capacity(max_packet_size.min(MAX_UDP_PAYLOAD));
             if pending.since.is_some_and(|since| now - since >= delay) {
                 ready.push(std::mem::replace(&mut pending.packet, fresh()));
             }

@@ -151,12 +151,12 @@ impl Tags {
         self.pairs.is_empty()
     }
 
-    /// Appends `,key=value` for every tag, as baseplate.py's `_format_tags` does (nothing when empty).
     /// How many bytes [`Tags::write_to`] appends.
     pub(crate) fn written_len(&self) -> usize {
         self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
     }
 
+    /// Appends `,key=value` for every tag, as baseplate.py's `_format_tags` does (nothing when empty).
     pub(crate) fn write_to(&self, out: &mut String) {
         for (key, value) in &self.pairs {
             out.push(',');
