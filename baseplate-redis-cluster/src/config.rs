@@ -44,7 +44,8 @@ pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(20);
 /// | `max_connections_per_node`, `skip_full_coverage_check`, `nodemanager_follow_cluster`, `decode_responses` | boolean | — | accepted for compatibility with baseplate.py; no meaning here |
 ///
 /// The `ssl_*` keys may instead be query parameters of the URL, as redis-py reads them
-/// (`rediss://host:7000/0?ssl_ca_certs=/etc/redis/ca.pem`); a key set in the config wins.
+/// (`rediss://host:7000/0?ssl_ca_certs=/etc/redis/ca.pem`). Overrides in code, then config keys,
+/// win over the URL, as for every other key; redis-py lets the URL win over keyword arguments.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClusterOptions {

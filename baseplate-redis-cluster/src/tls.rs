@@ -119,6 +119,7 @@ mod build {
     use redis::{ClientTlsConfig, TlsCertificates};
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::{ClientConfig, RootCertStore};
 
     use super::{CertReqs, TlsOptions};
     use crate::error::ClusterConfigError;
@@ -144,45 +145,69 @@ mod build {
         };
         let certificates = |key: &str, path: &Path| {
             let pem = read(key, path)?;
-            let count = CertificateDer::pem_slice_iter(&pem)
+            let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
                     invalid(
                         key,
                         format!("{}: not PEM certificates ({e})", path.display()),
                     )
-                })?
-                .len();
-            if count == 0 {
+                })?;
+            if certs.is_empty() {
                 return Err(invalid(
                     key,
                     format!("{} holds no PEM certificate", path.display()),
                 ));
             }
-            Ok(pem)
+            Ok((pem, certs))
         };
 
-        let root_cert = tls
-            .ca_certs
-            .as_deref()
-            .map(|path| certificates("ssl_ca_certs", path))
-            .transpose()?;
+        // The files are checked here as rustls will use them, so that a bad one is reported
+        // under its own key; redis-rs gets the PEM bytes and parses them again.
+        let root_cert = match tls.ca_certs.as_deref() {
+            None => None,
+            Some(path) => {
+                let (pem, certs) = certificates("ssl_ca_certs", path)?;
+                let mut roots = RootCertStore::empty();
+                for cert in certs {
+                    roots.add(cert).map_err(|e| {
+                        invalid(
+                            "ssl_ca_certs",
+                            format!("{}: not a usable CA certificate ({e})", path.display()),
+                        )
+                    })?;
+                }
+                Some(pem)
+            }
+        };
         let client_tls = match &tls.certfile {
             None => None,
             Some(certfile) => {
-                let client_cert = certificates("ssl_certfile", certfile)?;
+                let (client_cert, certs) = certificates("ssl_certfile", certfile)?;
                 let (key, keyfile) = match &tls.keyfile {
                     Some(keyfile) => ("ssl_keyfile", keyfile),
                     None => ("ssl_certfile", certfile),
                 };
                 let client_key = read(key, keyfile)?;
-                // Checked here only; the bytes go to redis-rs, which parses them again.
-                PrivateKeyDer::from_pem_slice(&client_key).map_err(|e| {
+                let private_key = PrivateKeyDer::from_pem_slice(&client_key).map_err(|e| {
                     invalid(
                         key,
                         format!("{}: no PEM private key ({e})", keyfile.display()),
                     )
                 })?;
+                ClientConfig::builder()
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_client_auth_cert(certs, private_key)
+                    .map_err(|e| {
+                        invalid(
+                            key,
+                            format!(
+                                "{}: not a usable key for {} ({e})",
+                                keyfile.display(),
+                                certfile.display()
+                            ),
+                        )
+                    })?;
                 Some(ClientTlsConfig {
                     client_cert,
                     client_key,

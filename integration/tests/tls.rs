@@ -9,23 +9,25 @@ use baseplate_config::RawConfig;
 use baseplate_redis_cluster::{ClusterRedisClient, MonitoredClusterRedisConnection};
 use integration::{tls_cluster, unique_prefix};
 use redis::AsyncCommands as _;
-use tokio::sync::Mutex;
+use tokio::sync::RwLock;
 use xtask::cluster::redis_cli;
 
 /// Tests that change the nodes' TLS settings (`CONFIG SET`) hold this exclusively; the others
 /// share it, so none connects while the settings are changed.
-static NODE_SETTINGS: Mutex<()> = Mutex::const_new(());
+static NODE_SETTINGS: RwLock<()> = RwLock::const_new(());
 
 fn path(p: std::path::PathBuf) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// A monitored connection to the TLS cluster, configured with the CA and `extra` keys.
+/// A monitored connection to the TLS cluster, configured with `extra` keys. It reads from
+/// primaries unless `extra` says otherwise, so that a read right after a write sees it.
 fn connection(extra: &[(&str, String)]) -> MonitoredClusterRedisConnection {
     let cluster = tls_cluster();
     let mut config: RawConfig = [
         ("foo.url", cluster.url()),
         ("foo.timeout", "2 seconds".into()),
+        ("foo.read_from_replicas", "false".into()),
     ]
     .into_iter()
     .collect();
@@ -43,6 +45,27 @@ fn ca() -> (&'static str, String) {
         "foo.ssl_ca_certs",
         path(tls_cluster().spec().tls_files().ca_cert()),
     )
+}
+
+/// GETs served so far by the cluster's replicas (their `INFO commandstats`, read over the plain
+/// ports).
+fn replica_gets() -> u64 {
+    tls_cluster()
+        .spec()
+        .ports()
+        .into_iter()
+        .filter(|&port| {
+            let replication = redis_cli(port, &["INFO", "replication"]).unwrap();
+            integration::info_field(&replication, "role") == Some("slave")
+        })
+        .map(|port| {
+            let stats = redis_cli(port, &["INFO", "commandstats"]).unwrap();
+            integration::info_field(&stats, "cmdstat_get")
+                .and_then(|s| s.strip_prefix("calls="))
+                .and_then(|s| s.split(',').next())
+                .map_or(0, |calls| calls.parse().unwrap())
+        })
+        .sum()
 }
 
 /// Writes and reads back keys in every primary's slots; the keys' count.
@@ -106,39 +129,25 @@ fn config_set_all(settings: &[(&'static str, String)]) {
 
 #[tokio::test]
 async fn a_rediss_client_trusts_nodes_signed_by_ssl_ca_certs_and_reads_from_replicas() {
-    let _shared = NODE_SETTINGS.lock().await;
+    let _shared = NODE_SETTINGS.read().await;
     let mut foo = connection(&[ca()]);
     assert_eq!(round_trip(&mut foo, "tls-ca").await, 30);
 
     // Reads may go to replicas, which the client reaches at the TLS ports CLUSTER SLOTS gives it.
+    let mut foo = connection(&[ca(), ("foo.read_from_replicas", "true".into())]);
     let prefix = unique_prefix("tls-replicas");
     let () = foo.set(format!("{prefix}k"), "v").await.unwrap();
+    let before = replica_gets();
     for _ in 0..60 {
         let value: Option<String> = foo.get(format!("{prefix}k")).await.unwrap();
         assert!(value.is_none_or(|v| v == "v"));
     }
-    let replica_gets: u64 = tls_cluster()
-        .spec()
-        .ports()
-        .into_iter()
-        .filter(|&port| {
-            let replication = redis_cli(port, &["INFO", "replication"]).unwrap();
-            integration::info_field(&replication, "role") == Some("slave")
-        })
-        .map(|port| {
-            let stats = redis_cli(port, &["INFO", "commandstats"]).unwrap();
-            integration::info_field(&stats, "cmdstat_get")
-                .and_then(|s| s.strip_prefix("calls="))
-                .and_then(|s| s.split(',').next())
-                .map_or(0, |calls| calls.parse().unwrap())
-        })
-        .sum();
-    assert!(replica_gets > 0, "no replica served a GET over TLS");
+    assert!(replica_gets() > before, "no replica served a GET over TLS");
 }
 
 #[tokio::test]
 async fn the_tls_settings_may_come_from_the_url_as_in_redis_py() {
-    let _shared = NODE_SETTINGS.lock().await;
+    let _shared = NODE_SETTINGS.read().await;
     let url = format!(
         "{}/0?ssl_ca_certs={}&ssl_cert_reqs=required",
         tls_cluster().url(),
@@ -150,7 +159,7 @@ async fn the_tls_settings_may_come_from_the_url_as_in_redis_py() {
 
 #[tokio::test]
 async fn without_the_ca_the_nodes_are_not_trusted_and_the_error_says_so_at_once() {
-    let _shared = NODE_SETTINGS.lock().await;
+    let _shared = NODE_SETTINGS.read().await;
     let (error, took) = first_command_error(&[]).await;
     assert!(
         error.contains("invalid peer certificate: UnknownIssuer"),
@@ -162,14 +171,14 @@ async fn without_the_ca_the_nodes_are_not_trusted_and_the_error_says_so_at_once(
 
 #[tokio::test]
 async fn ssl_cert_reqs_none_encrypts_without_verifying() {
-    let _shared = NODE_SETTINGS.lock().await;
+    let _shared = NODE_SETTINGS.read().await;
     let mut foo = connection(&[("foo.ssl_cert_reqs", "none".into())]);
     assert_eq!(round_trip(&mut foo, "tls-none").await, 30);
 }
 
 #[tokio::test]
 async fn a_certificate_for_another_host_fails_unless_ssl_check_hostname_is_false() {
-    let _exclusive = NODE_SETTINGS.lock().await;
+    let _exclusive = NODE_SETTINGS.write().await;
     let files = tls_cluster().spec().tls_files();
     let _other_host = NodeSettings::set(
         &[
@@ -193,7 +202,7 @@ async fn a_certificate_for_another_host_fails_unless_ssl_check_hostname_is_false
 
 #[tokio::test]
 async fn nodes_that_require_client_certificates_get_ssl_certfile() {
-    let _exclusive = NODE_SETTINGS.lock().await;
+    let _exclusive = NODE_SETTINGS.write().await;
     let files = tls_cluster().spec().tls_files();
     let _required = NodeSettings::set(
         &[("tls-auth-clients", "yes".into())],
@@ -255,13 +264,47 @@ async fn unreadable_or_malformed_certificate_files_fail_configuration_naming_the
             ),
         ),
     ];
+    let bad_der = std::env::temp_dir().join(format!("baseplate-rs-bad-der-{}", std::process::id()));
+    std::fs::write(
+        &bad_der,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let bad_der = path(bad_der);
+    let cases = cases.into_iter().chain([
+        (
+            vec![("foo.ssl_ca_certs", bad_der.clone())],
+            format!("foo.ssl_ca_certs: {bad_der}: not a usable CA certificate ("),
+        ),
+        (
+            // A key of another certificate.
+            vec![
+                ("foo.ssl_certfile", path(files.client_cert())),
+                ("foo.ssl_keyfile", path(files.other_host_key())),
+            ],
+            format!(
+                "foo.ssl_keyfile: {}: not a usable key for {} (",
+                path(files.other_host_key()),
+                path(files.client_cert())
+            ),
+        ),
+    ]);
     for (extra, expected) in cases {
         let mut config: RawConfig = [("foo.url", tls_cluster().url())].into_iter().collect();
         for (key, value) in &extra {
             config.insert(*key, value.clone());
         }
-        let error = ClusterRedisClient::new().parse("foo", &config).unwrap_err();
-        assert_eq!(error.to_string(), expected, "{extra:?}");
+        let error = ClusterRedisClient::new()
+            .parse("foo", &config)
+            .unwrap_err()
+            .to_string();
+        // The last two end with rustls's own words.
+        if expected.ends_with('(') {
+            assert!(error.starts_with(&expected), "{extra:?}: {error}");
+        } else {
+            assert_eq!(error, expected, "{extra:?}");
+        }
     }
     std::fs::remove_file(not_pem).unwrap();
+    std::fs::remove_file(bad_der).unwrap();
 }
