@@ -126,13 +126,26 @@ async fn run(command: Command) -> Result<String, String> {
     } = command;
     let shown = redact_url(&url);
     let timeout = Duration::from_secs(timeout_secs.max(1));
+    let tls_url = url
+        .get(.."rediss://".len())
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("rediss://"));
+    if tls.is_set() && !tls_url {
+        // redis-rs would speak TLS to the plain port and wait there until the timeout.
+        return Err(format!(
+            "--ssl-ca-certs and --ssl-certfile need a rediss:// URL, not {shown}"
+        ));
+    }
     let builder = ClusterClient::builder(vec![url.as_str()])
         .connection_timeout(timeout)
         .response_timeout(timeout);
-    let client = tls
-        .apply(builder)?
-        .build()
-        .map_err(|e| format!("invalid cluster URL {shown}: {e}"))?;
+    let client = tls.apply(builder)?.build().map_err(|e| {
+        let what = if tls.is_set() {
+            "cluster URL or TLS files"
+        } else {
+            "cluster URL"
+        };
+        format!("invalid {what} {shown}: {e}")
+    })?;
     let mut conn = tokio::time::timeout(timeout, client.get_async_connection())
         .await
         .map_err(|_| format!("no answer from {shown} within {timeout:?}"))?

@@ -95,4 +95,16 @@ fn without_the_ca_or_with_a_missing_file_the_error_says_why() {
         text(&output.stderr).trim(),
         "baseplate-hotkeys: cannot read /nonexistent/ca.pem: No such file or directory (os error 2)"
     );
+
+    // TLS options with a plain URL are refused at once, not after a TLS handshake times out.
+    let plain = format!("redis://127.0.0.1:{}", cluster.spec().base_port);
+    let ca = cluster.spec().tls_files().ca_cert();
+    let output = top(&["--url", &plain, "--ssl-ca-certs", ca.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr).trim(),
+        format!(
+            "baseplate-hotkeys: --ssl-ca-certs and --ssl-certfile need a rediss:// URL, not {plain}"
+        )
+    );
 }
