@@ -124,6 +124,7 @@ impl ClusterPool {
             name: name.clone(),
             connect_timeout: options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             open: Arc::clone(&open),
+            failing: AtomicBool::new(false),
         };
         let connections = mobc::Pool::builder()
             .max_open(4)
@@ -311,6 +312,9 @@ pub(crate) struct ClusterManager {
     name: String,
     connect_timeout: Duration,
     open: Arc<AtomicUsize>,
+    /// Whether the last attempt to connect failed: failures are logged when they start and
+    /// recoveries when they end, not once per caller while the cluster stays unreachable.
+    failing: AtomicBool,
 }
 
 #[mobc::async_trait]
@@ -319,12 +323,31 @@ impl mobc::Manager for ClusterManager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Managed, RedisError> {
-        let conn = tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
-            .await
-            .map_err(|_| ConnectTimeout {
-                client: self.name.clone(),
-                after: self.connect_timeout,
-            })??;
+        let connected =
+            tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
+                .await
+                .map_err(|_| {
+                    RedisError::from(ConnectTimeout {
+                        client: self.name.clone(),
+                        after: self.connect_timeout,
+                    })
+                })
+                .and_then(|result| result);
+        let conn = match connected {
+            Ok(conn) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(client = %self.name, "connected to the cluster again");
+                }
+                conn
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    // redis-rs's errors name nodes by address, never by URL: no password here.
+                    tracing::warn!(client = %self.name, %error, "cannot connect to the cluster");
+                }
+                return Err(error);
+            }
+        };
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok(Managed {
             conn,

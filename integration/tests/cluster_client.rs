@@ -393,3 +393,49 @@ async fn config_errors_name_the_key() {
         "foo.max_conections: unknown key; did you mean foo.max_connections?"
     );
 }
+
+/// Log output captured in memory, for tests that read what a service's logs would say.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_logged_once_naming_the_client() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut foo = connection(&[
+        ("foo.url", "redis://user:hunter2@127.0.0.1:1"),
+        ("foo.timeout", "1 second"),
+    ]);
+    for _ in 0..3 {
+        let error = foo.get::<_, Option<String>>("k").await.unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // One warning while it stays unreachable, naming the client, never the password.
+    assert_eq!(
+        text.matches("cannot connect to the cluster").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("WARN"), "{text}");
+    assert!(text.contains("client=foo"), "{text}");
+    assert!(text.contains("Connection refused"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
