@@ -236,12 +236,14 @@ pub fn format_number(value: f64) -> String {
     out
 }
 
+/// The significant digits of `%g`.
+const PRECISION: i32 = 6;
+
 /// Appends `value` formatted as [`format_number`] does to `out`. Every statsd line carries a number,
-/// so this is on every request's path: whole numbers (counters, most gauges) take an exact integer
-/// path, and other values are rounded once (the fixed notation is laid out from the rounded
-/// scientific digits rather than formatted a second time).
+/// so this is on every request's path: whole numbers below 1e6 (counters, most gauges) are written
+/// as integers, other values in `[1e-4, 1e6)` (timers) are rounded by [`six_digits`] in integer
+/// arithmetic, and the rest go through Rust's float formatting.
 pub(crate) fn write_number(out: &mut String, value: f64) {
-    const PRECISION: i32 = 6;
     if value.is_nan() {
         out.push_str("nan");
         return;
@@ -375,35 +377,29 @@ fn push_digits(out: &mut impl fmt::Write, mut number: u64, width: usize) {
     }
 }
 
-/// The general path of [`write_number`], for a value outside the fast paths' ranges (and the
-/// fast paths' reference in tests): Rust's exact scientific formatting, laid out as `%g` does.
-fn write_number_by_formatting(out: &mut String, value: f64) {
-    const PRECISION: i32 = 6;
+/// The general path of [`write_number`], for a `magnitude` (finite, above zero) outside the fast
+/// paths' ranges: Rust's exact scientific formatting, laid out as `%g` does.
+fn write_number_by_formatting(out: &mut String, magnitude: f64) {
     // Python decides between fixed and scientific notation by the exponent the value has once
     // rounded to the precision, so round in scientific notation first and read the exponent back.
-    // `-d.ddddde-308` fits the stack buffer: no allocation on the path every timer takes.
+    // `d.ddddde-308` fits the stack buffer.
     let mut scientific = StackText::<24>::new();
-    let formatted = write!(scientific, "{:.*e}", (PRECISION - 1) as usize, value);
+    let formatted = write!(scientific, "{:.*e}", (PRECISION - 1) as usize, magnitude);
     let parts = formatted
         .ok()
         .and_then(|()| scientific.as_str().split_once('e'))
         .and_then(|(mantissa, exponent)| Some((mantissa, exponent.parse::<i32>().ok()?)));
     let Some((mantissa, exponent)) = parts else {
-        let _ = write!(out, "{value}");
+        let _ = write!(out, "{magnitude}");
         return;
     };
     if (-4..PRECISION).contains(&exponent) {
         // The same rounding as `{:.(5 - exponent)}` (the same digit position), laid out from the
-        // mantissa's six digits: `d.ddddd` with the point moved by the exponent.
-        let (sign, unsigned) = match mantissa.strip_prefix('-') {
-            Some(rest) => ("-", rest),
-            None => ("", mantissa),
-        };
+        // mantissa's six digits `d.ddddd`.
         let mut digits = StackText::<8>::new();
-        for c in unsigned.chars().filter(char::is_ascii_digit) {
+        for c in mantissa.chars().filter(char::is_ascii_digit) {
             let _ = digits.write_char(c);
         }
-        out.push_str(sign);
         push_fixed(out, digits.as_str(), exponent);
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };
