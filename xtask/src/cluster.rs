@@ -83,12 +83,18 @@ impl ClusterSpec {
         port + self.node_count()
     }
 
+    /// The TLS ports of every node, in order; none for a plain cluster.
+    fn tls_ports(&self) -> Vec<u16> {
+        if !self.tls {
+            return Vec::new();
+        }
+        self.ports().into_iter().map(|p| self.tls_port(p)).collect()
+    }
+
     /// Every port the nodes listen on for clients: the plain ports, then the TLS ports if any.
     fn client_ports(&self) -> Vec<u16> {
         let mut ports = self.ports();
-        if self.tls {
-            ports.extend(self.ports().into_iter().map(|p| self.tls_port(p)));
-        }
+        ports.extend(self.tls_ports());
         ports
     }
 
@@ -133,7 +139,7 @@ impl ClusterSpec {
                 "port {port} would collide with the plain Redis on {RESERVED_PORT}; choose another --base-port"
             );
         }
-        for port in self.client_ports() {
+        for port in self.tls_ports() {
             ensure!(
                 port != RESERVED_PORT,
                 "TLS port {port} would collide with the plain Redis on {RESERVED_PORT}; choose another --base-port"
@@ -831,6 +837,16 @@ mod tests {
         assert!(error.contains("6379"), "{error}");
         assert!(ClusterSpec::new(7000, "/nonexistent").validate().is_ok());
         assert!(ClusterSpec::new(60_000, "/nonexistent").validate().is_err());
+    }
+
+    #[test]
+    fn a_tls_spec_never_takes_the_plain_redis_port_either() {
+        // Plain ports 6373..=6378 are fine; the TLS ports after them would start at 6379.
+        assert!(ClusterSpec::new(6373, "/nonexistent").validate().is_ok());
+        let spec = ClusterSpec::new(6373, "/nonexistent").with_tls();
+        let error = spec.validate().unwrap_err().to_string();
+        assert!(error.starts_with("TLS port 6379 would collide"), "{error}");
+        assert_eq!(spec.url(), "rediss://127.0.0.1:6379");
     }
 
     #[test]
