@@ -6,20 +6,15 @@
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use xtask::cluster::{Cluster, ClusterSpec, free_base_port, redis_cli};
+use xtask::cluster::{Cluster, redis_cli};
 
 /// A TLS cluster for this test binary, with a few keys in the reads set.
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let base_port = free_base_port(12).unwrap();
-        let dir = std::env::temp_dir().join(format!(
-            "baseplate-hotkeys-cli-{}-{base_port}",
-            std::process::id()
-        ));
-        let cluster = Cluster::start(ClusterSpec::new(base_port, dir).with_tls())
+        let name = format!("baseplate-hotkeys-cli-{}", std::process::id());
+        let cluster = xtask::start_watched(&std::env::temp_dir(), &name, true)
             .unwrap_or_else(|e| panic!("starting a TLS cluster: {e:#}"));
-        cluster.stop_when_process_exits(std::process::id()).unwrap();
         // The set's slot may be on any primary: ask each until one takes the write.
         let written = cluster.spec().ports().into_iter().any(|port| {
             ["user:1", "user:1", "user:2"].iter().all(|key| {

@@ -20,7 +20,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands as _, RedisResult};
 use tokio::task::JoinHandle;
-use xtask::cluster::{Cluster, ClusterSpec, free_base_port};
+use xtask::cluster::Cluster;
 
 /// The cluster the tests of this binary run against.
 #[derive(Debug)]
@@ -74,16 +74,9 @@ pub fn cluster() -> &'static TestCluster {
                 replicas_per_primary: shape("REDIS_CLUSTER_REPLICAS_PER_PRIMARY", 1),
             };
         }
-        let base_port = free_base_port(6).expect("finding free ports for a test cluster");
-        let dir = std::env::temp_dir().join(format!(
-            "baseplate-rs-it-{}-{base_port}",
-            std::process::id()
-        ));
-        let started = Cluster::start(ClusterSpec::new(base_port, dir))
+        let name = format!("baseplate-rs-it-{}", std::process::id());
+        let started = xtask::start_watched(&std::env::temp_dir(), &name, false)
             .unwrap_or_else(|e| panic!("starting a test cluster: {e:#}"));
-        started
-            .stop_when_process_exits(std::process::id())
-            .expect("arranging the test cluster's teardown");
         let spec = started.spec();
         TestCluster {
             url: started.url(),
@@ -102,18 +95,9 @@ pub fn cluster() -> &'static TestCluster {
 pub fn tls_cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        // Plain and TLS client ports: twice the six nodes.
-        let base_port = free_base_port(12).expect("finding free ports for a TLS test cluster");
-        let dir = std::env::temp_dir().join(format!(
-            "baseplate-rs-it-tls-{}-{base_port}",
-            std::process::id()
-        ));
-        let started = Cluster::start(ClusterSpec::new(base_port, dir).with_tls())
-            .unwrap_or_else(|e| panic!("starting a TLS test cluster: {e:#}"));
-        started
-            .stop_when_process_exits(std::process::id())
-            .expect("arranging the TLS test cluster's teardown");
-        started
+        let name = format!("baseplate-rs-it-tls-{}", std::process::id());
+        xtask::start_watched(&std::env::temp_dir(), &name, true)
+            .unwrap_or_else(|e| panic!("starting a TLS test cluster: {e:#}"))
     })
 }
 

@@ -30,14 +30,29 @@ pub fn state_dir() -> PathBuf {
 /// # Errors
 /// As [`cluster::Cluster::start`], or when no free ports are found.
 pub fn start_task_cluster(purpose: &str) -> anyhow::Result<cluster::Cluster> {
-    let base_port = cluster::free_base_port(6)?;
-    let spec = cluster::ClusterSpec::new(
-        base_port,
-        state_dir().join(format!("{purpose}-{base_port}")),
+    let cluster = start_watched(&state_dir(), purpose, false)?;
+    eprintln!(
+        "started a Redis Cluster on ports {}.. for the {purpose}",
+        cluster.spec().base_port
     );
-    eprintln!("starting a Redis Cluster on ports {base_port}.. for the {purpose}");
+    Ok(cluster)
+}
+
+/// Starts a 3+3 cluster (serving TLS too when `tls`, see [`cluster::ClusterSpec::with_tls`]) on
+/// free ports, in `parent/{name}-{base port}`, and arranges for it to be stopped and its
+/// directory removed when this process exits, however it exits: a task's or a test binary's
+/// own cluster.
+///
+/// # Errors
+/// As [`cluster::Cluster::start`], or when no free ports are found.
+pub fn start_watched(parent: &Path, name: &str, tls: bool) -> anyhow::Result<cluster::Cluster> {
+    let mut spec = cluster::ClusterSpec::new(0, parent);
+    spec.tls = tls;
+    // Plain client ports, and as many TLS ports after them.
+    let ports = spec.node_count() * if tls { 2 } else { 1 };
+    spec.base_port = cluster::free_base_port(ports)?;
+    spec.dir = parent.join(format!("{name}-{}", spec.base_port));
     let cluster = cluster::Cluster::start(spec)?;
-    // If this process dies (Ctrl-C, a kill), the watchdog stops the cluster.
     cluster.stop_when_process_exits(std::process::id())?;
     Ok(cluster)
 }
