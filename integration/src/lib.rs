@@ -74,16 +74,32 @@ pub fn cluster() -> &'static TestCluster {
                 replicas_per_primary: shape("REDIS_CLUSTER_REPLICAS_PER_PRIMARY", 1),
             };
         }
-        let name = format!("baseplate-rs-it-{}", std::process::id());
-        let started = xtask::start_watched(&std::env::temp_dir(), &name, false)
-            .unwrap_or_else(|e| panic!("starting a test cluster: {e:#}"));
-        let spec = started.spec();
-        TestCluster {
-            url: started.url(),
-            primaries: usize::from(spec.primaries),
-            replicas_per_primary: usize::from(spec.replicas_per_primary),
-        }
+        start_own("baseplate-rs-it")
     })
+}
+
+/// A cluster of this test binary's own, started on first use (whatever `REDIS_CLUSTER_URL` says)
+/// and stopped when the binary exits: for tests that read or reset what is global to a cluster,
+/// such as the nodes' command counters or the hot-key tracker's sets, which the test binaries
+/// sharing [`cluster`] would disturb when they run at the same time.
+///
+/// # Panics
+/// When no cluster can be started.
+pub fn own_cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| start_own("baseplate-rs-it-own"))
+}
+
+fn start_own(name: &str) -> TestCluster {
+    let name = format!("{name}-{}", std::process::id());
+    let started = xtask::start_watched(&std::env::temp_dir(), &name, false)
+        .unwrap_or_else(|e| panic!("starting a test cluster: {e:#}"));
+    let spec = started.spec();
+    TestCluster {
+        url: started.url(),
+        primaries: usize::from(spec.primaries),
+        replicas_per_primary: usize::from(spec.replicas_per_primary),
+    }
 }
 
 /// A TLS cluster of this test binary's own (see [`ClusterSpec::with_tls`]), started on first use

@@ -309,10 +309,9 @@ async fn excess_callers_wait_for_a_slot_then_fail_with_the_pool_error() {
         ),
         "{error}"
     );
-    assert!(
-        waited >= Duration::from_millis(290) && waited < Duration::from_millis(900),
-        "waited {waited:?}"
-    );
+    // It waited its 300 ms, and gave up before the holders' second ended (a waiter still there
+    // then gets a slot and succeeds); how much later than 300 ms depends on the machine's load.
+    assert!(waited >= Duration::from_millis(290), "waited {waited:?}");
 
     for holder in holders {
         holder.await.unwrap().unwrap();
@@ -334,11 +333,9 @@ async fn a_response_timeout_fires_within_the_timeout() {
         .await
         .unwrap_err();
     let took = started.elapsed();
+    // The error itself shows it fired before the BLPOP's empty reply after a second.
     assert!(error.is_timeout(), "{error}");
-    assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_millis(1_200),
-        "took {took:?}"
-    );
+    assert!(took >= Duration::from_millis(450), "took {took:?}");
     // The client recovers by itself once the node answers again (the abandoned BLPOP ends after
     // a second and holds its node's socket until then).
     let deadline = Instant::now() + Duration::from_secs(5);

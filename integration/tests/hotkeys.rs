@@ -1,5 +1,6 @@
 //! The hot-key tracker on a real cluster: exact scores in both modes, TTL, trimming, binary keys, a broken
-//! tracker set that never troubles the user's commands, rate 0, and what each mode sends.
+//! tracker set that never troubles the user's commands, rate 0, and what each mode sends. On a
+//! cluster of this binary's own: the tests empty, trim and break the tracker's global sets.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use baseplate_hotkeys::{
     HotKeyTracker, SET_TTL_SECONDS, TrackKeyMode, TrackedSet, TrackerOptions, top_keys,
 };
-use integration::{cluster, unique_prefix};
+use integration::{own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
 use redis::cluster_async::ClusterConnection;
 use tokio::sync::{Mutex, MutexGuard};
@@ -25,7 +26,7 @@ async fn take_sets(conn: &mut ClusterConnection) -> MutexGuard<'static, ()> {
 }
 
 async fn start(options: TrackerOptions) -> HotKeyTracker {
-    HotKeyTracker::start(cluster().connection().await, options).unwrap()
+    HotKeyTracker::start(own_cluster().connection().await, options).unwrap()
 }
 
 fn sample_all(mode: TrackKeyMode) -> TrackerOptions {
@@ -46,7 +47,7 @@ async fn run_and_observe<T: redis::FromRedisValue>(
     reply
 }
 
-/// This test's members of `set` (other test binaries may share the cluster), with their scores.
+/// This test's members of `set` (the binary's other tests leave theirs behind), with their scores.
 async fn members_with_prefix(
     conn: &mut ClusterConnection,
     set: TrackedSet,
@@ -59,7 +60,7 @@ async fn members_with_prefix(
 
 #[tokio::test]
 async fn every_get_at_rate_one_scores_exactly_in_both_modes() {
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     let _sets = take_sets(&mut conn).await;
     for mode in [TrackKeyMode::Aggregated, TrackKeyMode::Direct] {
         for set in TrackedSet::ALL {
@@ -97,13 +98,13 @@ async fn every_get_at_rate_one_scores_exactly_in_both_modes() {
         assert_eq!(writes, expected, "{mode}");
         assert_eq!(tracker.stats().failures, 0, "{mode}");
         tracker.shutdown().await;
-        cluster().delete(&keys).await;
+        own_cluster().delete(&keys).await;
     }
 }
 
 #[tokio::test]
 async fn both_sets_live_for_a_day() {
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     let _sets = take_sets(&mut conn).await;
     let prefix = unique_prefix("hotkeys-ttl");
     for mode in [TrackKeyMode::Aggregated, TrackKeyMode::Direct] {
@@ -121,13 +122,13 @@ async fn both_sets_live_for_a_day() {
                 "{mode}: TTL of {set} is {ttl}"
             );
         }
-        cluster().delete(&[key]).await;
+        own_cluster().delete(&[key]).await;
     }
 }
 
 #[tokio::test]
 async fn an_aggregated_flush_trims_the_set_to_max_keys() {
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     let _sets = take_sets(&mut conn).await;
     let prefix = unique_prefix("hotkeys-trim");
     let reads = TrackedSet::Reads.key();
@@ -162,7 +163,7 @@ async fn an_aggregated_flush_trims_the_set_to_max_keys() {
 
 #[tokio::test]
 async fn binary_keys_round_trip_through_the_sets() {
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     let _sets = take_sets(&mut conn).await;
     for mode in [TrackKeyMode::Aggregated, TrackKeyMode::Direct] {
         let prefix = unique_prefix(&format!("hotkeys-binary-{mode}"));
@@ -190,7 +191,7 @@ async fn binary_keys_round_trip_through_the_sets() {
 
 #[tokio::test]
 async fn a_tracker_set_of_the_wrong_type_never_troubles_user_commands() {
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     let _sets = take_sets(&mut conn).await;
     let prefix = unique_prefix("hotkeys-wrongtype");
     let key = format!("{prefix}k");
@@ -239,12 +240,12 @@ async fn a_tracker_set_of_the_wrong_type_never_troubles_user_commands() {
         tracker.shutdown().await;
     }
     let _: () = conn.del(TrackedSet::Reads.key()).await.unwrap();
-    cluster().delete(&[key]).await;
+    own_cluster().delete(&[key]).await;
 }
 
 #[tokio::test]
 async fn rate_zero_writes_nothing() {
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     let _sets = take_sets(&mut conn).await;
     let prefix = unique_prefix("hotkeys-rate-zero");
     let key = format!("{prefix}k");
@@ -263,12 +264,12 @@ async fn rate_zero_writes_nothing() {
             assert!(!exists, "{mode}: {set} was written");
         }
     }
-    cluster().delete(&[key]).await;
+    own_cluster().delete(&[key]).await;
 }
 
 #[tokio::test]
 async fn aggregated_mode_sends_one_round_trip_where_direct_sends_one_per_get() {
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     let _sets = take_sets(&mut conn).await;
     let mut scores = Vec::new();
     let mut stats = Vec::new();
@@ -313,7 +314,7 @@ async fn aggregated_mode_sends_one_round_trip_where_direct_sends_one_per_get() {
 /// connection and its pipelines feed the tracker exactly the commands that ran.
 #[tokio::test]
 async fn the_monitored_client_feeds_its_tracker_from_config() {
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     let _sets = take_sets(&mut conn).await;
     for mode in ["direct", "aggregated"] {
         for set in TrackedSet::ALL {
@@ -321,7 +322,7 @@ async fn the_monitored_client_feeds_its_tracker_from_config() {
         }
         let prefix = unique_prefix(&format!("hotkeys-wired-{mode}"));
         let config: baseplate_config::RawConfig = [
-            ("foo.url", cluster().url()),
+            ("foo.url", own_cluster().url()),
             ("foo.track_key_reads_sample_rate", "1"),
             ("foo.track_key_writes_sample_rate", "1"),
             ("foo.track_key_mode", mode),
@@ -369,6 +370,6 @@ async fn the_monitored_client_feeds_its_tracker_from_config() {
             "{all_writes:?}"
         );
         factory.tracker().shutdown().await;
-        cluster().delete(&[a, b]).await;
+        own_cluster().delete(&[a, b]).await;
     }
 }

@@ -1,18 +1,18 @@
 //! `read_from_replicas`: with it, reads are spread over each slot's primary and replicas (as
-//! baseplate.py does); without it, replicas serve nothing. Its own test binary, so no other test's
-//! reads disturb the replicas' command counters.
+//! baseplate.py does); without it, replicas serve nothing. On a cluster of this binary's own, so no
+//! other test's reads disturb the replicas' command counters.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use baseplate_config::RawConfig;
 use baseplate_redis_cluster::ClusterRedisClient;
-use integration::{cluster, info_field, unique_prefix};
+use integration::{info_field, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
 
 /// Total `GET` calls served by the replicas, from each node's `INFO commandstats`.
 async fn gets_served_by_replicas() -> u64 {
     let mut total = 0;
-    for node in cluster().nodes().await.iter().filter(|n| !n.primary) {
-        let mut conn = cluster().node_connection(&node.addr).await;
+    for node in own_cluster().nodes().await.iter().filter(|n| !n.primary) {
+        let mut conn = own_cluster().node_connection(&node.addr).await;
         let stats: String = redis::cmd("INFO")
             .arg("commandstats")
             .query_async(&mut conn)
@@ -29,7 +29,7 @@ async fn gets_served_by_replicas() -> u64 {
 
 async fn read_keys(read_from_replicas: &str, keys: &[String]) {
     let config: RawConfig = [
-        ("foo.url", cluster().url()),
+        ("foo.url", own_cluster().url()),
         ("foo.read_from_replicas", read_from_replicas),
     ]
     .into_iter()
@@ -53,10 +53,10 @@ async fn read_keys(read_from_replicas: &str, keys: &[String]) {
 
 #[tokio::test]
 async fn replicas_serve_reads_only_when_read_from_replicas_is_true() {
-    assert!(cluster().replicas_per_primary() > 0, "needs replicas");
+    assert!(own_cluster().replicas_per_primary() > 0, "needs replicas");
     let prefix = unique_prefix("replicas");
     let keys: Vec<String> = (0..300).map(|i| format!("{prefix}{i}")).collect();
-    let mut conn = cluster().connection().await;
+    let mut conn = own_cluster().connection().await;
     for key in &keys {
         let () = conn.set(key, 7).await.unwrap();
     }
@@ -76,5 +76,5 @@ async fn replicas_serve_reads_only_when_read_from_replicas_is_true() {
         "replicas served {served} reads for 300 keys"
     );
 
-    cluster().delete(&keys).await;
+    own_cluster().delete(&keys).await;
 }
