@@ -148,7 +148,35 @@ impl Batch {
     /// assert_eq!(batch.len(), 1);
     /// ```
     pub fn timer(&mut self, name: &str, elapsed: Duration) {
-        self.record_timer(name, None, elapsed);
+        self.record_timer(name, None, elapsed, 1.0);
+    }
+
+    /// Records a timer of an event the caller samples at `sample_rate` (0 to 1):
+    /// `name:12.5|ms|@0.5`, so that statsd counts the timer's events as it counts a sampled
+    /// counter's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baseplate_runtime_metrics::{MemoryTransport, MetricsClient};
+    ///
+    /// let transport = MemoryTransport::new();
+    /// let mut batch = MetricsClient::new(transport.clone(), "ns").batch();
+    /// batch.timer_sampled("server.visit", Duration::from_micros(1200), 0.5);
+    /// batch.flush();
+    /// assert_eq!(transport.lines(), ["ns.server.visit:1.2|ms|@0.5"]);
+    /// ```
+    pub fn timer_sampled(&mut self, name: &str, elapsed: Duration, sample_rate: f64) {
+        // A NaN rate is not above zero either.
+        let rate_above_zero = sample_rate > 0.0;
+        if !rate_above_zero {
+            tracing::debug!(
+                metric = name,
+                sample_rate,
+                "dropped a timer statsd cannot represent"
+            );
+            return;
+        }
+        self.record_timer(name, None, elapsed, sample_rate.min(1.0));
     }
 
     /// Adds `delta` to a counter: `name:1|c`.
@@ -325,9 +353,20 @@ impl Batch {
         }
     }
 
-    fn record_timer(&mut self, name: &str, extra_tags: Option<&Tags>, elapsed: Duration) {
+    fn record_timer(
+        &mut self,
+        name: &str,
+        extra_tags: Option<&Tags>,
+        elapsed: Duration,
+        sample_rate: f64,
+    ) {
         let millis = elapsed.as_secs_f64() * 1000.0;
-        let line = finish_line(self.prefix(name, extra_tags), millis, Kind::Timer, 1.0);
+        let line = finish_line(
+            self.prefix(name, extra_tags),
+            millis,
+            Kind::Timer,
+            sample_rate,
+        );
         self.lines.push(line);
     }
 
@@ -447,7 +486,8 @@ impl TaggedBatch<'_> {
     /// assert_eq!(batch.len(), 1);
     /// ```
     pub fn timer(&mut self, name: &str, elapsed: Duration) {
-        self.batch.record_timer(name, Some(&self.tags), elapsed);
+        self.batch
+            .record_timer(name, Some(&self.tags), elapsed, 1.0);
     }
 
     /// Adds to a counter with this view's tags; see [`Batch::counter`].
