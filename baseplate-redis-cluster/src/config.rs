@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::error::ClusterConfigError;
 use crate::factory::ClusterRedisContextFactory;
+use crate::metrics::RedisClientMetrics;
 use crate::pool::ClusterPool;
 use crate::tls::{CertReqs, TlsOptions};
 
@@ -65,6 +66,12 @@ pub struct ClusterOptions {
     pub tracker: TrackerOptions,
     /// TLS settings when the seeds are `rediss://`; `None` for `redis://`.
     pub tls: Option<TlsOptions>,
+    /// The `redis_client_name` label of the Prometheus series, empty unless set in code with
+    /// [`ClusterRedisClient::redis_client_name`].
+    pub redis_client_name: String,
+    /// Where the client's Prometheus series are recorded: [`RedisClientMetrics::global`] unless
+    /// set in code with [`ClusterRedisClient::prometheus`].
+    pub prometheus: RedisClientMetrics,
 }
 
 /// A Redis URL whose password never shows in `Debug` or `Display` (it prints as `***`).
@@ -136,6 +143,8 @@ struct Overrides {
     ssl_keyfile: Option<PathBuf>,
     ssl_cert_reqs: Option<CertReqs>,
     ssl_check_hostname: Option<bool>,
+    redis_client_name: Option<String>,
+    prometheus: Option<RedisClientMetrics>,
 }
 
 impl ClusterRedisClient {
@@ -219,6 +228,20 @@ impl ClusterRedisClient {
     /// Overrides `ssl_check_hostname`.
     pub fn ssl_check_hostname(mut self, check: bool) -> Self {
         self.overrides.ssl_check_hostname = Some(check);
+        self
+    }
+
+    /// Names the client in its Prometheus series (`redis_client_name`), as baseplate.py's
+    /// `ClusterRedisClient(redis_client_name=...)` does; empty by default.
+    pub fn redis_client_name(mut self, name: impl Into<String>) -> Self {
+        self.overrides.redis_client_name = Some(name.into());
+        self
+    }
+
+    /// Records the client's Prometheus series into `metrics` instead of
+    /// [`RedisClientMetrics::global`].
+    pub fn prometheus(mut self, metrics: RedisClientMetrics) -> Self {
+        self.overrides.prometheus = Some(metrics);
         self
     }
 
@@ -323,6 +346,11 @@ impl ClusterRedisClient {
             .map_err(|(name, reason)| invalid(name, reason))?;
 
         Ok(ClusterOptions {
+            redis_client_name: o.redis_client_name.clone().unwrap_or_default(),
+            prometheus: o
+                .prometheus
+                .clone()
+                .unwrap_or_else(|| RedisClientMetrics::global().clone()),
             seeds,
             max_connections,
             pool_wait: timeout.unwrap_or(DEFAULT_POOL_WAIT),

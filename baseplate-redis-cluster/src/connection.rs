@@ -1,10 +1,13 @@
 //! `MonitoredClusterRedisConnection`: a request's Redis-like object. Every command is a child span
-//! of the request named `{client}.{COMMAND}`, runs through the pool, and is offered to the hot-key
+//! of the request named `{client}.{COMMAND}`, runs through the pool, is measured where it runs
+//! (Prometheus series, and the request's [`CommandObserver`]), and is offered to the hot-key
 //! tracker once it ran.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use baseplate_hotkeys::HotKeyTracker;
 use futures_util::future::join_all;
@@ -15,6 +18,9 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
 use crate::error::CrossSlotTransaction;
+use crate::metrics::{
+    ClientSeries, CommandName, CommandObserver, PIPELINE_COMMAND, TRANSACTION_COMMAND,
+};
 use crate::pipeline::MonitoredPipeline;
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
 use crate::routing::{CmdRoute, route_of, slot_of};
@@ -42,6 +48,8 @@ pub struct MonitoredClusterRedisConnection {
     parent: Span,
     pool: ClusterPool,
     tracker: HotKeyTracker,
+    series: ClientSeries,
+    observer: Option<Arc<dyn CommandObserver>>,
     /// This object's clone of the pool's connection, taken on its first command.
     shared: Option<SharedConnection>,
 }
@@ -61,14 +69,24 @@ impl MonitoredClusterRedisConnection {
         parent: Span,
         pool: ClusterPool,
         tracker: HotKeyTracker,
+        series: ClientSeries,
     ) -> Self {
         Self {
             name,
             parent,
             pool,
             tracker,
+            series,
+            observer: None,
             shared: None,
         }
+    }
+
+    /// This connection with `observer` told of each command's outcome (a request scope that
+    /// puts them in the request's metrics, say).
+    pub fn with_observer(mut self, observer: Arc<dyn CommandObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The client's name, the first part of every span name.
@@ -106,14 +124,14 @@ impl MonitoredClusterRedisConnection {
         count: usize,
         label: &str,
     ) -> RedisResult<Vec<Value>> {
-        let operation = if pipeline.is_transaction() {
-            "MULTI"
+        let (operation, command) = if pipeline.is_transaction() {
+            ("MULTI", TRANSACTION_COMMAND)
         } else {
-            "PIPELINE"
+            ("PIPELINE", PIPELINE_COMMAND)
         };
-        let span = self.span(SpanName::Label(label), operation);
-        let (result, ran) = async {
-            let _slot = self.pool.slot().await?;
+        let span = self.span(CommandName::Label(label), operation);
+        let run = async {
+            let _permit = self.pool.permit().await?;
             let shared = self.pool.shared().await?;
             let outcome = if pipeline.is_transaction() {
                 self.run_transaction(&shared.conn, pipeline, offset, count, label)
@@ -123,11 +141,11 @@ impl MonitoredClusterRedisConnection {
             };
             shared.inspect(&outcome.0);
             Ok::<_, RedisError>(outcome)
-        }
-        .instrument(span.clone())
-        .await
-        .unwrap_or_else(|error| (Err(error), Vec::new()));
-        record(&span, &result);
+        };
+        let (result, ran) = self
+            .measure(CommandName::Label(label), command, span, run)
+            .await
+            .unwrap_or_else(|error| (Err(error), Vec::new()));
         if !ran.is_empty() {
             let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
             for index in ran {
@@ -135,6 +153,36 @@ impl MonitoredClusterRedisConnection {
             }
         }
         result
+    }
+
+    /// Runs `run` in `span`, timing it from before its wait for a permit, and records its outcome
+    /// where every reader finds it: the span, the Prometheus series of `command` (a command's name
+    /// as sent, or a pipeline's `redis_command` value) and the observer, if any.
+    async fn measure<R: Replies, E>(
+        &self,
+        name: CommandName<'_>,
+        command: &str,
+        span: Span,
+        run: impl Future<Output = Result<(RedisResult<R>, E), RedisError>>,
+    ) -> Result<(RedisResult<R>, E), RedisError> {
+        let series = match name {
+            CommandName::Command(_) => self.series.command(name),
+            CommandName::Label(_) => self.series.command(CommandName::Label(command)),
+        };
+        let active = series.start();
+        let started = Instant::now();
+        let outcome = run.instrument(span.clone()).await;
+        let elapsed = started.elapsed();
+        drop(active);
+        let success = match &outcome {
+            Ok((result, _)) => record(&span, result),
+            Err(error) => record::<R>(&span, &Err(error.clone())),
+        };
+        series.finish(elapsed, success);
+        if let Some(observer) = &self.observer {
+            observer.command_finished(&self.name, &name, elapsed, success);
+        }
+        outcome
     }
 
     async fn run_transaction(
@@ -283,7 +331,7 @@ impl MonitoredClusterRedisConnection {
         groups
     }
 
-    fn span(&self, name: SpanName<'_>, operation: impl fmt::Display) -> Span {
+    fn span(&self, name: CommandName<'_>, operation: impl fmt::Display) -> Span {
         let trace = TraceName {
             client: &self.name,
             name,
@@ -303,26 +351,33 @@ impl MonitoredClusterRedisConnection {
     }
 }
 
-impl MonitoredClusterRedisConnection {
-    async fn run_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
-        let _slot = self.pool.slot().await?;
-        let shared = match &mut self.shared {
-            Some(shared) if !shared.is_broken() => shared,
-            cached => cached.insert(self.pool.shared().await?),
-        };
-        let result = shared.conn.req_packed_command(cmd).await;
-        shared.inspect(&result);
-        result
-    }
+/// Runs one command on the pool's shared connection, keeping the caller's clone of it in `shared`
+/// for its next command.
+async fn run_command(
+    pool: &ClusterPool,
+    shared: &mut Option<SharedConnection>,
+    cmd: &Cmd,
+) -> RedisResult<Value> {
+    let _permit = pool.permit().await?;
+    let shared = match shared {
+        Some(shared) if !shared.is_broken() => shared,
+        cached => cached.insert(pool.shared().await?),
+    };
+    let result = shared.conn.req_packed_command(cmd).await;
+    shared.inspect(&result);
+    result
 }
 
 impl ConnectionLike for MonitoredClusterRedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let operation = command_name(cmd);
-            let span = self.span(SpanName::Command(operation), Upper(operation));
-            let result = self.run_command(cmd).instrument(span.clone()).await;
-            record(&span, &result);
+            let name = CommandName::Command(command_name(cmd));
+            let span = self.span(name, name);
+            let mut shared = self.shared.take();
+            let run = async { Ok((run_command(&self.pool, &mut shared, cmd).await, ())) };
+            let outcome = self.measure(name, "", span, run).await;
+            self.shared = shared;
+            let (result, ()) = outcome?;
             if ran_on_server(&result) {
                 self.tracker.observe(cmd);
             }
@@ -370,15 +425,16 @@ fn ran_on_server<T>(result: &RedisResult<T>) -> bool {
     }
 }
 
-/// Records the outcome on the span. redis-rs hands a command's error reply back as a value and
-/// turns it into an error only when converting it for the caller, so an error reply anywhere in
-/// the replies (a pipeline's, or inside a transaction's `EXEC` reply) marks the span failed too.
-fn record<R: Replies>(span: &Span, result: &RedisResult<R>) {
+/// Records the outcome on the span and says whether it succeeded. redis-rs hands a command's
+/// error reply back as a value and turns it into an error only when converting it for the caller,
+/// so an error reply anywhere in the replies (a pipeline's, or inside a transaction's `EXEC`
+/// reply) is a failure too.
+fn record<R: Replies>(span: &Span, result: &RedisResult<R>) -> bool {
     let error = match result {
         Ok(replies) => match replies.first_error() {
             None => {
                 span.record("otel.status_code", "OK");
-                return;
+                return true;
             }
             Some(error) => RedisError::from(error.clone()),
         },
@@ -386,6 +442,7 @@ fn record<R: Replies>(span: &Span, result: &RedisResult<R>) {
     };
     span.record("otel.status_code", "ERROR");
     span.record("error.message", tracing::field::display(&error));
+    false
 }
 
 /// One reply or a pipeline's replies.
@@ -420,35 +477,15 @@ fn command_name(cmd: &Cmd) -> &[u8] {
     }
 }
 
-enum SpanName<'a> {
-    Command(&'a [u8]),
-    Label(&'a str),
-}
-
 /// `{client}.{COMMAND}`, baseplate's span name, formatted only when a subscriber wants it.
 struct TraceName<'a> {
     client: &'a str,
-    name: SpanName<'a>,
+    name: CommandName<'a>,
 }
 
 impl fmt::Display for TraceName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name {
-            SpanName::Command(name) => write!(f, "{}.{}", self.client, Upper(name)),
-            SpanName::Label(label) => write!(f, "{}.{label}", self.client),
-        }
-    }
-}
-
-/// A command name upper-cased as baseplate names spans (`get` and `GET` are both `GET`).
-struct Upper<'a>(&'a [u8]);
-
-impl fmt::Display for Upper<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in String::from_utf8_lossy(self.0).chars() {
-            fmt::Write::write_char(f, c.to_ascii_uppercase())?;
-        }
-        Ok(())
+        write!(f, "{}.{}", self.client, self.name)
     }
 }
 
@@ -465,14 +502,14 @@ mod tests {
             }
             .to_string()
         };
-        assert_eq!(name(SpanName::Command(b"get")), "foo.GET");
+        assert_eq!(name(CommandName::Command(b"get")), "foo.GET");
         assert_eq!(
-            name(SpanName::Command(b"ZRangeByScore")),
+            name(CommandName::Command(b"ZRangeByScore")),
             "foo.ZRANGEBYSCORE"
         );
-        assert_eq!(name(SpanName::Label("pipeline_bar")), "foo.pipeline_bar");
+        assert_eq!(name(CommandName::Label("pipeline_bar")), "foo.pipeline_bar");
         assert_eq!(
-            name(SpanName::Command(b"\xff\xfeX")),
+            name(CommandName::Command(b"\xff\xfeX")),
             "foo.\u{fffd}\u{fffd}X"
         );
     }

@@ -14,6 +14,7 @@ use tracing::Span;
 
 use crate::connection::MonitoredClusterRedisConnection;
 use crate::error::ConnectTimeout;
+use crate::metrics::ClientSeries;
 use crate::pool::{ClusterPool, PoolStats};
 
 /// Makes a [`MonitoredClusterRedisConnection`] per request; what `configure_context` registers.
@@ -36,15 +37,19 @@ pub struct ClusterRedisContextFactory {
     name: Arc<str>,
     pool: ClusterPool,
     tracker: Arc<OnceLock<HotKeyTracker>>,
+    series: ClientSeries,
 }
 
 impl ClusterRedisContextFactory {
     /// A factory for the client `name` over `pool`.
     pub fn new(pool: ClusterPool, name: &str) -> Self {
+        let options = pool.options();
+        let series = options.prometheus.client(&options.redis_client_name);
         Self {
             name: name.into(),
             pool,
             tracker: Arc::new(OnceLock::new()),
+            series,
         }
     }
 
@@ -60,7 +65,13 @@ impl ClusterRedisContextFactory {
         } else {
             Arc::from(name)
         };
-        MonitoredClusterRedisConnection::new(name, span.clone(), self.pool.clone(), self.tracker())
+        MonitoredClusterRedisConnection::new(
+            name,
+            span.clone(),
+            self.pool.clone(),
+            self.tracker(),
+            self.series.clone(),
+        )
     }
 
     /// The pool's size, commands in flight, open connections and waiters.

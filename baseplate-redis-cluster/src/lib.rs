@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod error;
 mod factory;
+mod metrics;
 mod pipeline;
 mod pool;
 mod routing;
@@ -19,6 +20,10 @@ pub use config::{
 pub use connection::MonitoredClusterRedisConnection;
 pub use error::{ClusterConfigError, ConnectTimeout, CrossSlotTransaction, PoolTimeout};
 pub use factory::ClusterRedisContextFactory;
+pub use metrics::{
+    CommandName, CommandObserver, LATENCY_BUCKETS, PIPELINE_COMMAND, RedisClientMetrics,
+    TRANSACTION_COMMAND,
+};
 pub use pipeline::MonitoredPipeline;
 pub use pool::{ClusterPool, PoolStats};
 pub use routing::key_slot;

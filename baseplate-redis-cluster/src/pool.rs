@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::gauge::Gauge;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
@@ -124,6 +125,7 @@ impl ClusterPool {
             name: name.clone(),
             connect_timeout: options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             open: Arc::clone(&open),
+            open_gauge: options.prometheus.pool(&name, options.max_connections),
             failing: AtomicBool::new(false),
         };
         let connections = mobc::Pool::builder()
@@ -187,8 +189,8 @@ impl ClusterPool {
         &self.inner.router
     }
 
-    /// Waits (FIFO, at most the configured wait) for one of the `max_connections` slots.
-    pub(crate) async fn slot(&self) -> RedisResult<SemaphorePermit<'_>> {
+    /// Waits (FIFO, at most the configured wait) for one of the `max_connections` permits.
+    pub(crate) async fn permit(&self) -> RedisResult<SemaphorePermit<'_>> {
         if let Ok(permit) = self.inner.permits.try_acquire() {
             return Ok(permit);
         }
@@ -298,12 +300,17 @@ pub(crate) struct Managed {
 }
 
 /// Counts open connections for [`PoolStats::open_connections`] without asking mobc (whose
-/// `state()` is async).
-struct OpenGuard(Arc<AtomicUsize>);
+/// `state()` is async), and in `redis_client_pool_active_connections` (which every pool of the
+/// same name shares, as baseplate.py's label does).
+struct OpenGuard {
+    open: Arc<AtomicUsize>,
+    gauge: Gauge,
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.gauge.dec();
     }
 }
 
@@ -312,6 +319,7 @@ pub(crate) struct ClusterManager {
     name: String,
     connect_timeout: Duration,
     open: Arc<AtomicUsize>,
+    open_gauge: Gauge,
     /// Whether the last attempt to connect failed: failures are logged when they start and
     /// recoveries when they end, not once per caller while the cluster stays unreachable.
     failing: AtomicBool,
@@ -349,10 +357,14 @@ impl mobc::Manager for ClusterManager {
             }
         };
         self.open.fetch_add(1, Ordering::Relaxed);
+        self.open_gauge.inc();
         Ok(Managed {
             conn,
             broken: Arc::new(AtomicBool::new(false)),
-            _open: OpenGuard(Arc::clone(&self.open)),
+            _open: OpenGuard {
+                open: Arc::clone(&self.open),
+                gauge: self.open_gauge.clone(),
+            },
         })
     }
 
