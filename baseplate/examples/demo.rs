@@ -1,6 +1,7 @@
 //! The demo service: a baseplate service configured from an INI file, driven by its own traffic
 //! generator for a few seconds, that then shows what the library saw: the hot keys the tracker
-//! found next to the ones the generator made hot, and the spans of one request.
+//! found next to the ones the generator made hot, the spans of one request, and the Prometheus
+//! series it serves, scraped from its own `/metrics` over HTTP.
 //!
 //! `cargo xtask demo` runs it against a throwaway cluster with a statsd listener and adds the
 //! statsd summary; by hand:
@@ -56,13 +57,12 @@ async fn main() -> Result<(), BoxError> {
     };
 
     let mut baseplate = Baseplate::new(config);
-    baseplate.configure_metrics()?;
+    baseplate.configure_observers()?;
+    // Metrics need no subscriber; this one only keeps one request's spans to show them.
     let sample = SampleRequest::default();
-    let subscriber = tracing_subscriber::registry()
-        .with(baseplate.metrics_layer())
-        .with(sample.clone());
-    tracing::subscriber::set_global_default(subscriber)?;
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(sample.clone()))?;
     baseplate.configure_context("foo", ClusterRedisClient::new())?;
+    let metrics = baseplate.serve_prometheus("127.0.0.1:0").await?;
     let baseplate = Arc::new(baseplate);
 
     println!(
@@ -94,7 +94,31 @@ async fn main() -> Result<(), BoxError> {
 
     println!("\nThe spans of one request:\n");
     print!("{}", sample.render());
+
+    let url = format!("http://{}/metrics", metrics.local_addr());
+    let scraped = reqwest::get(&url).await?.text().await?;
+    println!("\nThe redis_client_* series, scraped from {url}:\n");
+    print!("{}", prometheus_summary(&scraped));
+    metrics.shutdown().await;
     Ok(())
+}
+
+/// The series' lines, histogram buckets left out (counted instead): what a dashboard plots.
+fn prometheus_summary(text: &str) -> String {
+    let mut out = String::new();
+    let mut buckets = 0;
+    for line in text.lines().filter(|l| l.starts_with("redis_client_")) {
+        if line.starts_with("redis_client_latency_seconds_bucket") {
+            buckets += 1;
+        } else {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  ({buckets} redis_client_latency_seconds_bucket lines not shown)"
+    );
+    out
 }
 
 struct Args {

@@ -3,16 +3,19 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use baseplate_config::RawConfig;
 use baseplate_redis_cluster::{
-    ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection,
+    ClusterRedisClient, ClusterRedisContextFactory, CommandObserver,
+    MonitoredClusterRedisConnection,
 };
 use baseplate_runtime_metrics::TaggedBatch;
 use tracing::Span;
 
 use crate::context::{ContextFactory, ContextParser, ParseError, RequestContext};
 use crate::error::ContextError;
+use crate::observer::RequestScope;
 
 impl ContextParser for ClusterRedisClient {
     type Factory = ClusterRedisContextFactory;
@@ -27,6 +30,19 @@ impl ContextFactory for ClusterRedisContextFactory {
 
     fn make_object_for_context(&self, name: &str, span: &Span) -> MonitoredClusterRedisConnection {
         ClusterRedisContextFactory::make_object_for_context(self, name, span)
+    }
+
+    fn make_object_for_request(
+        &self,
+        name: &str,
+        span: &Span,
+        scope: Option<&Arc<RequestScope>>,
+    ) -> MonitoredClusterRedisConnection {
+        let conn = ClusterRedisContextFactory::make_object_for_context(self, name, span);
+        match scope {
+            Some(scope) => conn.with_observer(Arc::clone(scope) as Arc<dyn CommandObserver>),
+            None => conn,
+        }
     }
 
     /// `pool.size` (max_connections), `pool.in_use` (commands in flight), `pool.open_connections`

@@ -13,6 +13,7 @@ use baseplate_runtime_metrics::{RuntimeMetricsSource, SourceError, TaggedBatch};
 use tracing::Span;
 
 use crate::error::ContextError;
+use crate::observer::{RequestObserver, RequestScope};
 
 /// A boxed error from a parser, shown as is (it names the bad key).
 pub type ParseError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -40,6 +41,20 @@ pub trait ContextFactory: Send + Sync + 'static {
     /// The object for one request, whose work is traced as children of `span`.
     fn make_object_for_context(&self, name: &str, span: &Span) -> Self::Object;
 
+    /// The object for one request, whose work is traced as children of `span` and whose calls
+    /// are recorded into `scope`, the request's metrics (`None` when metrics are not
+    /// configured). By default the object is made without the scope: a client that reports its
+    /// calls overrides this, calling [`RequestScope::record_call`] as each call ends.
+    fn make_object_for_request(
+        &self,
+        name: &str,
+        span: &Span,
+        scope: Option<&Arc<RequestScope>>,
+    ) -> Self::Object {
+        let _ = scope;
+        self.make_object_for_context(name, span)
+    }
+
     /// Adds this factory's gauges to the runtime batch (already tagged `client=<name>`).
     fn report_runtime_metrics(&self, _batch: &mut TaggedBatch<'_>) {}
 
@@ -51,15 +66,25 @@ pub trait ContextFactory: Send + Sync + 'static {
 
 /// A factory with its object type erased, so factories of any kind share one registry.
 pub(crate) trait AnyFactory: Send + Sync {
-    fn make(&self, name: &str, span: &Span) -> Box<dyn Any + Send>;
+    fn make(
+        &self,
+        name: &str,
+        span: &Span,
+        scope: Option<&Arc<RequestScope>>,
+    ) -> Box<dyn Any + Send>;
     fn object_type(&self) -> &'static str;
     fn report(&self, batch: &mut TaggedBatch<'_>);
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 impl<F: ContextFactory> AnyFactory for F {
-    fn make(&self, name: &str, span: &Span) -> Box<dyn Any + Send> {
-        Box::new(self.make_object_for_context(name, span))
+    fn make(
+        &self,
+        name: &str,
+        span: &Span,
+        scope: Option<&Arc<RequestScope>>,
+    ) -> Box<dyn Any + Send> {
+        Box::new(self.make_object_for_request(name, span, scope))
     }
 
     fn object_type(&self) -> &'static str {
@@ -87,7 +112,9 @@ impl RuntimeMetricsSource for FactorySource {
 
 pub(crate) type Registry = BTreeMap<String, Arc<dyn AnyFactory>>;
 
-/// One request's context: hands out each registered client by name, bound to the request's span.
+/// One request's context: hands out each registered client by name, bound to the request's span
+/// and metrics. The request ends, and its metrics are sent, when the context, its clones and every
+/// object made from it are dropped.
 ///
 /// ```
 /// # use baseplate::{Baseplate, ContextError};
@@ -99,7 +126,14 @@ pub(crate) type Registry = BTreeMap<String, Arc<dyn AnyFactory>>;
 #[derive(Clone)]
 pub struct RequestContext {
     registry: Arc<Registry>,
-    span: Arc<Mutex<Span>>,
+    observer: Option<RequestObserver>,
+    request: Arc<Mutex<Request>>,
+}
+
+/// The request's span and metrics, set when its server span starts.
+struct Request {
+    span: Span,
+    scope: Option<Arc<RequestScope>>,
 }
 
 impl fmt::Debug for RequestContext {
@@ -112,10 +146,14 @@ impl fmt::Debug for RequestContext {
 }
 
 impl RequestContext {
-    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(registry: Arc<Registry>, observer: Option<RequestObserver>) -> Self {
         Self {
             registry,
-            span: Arc::new(Mutex::new(Span::none())),
+            observer,
+            request: Arc::new(Mutex::new(Request {
+                span: Span::none(),
+                scope: None,
+            })),
         }
     }
 
@@ -132,7 +170,18 @@ impl RequestContext {
             .ok_or_else(|| ContextError::Unknown {
                 name: name.to_owned(),
             })?;
-        let object = factory.make(name, &self.span());
+        let (span, scope) = {
+            let mut request = self.lock();
+            if request.scope.is_none() {
+                // Calls before any server span: each is sent on its own.
+                request.scope = self
+                    .observer
+                    .as_ref()
+                    .map(|observer| Arc::new(observer.outside_requests()));
+            }
+            (request.span.clone(), request.scope.clone())
+        };
+        let object = factory.make(name, &span, scope.as_ref());
         object
             .downcast::<T>()
             .map(|object| *object)
@@ -145,15 +194,37 @@ impl RequestContext {
 
     /// The request's server span (none until [`Baseplate::make_server_span`](crate::Baseplate::make_server_span)).
     pub fn span(&self) -> Span {
-        self.span
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_else(|_| Span::none())
+        self.lock().span.clone()
     }
 
-    pub(crate) fn set_span(&self, span: Span) {
-        if let Ok(mut current) = self.span.lock() {
-            *current = span;
+    /// Marks the request failed: its server span's status is an error with `error` as its
+    /// message, and its counter is `server.{route}.failure`.
+    pub fn record_failure(&self, error: &dyn fmt::Display) {
+        let request = self.lock();
+        request.span.record("otel.status_code", "ERROR");
+        request
+            .span
+            .record("error.message", tracing::field::display(error));
+        if let Some(scope) = &request.scope {
+            scope.record_failure();
         }
+    }
+
+    /// Starts the request named `route` under `span`: the objects handed out from now on trace
+    /// their work under it and record their calls into its metrics.
+    pub(crate) fn start_request(&self, span: Span, route: &str) {
+        let scope = self
+            .observer
+            .as_ref()
+            .map(|observer| Arc::new(observer.request(route)));
+        let mut request = self.lock();
+        request.span = span;
+        request.scope = scope;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Request> {
+        self.request
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -24,6 +24,14 @@ pub enum BaseplateError {
     /// The statsd endpoint cannot be used (it does not resolve, say).
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The Prometheus `/metrics` server could not listen on its address.
+    #[error("cannot serve Prometheus metrics on {addr}: {source}")]
+    Serve {
+        /// The address asked for.
+        addr: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
 }
 
 /// Why a request context could not hand out a client.

@@ -7,12 +7,14 @@ mod cluster;
 mod context;
 mod error;
 mod observer;
+mod prometheus;
 mod service;
 
 pub use context::{ContextFactory, ContextParser, ParseError, RequestContext};
 pub use error::{BaseplateError, ContextError};
-pub use observer::{MetricsLayer, SERVER_SPAN};
-pub use service::{Baseplate, record_failure};
+pub use observer::{RequestScope, SERVER_SPAN};
+pub use prometheus::MetricsServer;
+pub use service::Baseplate;
 
 #[doc(inline)]
 pub use baseplate_config::{ConfigError, RawConfig};
@@ -21,7 +23,7 @@ pub use baseplate_hotkeys::{HotKeyTracker, TrackKeyMode};
 #[doc(inline)]
 pub use baseplate_redis_cluster::{
     ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection,
-    MonitoredPipeline, PoolStats, PoolTimeout,
+    MonitoredPipeline, PoolStats, PoolTimeout, RedisClientMetrics,
 };
 #[doc(inline)]
 pub use baseplate_runtime_metrics::{MetricsClient, TaggedBatch};

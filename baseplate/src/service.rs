@@ -11,11 +11,10 @@ use baseplate_runtime_metrics::{
 };
 use serde::Deserialize;
 use tracing::{Instrument as _, Span};
-use tracing_subscriber::layer::SubscriberExt as _;
 
 use crate::context::{AnyFactory, ContextParser, FactorySource, Registry, RequestContext};
 use crate::error::BaseplateError;
-use crate::observer::{MetricsLayer, SERVER_SPAN};
+use crate::observer::{RequestObserver, SERVER_SPAN};
 
 /// How long request metrics wait to share a packet with other requests' before they are sent.
 const COALESCE: Duration = Duration::from_millis(50);
@@ -51,7 +50,7 @@ pub struct Baseplate {
 
 struct Metrics {
     client: MetricsClient,
-    sample_rate: f64,
+    observer: RequestObserver,
     reporter: RuntimeMetricsReporter,
     handle: Mutex<Option<ReporterHandle>>,
     started: AtomicBool,
@@ -108,33 +107,18 @@ impl Baseplate {
         self
     }
 
-    /// Configures metrics and installs the request-metrics layer as the global `tracing`
-    /// subscriber unless the service already set one (a service with its own subscriber calls
-    /// [`configure_metrics`](Self::configure_metrics) and adds
-    /// [`metrics_layer`](Self::metrics_layer) to its registry instead).
-    ///
-    /// # Errors
-    /// As [`configure_metrics`](Self::configure_metrics).
-    pub fn configure_observers(&mut self) -> Result<(), BaseplateError> {
-        self.configure_metrics()?;
-        if let Some(layer) = self.metrics_layer()
-            && !tracing::dispatcher::has_been_set()
-        {
-            // Another thread may have won the race; then the service adds the layer itself.
-            let _ =
-                tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
-        }
-        Ok(())
-    }
-
-    /// Reads `metrics.endpoint` (`host:port`; without it metrics are discarded),
+    /// Configures request and runtime metrics, as baseplate.py's `configure_observers` does:
+    /// reads `metrics.endpoint` (`host:port`; without it metrics are discarded),
     /// `metrics.namespace` and `metrics_observer.sample_rate` (a percentage, 100% by default),
     /// and starts the runtime-metrics reporter when called on a tokio runtime (otherwise the
-    /// first request context starts it). Installs no subscriber.
+    /// first request context starts it).
+    ///
+    /// Request metrics are recorded where each call runs, not from `tracing` spans: this installs
+    /// no subscriber, and metrics are the same whatever subscriber and filter the service sets.
     ///
     /// # Errors
     /// A config error naming the key, or an endpoint that does not resolve.
-    pub fn configure_metrics(&mut self) -> Result<(), BaseplateError> {
+    pub fn configure_observers(&mut self) -> Result<(), BaseplateError> {
         let metrics: MetricsConfig = self.app_config.parse("metrics.")?;
         let observer: ObserverConfig = self.app_config.parse("metrics_observer.")?;
         let endpoint = metrics.endpoint.map(|e| e.to_string());
@@ -156,8 +140,8 @@ impl Baseplate {
             reporter.register(name.clone(), FactorySource(Arc::clone(factory)));
         }
         let metrics = Metrics {
+            observer: RequestObserver::new(client.clone(), sample_rate),
             client,
-            sample_rate,
             reporter,
             handle: Mutex::new(None),
             started: AtomicBool::new(false),
@@ -165,14 +149,6 @@ impl Baseplate {
         metrics.start_reporter();
         self.metrics = Some(metrics);
         Ok(())
-    }
-
-    /// The request-metrics layer, for a service that builds its own `tracing` subscriber.
-    /// `None` before [`configure_metrics`](Self::configure_metrics).
-    pub fn metrics_layer(&self) -> Option<MetricsLayer> {
-        self.metrics
-            .as_ref()
-            .map(|m| MetricsLayer::new(m.client.clone(), m.sample_rate))
     }
 
     /// Parses the client `name` (keys `{name}.*`, dotted names nest: `cache.foo.url`) and
@@ -212,13 +188,17 @@ impl Baseplate {
         if let Some(metrics) = &self.metrics {
             metrics.start_reporter();
         }
-        RequestContext::new(Arc::clone(&self.registry))
+        RequestContext::new(
+            Arc::clone(&self.registry),
+            self.metrics.as_ref().map(|m| m.observer.clone()),
+        )
     }
 
     /// Starts the request's server span, named `name` (the route) and made the context's span, so
-    /// the objects the context hands out trace their work as its children. The request ends when
-    /// the span closes: when the context, the returned handle and every object made from the
-    /// context are dropped. Record a failure with [`record_failure`].
+    /// the objects the context hands out trace their work as its children and record their calls
+    /// into the request's metrics. The request ends when the context, its clones and every object
+    /// made from it are dropped; its metrics are sent then. Record a failure with
+    /// [`RequestContext::record_failure`].
     pub fn make_server_span(&self, ctx: &RequestContext, name: &str) -> Span {
         let span = tracing::info_span!(
             SERVER_SPAN,
@@ -227,7 +207,7 @@ impl Baseplate {
             otel.status_code = tracing::field::Empty,
             error.message = tracing::field::Empty,
         );
-        ctx.set_span(span.clone());
+        ctx.start_request(span.clone(), name);
         span
     }
 
@@ -244,10 +224,12 @@ impl Baseplate {
     {
         let ctx = self.make_context_object();
         let span = self.make_server_span(&ctx, name);
-        let result = handler(ctx).instrument(span.clone()).await;
+        let result = handler(ctx.clone()).instrument(span).await;
         if let Err(error) = &result {
-            record_failure(&span, error);
+            ctx.record_failure(error);
         }
+        // The request ends with the last handle on its context: this one, once the handler's
+        // objects are gone.
         result
     }
 
@@ -290,10 +272,4 @@ impl Metrics {
             Err(error) => tracing::warn!(%error, "runtime metrics are not reported"),
         }
     }
-}
-
-/// Marks a server (or any) span failed with `error`, so its counter is `.failure`.
-pub fn record_failure(span: &Span, error: &dyn std::fmt::Display) {
-    span.record("otel.status_code", "ERROR");
-    span.record("error.message", tracing::field::display(error));
 }

@@ -12,10 +12,16 @@ use integration::spans::SpanRecorder;
 use integration::{cluster, hold_in_flight, unique_prefix};
 use redis::AsyncCommands as _;
 
+/// The client's config: `extra` over the test cluster's URL and reads from primaries only (a read
+/// right after a write may reach a replica that has not applied it yet; replicas.rs tests
+/// replica reads).
 fn config(extra: &[(&str, &str)]) -> RawConfig {
     let mut config: RawConfig = extra.iter().copied().collect();
     if config.get("foo.url").is_none() {
         config.insert("foo.url", cluster().url());
+    }
+    if config.get("foo.read_from_replicas").is_none() {
+        config.insert("foo.read_from_replicas", "false");
     }
     config
 }

@@ -323,6 +323,8 @@ async fn the_monitored_client_feeds_its_tracker_from_config() {
         let prefix = unique_prefix(&format!("hotkeys-wired-{mode}"));
         let config: baseplate_config::RawConfig = [
             ("foo.url", own_cluster().url()),
+            // A read right after a write may reach a replica that has not applied it yet.
+            ("foo.read_from_replicas", "false"),
             ("foo.track_key_reads_sample_rate", "1"),
             ("foo.track_key_writes_sample_rate", "1"),
             ("foo.track_key_mode", mode),

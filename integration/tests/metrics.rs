@@ -1,43 +1,16 @@
 //! Request and runtime metrics end to end: a real UDP socket as the statsd endpoint, the facade,
-//! and the real cluster.
-//!
-//! The tests share this binary's global `tracing` subscriber (set once, as a service with its own
-//! subscriber would), whose metrics layer each test swaps in through a reload handle while it
-//! holds the lock that runs them one at a time.
+//! and the real cluster. Request metrics are recorded where each command runs, so these tests
+//! install no `tracing` subscriber, except the one that shows a `warn` filter changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use baseplate::{Baseplate, ClusterRedisClient, MetricsLayer, RawConfig};
+use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
 use integration::{cluster, hold_in_flight, unique_prefix};
 use redis::AsyncCommands as _;
 use tokio::net::UdpSocket;
-use tokio::sync::{Mutex, MutexGuard};
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::reload;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Handle = reload::Handle<Option<MetricsLayer>, tracing_subscriber::Registry>;
-
-/// The binary's subscriber, installed on first use, before any `Baseplate` could install its own.
-fn handle() -> &'static Mutex<Handle> {
-    static HANDLE: OnceLock<Mutex<Handle>> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let (layer, handle) = reload::Layer::new(None::<MetricsLayer>);
-        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))
-            .expect("the only global subscriber");
-        Mutex::new(handle)
-    })
-}
-
-/// Swaps `layer` in as the subscriber's metrics layer; the guard keeps this binary's other tests
-/// out until the test ends.
-async fn observe_with(layer: Option<MetricsLayer>) -> MutexGuard<'static, Handle> {
-    let guard = handle().lock().await;
-    guard.reload(layer).unwrap();
-    guard
-}
 
 /// A statsd endpoint: a UDP socket on loopback.
 struct Statsd(UdpSocket);
@@ -100,11 +73,12 @@ fn baseplate(endpoint: &str, extra: &[(&str, &str)]) -> Baseplate {
         ("metrics.namespace", "ns"),
         ("metrics.endpoint", endpoint),
         ("foo.url", cluster().url()),
+        // A read right after a write may reach a replica that has not applied it yet.
+        ("foo.read_from_replicas", "false"),
     ]
     .into_iter()
     .collect();
     config.extend(extra.iter().copied());
-    handle();
     let mut baseplate = Baseplate::new(config);
     baseplate.configure_observers().unwrap();
     baseplate
@@ -132,9 +106,27 @@ fn names(packet: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn one_request_sends_one_batch_with_every_command_and_the_server_timer() {
+    one_request_sends_one_batch().await;
+}
+
+#[tokio::test]
+async fn request_metrics_arrive_whatever_the_log_filter() {
+    // A service that logs only warnings: no span is enabled, and metrics are the same.
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_test_writer()
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    assert!(
+        tracing::info_span!("probe").is_disabled(),
+        "INFO spans are off"
+    );
+    one_request_sends_one_batch().await;
+}
+
+async fn one_request_sends_one_batch() {
     let statsd = Statsd::bind().await;
     let baseplate = baseplate(&statsd.endpoint(), &[]);
-    let _observing = observe_with(baseplate.metrics_layer()).await;
     let prefix = unique_prefix("metrics");
 
     baseplate
@@ -183,7 +175,6 @@ async fn one_request_sends_one_batch_with_every_command_and_the_server_timer() {
 async fn a_failed_command_and_request_count_as_failures() {
     let statsd = Statsd::bind().await;
     let baseplate = baseplate(&statsd.endpoint(), &[]);
-    let _observing = observe_with(baseplate.metrics_layer()).await;
 
     let result = baseplate
         .server_context("broken", |ctx| async move {
@@ -221,14 +212,12 @@ async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
     ]
     .into_iter()
     .collect();
-    handle();
     let mut baseplate =
         Baseplate::new(config).with_runtime_metrics_interval(Duration::from_millis(200));
     baseplate.configure_observers().unwrap();
     baseplate
         .configure_context("foo", ClusterRedisClient::new())
         .unwrap();
-    let _observing = observe_with(None).await;
     let prefix = unique_prefix("gauges");
 
     // Hold two commands in flight (BLPOP blocks for a second on empty keys).
@@ -272,7 +261,6 @@ async fn a_dead_statsd_endpoint_changes_no_result() {
     // A port nothing listens on: sends are refused.
     let dead = Statsd::bind().await.endpoint();
     let baseplate = baseplate(&dead, &[]);
-    let _observing = observe_with(baseplate.metrics_layer()).await;
     let prefix = unique_prefix("dead");
 
     for i in 0..20 {

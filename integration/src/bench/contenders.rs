@@ -298,10 +298,10 @@ impl Driver for Monitored {
             }
             pipe.query_async::<Vec<Value>>().await.map(drop)
         }
-        .instrument(span.clone())
+        .instrument(span)
         .await;
         if let Err(error) = &result {
-            baseplate::record_failure(&span, error);
+            ctx.record_failure(error);
         }
         result
     }

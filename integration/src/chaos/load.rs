@@ -444,7 +444,7 @@ impl Worker {
                 }
                 Outcome::Ok
             }
-            Err(error) => self.failed(error, &span),
+            Err(error) => self.failed(error, &ctx),
         };
         drop((ctx, span));
         self.record(OpKind::Write, slot, started, took, outcome);
@@ -465,7 +465,7 @@ impl Worker {
             Ok(Some(value)) if *value == ack.value => Outcome::Ok,
             Ok(Some(_)) => Outcome::WrongValue,
             Ok(None) => Outcome::StaleRead,
-            Err(error) => self.failed(error, &span),
+            Err(error) => self.failed(error, &ctx),
         };
         drop((ctx, span));
         self.record(OpKind::Read, ack.slot, started, took, outcome);
@@ -483,14 +483,14 @@ impl Worker {
         let outcome = match &result {
             Ok(None) => Outcome::Ok,
             Ok(Some(_)) => Outcome::WrongValue,
-            Err(error) => self.failed(error, &span),
+            Err(error) => self.failed(error, &ctx),
         };
         drop((ctx, span));
         self.record(OpKind::Slow, slot, started, took, outcome);
     }
 
     /// Classifies a client error, scans it for the password and marks the request failed.
-    fn failed(&self, error: &RedisError, span: &tracing::Span) -> Outcome {
+    fn failed(&self, error: &RedisError, ctx: &baseplate::RequestContext) -> Outcome {
         let kind = error_kind(error);
         let (display, debug) = (error.to_string(), format!("{error:?}"));
         let shown = if display == debug {
@@ -499,7 +499,7 @@ impl Worker {
             format!("{display} | {debug}")
         };
         observer().scan("error", &shown);
-        baseplate::record_failure(span, error);
+        ctx.record_failure(error);
         lock(&self.shared.error_samples)
             .entry(kind.clone())
             .or_insert(shown);

@@ -1,16 +1,14 @@
 //! What the chaos runs watch besides the load: every span field, `tracing` event and `log` record
 //! the process produces (scanned for the password, warnings kept), and every statsd packet.
 //!
-//! [`observer`] installs the process's global subscriber once: the request-metrics layer of the
-//! scenario running now (swapped in through a reload handle, as a service with its own subscriber
-//! would add it) and the scanner. `log` records (redis-rs logs through `log`) are forwarded into
-//! `tracing` at DEBUG and above, so they are scanned too.
+//! [`observer`] installs the process's global subscriber once: the scanner. `log` records
+//! (redis-rs logs through `log`) are forwarded into `tracing` at DEBUG and above, so they are
+//! scanned too.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use baseplate::MetricsLayer;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tracing::field::{Field, Visit};
@@ -19,17 +17,13 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
-use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The most warnings kept per watch; later ones are only counted.
 const MAX_WARNINGS: usize = 1_000;
 
-type MetricsHandle = reload::Handle<Option<MetricsLayer>, tracing_subscriber::Registry>;
-
 /// The process-wide observer; see the module docs.
 pub struct Observer {
-    metrics: MetricsHandle,
     scanner: Scanner,
 }
 
@@ -48,32 +42,17 @@ impl fmt::Debug for Observer {
 pub fn observer() -> &'static Observer {
     static OBSERVER: OnceLock<Observer> = OnceLock::new();
     OBSERVER.get_or_init(|| {
-        let (metrics, handle) = reload::Layer::new(None::<MetricsLayer>);
         let scanner = Scanner::default();
         tracing_subscriber::registry()
-            .with(metrics)
             .with(scanner.clone())
             .with(LevelFilter::DEBUG)
             .try_init()
             .expect("the chaos observer is the process's only global subscriber");
-        Observer {
-            metrics: handle,
-            scanner,
-        }
+        Observer { scanner }
     })
 }
 
 impl Observer {
-    /// Makes `layer` the request-metrics layer (a scenario's), or removes it.
-    ///
-    /// # Panics
-    /// When the subscriber is gone.
-    pub fn set_metrics_layer(&self, layer: Option<MetricsLayer>) {
-        self.metrics
-            .reload(layer)
-            .expect("the global subscriber lives as long as the process");
-    }
-
     /// Starts a new watch for `needle`: findings and warnings so far are forgotten.
     pub fn watch(&self, needle: &str) {
         let mut state = self.scanner.lock();

@@ -742,7 +742,6 @@ impl Harness {
         baseplate
             .configure_context(CLIENT, ClusterRedisClient::new())
             .expect("the chaos client config");
-        observer().set_metrics_layer(baseplate.metrics_layer());
         let baseplate = Arc::new(baseplate);
         let mut foo = baseplate
             .make_context_object()
@@ -845,7 +844,6 @@ impl Harness {
         healed_at: Option<Duration>,
     ) -> Report {
         self.baseplate.shutdown().await;
-        observer().set_metrics_layer(None);
         let missing = verify(self.cluster.live_urls(), &result.acks).await;
         let packets = match self.statsd.take() {
             Some(statsd) => statsd.close().await,
