@@ -1,15 +1,15 @@
 //! The side-by-side benchmark behind `cargo xtask bench`: workloads, contenders, figures, the report.
 //!
 //! The `bench` binary (`integration/src/bin/bench.rs`) drives it. Its parent process preloads the keys,
-//! runs every workload against every contender in its own child process (the facade installs the
-//! global `tracing` subscriber once per process, and a child's peak memory is then its own), takes
+//! runs every workload against every contender in its own child process (contender (e) installs a
+//! global `tracing` subscriber, which a process can do once, and a child's peak memory is its own), takes
 //! `INFO commandstats` deltas around each child for the hot-key tracker's traffic, and renders
 //! `report.md`, `report.json` and `chart.svg` from the figures.
 //!
 //! - [`workload`]: what is run (keys, the GET/SET mix, Zipf ranks, tasks, pipelines) and where keys live.
 //! - [`stats`]: latency percentiles (HDR histogram), medians and spreads, process CPU and memory.
-//! - [`contenders`]: the raw redis-rs baseline, the monitored client through the facade, and
-//!   `redis-benchmark`.
+//! - [`contenders`]: the raw redis-rs baseline, the monitored client through the facade (also with
+//!   a subscriber recording every span), and `redis-benchmark`.
 //! - [`cluster`]: the cluster's slot map and the tracker's commands from `INFO commandstats`.
 //! - [`report`]: the figures, the headline ratios, Markdown and JSON.
 //! - [`chart`]: ops/s and p99 against concurrency, as SVG.

@@ -50,6 +50,7 @@ fn color(contender: Contender) -> RGBColor {
         Contender::Aggregated => RGBColor(214, 39, 40),
         Contender::Direct => RGBColor(255, 127, 14),
         Contender::RedisBenchmark => RGBColor(44, 160, 44),
+        Contender::Traced => RGBColor(148, 103, 189),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The contenders and the loop that drives them: (a) one shared raw redis-rs `ClusterConnection`,
 //! (b) and (c) a `MonitoredClusterRedisConnection` made per request through the facade (aggregated
-//! and direct hot-key tracking), (d) `redis-benchmark --cluster`.
+//! and direct hot-key tracking), (d) `redis-benchmark --cluster`, (e) contender (b) under a global
+//! `tracing` subscriber that records every span.
 //!
 //! Each cell runs in a process of its own (see the `bench` binary): `tasks` loops send requests
 //! through the contender for a warm-up, then for the measured window, then stop.
@@ -12,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use baseplate::{Baseplate, ClusterRedisClient, MonitoredClusterRedisConnection, RawConfig};
+use baseplate::{
+    Baseplate, ClusterRedisClient, MonitoredClusterRedisConnection, RawConfig, SERVER_SPAN,
+};
 use futures_util::future::join_all;
 use redis::aio::ConnectionLike as _;
 use redis::cluster_async::ClusterConnection;
@@ -20,13 +23,19 @@ use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{ErrorKind, RedisError, RedisResult, Value};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
+use tracing::Subscriber;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::bench::BenchError;
 use crate::bench::cluster::SlotMap;
 use crate::bench::stats::{Latencies, Percentiles, cpu_times, peak_rss_kib};
 use crate::bench::workload::{KEY_COUNT, KeySpace, Op, OpGenerator, VALUE_SIZE, Workload};
 
-/// The hot-key tracker's sample rate for reads and writes in contenders (b) and (c).
+/// The hot-key tracker's sample rate for reads and writes in contenders (b), (c) and (e).
 pub const TRACKER_SAMPLE_RATE: f64 = 0.01;
 
 /// Who serves the workload.
@@ -41,24 +50,29 @@ pub enum Contender {
     Direct,
     /// (d) `redis-benchmark --cluster`, the C reference for what the server sustains.
     RedisBenchmark,
+    /// (e) Exactly (b), plus a global `tracing` subscriber whose layer records every span: what
+    /// tracing costs on top of the metrics.
+    Traced,
 }
 
 impl Contender {
     /// Every contender, in report order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Raw,
         Self::Aggregated,
         Self::Direct,
         Self::RedisBenchmark,
+        Self::Traced,
     ];
 
-    /// The letter the report uses: a, b, c, d.
+    /// The letter the report uses: a, b, c, d, e.
     pub fn letter(self) -> char {
         match self {
             Self::Raw => 'a',
             Self::Aggregated => 'b',
             Self::Direct => 'c',
             Self::RedisBenchmark => 'd',
+            Self::Traced => 'e',
         }
     }
 
@@ -69,6 +83,7 @@ impl Contender {
             Self::Aggregated => "aggregated",
             Self::Direct => "direct",
             Self::RedisBenchmark => "redis-benchmark",
+            Self::Traced => "traced",
         }
     }
 
@@ -79,6 +94,7 @@ impl Contender {
             Self::Aggregated => "(b) monitored, aggregated",
             Self::Direct => "(c) monitored, direct",
             Self::RedisBenchmark => "(d) redis-benchmark",
+            Self::Traced => "(e) monitored, traced (every span recorded)",
         }
     }
 
@@ -93,9 +109,10 @@ impl Contender {
             .ok_or_else(|| format!("unknown contender `{id}`").into())
     }
 
-    /// Whether this contender runs the hot-key tracker.
+    /// Whether this contender runs the hot-key tracker (and sends statsd request metrics): the
+    /// monitored client's contenders.
     pub fn tracks_keys(self) -> bool {
-        matches!(self, Self::Aggregated | Self::Direct)
+        matches!(self, Self::Aggregated | Self::Direct | Self::Traced)
     }
 }
 
@@ -118,12 +135,9 @@ pub struct CellOptions {
     pub measure: Duration,
     /// Seeds the tasks' op streams (task `i` uses `seed + i`).
     pub seed: u64,
-    /// `host:port` of the statsd sink the monitored contenders send to; empty: metrics are
-    /// formatted but discarded (for measuring what sending costs).
+    /// `host:port` of the statsd sink the monitored contenders send their request and runtime
+    /// metrics to; empty: metrics are formatted but discarded (for measuring what sending costs).
     pub statsd: String,
-    /// Whether the monitored contenders install the facade's observers (the request-metrics
-    /// layer as global subscriber). Off only to measure what spans and metrics cost.
-    pub observers: bool,
     /// The monitored client's `max_connections`.
     pub max_connections: usize,
     /// For `redis-benchmark`: commands to send (split 90/10 between its GET and SET tests).
@@ -152,10 +166,14 @@ pub struct CellFigures {
     pub errors: u64,
     /// The first failure, if any.
     pub first_error: Option<String>,
+    /// For (e): spans its layer recorded and closed over the whole process (like `total_ops`);
+    /// `None` for the others, which install no subscriber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spans_closed: Option<u64>,
 }
 
-/// Runs one cell of contender (a), (b) or (c) in this process: preloaded keys are assumed.
-/// Monitored contenders install the facade's global subscriber, so call this once per process.
+/// Runs one cell of contender (a), (b), (c) or (e) in this process: preloaded keys are assumed.
+/// Contender (e) installs its global `tracing` subscriber, so call this once per process.
 ///
 /// # Errors
 /// When the cluster cannot be reached or the facade rejects its configuration; for
@@ -178,7 +196,11 @@ pub async fn run_cell(
             };
             drive(raw, options).await
         }
-        Contender::Aggregated | Contender::Direct => {
+        Contender::Aggregated | Contender::Direct | Contender::Traced => {
+            // Before the facade exists, so every span from the first request on is recorded.
+            let spans = (contender == Contender::Traced)
+                .then(SpanCounts::install)
+                .transpose()?;
             let baseplate = Arc::new(monitored_baseplate(contender, options)?);
             let figures = drive(
                 Monitored {
@@ -190,7 +212,12 @@ pub async fn run_cell(
             .await;
             // The tracker's last flush belongs to this cell's traffic.
             baseplate.shutdown().await;
-            figures
+            let mut figures = figures?;
+            if let Some(spans) = spans {
+                let requests = figures.total_ops / options.workload.depth.max(1) as u64;
+                figures.spans_closed = Some(spans.check(requests, figures.errors)?);
+            }
+            Ok(figures)
         }
         Contender::RedisBenchmark => {
             Err("redis-benchmark runs through run_redis_benchmark, not in-process".into())
@@ -198,8 +225,10 @@ pub async fn run_cell(
     }
 }
 
-/// The facade as contenders (b) and (c) use it: request metrics to the statsd sink, the client
-/// `foo` with the tracker at [`TRACKER_SAMPLE_RATE`] in the contender's mode.
+/// The facade as contenders (b), (c) and (e) use it: the facade's observers (statsd request and
+/// runtime metrics) sending to the statsd sink, the client `foo` (which records the
+/// `redis_client_*` Prometheus series whatever the observers) with the tracker at
+/// [`TRACKER_SAMPLE_RATE`] in the contender's mode. It installs no `tracing` subscriber.
 ///
 /// # Errors
 /// When the facade rejects the configuration.
@@ -226,9 +255,7 @@ pub fn monitored_baseplate(
     .into_iter()
     .collect();
     let mut baseplate = Baseplate::new(config);
-    if options.observers {
-        baseplate.configure_observers()?;
-    }
+    baseplate.configure_observers()?;
     baseplate.configure_context("foo", ClusterRedisClient::new())?;
     Ok(baseplate)
 }
@@ -270,7 +297,7 @@ impl Driver for Raw {
     }
 }
 
-/// (b) and (c): every request is a request context with its server span, as a service handler
+/// (b), (c) and (e): every request is a request context with its server span, as a service handler
 /// would see it; the Redis client is made per request from the context.
 #[derive(Clone)]
 struct Monitored {
@@ -304,6 +331,111 @@ impl Driver for Monitored {
             ctx.record_failure(error);
         }
         result
+    }
+}
+
+/// The static name of the monitored client's command and pipeline spans (`otel.name` `foo.GET`,
+/// `foo.pipeline_bench`).
+const COMMAND_SPAN: &str = "redis.command";
+
+/// (e)'s global subscriber: `tracing_subscriber::registry()` with [`SpanRecorder`], which counts
+/// what it recorded here.
+#[derive(Debug, Default)]
+struct SpanCounts {
+    /// Server spans closed.
+    server: AtomicU64,
+    /// Command and pipeline spans closed.
+    commands: AtomicU64,
+    /// Any other spans closed.
+    other: AtomicU64,
+    /// Fields recorded into the closed spans, at creation and later.
+    fields: AtomicU64,
+}
+
+impl SpanCounts {
+    /// Installs the recorder as this process's global subscriber.
+    fn install() -> Result<Arc<Self>, BenchError> {
+        let counts = Arc::new(Self::default());
+        let subscriber = tracing_subscriber::registry().with(SpanRecorder {
+            counts: Arc::clone(&counts),
+        });
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|e| format!("installing the span recorder: {e}"))?;
+        Ok(counts)
+    }
+
+    /// Spans closed in all, once the recorder has seen a server span for each of `requests` and a
+    /// command or pipeline span for each that did not fail before sending (at most `errors`).
+    ///
+    /// # Errors
+    /// When it saw fewer: spans were not enabled or not recorded, and (e) measured nothing more
+    /// than (b).
+    fn check(&self, requests: u64, errors: u64) -> Result<u64, BenchError> {
+        let server = self.server.load(Ordering::Relaxed);
+        let commands = self.commands.load(Ordering::Relaxed);
+        let other = self.other.load(Ordering::Relaxed);
+        let fields = self.fields.load(Ordering::Relaxed);
+        if server < requests || commands < requests.saturating_sub(errors) || fields == 0 {
+            return Err(format!(
+                "the span recorder saw {server} server spans, {commands} command spans and \
+                 {fields} fields for {requests} requests"
+            )
+            .into());
+        }
+        Ok(server + commands + other)
+    }
+}
+
+/// The fields of a span as a tracing backend would ship them: name and formatted value, in the
+/// order they were recorded.
+struct SpanFields(Vec<(&'static str, String)>);
+
+impl Visit for SpanFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name(), value.to_owned()));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.push((field.name(), format!("{value:?}")));
+    }
+}
+
+/// Does per span what an exporting layer does before it ships the span: formats its fields into
+/// the span's extensions when it opens, adds the ones recorded later (status, error, nodes), and
+/// takes them and counts the span when it closes.
+struct SpanRecorder {
+    counts: Arc<SpanCounts>,
+}
+
+impl<S> Layer<S> for SpanRecorder
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut fields = SpanFields(Vec::with_capacity(attrs.fields().len()));
+        attrs.record(&mut fields);
+        span.extensions_mut().insert(fields);
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        if let Some(fields) = span.extensions_mut().get_mut::<SpanFields>() {
+            values.record(fields);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let fields = span.extensions_mut().remove::<SpanFields>();
+        let counter = match span.name() {
+            SERVER_SPAN => &self.counts.server,
+            COMMAND_SPAN => &self.counts.commands,
+            _ => &self.counts.other,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let recorded = fields.map_or(0, |f| f.0.len() as u64);
+        self.counts.fields.fetch_add(recorded, Ordering::Relaxed);
     }
 }
 
@@ -376,6 +508,7 @@ async fn drive<D: Driver>(driver: D, options: &CellOptions) -> Result<CellFigure
         peak_rss_kib: peak_rss_kib(None),
         errors,
         first_error,
+        spans_closed: None,
     })
 }
 
@@ -562,6 +695,7 @@ pub fn run_redis_benchmark(options: &CellOptions) -> Result<CellFigures, BenchEr
         peak_rss_kib: (peak > 0).then_some(peak),
         errors: 0,
         first_error: None,
+        spans_closed: None,
     })
 }
 
@@ -670,6 +804,50 @@ mod tests {
             serde_json::to_string(&Contender::RedisBenchmark).unwrap(),
             "\"redis-benchmark\""
         );
+        assert_eq!(
+            serde_json::to_string(&Contender::Traced).unwrap(),
+            "\"traced\""
+        );
         assert!(Contender::parse("pigeon").is_err());
+        let letters: String = Contender::ALL.iter().map(|c| c.letter()).collect();
+        assert_eq!(letters, "abcde", "ALL is in report order");
+        for contender in Contender::ALL {
+            assert!(
+                contender
+                    .label()
+                    .starts_with(&format!("({}) ", contender.letter()))
+            );
+        }
+    }
+
+    #[test]
+    fn the_span_recorder_records_every_span_and_its_late_fields() {
+        let counts = Arc::new(SpanCounts::default());
+        let subscriber = tracing_subscriber::registry().with(SpanRecorder {
+            counts: Arc::clone(&counts),
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            let server = tracing::info_span!(
+                SERVER_SPAN,
+                otel.name = "bench",
+                error.message = tracing::field::Empty
+            );
+            let command = tracing::info_span!(parent: &server, COMMAND_SPAN, otel.name = "foo.GET", db.system = "redis");
+            command.record("db.system", "redis");
+            server.record("error.message", "boom");
+            drop(command);
+            assert_eq!(counts.commands.load(Ordering::Relaxed), 1);
+            assert_eq!(counts.server.load(Ordering::Relaxed), 0, "still open");
+            drop(server);
+            drop(tracing::debug_span!("pool.connect"));
+        });
+        // 2 + 1 late on the command span, 1 + 1 late on the server span (`Empty` is no value).
+        assert_eq!(counts.fields.load(Ordering::Relaxed), 5);
+        assert_eq!(counts.check(1, 0).unwrap(), 3);
+        assert!(counts.check(2, 0).is_err(), "a request without spans");
+        assert!(
+            SpanCounts::default().check(0, 0).is_err(),
+            "nothing recorded at all"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! The benchmark's report: every cell's raw figures, the per-workload table of medians and spreads,
-//! the headline ratios against the goals, rendered as Markdown and JSON.
+//! the headline figures (ratios and client CPU) against the goals, rendered as Markdown and JSON.
 
 use std::fmt::Write as _;
 
@@ -58,7 +58,7 @@ pub struct Settings {
     pub write_share: f64,
     /// Exponent of the Zipf distribution of key ranks.
     pub zipf_exponent: f64,
-    /// The hot-key tracker's read and write sample rate in (b) and (c).
+    /// The hot-key tracker's read and write sample rate in (b), (c) and (e).
     pub tracker_sample_rate: f64,
     /// How `max_connections` of the monitored client was chosen.
     pub max_connections: String,
@@ -96,14 +96,27 @@ impl Cell {
 
     /// Statsd packets per request (a pipeline is one request).
     pub fn statsd_packets_per_request(&self) -> f64 {
-        let requests = self.figures.total_ops / self.workload.depth.max(1) as u64;
-        if requests == 0 {
-            0.0
-        } else {
-            #[allow(clippy::cast_precision_loss)]
-            let ratio = self.statsd_packets as f64 / requests as f64;
-            ratio
-        }
+        per_request(self.statsd_packets, self.requests())
+    }
+
+    /// Spans recorded per request, for (e); `None` for contenders that record none.
+    pub fn spans_per_request(&self) -> Option<f64> {
+        Some(per_request(self.figures.spans_closed?, self.requests()))
+    }
+
+    /// Requests over the cell's whole process (a pipeline is one request).
+    fn requests(&self) -> u64 {
+        self.figures.total_ops / self.workload.depth.max(1) as u64
+    }
+}
+
+fn per_request(count: u64, requests: u64) -> f64 {
+    if requests == 0 {
+        0.0
+    } else {
+        #[allow(clippy::cast_precision_loss)]
+        let ratio = count as f64 / requests as f64;
+        ratio
     }
 }
 
@@ -141,16 +154,18 @@ pub struct Row {
     pub tracker_round_trips_per_million: Option<f64>,
     /// Statsd packets per request (median over rounds).
     pub statsd_packets_per_request: Option<f64>,
+    /// Spans recorded per request (median over rounds), for (e).
+    pub spans_per_request: Option<f64>,
     /// Failed requests, summed over rounds.
     pub errors: u64,
 }
 
-/// A goal a headline ratio is judged against.
+/// A goal a headline figure is judged against.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Goal {
-    /// The ratio must be at least this.
+    /// The figure must be at least this.
     AtLeast(f64),
-    /// The ratio must be at most this.
+    /// The figure must be at most this.
     AtMost(f64),
 }
 
@@ -173,24 +188,46 @@ impl std::fmt::Display for Goal {
     }
 }
 
-/// A headline ratio: the median (and range) over rounds of the ratio taken within each round, so
-/// drift between rounds cancels out.
+/// What a headline figure is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unit {
+    /// One contender's figure divided by another's, e.g. `(b)/(a) ops/s`.
+    Ratio,
+    /// Microseconds: a contender's client CPU per command, or the difference between two.
+    Micros,
+}
+
+/// A headline figure: the median (and range) over rounds of a value taken within each round (a
+/// ratio or difference between two contenders, so drift between rounds cancels out, or one
+/// contender's own figure).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ratio {
-    /// What is divided by what, e.g. `(b)/(a) ops/s`.
+pub struct Headline {
+    /// What it is, e.g. `(b)/(a) ops/s` or `(b) − (a) client CPU µs/op`.
     pub name: String,
+    /// A ratio or microseconds.
+    pub unit: Unit,
     /// The workload it is taken on.
     pub workload: Workload,
-    /// Median and range over rounds; `None` when a side was never measured or is zero.
+    /// Median and range over rounds; `None` when a side was never measured (or, for a ratio, is
+    /// zero).
     pub value: Option<Spread>,
-    /// The goal, if the issue sets one for this ratio.
+    /// The goal, if the issue sets one for this figure.
     pub goal: Option<Goal>,
 }
 
-impl Ratio {
+impl Headline {
     /// Whether the median meets the goal; `None` without a goal or a value.
     pub fn met(&self) -> Option<bool> {
         Some(self.goal?.met(self.value?.median))
+    }
+
+    /// A value of this figure as the report prints it.
+    fn format(&self, value: f64) -> String {
+        match self.unit {
+            Unit::Ratio => fmt_ratio(value),
+            Unit::Micros => format!("{value:.2}"),
+        }
     }
 }
 
@@ -199,7 +236,7 @@ impl Ratio {
 struct ReportJson {
     report: Report,
     rows: Vec<Row>,
-    headline: Vec<Ratio>,
+    headline: Vec<Headline>,
 }
 
 impl Report {
@@ -246,6 +283,7 @@ impl Report {
                     statsd_packets_per_request: median(&|c| {
                         tracking.then(|| c.statsd_packets_per_request())
                     }),
+                    spans_per_request: median(&Cell::spans_per_request),
                     errors: cells.iter().map(|c| c.figures.errors).sum(),
                 });
             }
@@ -253,10 +291,11 @@ impl Report {
         rows
     }
 
-    /// The headline ratios: (b)/(a) ops/s and p99 on every workload, (b)/(c) tracker commands and
-    /// round trips, (a)/(d) ops/s; with the issue's goals where it sets them.
-    pub fn headline(&self) -> Vec<Ratio> {
-        use Contender::{Aggregated, Direct, Raw, RedisBenchmark};
+    /// The headline figures, each on every workload: (b)/(a) and (e)/(a) ops/s and p99; client
+    /// CPU per command of (a), (b) and (e), (b) − (a) and (e) − (b); (b)/(c) tracker commands and
+    /// round trips; (a)/(d) ops/s. With the issue's goals where it sets them.
+    pub fn headline(&self) -> Vec<Headline> {
+        use Contender::{Aggregated, Direct, Raw, RedisBenchmark, Traced};
         let goal_tasks = |w: &Workload, goal: Goal| {
             (!w.is_pipeline() && (w.tasks == 50 || w.tasks == 500)).then_some(goal)
         };
@@ -264,54 +303,90 @@ impl Report {
         let p99 = |c: &Cell| c.figures.latency.map(|l| l.p99_us);
         let commands = |c: &Cell| Some(c.tracker_commands_per_million());
         let round_trips = |c: &Cell| Some(c.tracker_round_trips_per_million());
-        let mut ratios = Vec::new();
-        for workload in &self.settings.workloads {
-            ratios.push(self.ratio(
-                "(b)/(a) ops/s",
-                *workload,
-                Aggregated,
-                Raw,
-                ops,
-                goal_tasks(workload, Goal::AtLeast(0.95)),
-            ));
+        let workloads = &self.settings.workloads;
+        let mut figures = Vec::new();
+        for w in workloads {
+            let goal = goal_tasks(w, Goal::AtLeast(0.95));
+            figures.push(self.ratio("(b)/(a) ops/s", *w, Aggregated, Raw, ops, goal));
         }
-        for workload in &self.settings.workloads {
-            ratios.push(self.ratio(
-                "(b)/(a) p99",
-                *workload,
-                Aggregated,
-                Raw,
-                p99,
-                goal_tasks(workload, Goal::AtMost(1.10)),
-            ));
+        for w in workloads {
+            figures.push(self.ratio("(e)/(a) ops/s", *w, Traced, Raw, ops, None));
         }
-        for workload in &self.settings.workloads {
-            ratios.push(self.ratio(
-                "(b)/(c) tracker commands",
-                *workload,
-                Aggregated,
-                Direct,
-                commands,
-                Some(Goal::AtMost(0.01)),
-            ));
+        for w in workloads {
+            let goal = goal_tasks(w, Goal::AtMost(1.10));
+            figures.push(self.ratio("(b)/(a) p99", *w, Aggregated, Raw, p99, goal));
         }
-        for workload in &self.settings.workloads {
-            ratios.push(self.ratio(
-                "(b)/(c) tracker round trips",
-                *workload,
-                Aggregated,
-                Direct,
-                round_trips,
-                None,
-            ));
+        for w in workloads {
+            figures.push(self.ratio("(e)/(a) p99", *w, Traced, Raw, p99, None));
         }
-        for workload in &self.settings.workloads {
-            ratios.push(self.ratio("(a)/(d) ops/s", *workload, Raw, RedisBenchmark, ops, None));
+        for contender in [Raw, Aggregated, Traced] {
+            for w in workloads {
+                figures.push(self.cpu(*w, contender));
+            }
         }
-        ratios.retain(|r| r.value.is_some());
-        ratios
+        // The goal: (b) costs at most 1 µs of client CPU per command more than raw redis-rs.
+        for w in workloads {
+            figures.push(self.cpu_difference(*w, Aggregated, Raw, Some(Goal::AtMost(1.0))));
+        }
+        for w in workloads {
+            figures.push(self.cpu_difference(*w, Traced, Aggregated, None));
+        }
+        for w in workloads {
+            let goal = Some(Goal::AtMost(0.01));
+            let name = "(b)/(c) tracker commands";
+            figures.push(self.ratio(name, *w, Aggregated, Direct, commands, goal));
+        }
+        for w in workloads {
+            let name = "(b)/(c) tracker round trips";
+            figures.push(self.ratio(name, *w, Aggregated, Direct, round_trips, None));
+        }
+        for w in workloads {
+            figures.push(self.ratio("(a)/(d) ops/s", *w, Raw, RedisBenchmark, ops, None));
+        }
+        figures.retain(|f| f.value.is_some());
+        figures
     }
 
+    /// `figure` of `contender`'s cell in `round` on `workload`, if it ran.
+    fn figure_in(
+        &self,
+        round: usize,
+        workload: Workload,
+        contender: Contender,
+        figure: &dyn Fn(&Cell) -> Option<f64>,
+    ) -> Option<f64> {
+        self.cells
+            .iter()
+            .find(|c| c.round == round && c.workload == workload && c.contender == contender)
+            .and_then(figure)
+    }
+
+    /// A headline figure from the value `of_round` takes in each round.
+    fn over_rounds(
+        &self,
+        name: String,
+        unit: Unit,
+        workload: Workload,
+        goal: Option<Goal>,
+        of_round: impl Fn(usize) -> Option<f64>,
+    ) -> Headline {
+        let rounds = self
+            .cells
+            .iter()
+            .map(|c| c.round)
+            .max()
+            .map_or(0, |r| r + 1);
+        let values: Vec<f64> = (0..rounds).filter_map(of_round).collect();
+        Headline {
+            name,
+            unit,
+            workload,
+            value: Spread::of(&values),
+            goal,
+        }
+    }
+
+    /// `top`'s `figure` over `bottom`'s, taken within each round.
     fn ratio(
         &self,
         name: &str,
@@ -320,31 +395,49 @@ impl Report {
         bottom: Contender,
         figure: impl Fn(&Cell) -> Option<f64>,
         goal: Option<Goal>,
-    ) -> Ratio {
-        let find = |round: usize, contender: Contender| {
-            self.cells
-                .iter()
-                .find(|c| c.round == round && c.workload == workload && c.contender == contender)
-                .and_then(&figure)
-        };
-        let rounds = self
-            .cells
-            .iter()
-            .map(|c| c.round)
-            .max()
-            .map_or(0, |r| r + 1);
-        let ratios: Vec<f64> = (0..rounds)
-            .filter_map(|round| match (find(round, top), find(round, bottom)) {
+    ) -> Headline {
+        self.over_rounds(
+            name.to_owned(),
+            Unit::Ratio,
+            workload,
+            goal,
+            |round| match (
+                self.figure_in(round, workload, top, &figure),
+                self.figure_in(round, workload, bottom, &figure),
+            ) {
                 (Some(top), Some(bottom)) if bottom > 0.0 => Some(top / bottom),
                 _ => None,
-            })
-            .collect();
-        Ratio {
-            name: name.to_owned(),
-            workload,
-            value: Spread::of(&ratios),
-            goal,
-        }
+            },
+        )
+    }
+
+    /// `contender`'s client CPU per command, µs.
+    fn cpu(&self, workload: Workload, contender: Contender) -> Headline {
+        let name = format!("({}) client CPU µs/op", contender.letter());
+        self.over_rounds(name, Unit::Micros, workload, None, |round| {
+            self.figure_in(round, workload, contender, &cpu_us_per_op)
+        })
+    }
+
+    /// `top`'s client CPU per command minus `bottom`'s, µs, taken within each round.
+    fn cpu_difference(
+        &self,
+        workload: Workload,
+        top: Contender,
+        bottom: Contender,
+        goal: Option<Goal>,
+    ) -> Headline {
+        let name = format!(
+            "({}) − ({}) client CPU µs/op",
+            top.letter(),
+            bottom.letter()
+        );
+        self.over_rounds(name, Unit::Micros, workload, goal, |round| {
+            Some(
+                self.figure_in(round, workload, top, &cpu_us_per_op)?
+                    - self.figure_in(round, workload, bottom, &cpu_us_per_op)?,
+            )
+        })
     }
 
     /// The report as pretty JSON: the report itself (every raw figure) plus its rows and headline.
@@ -385,28 +478,28 @@ impl Report {
             out,
             "Each cell is one workload against one contender in a process of its own: {} s warm-up, \
              then {} s measured. {} rounds; within a round the contenders alternate (the order \
-             rotates each round). Figures are medians over rounds; spreads are min–max. Ratios are \
-             taken within each round, then their median.\n",
+             rotates each round). Figures are medians over rounds; spreads are min–max. Ratios and \
+             differences between contenders are taken within each round, then their median.\n",
             fmt_num(s.warmup_s),
             fmt_num(s.measure_s),
             s.rounds
         );
 
-        let _ = writeln!(out, "## Headline ratios\n");
-        let _ = writeln!(out, "| ratio | workload | median | spread | goal | met |");
+        let _ = writeln!(out, "## Headline figures\n");
+        let _ = writeln!(out, "| figure | workload | median | spread | goal | met |");
         let _ = writeln!(out, "|---|---|---:|---:|---|---|");
-        for ratio in self.headline() {
-            let Some(value) = ratio.value else { continue };
+        for figure in self.headline() {
+            let Some(value) = figure.value else { continue };
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {}–{} | {} | {} |",
-                ratio.name,
-                ratio.workload,
-                fmt_ratio(value.median),
-                fmt_ratio(value.min),
-                fmt_ratio(value.max),
-                ratio.goal.map_or("—".to_owned(), |g| g.to_string()),
-                match ratio.met() {
+                figure.name,
+                figure.workload,
+                figure.format(value.median),
+                figure.format(value.min),
+                figure.format(value.max),
+                figure.goal.map_or("—".to_owned(), |g| g.to_string()),
+                match figure.met() {
                     Some(true) => "yes",
                     Some(false) => "**no**",
                     None => "—",
@@ -466,10 +559,13 @@ impl Report {
             format!(
                 "(b), (c): per request, `make_context_object` + `make_server_span`, the \
                  `MonitoredClusterRedisConnection` from the context, the command (or named \
-                 pipeline) in the server span; the request-metrics layer is the global subscriber \
-                 and sends one statsd batch per request to a local UDP sink; the hot-key tracker \
-                 samples reads and writes at {} in aggregated (b) or direct (c) mode; reads go to \
-                 primaries as for (a); `max_connections` {}.",
+                 pipeline) in the server span; the facade's observers record request metrics where \
+                 each command runs, one statsd batch per request (batches share UDP packets, sent \
+                 to a local sink when full or within 50 ms) plus the runtime-metrics reporter, and \
+                 the client records the `redis_client_*` Prometheus series; no `tracing` subscriber \
+                 is installed, so the spans are disabled and record nothing; the hot-key tracker samples \
+                 reads and writes at {} in aggregated (b) or direct (c) mode; reads go to primaries \
+                 as for (a); `max_connections` {}.",
                 fmt_num(s.tracker_sample_rate),
                 s.max_connections
             ),
@@ -478,8 +574,20 @@ impl Report {
              back to back, its latencies are the GET run's (it reports no p99.9), its keys are its \
              own (`key:{tag}:N`, so some GETs miss)."
                 .to_owned(),
+            format!(
+                "(e) exactly (b), plus a global `tracing` subscriber in the cell's process: \
+                 `tracing_subscriber::registry()` with a layer that formats every span's fields \
+                 into its extensions when it opens, adds those recorded later, and takes them and \
+                 counts the span when it closes, so each request's server span and its command's \
+                 (`foo.GET`) or pipeline's span are enabled and recorded. Each (e) cell fails \
+                 unless its layer saw both for every request{}. (e) − (b) is what recording spans \
+                 costs on top of the metrics.",
+                spans_note(&rows)
+            ),
             "CPU µs/op: user + system time of the cell's process (for (d), of redis-benchmark) over \
-             the measured window, from /proc (10 ms ticks). Peak RSS: VmHWM of that process."
+             the measured window, from /proc in 10 ms ticks, so a cell resolves 10 ms over the \
+             window's commands (0.05 µs for 200,000 commands, 0.5 µs for 20,000): short cells \
+             cannot judge the 1 µs goal of (b) − (a). Peak RSS: VmHWM of that process."
                 .to_owned(),
             "Tracker commands and round trips: `INFO commandstats` deltas (ZINCRBY, EXPIRE, \
              ZREMRANGEBYRANK) on the primaries holding the tracker's sets, over the cell's whole \
@@ -494,6 +602,25 @@ impl Report {
         }
         out
     }
+}
+
+/// `; it recorded 2.00 spans per request` with the range over (e)'s rows, or nothing.
+fn spans_note(rows: &[Row]) -> String {
+    let spans: Vec<f64> = rows.iter().filter_map(|r| r.spans_per_request).collect();
+    let Some(spread) = Spread::of(&spans) else {
+        return String::new();
+    };
+    let (min, max) = (format!("{:.2}", spread.min), format!("{:.2}", spread.max));
+    if min == max {
+        format!("; it recorded {min} spans per request")
+    } else {
+        format!("; it recorded {min} to {max} spans per request (by workload)")
+    }
+}
+
+/// The cell's client CPU per command, µs (a headline figure).
+fn cpu_us_per_op(cell: &Cell) -> Option<f64> {
+    Some(cell.figures.cpu_us_per_op)
 }
 
 fn collect(cells: &[&Cell], figure: impl Fn(&Cell) -> Option<f64>) -> Vec<f64> {

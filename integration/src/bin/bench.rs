@@ -72,7 +72,7 @@ struct RunArgs {
     /// Only these workloads, comma-separated ids (single-1, single-50, single-500, pipeline16-50).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
-    /// Only these contenders, comma-separated (raw, aggregated, direct, redis-benchmark).
+    /// Only these contenders, comma-separated (raw, aggregated, direct, redis-benchmark, traced).
     #[arg(long, value_delimiter = ',')]
     contenders: Vec<String>,
     /// Leave the preloaded keys in place (for a throwaway cluster).
@@ -98,10 +98,6 @@ struct CellArgs {
     max_connections: usize,
     #[arg(long, default_value_t = 100_000)]
     requests: u64,
-    /// Skip the facade's observers (no subscriber: spans and request metrics off), to measure
-    /// what they cost.
-    #[arg(long)]
-    no_observers: bool,
 }
 
 fn main() -> Result<(), BenchError> {
@@ -124,7 +120,6 @@ fn cell(args: CellArgs) -> Result<CellFigures, BenchError> {
         measure: Duration::from_secs_f64(args.measure),
         seed: args.seed,
         statsd: args.statsd,
-        observers: !args.no_observers,
         max_connections: args.max_connections,
         requests: args.requests,
     };
@@ -265,7 +260,7 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                     statsd_packets,
                 };
                 eprintln!(
-                    "round {}/{rounds}  {:<28} {:<27} {:>9.0} ops/s  p99 {:>8.1} µs  CPU {:>5.1} µs/op  tracker {:>5} cmds{}",
+                    "round {}/{rounds}  {:<28} {:<43} {:>9.0} ops/s  p99 {:>8.1} µs  CPU {:>5.1} µs/op  tracker {:>5} cmds{}{}",
                     round + 1,
                     workload.to_string(),
                     contender.label(),
@@ -273,6 +268,8 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                     cell.figures.latency.map_or(0.0, |l| l.p99_us),
                     cell.figures.cpu_us_per_op,
                     cell.tracker.commands,
+                    cell.spans_per_request()
+                        .map_or(String::new(), |s| format!("  {s:.2} spans/request")),
                     match (&cell.figures.first_error, cell.figures.errors) {
                         (Some(e), n) => format!("  {n} errors, first: {e}"),
                         _ => String::new(),

@@ -22,6 +22,16 @@ fn figures(ops_per_sec: f64, p99_us: f64, cpu: f64) -> CellFigures {
         peak_rss_kib: Some(20_480),
         errors: 0,
         first_error: None,
+        spans_closed: None,
+    }
+}
+
+/// Figures of (e): two spans recorded per single-command request over the whole process.
+fn traced(ops_per_sec: f64, p99_us: f64, cpu: f64) -> CellFigures {
+    let figures = figures(ops_per_sec, p99_us, cpu);
+    CellFigures {
+        spans_closed: Some(figures.total_ops * 2),
+        ..figures
     }
 }
 
@@ -53,7 +63,8 @@ pub(crate) fn fixture() -> Report {
         statsd_packets,
     };
     let cells = vec![
-        // Round 0: (b)/(a) = 0.96 ops/s, 1.05 p99.
+        // Round 0: (b)/(a) = 0.96 ops/s, 1.05 p99, (b) − (a) = 4 µs of CPU; (e)/(a) = 0.8 ops/s,
+        // 1.5 p99, (e) − (b) = 6 µs of CPU.
         cell(
             0,
             single,
@@ -88,6 +99,15 @@ pub(crate) fn fixture() -> Report {
         ),
         cell(
             0,
+            single,
+            Contender::Traced,
+            traced(40_000.0, 1_500.0, 30.0),
+            tracker(250, 2),
+            100_000,
+        ),
+        // Pipelines, (b) − (a): 1 µs of CPU in round 0, 0.8 in round 1.
+        cell(
+            0,
             pipeline,
             Contender::Raw,
             figures(200_000.0, 4_000.0, 5.0),
@@ -102,7 +122,8 @@ pub(crate) fn fixture() -> Report {
             tracker(130, 1),
             28_125,
         ),
-        // Round 1: (b)/(a) = 0.9 ops/s, 1.2 p99.
+        // Round 1: (b)/(a) = 0.9 ops/s, 1.2 p99, (b) − (a) = 5 µs of CPU; (e)/(a) = 0.8 ops/s,
+        // 1.6 p99, (e) − (b) = 6 µs of CPU.
         cell(
             1,
             single,
@@ -137,6 +158,14 @@ pub(crate) fn fixture() -> Report {
         ),
         cell(
             1,
+            single,
+            Contender::Traced,
+            traced(41_600.0, 1_600.0, 31.0),
+            tracker(250, 2),
+            104_000,
+        ),
+        cell(
+            1,
             pipeline,
             Contender::Raw,
             figures(210_000.0, 4_000.0, 5.0),
@@ -147,7 +176,7 @@ pub(crate) fn fixture() -> Report {
             1,
             pipeline,
             Contender::Aggregated,
-            figures(168_000.0, 4_800.0, 6.5),
+            figures(168_000.0, 4_800.0, 5.8),
             tracker(130, 1),
             26_250,
         ),
@@ -181,7 +210,7 @@ pub(crate) fn fixture() -> Report {
 #[test]
 fn rows_take_medians_over_rounds() {
     let rows = fixture().rows();
-    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.len(), 7);
     let raw = &rows[0];
     assert_eq!(
         (raw.workload, raw.contender),
@@ -207,8 +236,32 @@ fn rows_take_medians_over_rounds() {
         "(d) sends no metrics"
     );
     assert_eq!(raw.statsd_packets_per_request, None, "(a) sends no metrics");
+    let traced = &rows[4];
     assert_eq!(
-        rows[5].statsd_packets_per_request,
+        (traced.workload, traced.contender),
+        (Workload::single(50), Contender::Traced)
+    );
+    assert_eq!(traced.ops_per_sec.median, 40_800.0);
+    assert_eq!(traced.cpu_us_per_op, Some(30.5));
+    assert_eq!(traced.spans_per_request, Some(2.0));
+    assert_eq!(traced.statsd_packets_per_request, Some(1.0));
+    assert!(
+        traced.tracker_commands_per_million.is_some(),
+        "(e) runs the tracker"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r.contender != Contender::Traced)
+            .all(|r| r.spans_per_request.is_none()),
+        "only (e) records spans"
+    );
+    let pipelined = &rows[6];
+    assert_eq!(
+        (pipelined.workload, pipelined.contender),
+        (Workload::pipeline(50, 16), Contender::Aggregated)
+    );
+    assert_eq!(
+        pipelined.statsd_packets_per_request,
         Some(1.0),
         "one packet per pipeline"
     );
@@ -251,6 +304,79 @@ fn headline_ratios_are_paired_within_rounds() {
     );
     let reference = find("(a)/(d) ops/s", Workload::single(50));
     assert!((reference.value.unwrap().median - 0.5).abs() < 1e-9);
+
+    // (e) against (a), in the same rounds; no goal, and nothing where (e) did not run.
+    let traced_ops = find("(e)/(a) ops/s", Workload::single(50));
+    let value = traced_ops.value.unwrap();
+    assert!((value.min - 0.8).abs() < 1e-9 && (value.max - 0.8).abs() < 1e-9);
+    assert_eq!((traced_ops.unit, traced_ops.goal), (Unit::Ratio, None));
+    let traced_p99 = find("(e)/(a) p99", Workload::single(50));
+    assert!((traced_p99.value.unwrap().median - 1.55).abs() < 1e-9);
+    assert!(
+        headline
+            .iter()
+            .all(|r| !(r.name.starts_with("(e)") && r.workload.is_pipeline())),
+        "{headline:#?}"
+    );
+}
+
+#[test]
+fn headline_states_client_cpu_and_its_differences() {
+    let headline = fixture().headline();
+    let find = |name: &str, workload: Workload| {
+        headline
+            .iter()
+            .find(|r| r.name == name && r.workload == workload)
+            .unwrap_or_else(|| panic!("no {name} on {workload}"))
+    };
+    let median = |name: &str, workload: Workload| find(name, workload).value.unwrap().median;
+    let single = Workload::single(50);
+    let pipeline = Workload::pipeline(50, 16);
+    assert_eq!(median("(a) client CPU µs/op", single), 20.0);
+    assert_eq!(median("(b) client CPU µs/op", single), 24.5);
+    assert_eq!(median("(e) client CPU µs/op", single), 30.5);
+    let cpu = find("(e) client CPU µs/op", single);
+    assert_eq!((cpu.unit, cpu.goal, cpu.met()), (Unit::Micros, None, None));
+
+    // (b) − (a): 4 and 5 µs in the two rounds, against a goal of at most 1 µs.
+    let over_raw = find("(b) − (a) client CPU µs/op", single);
+    let value = over_raw.value.unwrap();
+    assert_eq!((value.min, value.median, value.max), (4.0, 4.5, 5.0));
+    assert_eq!(over_raw.goal, Some(Goal::AtMost(1.0)));
+    assert_eq!(over_raw.met(), Some(false));
+    // Pipelines: 1 µs (the bound itself) and 0.8 µs, so the median 0.9 meets it.
+    let pipelined = find("(b) − (a) client CPU µs/op", pipeline);
+    assert!((pipelined.value.unwrap().median - 0.9).abs() < 1e-9);
+    assert_eq!(pipelined.met(), Some(true));
+
+    // (e) − (b): what recording spans costs on top, 6 µs in both rounds.
+    let tracing = find("(e) − (b) client CPU µs/op", single);
+    assert_eq!(tracing.value.unwrap().median, 6.0);
+    assert_eq!(tracing.goal, None);
+
+    // (e) right after (b) for each figure, CPU figures between the latency and tracker ratios.
+    let names: Vec<&str> = headline
+        .iter()
+        .filter(|r| r.workload == single)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "(b)/(a) ops/s",
+            "(e)/(a) ops/s",
+            "(b)/(a) p99",
+            "(e)/(a) p99",
+            "(a) client CPU µs/op",
+            "(b) client CPU µs/op",
+            "(e) client CPU µs/op",
+            "(b) − (a) client CPU µs/op",
+            "(e) − (b) client CPU µs/op",
+            "(b)/(c) tracker commands",
+            "(b)/(c) tracker round trips",
+            "(a)/(d) ops/s",
+        ]
+    );
 }
 
 #[test]
@@ -274,15 +400,41 @@ fn json_round_trips_and_carries_the_derived_figures() {
     let json = report.to_json().unwrap();
     assert_eq!(Report::from_json(&json).unwrap(), report);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(value["rows"].as_array().unwrap().len(), 6);
+    assert_eq!(value["rows"].as_array().unwrap().len(), 7);
     assert_eq!(value["report"]["cells"][1]["contender"], "aggregated");
+    let traced = &value["report"]["cells"][4];
+    assert_eq!(traced["contender"], "traced");
+    assert_eq!(traced["figures"]["spans_closed"], 200_000);
+    assert!(
+        value["report"]["cells"][0]["figures"]
+            .get("spans_closed")
+            .is_none(),
+        "left out where no spans were recorded"
+    );
     assert_eq!(value["report"]["cells"][0]["workload"]["tasks"], 50);
     assert_eq!(
         value["report"]["cells"][2]["tracker"]["by_command"]["expire"],
         1_150
     );
-    assert!(value["headline"].as_array().unwrap().len() >= 5);
+    let headline = value["headline"].as_array().unwrap();
+    assert_eq!(headline.len(), fixture().headline().len());
+    assert!(
+        headline
+            .iter()
+            .any(|h| h["name"] == "(b) − (a) client CPU µs/op" && h["unit"] == "micros")
+    );
     assert!(Report::from_json("{}").is_err());
+
+    // A report written before (e) existed, without `spans_closed`, still reads.
+    let mut older: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for cell in older["report"]["cells"].as_array_mut().unwrap() {
+        cell["figures"]
+            .as_object_mut()
+            .unwrap()
+            .remove("spans_closed");
+    }
+    let older = Report::from_json(&older.to_string()).unwrap();
+    assert_eq!(older.cells[4].figures.spans_closed, None);
 }
 
 #[test]
