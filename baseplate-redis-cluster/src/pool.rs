@@ -194,6 +194,11 @@ impl ClusterPool {
         if let Ok(permit) = self.inner.permits.try_acquire() {
             return Ok(permit);
         }
+        // Boxed: every command's future would otherwise carry the waiting machinery's size.
+        Box::pin(self.wait_for_permit()).await
+    }
+
+    async fn wait_for_permit(&self) -> RedisResult<SemaphorePermit<'_>> {
         let wait = self.inner.options.pool_wait;
         let started = Instant::now();
         self.inner.waiting.fetch_add(1, Ordering::Relaxed);
@@ -216,6 +221,11 @@ impl ClusterPool {
         if let Some(found) = self.healthy_current() {
             return Ok(found);
         }
+        // Boxed: every command's future would otherwise carry mobc's checkout machinery.
+        Box::pin(self.replace_shared()).await
+    }
+
+    async fn replace_shared(&self) -> RedisResult<SharedConnection> {
         // One caller replaces a missing or broken connection; the others wait and share it.
         let _refreshing = self.inner.refresh.lock().await;
         if let Some(found) = self.healthy_current() {
