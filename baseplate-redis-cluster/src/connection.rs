@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use baseplate_hotkeys::HotKeyTracker;
 use futures_util::future::join_all;
@@ -17,13 +17,13 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Valu
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
-use crate::error::CrossSlotTransaction;
+use crate::error::{CallTimeout, CrossSlotTransaction, name_call_error, names_client};
 use crate::metrics::{
     ClientSeries, CommandName, CommandObserver, PIPELINE_COMMAND, TRANSACTION_COMMAND,
 };
 use crate::pipeline::MonitoredPipeline;
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
-use crate::routing::{CmdRoute, route_of, slot_of};
+use crate::routing::{CmdRoute, blocks, route_of, slot_of};
 
 /// A monitored connection to the cluster, bound to one request's span.
 ///
@@ -129,21 +129,33 @@ impl MonitoredClusterRedisConnection {
         } else {
             ("PIPELINE", PIPELINE_COMMAND)
         };
-        let span = self.span(CommandName::Label(label), operation);
-        let run = async {
-            let _permit = self.pool.permit().await?;
-            let shared = self.pool.shared().await?;
-            let outcome = if pipeline.is_transaction() {
-                self.run_transaction(&shared.conn, pipeline, offset, count, label)
-                    .await
-            } else {
-                self.run_split(&shared.conn, pipeline).await
+        let name = CommandName::Label(label);
+        let span = self.span(name, operation);
+        let run = |deadline| async move {
+            let (_permit, waited) = self.pool.permit(deadline).await?;
+            let work = async {
+                if pipeline.cmd_iter().any(blocks) {
+                    // The whole pipeline: a WAIT must follow its writes on their connection.
+                    let mut dedicated = self.pool.dedicated().await?;
+                    let outcome = self
+                        .run_pipeline_on(&dedicated.conn, pipeline, offset, count, label)
+                        .await;
+                    dedicated.finish(&outcome.0);
+                    return Ok(outcome);
+                }
+                let shared = self.pool.shared().await?;
+                let outcome = self
+                    .run_pipeline_on(&shared.conn, pipeline, offset, count, label)
+                    .await;
+                shared.inspect(&outcome.0);
+                Ok::<_, RedisError>(outcome)
             };
-            shared.inspect(&outcome.0);
-            Ok::<_, RedisError>(outcome)
+            within(deadline, work)
+                .await
+                .unwrap_or_else(|_| Err(self.deadline_passed(name, None, waited)))
         };
         let (result, ran) = self
-            .measure(CommandName::Label(label), command, span, run)
+            .measure(name, command, None, span, run)
             .await
             .unwrap_or_else(|error| (Err(error), Vec::new()));
         if !ran.is_empty() {
@@ -155,23 +167,51 @@ impl MonitoredClusterRedisConnection {
         result
     }
 
-    /// Runs `run` in `span`, timing it from before its wait for a permit, and records its outcome
-    /// where every reader finds it: the span, the Prometheus series of `command` (a command's name
-    /// as sent, or a pipeline's `redis_command` value) and the observer, if any.
-    async fn measure<R: Replies, E>(
+    async fn run_pipeline_on(
+        &self,
+        conn: &redis::cluster_async::ClusterConnection,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+        label: &str,
+    ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
+        if pipeline.is_transaction() {
+            self.run_transaction(conn, pipeline, offset, count, label)
+                .await
+        } else {
+            self.run_split(conn, pipeline).await
+        }
+    }
+
+    /// Runs `run` in `span`, handing it the call's deadline (which it keeps: its wait for a
+    /// permit ends there at the latest, and the rest of the work too) and timing it from before
+    /// that wait; names the client in its errors; and records its outcome where every reader
+    /// finds it: the span, the Prometheus series of `command` (a command's name as sent, or a
+    /// pipeline's `redis_command` value) and the observer, if any. `cmd` is the single command
+    /// run, if it is one, to name its node when it times out.
+    async fn measure<R: Replies, E, Run>(
         &self,
         name: CommandName<'_>,
         command: &str,
+        cmd: Option<&Cmd>,
         span: Span,
-        run: impl Future<Output = Result<(RedisResult<R>, E), RedisError>>,
-    ) -> Result<(RedisResult<R>, E), RedisError> {
+        run: impl FnOnce(Option<Instant>) -> Run,
+    ) -> Result<(RedisResult<R>, E), RedisError>
+    where
+        Run: Future<Output = Result<(RedisResult<R>, E), RedisError>>,
+    {
         let series = match name {
             CommandName::Command(_) => self.series.command(name),
             CommandName::Label(_) => self.series.command(CommandName::Label(command)),
         };
         let active = series.start();
         let started = Instant::now();
-        let outcome = run.instrument(span.clone()).await;
+        let deadline = self.pool.call_timeout().map(|after| started + after);
+        let outcome = run(deadline).instrument(span.clone()).await;
+        let outcome = match outcome {
+            Ok((result, extra)) => Ok((result.map_err(|e| self.named(e, name, cmd)), extra)),
+            Err(error) => Err(self.named(error, name, cmd)),
+        };
         let elapsed = started.elapsed();
         drop(active);
         let success = match &outcome {
@@ -331,6 +371,50 @@ impl MonitoredClusterRedisConnection {
         groups
     }
 
+    /// `error` naming this client and the call; a timeout names the node too.
+    fn named(&self, error: RedisError, name: CommandName<'_>, cmd: Option<&Cmd>) -> RedisError {
+        // redis-rs's own response timeout fired.
+        if error.is_timeout()
+            && !names_client(&error)
+            && let Some(after) = self.pool.options().response_timeout
+        {
+            return self.timed_out(name, cmd, after, Some(error), Duration::ZERO);
+        }
+        name_call_error(error, &self.name, &name)
+    }
+
+    /// The call's deadline passed before it finished, `waited` of it spent waiting for a permit.
+    fn deadline_passed(
+        &self,
+        name: CommandName<'_>,
+        cmd: Option<&Cmd>,
+        waited: Duration,
+    ) -> RedisError {
+        let after = self.pool.call_timeout().unwrap_or_default();
+        self.timed_out(name, cmd, after, None, waited)
+    }
+
+    fn timed_out(
+        &self,
+        name: CommandName<'_>,
+        cmd: Option<&Cmd>,
+        after: Duration,
+        source: Option<RedisError>,
+        waited_for_permit: Duration,
+    ) -> RedisError {
+        CallTimeout {
+            client: self.name.to_string(),
+            command: name.to_string(),
+            node: cmd
+                .and_then(slot_of)
+                .and_then(|slot| self.pool.router().primary_of(slot)),
+            after,
+            waited_for_permit,
+            source,
+        }
+        .into()
+    }
+
     fn span(&self, name: CommandName<'_>, operation: impl fmt::Display) -> Span {
         let trace = TraceName {
             client: &self.name,
@@ -351,14 +435,30 @@ impl MonitoredClusterRedisConnection {
     }
 }
 
+/// Runs `work` until `deadline`, if there is one.
+async fn within<T>(
+    deadline: Option<Instant>,
+    work: impl Future<Output = T>,
+) -> Result<T, tokio::time::error::Elapsed> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), work).await,
+        None => Ok(work.await),
+    }
+}
+
 /// Runs one command on the pool's shared connection, keeping the caller's clone of it in `shared`
-/// for its next command.
+/// for its next command; a blocking command on a connection of its own.
 async fn run_command(
     pool: &ClusterPool,
     shared: &mut Option<SharedConnection>,
     cmd: &Cmd,
 ) -> RedisResult<Value> {
-    let _permit = pool.permit().await?;
+    if blocks(cmd) {
+        let mut dedicated = pool.dedicated().await?;
+        let result = dedicated.conn.req_packed_command(cmd).await;
+        dedicated.finish(&result);
+        return result;
+    }
     let shared = match shared {
         Some(shared) if !shared.is_broken() => shared,
         cached => cached.insert(pool.shared().await?),
@@ -374,8 +474,15 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name);
             let mut shared = self.shared.take();
-            let run = async { Ok((run_command(&self.pool, &mut shared, cmd).await, ())) };
-            let outcome = self.measure(name, "", span, run).await;
+            let (this, cached) = (&*self, &mut shared);
+            let run = move |deadline| async move {
+                let (_permit, waited) = this.pool.permit(deadline).await?;
+                let result = within(deadline, run_command(&this.pool, cached, cmd))
+                    .await
+                    .unwrap_or_else(|_| Err(this.deadline_passed(name, Some(cmd), waited)));
+                Ok((result, ()))
+            };
+            let outcome = self.measure(name, "", Some(cmd), span, run).await;
             self.shared = shared;
             let (result, ()) = outcome?;
             if ran_on_server(&result) {

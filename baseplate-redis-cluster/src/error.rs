@@ -1,4 +1,5 @@
-//! The client's errors: configuration, and the pool's own failures carried inside a `RedisError`.
+//! The client's errors: configuration, and the failures of calls (the pool's, deadlines, the
+//! client's side of a connection) carried inside a `RedisError`, each naming the client.
 
 use std::io;
 use std::sync::Arc;
@@ -59,12 +60,7 @@ impl PoolTimeout {
     /// assert_eq!(PoolTimeout::find(&error), Some(&timeout));
     /// ```
     pub fn find(error: &redis::RedisError) -> Option<&PoolTimeout> {
-        // redis-rs keeps an I/O error as the `Arc` its `source()` returns.
-        std::error::Error::source(error)?
-            .downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>()?
-            .downcast_ref::<io::Error>()?
-            .get_ref()?
-            .downcast_ref::<PoolTimeout>()
+        find_io(error)
     }
 }
 
@@ -111,4 +107,121 @@ impl From<CrossSlotTransaction> for redis::RedisError {
             error.to_string(),
         ))
     }
+}
+
+/// A call got no reply within its deadline: `timeout` (or `socket_timeout` when that is longer)
+/// from the moment it was made, its wait for a permit, connecting, redirections and retries
+/// included.
+///
+/// It reaches callers inside a [`redis::RedisError`] (an I/O error of kind `TimedOut`, so
+/// `RedisError::is_timeout` is true, with redis-rs's own error, if any, as its source);
+/// [`CallTimeout::find`] recovers it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "redis cluster client {client:?}: no reply to {command}{node} within {after:?}{waited}",
+    node = self.node.as_deref().map(|node| format!(" from {node}")).unwrap_or_default(),
+    waited = if self.waited_for_permit.is_zero() {
+        String::new()
+    } else {
+        format!(" ({:?} of it waiting for one of the pool's permits)", self.waited_for_permit)
+    }
+)]
+pub struct CallTimeout {
+    /// The client's name.
+    pub client: String,
+    /// What was called: `GET`, `pipeline_bar`.
+    pub command: String,
+    /// The node the call went to, `host:port`, when it addressed one slot whose primary is known
+    /// (a read may have gone to one of its replicas).
+    pub node: Option<String>,
+    /// The deadline that ran out.
+    pub after: Duration,
+    /// How much of it the call spent waiting for a permit (the pool's other callers held them
+    /// all): zero when one was free at once.
+    pub waited_for_permit: Duration,
+    /// What redis-rs reported, when its own timeout fired first.
+    #[source]
+    pub source: Option<redis::RedisError>,
+}
+
+impl CallTimeout {
+    /// The call timeout inside `error`, if that is what it is.
+    pub fn find(error: &redis::RedisError) -> Option<&CallTimeout> {
+        find_io(error)
+    }
+}
+
+impl From<CallTimeout> for redis::RedisError {
+    fn from(timeout: CallTimeout) -> Self {
+        io::Error::new(io::ErrorKind::TimedOut, timeout).into()
+    }
+}
+
+/// A call failed on the client's side (a connection refused or dropped, no node for a slot): the
+/// client and the call named, redis-rs's error kept as the source. Error replies, the server's own
+/// answers, reach callers as redis-rs reports them.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("redis cluster client {client:?}: {command} failed: {source}")]
+pub struct CallFailed {
+    /// The client's name.
+    pub client: String,
+    /// What was called: `GET`, `pipeline_bar`.
+    pub command: String,
+    /// What redis-rs reported.
+    #[source]
+    pub source: redis::RedisError,
+}
+
+impl CallFailed {
+    /// The failure inside `error`, if that is what it is.
+    pub fn find(error: &redis::RedisError) -> Option<&CallFailed> {
+        find_io(error)
+    }
+}
+
+/// An error of ours carried inside a `RedisError` as an I/O error's inner error.
+fn find_io<T: std::error::Error + 'static>(error: &redis::RedisError) -> Option<&T> {
+    // redis-rs keeps an I/O error as the `Arc` its `source()` returns.
+    std::error::Error::source(error)?
+        .downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>()?
+        .downcast_ref::<io::Error>()?
+        .get_ref()?
+        .downcast_ref::<T>()
+}
+
+/// Whether `error` is one of the client's own, which name the client already.
+pub(crate) fn names_client(error: &redis::RedisError) -> bool {
+    error.to_string().contains("redis cluster client \"")
+}
+
+/// `error` as callers of the client `client` see it: naming the client and what was called,
+/// keeping redis-rs's error kind (the I/O error's kind for I/O errors) and source. Error replies
+/// and the client's own errors, which already say all that, pass through.
+pub(crate) fn name_call_error(
+    error: redis::RedisError,
+    client: &str,
+    command: &dyn std::fmt::Display,
+) -> redis::RedisError {
+    use redis::ErrorKind;
+    if matches!(error.kind(), ErrorKind::Server(_) | ErrorKind::Extension) || names_client(&error) {
+        return error;
+    }
+    if error.kind() != ErrorKind::Io {
+        // Only an I/O error can carry ours as its source; the others keep their kind this way.
+        return redis::RedisError::from((
+            error.kind(),
+            "redis cluster client call failed",
+            format!("redis cluster client {client:?}: {command} failed: {error}"),
+        ));
+    }
+    let io_kind = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>())
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .map_or(io::ErrorKind::Other, io::Error::kind);
+    let failed = CallFailed {
+        client: client.to_owned(),
+        command: command.to_string(),
+        source: error,
+    };
+    io::Error::new(io_kind, failed).into()
 }

@@ -18,7 +18,9 @@ pub use config::{
     cluster_pool_from_config,
 };
 pub use connection::MonitoredClusterRedisConnection;
-pub use error::{ClusterConfigError, ConnectTimeout, CrossSlotTransaction, PoolTimeout};
+pub use error::{
+    CallFailed, CallTimeout, ClusterConfigError, ConnectTimeout, CrossSlotTransaction, PoolTimeout,
+};
 pub use factory::ClusterRedisContextFactory;
 pub use metrics::{
     CommandName, CommandObserver, LATENCY_BUCKETS, PIPELINE_COMMAND, RedisClientMetrics,

@@ -5,7 +5,9 @@
 //! A redis-rs cluster connection multiplexes every command over one socket per node, so checking
 //! out a connection per command would only add sockets and waiting. Instead each command takes a
 //! permit (waiting in FIFO order, for at most the configured wait) and a cheap clone of the shared
-//! connection.
+//! connection. Blocking commands (`BLPOP`, `XREAD ... BLOCK`, `WAIT`, ...) are the exception: a
+//! second mobc pool lends each one a cluster connection of its own for as long as it waits, so it
+//! never holds up the callers sharing a node's socket.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,9 @@ pub struct PoolStats {
     pub open_connections: usize,
     /// Callers waiting for a slot now.
     pub waiting: usize,
+    /// Blocking commands running now, each on a connection of its own (counted in
+    /// `open_connections` too).
+    pub blocking: usize,
 }
 
 /// A pool of commands in flight over shared, multiplexed redis-rs cluster connections.
@@ -54,6 +59,9 @@ struct PoolInner {
     client: ClusterClient,
     router: Arc<Router>,
     connections: mobc::Pool<ClusterManager>,
+    /// Connections lent to one blocking command at a time.
+    dedicated: mobc::Pool<ClusterManager>,
+    blocking: AtomicUsize,
     open: Arc<AtomicUsize>,
     permits: Semaphore,
     waiting: AtomicUsize,
@@ -126,8 +134,18 @@ impl ClusterPool {
             connect_timeout: options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             open: Arc::clone(&open),
             open_gauge: options.prometheus.pool(&name, options.max_connections),
-            failing: AtomicBool::new(false),
+            failing: Arc::new(AtomicBool::new(false)),
         };
+        let max_dedicated = u64::try_from(options.max_connections).unwrap_or(u64::MAX);
+        let dedicated = mobc::Pool::builder()
+            // Never more than the commands that may be in flight. As many kept for the next
+            // ones: blocking callers loop, and opening a cluster connection contacts every node
+            // (slowly, when one of them is in trouble).
+            .max_open(max_dedicated)
+            .max_idle(max_dedicated)
+            .get_timeout(Some(manager.connect_timeout))
+            .test_on_check_out(true)
+            .build(manager.clone());
         let connections = mobc::Pool::builder()
             .max_open(4)
             .max_idle(1)
@@ -142,6 +160,8 @@ impl ClusterPool {
                 client,
                 router,
                 connections,
+                dedicated,
+                blocking: AtomicUsize::new(0),
                 open,
                 waiting: AtomicUsize::new(0),
                 current: Mutex::new(None),
@@ -168,6 +188,7 @@ impl ClusterPool {
             in_use: size.saturating_sub(self.inner.permits.available_permits()),
             open_connections: self.inner.open.load(Ordering::Relaxed),
             waiting: self.inner.waiting.load(Ordering::Relaxed),
+            blocking: self.inner.blocking.load(Ordering::Relaxed),
         }
     }
 
@@ -185,24 +206,46 @@ impl ClusterPool {
             .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
     }
 
+    /// A call's deadline, from the moment it is made: the response timeout, or the wait for a
+    /// permit when that is longer (`socket_timeout` may be shorter than `timeout`); none when no
+    /// timeout is configured.
+    pub(crate) fn call_timeout(&self) -> Option<Duration> {
+        let options = &self.inner.options;
+        options
+            .response_timeout
+            .map(|response| response.max(options.pool_wait))
+    }
+
     pub(crate) fn router(&self) -> &Router {
         &self.inner.router
     }
 
-    /// Waits (FIFO, at most the configured wait) for one of the `max_connections` permits.
-    pub(crate) async fn permit(&self) -> RedisResult<SemaphorePermit<'_>> {
+    /// Waits (FIFO, at most the configured wait, and never past the call's `deadline`) for one
+    /// of the `max_connections` permits; also says how long it waited (zero when one was free).
+    pub(crate) async fn permit(
+        &self,
+        deadline: Option<Instant>,
+    ) -> RedisResult<(SemaphorePermit<'_>, Duration)> {
         if let Ok(permit) = self.inner.permits.try_acquire() {
-            return Ok(permit);
+            return Ok((permit, Duration::ZERO));
         }
+        let started = Instant::now();
         // Boxed: every command's future would otherwise carry the waiting machinery's size.
-        Box::pin(self.wait_for_permit()).await
+        let permit = Box::pin(self.wait_for_permit(started, deadline)).await?;
+        Ok((permit, started.elapsed()))
     }
 
-    async fn wait_for_permit(&self) -> RedisResult<SemaphorePermit<'_>> {
-        let wait = self.inner.options.pool_wait;
-        let started = Instant::now();
+    async fn wait_for_permit(
+        &self,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> RedisResult<SemaphorePermit<'_>> {
+        let mut until = started + self.inner.options.pool_wait;
+        if let Some(deadline) = deadline {
+            until = until.min(deadline);
+        }
         self.inner.waiting.fetch_add(1, Ordering::Relaxed);
-        let acquired = tokio::time::timeout(wait, self.inner.permits.acquire()).await;
+        let acquired = tokio::time::timeout_at(until.into(), self.inner.permits.acquire()).await;
         self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
         match acquired {
             Ok(Ok(permit)) => Ok(permit),
@@ -250,6 +293,24 @@ impl ClusterPool {
             });
         }
         Ok(shared)
+    }
+
+    /// A connection of its own for one blocking command, from the dedicated pool (opened within
+    /// the connect timeout when none is idle).
+    pub(crate) async fn dedicated(&self) -> RedisResult<DedicatedConnection> {
+        let checkout = self
+            .inner
+            .dedicated
+            .get()
+            .await
+            .map_err(|e| self.mobc_error(e))?;
+        self.inner.blocking.fetch_add(1, Ordering::Relaxed);
+        Ok(DedicatedConnection {
+            conn: checkout.conn.clone(),
+            checkout,
+            pool: self.clone(),
+            finished: false,
+        })
     }
 
     fn healthy_current(&self) -> Option<SharedConnection> {
@@ -302,6 +363,34 @@ impl SharedConnection {
     }
 }
 
+/// A cluster connection lent to one blocking command. Given back when dropped; a command that did
+/// not finish (its caller gave up, its deadline passed) may still hold the connection's socket,
+/// so the connection is then discarded rather than lent again.
+pub(crate) struct DedicatedConnection {
+    pub(crate) conn: ClusterConnection,
+    checkout: mobc::Connection<ClusterManager>,
+    pool: ClusterPool,
+    finished: bool,
+}
+
+impl DedicatedConnection {
+    /// The command ran to its end with `result`: the connection may be lent again unless the
+    /// result shows it broken.
+    pub(crate) fn finish<T>(&mut self, result: &RedisResult<T>) {
+        self.finished =
+            !matches!(result, Err(error) if error.is_connection_dropped() || error.is_timeout());
+    }
+}
+
+impl Drop for DedicatedConnection {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.checkout.broken.store(true, Ordering::Relaxed);
+        }
+        self.pool.inner.blocking.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What mobc pools: a cluster connection plus the flag commands raise when it breaks.
 pub(crate) struct Managed {
     conn: ClusterConnection,
@@ -324,6 +413,7 @@ impl Drop for OpenGuard {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct ClusterManager {
     client: ClusterClient,
     name: String,
@@ -332,7 +422,7 @@ pub(crate) struct ClusterManager {
     open_gauge: Gauge,
     /// Whether the last attempt to connect failed: failures are logged when they start and
     /// recoveries when they end, not once per caller while the cluster stays unreachable.
-    failing: AtomicBool,
+    failing: Arc<AtomicBool>,
 }
 
 #[mobc::async_trait]

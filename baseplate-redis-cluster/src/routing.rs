@@ -113,6 +113,41 @@ pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {
     route_of(cmd).map(|route| route.slot)
 }
 
+/// Whether a command may block its connection waiting for data (`BLPOP`, `XREAD ... BLOCK`, ...):
+/// such commands run on a connection of their own, so their wait never holds up the callers
+/// sharing a node's multiplexed socket.
+///
+/// `WAIT` and `WAITAOF` block too, but wait for the replication of the writes made *on their
+/// connection*: on a connection of their own they would answer at once and mean nothing. They
+/// stay with the writes they follow, bounded by their own timeout argument.
+pub(crate) fn blocks(cmd: &Cmd) -> bool {
+    let mut args = cmd.args_iter().map(|arg| match arg {
+        redis::Arg::Simple(bytes) => bytes,
+        _ => b"",
+    });
+    let Some(name) = args.next() else {
+        return false;
+    };
+    const ALWAYS: [&[u8]; 8] = [
+        b"BLPOP",
+        b"BRPOP",
+        b"BLMOVE",
+        b"BRPOPLPUSH",
+        b"BLMPOP",
+        b"BZPOPMIN",
+        b"BZPOPMAX",
+        b"BZMPOP",
+    ];
+    if ALWAYS.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+        return true;
+    }
+    // XREAD and XREADGROUP block only with a BLOCK option, which comes before STREAMS.
+    (name.eq_ignore_ascii_case(b"XREAD") || name.eq_ignore_ascii_case(b"XREADGROUP"))
+        && args
+            .take_while(|arg| !arg.eq_ignore_ascii_case(b"STREAMS"))
+            .any(|arg| arg.eq_ignore_ascii_case(b"BLOCK"))
+}
+
 /// Redis Cluster's hash slot of `key`: CRC16 (XMODEM) of the key, or of its `{hash tag}` (the
 /// first non-empty `{...}`), modulo 16384, as `CLUSTER KEYSLOT` computes it.
 ///
@@ -188,6 +223,58 @@ mod tests {
         ];
         for (key, slot) in cases {
             assert_eq!(key_slot(key.as_bytes()), slot, "{key}");
+        }
+    }
+
+    #[test]
+    fn blocking_commands_are_known_by_name_and_xread_by_its_block_option() {
+        for name in [
+            "BLPOP",
+            "brpop",
+            "BLMOVE",
+            "BRPOPLPUSH",
+            "BLMPOP",
+            "BZPOPMIN",
+            "BZPOPMAX",
+        ] {
+            assert!(blocks(redis::cmd(name).arg("k").arg(1)), "{name}");
+        }
+        assert!(blocks(
+            redis::cmd("BZMPOP").arg(1).arg(1).arg("k").arg("MIN")
+        ));
+        // They wait for their own connection's writes.
+        assert!(!blocks(redis::cmd("WAIT").arg(1).arg(100)));
+        assert!(!blocks(redis::cmd("WAITAOF").arg(1).arg(0).arg(100)));
+        let xread = |args: &[&str]| {
+            let mut cmd = redis::cmd("XREAD");
+            for arg in args {
+                cmd.arg(*arg);
+            }
+            blocks(&cmd)
+        };
+        assert!(xread(&["BLOCK", "100", "STREAMS", "s", "$"]));
+        assert!(xread(&["COUNT", "1", "block", "0", "STREAMS", "s", "$"]));
+        assert!(!xread(&["COUNT", "1", "STREAMS", "s", "0"]));
+        // A stream named BLOCK is a key, not the option.
+        assert!(!xread(&["STREAMS", "BLOCK", "0"]));
+        assert!(blocks(
+            redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg("g")
+                .arg("c")
+                .arg("BLOCK")
+                .arg(10)
+                .arg("STREAMS")
+                .arg("s")
+                .arg(">")
+        ));
+        for cmd in [
+            redis::cmd("GET").arg("k").clone(),
+            redis::cmd("LPOP").arg("k").clone(),
+            redis::cmd("BLPOPX").arg("k").clone(),
+            redis::Cmd::new(),
+        ] {
+            assert!(!blocks(&cmd), "{cmd:?}");
         }
     }
 

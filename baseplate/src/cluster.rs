@@ -45,14 +45,15 @@ impl ContextFactory for ClusterRedisContextFactory {
         }
     }
 
-    /// `pool.size` (max_connections), `pool.in_use` (commands in flight), `pool.open_connections`
-    /// and `pool.waiting`.
+    /// `pool.size` (max_connections), `pool.in_use` (commands in flight), `pool.open_connections`,
+    /// `pool.waiting` and `pool.blocking` (blocking commands on connections of their own).
     fn report_runtime_metrics(&self, batch: &mut TaggedBatch<'_>) {
         let stats = self.pool_stats();
         batch.gauge("pool.size", stats.size as f64);
         batch.gauge("pool.in_use", stats.in_use as f64);
         batch.gauge("pool.open_connections", stats.open_connections as f64);
         batch.gauge("pool.waiting", stats.waiting as f64);
+        batch.gauge("pool.blocking", stats.blocking as f64);
     }
 
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {

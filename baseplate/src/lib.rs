@@ -22,8 +22,8 @@ pub use baseplate_config::{ConfigError, RawConfig};
 pub use baseplate_hotkeys::{HotKeyTracker, TrackKeyMode};
 #[doc(inline)]
 pub use baseplate_redis_cluster::{
-    ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection,
-    MonitoredPipeline, PoolStats, PoolTimeout, RedisClientMetrics,
+    CallFailed, CallTimeout, ClusterRedisClient, ClusterRedisContextFactory,
+    MonitoredClusterRedisConnection, MonitoredPipeline, PoolStats, PoolTimeout, RedisClientMetrics,
 };
 #[doc(inline)]
 pub use baseplate_runtime_metrics::{MetricsClient, TaggedBatch};

@@ -44,8 +44,9 @@ pub enum Scenario {
     /// Move slots between primaries with `redis-cli --cluster reshard` under load: MOVED and ASK are
     /// followed and nothing fails.
     Reshard,
-    /// More callers than `max_connections`, with slow commands: the excess fail with the pool
-    /// timeout after `timeout`, nothing deadlocks, and in-flight counts return to zero.
+    /// More callers than `max_connections`, with slow commands: the excess fail for want of a
+    /// permit (the pool timeout, or their deadline reached while they waited) at `timeout`,
+    /// nothing deadlocks, and in-flight counts return to zero.
     PoolExhaustion,
     /// The hot-key tracker's writes are refused and the statsd endpoint is gone: no user command
     /// fails or slows measurably.

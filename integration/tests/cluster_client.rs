@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use baseplate_config::RawConfig;
 use baseplate_redis_cluster::{
-    ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection, PoolTimeout,
+    CallFailed, CallTimeout, ClusterRedisClient, ClusterRedisContextFactory,
+    MonitoredClusterRedisConnection, PoolTimeout,
 };
 use integration::spans::SpanRecorder;
 use integration::{cluster, hold_in_flight, unique_prefix};
@@ -323,12 +324,16 @@ async fn excess_callers_wait_for_a_slot_then_fail_with_the_pool_error() {
         holder.await.unwrap().unwrap();
     }
     let stats = foo.pool_stats();
-    assert_eq!((stats.in_use, stats.waiting, stats.size), (0, 0, 2));
-    assert_eq!(stats.open_connections, 1);
+    assert_eq!(
+        (stats.in_use, stats.waiting, stats.size, stats.blocking),
+        (0, 0, 2, 0)
+    );
+    // The shared connection, and the two the BLPOPs had of their own, kept for the next ones.
+    assert_eq!(stats.open_connections, 3);
 }
 
 #[tokio::test]
-async fn a_response_timeout_fires_within_the_timeout() {
+async fn a_response_timeout_fires_within_the_timeout_and_names_the_client() {
     let prefix = unique_prefix("slow");
     let mut foo = connection(&[("foo.timeout", "500 milliseconds")]);
     let _: Option<String> = foo.get(format!("{prefix}warm")).await.unwrap();
@@ -342,17 +347,107 @@ async fn a_response_timeout_fires_within_the_timeout() {
     // The error itself shows it fired before the BLPOP's empty reply after a second.
     assert!(error.is_timeout(), "{error}");
     assert!(took >= Duration::from_millis(450), "took {took:?}");
-    // The client recovers by itself once the node answers again (the abandoned BLPOP ends after
-    // a second and holds its node's socket until then).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while foo
-        .set::<_, _, ()>(format!("{prefix}after"), 1)
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the client did not recover");
-    }
+    let timeout = CallTimeout::find(&error).expect("a call timeout");
+    assert_eq!(
+        (timeout.client.as_str(), timeout.command.as_str()),
+        ("foo", "BLPOP")
+    );
+    assert_eq!(timeout.after, Duration::from_millis(500));
+    let node = timeout.node.clone().expect("the key's node");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "redis cluster client \"foo\": no reply to BLPOP from {node} within 500ms"
+        )),
+        "{error}"
+    );
+    // The abandoned BLPOP held a connection of its own: the shared one answers at once.
+    let () = foo.set(format!("{prefix}after"), 1).await.unwrap();
     cluster().delete(&[format!("{prefix}after")]).await;
+}
+
+#[tokio::test]
+async fn a_blocking_command_never_holds_up_the_callers_sharing_its_node() {
+    let prefix = unique_prefix("blocking");
+    // A second's timeout: a GET stuck behind a two-second BLPOP on a shared socket would fail.
+    let foo = connection(&[
+        ("foo.timeout", "1 second"),
+        ("foo.socket_timeout", "5 seconds"),
+    ]);
+    let key = format!("{prefix}list");
+    let waiter = {
+        let mut foo = foo.clone();
+        let key = key.clone();
+        tokio::spawn(async move { foo.blpop::<_, Option<(String, String)>>(key, 2.0).await })
+    };
+    eventually("the BLPOP on a connection of its own", || {
+        foo.pool_stats().blocking == 1
+    })
+    .await;
+    // Keys in the BLPOP's slot, so on its node: `{...}` hash tags.
+    let tag = format!("{{{key}}}");
+    let mut reader = foo.clone();
+    for i in 0..20 {
+        let () = reader.set(format!("{tag}:{i}"), i).await.unwrap();
+        let value: i64 = reader.get(format!("{tag}:{i}")).await.unwrap();
+        assert_eq!(value, i);
+    }
+    assert_eq!(foo.pool_stats().blocking, 1, "the BLPOP still waits");
+    let () = reader.rpush(&key, "x").await.unwrap();
+    assert_eq!(
+        waiter.await.unwrap().unwrap(),
+        Some((key.clone(), "x".to_owned()))
+    );
+    assert_eq!(foo.pool_stats().blocking, 0);
+    let keys: Vec<String> = (0..20).map(|i| format!("{tag}:{i}")).collect();
+    cluster().delete(&keys).await;
+}
+
+#[tokio::test]
+async fn a_call_ends_at_its_deadline_however_long_it_waited_for_a_permit() {
+    let prefix = unique_prefix("deadline");
+    // One permit; a second's timeout for the wait and the reply alike.
+    let foo = connection(&[("foo.max_connections", "1"), ("foo.timeout", "1 second")]);
+    let _: Option<String> = foo.clone().get(format!("{prefix}warm")).await.unwrap();
+    let holder = {
+        let mut foo = foo.clone();
+        let key = format!("{prefix}held");
+        tokio::spawn(async move { foo.blpop::<_, Option<(String, String)>>(key, 0.6).await })
+    };
+    eventually("the holder's permit", || foo.pool_stats().in_use == 1).await;
+    // Its permit comes after ~0.6 s; its BLPOP would answer 0.9 s later, past the second the
+    // call was given (counting the wait), though within a second of being sent.
+    let error = foo
+        .clone()
+        .blpop::<_, Option<(String, String)>>(format!("{prefix}late"), 0.9)
+        .await
+        .unwrap_err();
+    let timeout = CallTimeout::find(&error).unwrap_or_else(|| panic!("{error}"));
+    assert_eq!(timeout.after, Duration::from_secs(1));
+    assert_eq!(holder.await.unwrap().unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_refused_connection_names_the_client_and_keeps_its_kind() {
+    let mut foo = connection(&[
+        ("foo.url", "redis://user:hunter2@127.0.0.1:1"),
+        ("foo.timeout", "1 second"),
+    ]);
+    let error = foo.get::<_, Option<String>>("k").await.unwrap_err();
+    let shown = error.to_string();
+    assert!(
+        shown.starts_with("redis cluster client \"foo\": GET failed: "),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let failed = CallFailed::find(&error).unwrap_or_else(|| panic!("{shown}"));
+    assert_eq!(failed.client, "foo");
+    // redis-rs's own error, kept as the source.
+    assert!(
+        std::error::Error::source(failed)
+            .is_some_and(|source| !source.to_string().contains("redis cluster client")),
+        "{failed:?}"
+    );
+    assert!(error.is_io_error(), "{shown}");
 }
 
 #[tokio::test]

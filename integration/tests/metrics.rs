@@ -220,7 +220,7 @@ async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
         .unwrap();
     let prefix = unique_prefix("gauges");
 
-    // Hold two commands in flight (BLPOP blocks for a second on empty keys).
+    // Hold two blocking commands in flight (BLPOP blocks for a second on empty keys).
     let foo = baseplate
         .make_context_object()
         .redis_cluster("foo")
@@ -232,7 +232,7 @@ async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
         .packets_until(|packet| {
             packet
                 .lines()
-                .any(|l| l.starts_with("ns.runtime.pool.in_use,") && l.ends_with(":2|g"))
+                .any(|l| l.starts_with("ns.runtime.pool.blocking,") && l.ends_with(":2|g"))
         })
         .await;
     let last = packets.last().unwrap();
@@ -240,8 +240,10 @@ async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
     for (metric, value) in [
         ("size", 7),
         ("in_use", 2),
-        ("open_connections", 1),
+        // One of its own for each BLPOP (no other command opened the shared one yet).
+        ("open_connections", 2),
         ("waiting", 0),
+        ("blocking", 2),
     ] {
         let line = lines
             .iter()

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baseplate::{Baseplate, MonitoredClusterRedisConnection, PoolTimeout};
+use baseplate::{Baseplate, CallTimeout, MonitoredClusterRedisConnection, PoolTimeout};
 use rand::RngExt as _;
 use rand::SeedableRng as _;
 use rand::rngs::SmallRng;
@@ -524,6 +524,9 @@ impl Worker {
 pub fn error_kind(error: &RedisError) -> String {
     if PoolTimeout::find(error).is_some() {
         return "pool-timeout".into();
+    }
+    if CallTimeout::find(error).is_some_and(|t| !t.waited_for_permit.is_zero()) {
+        return "deadline-after-pool-wait".into();
     }
     let text = error.to_string();
     if error.is_timeout() {
