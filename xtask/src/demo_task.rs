@@ -30,7 +30,7 @@ pub(crate) struct DemoArgs {
 
 pub(crate) fn run(args: DemoArgs) -> Result<()> {
     check_redis_server()?;
-    // The cluster of DEVELOPERS.md's example config when its ports are free, else any free ones.
+    // The README's example cluster (port 7000) when its ports are free, else any free ones.
     let base_port = if (7000..7006).all(|p| {
         std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
             && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok()
@@ -88,7 +88,7 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// The INI file of DEVELOPERS.md's example, with the demo cluster's port and the listener.
+/// The INI file of the README's quick start, with the demo cluster's port and the listener.
 fn write_config(port: u16, statsd_port: u16) -> Result<PathBuf> {
     let path = xtask::state_dir().join("demo.ini");
     fs::create_dir_all(xtask::state_dir())?;
