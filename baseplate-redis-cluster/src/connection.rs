@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use baseplate_hotkeys::HotKeyTracker;
@@ -17,7 +18,9 @@ use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Valu
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 
-use crate::error::{CallTimeout, CrossSlotTransaction, name_call_error, names_client};
+use crate::error::{
+    CallTimeout, ConnectTimeout, CrossSlotTransaction, name_call_error, names_client,
+};
 use crate::metrics::{
     ClientSeries, CommandName, CommandObserver, PIPELINE_COMMAND, TRANSACTION_COMMAND,
 };
@@ -133,10 +136,12 @@ impl MonitoredClusterRedisConnection {
         let span = self.span(name, operation);
         let run = |deadline| async move {
             let (_permit, waited) = self.pool.permit(deadline).await?;
+            let connected = AtomicBool::new(false);
             let work = async {
                 if pipeline.cmd_iter().any(blocks) {
-                    // The whole pipeline: a WAIT must follow its writes on their connection.
+                    // The whole pipeline, on one connection: its replies come back in order.
                     let mut dedicated = self.pool.dedicated().await?;
+                    connected.store(true, Ordering::Relaxed);
                     let outcome = self
                         .run_pipeline_on(&dedicated.conn, pipeline, offset, count, label)
                         .await;
@@ -144,15 +149,17 @@ impl MonitoredClusterRedisConnection {
                     return Ok(outcome);
                 }
                 let shared = self.pool.shared().await?;
+                connected.store(true, Ordering::Relaxed);
                 let outcome = self
                     .run_pipeline_on(&shared.conn, pipeline, offset, count, label)
                     .await;
                 shared.inspect(&outcome.0);
                 Ok::<_, RedisError>(outcome)
             };
-            within(deadline, work)
-                .await
-                .unwrap_or_else(|_| Err(self.deadline_passed(name, None, waited)))
+            within(deadline, work).await.unwrap_or_else(|_| {
+                let connected = connected.load(Ordering::Relaxed);
+                Err(self.deadline_passed(name, None, waited, connected))
+            })
         };
         let (result, ran) = self
             .measure(name, command, None, span, run)
@@ -383,14 +390,23 @@ impl MonitoredClusterRedisConnection {
         name_call_error(error, &self.name, &name)
     }
 
-    /// The call's deadline passed before it finished, `waited` of it spent waiting for a permit.
+    /// The call's deadline passed before it finished, `waited` of it spent waiting for a
+    /// permit: while it was still connecting (a `ConnectTimeout`), or after.
     fn deadline_passed(
         &self,
         name: CommandName<'_>,
         cmd: Option<&Cmd>,
         waited: Duration,
+        connected: bool,
     ) -> RedisError {
         let after = self.pool.call_timeout().unwrap_or_default();
+        if !connected {
+            return ConnectTimeout {
+                client: self.name.to_string(),
+                after: after.saturating_sub(waited),
+            }
+            .into();
+        }
         self.timed_out(name, cmd, after, None, waited)
     }
 
@@ -452,9 +468,11 @@ async fn run_command(
     pool: &ClusterPool,
     shared: &mut Option<SharedConnection>,
     cmd: &Cmd,
+    connected: &AtomicBool,
 ) -> RedisResult<Value> {
     if blocks(cmd) {
         let mut dedicated = pool.dedicated().await?;
+        connected.store(true, Ordering::Relaxed);
         let result = dedicated.conn.req_packed_command(cmd).await;
         dedicated.finish(&result);
         return result;
@@ -463,6 +481,7 @@ async fn run_command(
         Some(shared) if !shared.is_broken() => shared,
         cached => cached.insert(pool.shared().await?),
     };
+    connected.store(true, Ordering::Relaxed);
     let result = shared.conn.req_packed_command(cmd).await;
     shared.inspect(&result);
     result
@@ -477,9 +496,13 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             let (this, cached) = (&*self, &mut shared);
             let run = move |deadline| async move {
                 let (_permit, waited) = this.pool.permit(deadline).await?;
-                let result = within(deadline, run_command(&this.pool, cached, cmd))
+                let connected = AtomicBool::new(false);
+                let result = within(deadline, run_command(&this.pool, cached, cmd, &connected))
                     .await
-                    .unwrap_or_else(|_| Err(this.deadline_passed(name, Some(cmd), waited)));
+                    .unwrap_or_else(|_| {
+                        let connected = connected.load(Ordering::Relaxed);
+                        Err(this.deadline_passed(name, Some(cmd), waited, connected))
+                    });
                 Ok((result, ()))
             };
             let outcome = self.measure(name, "", Some(cmd), span, run).await;
