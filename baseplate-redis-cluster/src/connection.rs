@@ -391,7 +391,10 @@ impl MonitoredClusterRedisConnection {
     }
 
     /// The call's deadline passed before it finished, `waited` of it spent waiting for a
-    /// permit: while it was still connecting (a `ConnectTimeout`), or after.
+    /// permit. A `ConnectTimeout` when all of it went to connecting; a `CallTimeout` naming the
+    /// wait otherwise, even if the call was still connecting: a call that got its permit with
+    /// a moment to spare ran out of time for want of a permit, not because the cluster is
+    /// unreachable (the callers that held the permits say so when it is).
     fn deadline_passed(
         &self,
         name: CommandName<'_>,
@@ -400,10 +403,10 @@ impl MonitoredClusterRedisConnection {
         connected: bool,
     ) -> RedisError {
         let after = self.pool.call_timeout().unwrap_or_default();
-        if !connected {
+        if !connected && waited.is_zero() {
             return ConnectTimeout {
                 client: self.name.to_string(),
-                after: after.saturating_sub(waited),
+                after,
             }
             .into();
         }

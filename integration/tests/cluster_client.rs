@@ -427,6 +427,62 @@ async fn a_call_ends_at_its_deadline_however_long_it_waited_for_a_permit() {
 }
 
 #[tokio::test]
+async fn a_deadline_that_ran_out_connecting_after_a_wait_for_a_permit_names_the_wait() {
+    // A node that accepts connections and never answers: connecting to it never finishes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let listening = tokio::spawn(async move {
+        let mut accepted = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            accepted.push(socket);
+        }
+    });
+    let foo = connection(&[
+        ("foo.url", &url),
+        ("foo.max_connections", "1"),
+        ("foo.timeout", "1 second"),
+    ]);
+    let started = Instant::now();
+    let first = {
+        let mut foo = foo.clone();
+        tokio::spawn(async move { foo.get::<_, Option<String>>("a").await })
+    };
+    eventually("the first caller's permit", || foo.pool_stats().in_use == 1).await;
+    // Halfway through the first caller's deadline, a second one waits for the permit until that
+    // deadline, and spends the rest of its own connecting.
+    tokio::time::sleep_until((started + Duration::from_millis(500)).into()).await;
+    let second_started = Instant::now();
+    let error = foo.clone().get::<_, Option<String>>("b").await.unwrap_err();
+    let took = second_started.elapsed();
+
+    // The first had its whole second to connect: the cluster did not answer.
+    let first = first.await.unwrap().unwrap_err();
+    assert_eq!(
+        first.to_string(),
+        "redis cluster client \"foo\": connecting to the cluster took longer than 1s"
+    );
+    // The second ran out of time for want of a permit, and says how long it waited for one.
+    let timeout = CallTimeout::find(&error).unwrap_or_else(|| panic!("{error}"));
+    assert_eq!(
+        (timeout.client.as_str(), timeout.command.as_str()),
+        ("foo", "GET")
+    );
+    assert_eq!(timeout.after, Duration::from_secs(1));
+    assert!(
+        timeout.waited_for_permit >= Duration::from_millis(400),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("of it waiting for one of the pool's permits"),
+        "{error}"
+    );
+    assert!(took < Duration::from_millis(1_100), "took {took:?}");
+    listening.abort();
+}
+
+#[tokio::test]
 async fn a_refused_connection_names_the_client_and_keeps_its_kind() {
     let mut foo = connection(&[
         ("foo.url", "redis://user:hunter2@127.0.0.1:1"),
