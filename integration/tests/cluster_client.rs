@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use baseplate_config::RawConfig;
+use baseplate_config::{RawConfig, UnknownKeys};
 use baseplate_redis_cluster::{
     ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection, PoolTimeout,
 };
@@ -389,11 +389,52 @@ async fn config_errors_name_the_key() {
         "foo.timeout: invalid timespan \"3 secnds\": unknown unit \"secnd\""
     );
     let error = ClusterRedisClient::new()
+        .unknown_keys(UnknownKeys::Reject)
         .parse("foo", &config(&[("foo.max_conections", "5")]))
         .unwrap_err();
     assert_eq!(
         error.to_string(),
         "foo.max_conections: unknown key; did you mean foo.max_connections?"
+    );
+}
+
+#[tokio::test]
+async fn unknown_keys_are_logged_once_when_the_client_is_configured() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let factory = ClusterRedisClient::new()
+        .parse(
+            "foo",
+            &config(&[
+                ("foo.url", cluster().url()),
+                ("foo.max_conections", "5"),
+                ("foo.retry_on_timeout", "true"),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(factory.pool_stats().size, 50, "the misspelt key is ignored");
+    let mut foo = factory.make_object_for_context("foo", &tracing::Span::none());
+    let _: Option<String> = foo.get(unique_prefix("unknown-keys")).await.unwrap();
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let warning = "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?";
+    assert_eq!(text.matches(warning).count(), 1, "{text}");
+    assert_eq!(
+        text.matches("foo.retry_on_timeout: unknown key, ignored")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.contains(" WARN ") && line.contains(warning)),
+        "{text}"
     );
 }
 
