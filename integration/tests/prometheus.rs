@@ -81,7 +81,11 @@ async fn metrics_scraped_over_http_match_baseplate_py_for_the_same_requests() {
             ClusterRedisClient::new().redis_client_name("tight"),
         )
         .unwrap();
-    let server = baseplate.serve_prometheus("127.0.0.1:0").await.unwrap();
+    let server = baseplate
+        .serve_prometheus("127.0.0.1:0")
+        .await
+        .unwrap()
+        .expect("metrics.enabled is not false");
     let keys = [
         format!("{prefix}a"),
         format!("{prefix}b"),
