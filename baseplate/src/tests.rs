@@ -184,6 +184,112 @@ fn every_metrics_key_baseplate_py_reads_is_accepted() {
     assert!(baseplate.config_warnings().is_empty());
 }
 
+#[test]
+fn tagged_requests_send_what_baseplate_pys_tagged_observer_sends() {
+    let transport = MemoryTransport::new();
+    let style = Style::Tagged {
+        allowlist: vec!["region".to_owned()].into(),
+    };
+    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), ""), 1.0, style);
+    let scope = observer.request("visit");
+    scope.command_finished("foo", &CommandName::Command(b"get"), Duration::ZERO, true);
+    scope.command_finished(
+        "foo",
+        &CommandName::Label("pipeline_bar"),
+        Duration::ZERO,
+        false,
+    );
+    scope.record_local("pricing", "sum", Duration::ZERO, true);
+    scope.set_tag("region", &"eu");
+    scope.set_tag("user", &42);
+    scope.record_failure();
+    drop(scope);
+
+    assert_eq!(transport.packets().len(), 1);
+    assert_eq!(
+        shapes(&transport),
+        [
+            "baseplate.client.latency,client=foo,endpoint=GET|ms",
+            "baseplate.client.latency,client=foo,endpoint=pipeline_bar|ms",
+            "baseplate.client.rate,client=foo,endpoint=GET,success=True:1|c",
+            "baseplate.client.rate,client=foo,endpoint=pipeline_bar,success=False:1|c",
+            "baseplate.local.latency,endpoint=sum|ms",
+            "baseplate.local.rate,endpoint=sum,success=True:1|c",
+            "baseplate.server.latency,endpoint=visit,region=eu|ms",
+            "baseplate.server.rate,endpoint=visit,region=eu,success=False:1|c",
+        ]
+    );
+
+    // Sampled requests carry the rate on both kinds, as in plain mode.
+    transport.clear();
+    let style = Style::Tagged {
+        allowlist: Vec::new().into(),
+    };
+    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), ""), 0.5, style);
+    while transport.is_empty() {
+        observer.request("visit");
+    }
+    assert_eq!(
+        shapes(&transport),
+        [
+            "baseplate.server.latency,endpoint=visit|ms|@0.5",
+            "baseplate.server.rate,endpoint=visit,success=True:1|c|@0.5",
+        ]
+    );
+}
+
+#[test]
+fn plain_requests_time_local_spans_and_drop_tags() {
+    let transport = MemoryTransport::new();
+    let observer = RequestObserver::new(
+        MetricsClient::new(transport.clone(), "ns"),
+        1.0,
+        Style::Plain,
+    );
+    let scope = observer.request("route");
+    scope.record_local("pricing", "sum", Duration::ZERO, false);
+    scope.set_tag("region", &"eu");
+    drop(scope);
+    assert_eq!(
+        shapes(&transport),
+        [
+            "ns.pricing.sum|ms",
+            "ns.server.route.success:1|c",
+            "ns.server.route|ms"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn log_if_unconfigured_logs_what_would_be_sent() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    for (log, expected) in [("true", 1), ("false", 0)] {
+        let mut baseplate = Baseplate::new(config(&[
+            ("metrics.namespace", "ns"),
+            ("metrics.log_if_unconfigured", log),
+        ]));
+        baseplate.configure_observers().unwrap();
+        let ctx = baseplate.make_context_object();
+        drop(baseplate.make_server_span(&ctx, format!("route_{log}").as_str()));
+        drop(ctx);
+        baseplate.shutdown().await;
+        let text = logs.text();
+        assert_eq!(
+            text.matches(&format!("ns.server.route_{log}.success:1|c"))
+                .count(),
+            expected,
+            "{text}"
+        );
+    }
+}
+
 /// Log output captured from a `tracing_subscriber::fmt` subscriber.
 #[derive(Clone, Default)]
 struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
