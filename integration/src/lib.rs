@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod spans;
+pub mod statsd;
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
