@@ -10,6 +10,7 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod golden;
 pub mod spans;
 pub mod statsd;
 
