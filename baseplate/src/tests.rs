@@ -169,19 +169,45 @@ fn metrics_need_a_namespace_or_tagging_as_in_baseplate_py() {
     );
 }
 
+/// The `metrics.*` keys baseplate.py 2.7.1 reads, with a value each.
+const METRICS_KEYS: [(&str, &str); 8] = [
+    ("metrics.namespace", ""),
+    ("metrics.tagging", "false"),
+    ("metrics.endpoint", "127.0.0.1:8125"),
+    ("metrics.allowlist", "region, shard"),
+    ("metrics.enabled", "false"),
+    ("metrics.log_if_unconfigured", "true"),
+    ("metrics.swallow_network_errors", "true"),
+    ("metrics_observer.sample_rate", "50%"),
+];
+
 #[test]
-fn every_metrics_key_baseplate_py_reads_is_accepted() {
-    let mut baseplate = Baseplate::new(config(&[
+fn every_metrics_key_baseplate_py_reads_is_accepted_and_documented() {
+    let mut baseplate =
+        Baseplate::new(config(&METRICS_KEYS)).with_unknown_keys(UnknownKeys::Reject);
+    baseplate.configure_observers().unwrap();
+    let mut tagged = Baseplate::new(config(&[
         ("metrics.tagging", "true"),
-        ("metrics.allowlist", "region, shard"),
-        ("metrics.enabled", "false"),
-        ("metrics.log_if_unconfigured", "true"),
-        ("metrics.swallow_network_errors", "true"),
-        ("metrics_observer.sample_rate", "50%"),
+        ("metrics.allowlist", "region"),
     ]))
     .with_unknown_keys(UnknownKeys::Reject);
-    baseplate.configure_observers().unwrap();
-    assert!(baseplate.config_warnings().is_empty());
+    tagged.configure_observers().unwrap();
+    assert!(tagged.config_warnings().is_empty());
+
+    // Both configuration tables list exactly these keys, in this order.
+    let keys: Vec<&str> = METRICS_KEYS.iter().map(|(key, _)| *key).collect();
+    for readme in [
+        include_str!("../README.md"),
+        include_str!("../../README.md"),
+    ] {
+        let documented: Vec<String> = readme
+            .lines()
+            .filter(|line| line.starts_with("| `metrics"))
+            .filter_map(|line| line.split('`').nth(1))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(documented, keys);
+    }
 }
 
 #[test]
