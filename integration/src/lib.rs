@@ -11,6 +11,7 @@
 pub mod bench;
 pub mod chaos;
 pub mod golden;
+pub mod logs;
 pub mod spans;
 pub mod statsd;
 

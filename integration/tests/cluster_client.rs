@@ -8,6 +8,7 @@ use baseplate_config::{RawConfig, UnknownKeys};
 use baseplate_redis_cluster::{
     ClusterRedisClient, ClusterRedisContextFactory, MonitoredClusterRedisConnection, PoolTimeout,
 };
+use integration::logs::Logs;
 use integration::spans::SpanRecorder;
 use integration::{cluster, hold_in_flight, unique_prefix};
 use redis::AsyncCommands as _;
@@ -400,13 +401,7 @@ async fn config_errors_name_the_key() {
 
 #[tokio::test]
 async fn unknown_keys_are_logged_once_when_the_client_is_configured() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let factory = ClusterRedisClient::new()
         .parse(
@@ -422,7 +417,7 @@ async fn unknown_keys_are_logged_once_when_the_client_is_configured() {
     let mut foo = factory.make_object_for_context("foo", &tracing::Span::none());
     let _: Option<String> = foo.get(unique_prefix("unknown-keys")).await.unwrap();
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let warning = "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?";
     assert_eq!(text.matches(warning).count(), 1, "{text}");
     assert_eq!(
@@ -438,30 +433,9 @@ async fn unknown_keys_are_logged_once_when_the_client_is_configured() {
     );
 }
 
-/// Log output captured in memory, for tests that read what a service's logs would say.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn an_unreachable_cluster_is_logged_once_naming_the_client() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let mut foo = connection(&[
         ("foo.url", "redis://user:hunter2@127.0.0.1:1"),
@@ -471,7 +445,7 @@ async fn an_unreachable_cluster_is_logged_once_naming_the_client() {
         let error = foo.get::<_, Option<String>>("k").await.unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     // One warning while it stays unreachable, naming the client, never the password.
     assert_eq!(
         text.matches("cannot connect to the cluster").count(),

@@ -10,9 +10,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use baseplate::{Baseplate, BaseplateError, ClusterRedisClient, RawConfig, UnknownKeys};
+use integration::logs::Logs;
 use integration::statsd::{Statsd, is_runtime_line};
 use integration::{cluster, golden, unique_prefix};
 use redis::AsyncCommands as _;
@@ -37,27 +37,6 @@ fn expected(text: &str, tag: &str) -> Vec<String> {
         .filter_map(|line| line.strip_prefix(&prefix))
         .map(str::to_owned)
         .collect()
-}
-
-/// Log output captured in memory.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Starts the service a file configures (`unknown_keys` as given) and serves one request.
@@ -90,13 +69,7 @@ async fn configs_written_for_baseplate_py_start_and_warn_about_what_they_ignore(
         let config = RawConfig::from_ini_str(&text, "app:main").unwrap();
         let warnings = expected(&text, "expect-warning");
 
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
+        let (logs, guard) = Logs::capture();
         let baseplate = start(config.clone(), UnknownKeys::Warn)
             .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
         drop(guard);
