@@ -144,9 +144,9 @@ struct Recording {
 impl fmt::Debug for RequestScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Request { .. } => "request",
-            State::Unsampled => "unsampled",
-            State::Outside => "outside requests",
+            State::Request { names, .. } => names.timer(),
+            State::Unsampled => "unsampled".to_owned(),
+            State::Outside => "outside requests".to_owned(),
         };
         f.debug_struct("RequestScope")
             .field("state", &state)
@@ -375,7 +375,7 @@ impl MetricNames {
         }
     }
 
-    #[cfg(test)]
+    /// The timer's name, tags included (for `Debug`).
     fn timer(&self) -> String {
         match self {
             Self::Plain { timer, .. } | Self::TimerOnly { timer } => timer.clone(),

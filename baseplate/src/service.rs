@@ -88,12 +88,6 @@ struct MetricsConfig {
     _swallow_network_errors: Option<bool>,
 }
 
-/// `metrics.enabled` alone, for what reads it before or without `configure_observers`.
-#[derive(Deserialize)]
-struct MetricsEnabled {
-    enabled: Option<bool>,
-}
-
 /// `metrics_observer.*`.
 #[derive(Deserialize)]
 struct ObserverConfig {
@@ -275,9 +269,10 @@ impl Baseplate {
         Ok(())
     }
 
-    /// Whether `metrics.enabled` leaves metrics on (it does unless it is `false`).
+    /// Whether `metrics.enabled` leaves metrics on (it does unless it is `false`), for what reads
+    /// it with or without `configure_observers` (which logged any warning already).
     pub(crate) fn metrics_enabled(&self) -> Result<bool, ConfigError> {
-        let (metrics, _): (MetricsEnabled, _) =
+        let (metrics, _): (MetricsConfig, _) =
             self.app_config.parse_with("metrics.", UnknownKeys::Warn)?;
         Ok(metrics.enabled.unwrap_or(true))
     }
