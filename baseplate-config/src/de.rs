@@ -5,9 +5,11 @@
 //! maps read the keys below. Every error leaves here as a [`ConfigError`] naming the full key.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::marker::PhantomData;
+use std::rc::Rc;
 use std::time::Duration;
 
 use serde::de::value::{SeqDeserializer, StrDeserializer};
@@ -20,16 +22,58 @@ use crate::value::{
     self, ENDPOINT_MARKER, IntegerBounds, NOT_A_WHOLE_NUMBER, PERCENT_MARKER, TIMESPAN_MARKER,
     Value,
 };
+use crate::warning::{ConfigWarning, UnknownKeys};
 
-/// Deserialises a `T` from the keys under `view`.
-pub(crate) fn from_view<T: DeserializeOwned>(view: &ConfigView<'_>) -> Result<T, ConfigError> {
+/// Deserialises a `T` from the keys under `view`; unknown keys are errors or warnings, as
+/// `unknown_keys` says.
+pub(crate) fn from_view<T: DeserializeOwned>(
+    view: &ConfigView<'_>,
+    unknown_keys: UnknownKeys,
+) -> Result<(T, Vec<ConfigWarning>), ConfigError> {
+    let unknown = match unknown_keys {
+        UnknownKeys::Reject => Unknown::Reject,
+        UnknownKeys::Warn => Unknown::Collect(Rc::default()),
+    };
     let root = Node {
         key: view.path().to_owned(),
         value: None,
         children: view.clone(),
+        unknown: unknown.clone(),
     };
-    root.deserialize_seed(PhantomData::<T>)
-        .map_err(|error| error.into_config_error(view.path(), None))
+    let parsed = root
+        .deserialize_seed(PhantomData::<T>)
+        .map_err(|error| error.into_config_error(view.path(), None))?;
+    Ok((parsed, unknown.into_warnings()))
+}
+
+/// What to do with a key no field reads: fail, or note it and go on.
+#[derive(Clone)]
+enum Unknown {
+    Reject,
+    Collect(Rc<RefCell<Vec<ConfigWarning>>>),
+}
+
+impl Unknown {
+    /// Reports the unknown `key`: an error, or a warning (once, however often it is met).
+    fn report(&self, key: String, suggestion: Option<String>) -> Result<(), DeError> {
+        match self {
+            Self::Reject => Err(DeError::Config(ConfigError::UnknownKey { key, suggestion })),
+            Self::Collect(warnings) => {
+                let mut warnings = warnings.borrow_mut();
+                if !warnings.iter().any(|warning| warning.key() == key) {
+                    warnings.push(ConfigWarning::UnknownKey { key, suggestion });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn into_warnings(self) -> Vec<ConfigWarning> {
+        match self {
+            Self::Reject => Vec::new(),
+            Self::Collect(warnings) => warnings.take(),
+        }
+    }
 }
 
 /// The deserializer's error: a finished [`ConfigError`], or an error raised by serde or by a
@@ -101,14 +145,17 @@ struct Node<'a> {
     value: Option<Cow<'a, Value>>,
     /// The keys below this one.
     children: ConfigView<'a>,
+    /// What an unknown key below this one is.
+    unknown: Unknown,
 }
 
 impl<'a> Node<'a> {
-    fn child(view: &ConfigView<'a>, segment: &str) -> Self {
+    fn child(view: &ConfigView<'a>, segment: &str, unknown: &Unknown) -> Self {
         Node {
             key: view.full_key(segment),
             value: view.get(segment).map(Cow::Borrowed),
             children: view.prefix(segment),
+            unknown: unknown.clone(),
         }
     }
 
@@ -122,11 +169,12 @@ impl<'a> Node<'a> {
             .map_err(|error| DeError::Config(error.into_config_error(&key, value.as_deref())))
     }
 
-    fn leaf(key: String, value: Cow<'a, Value>) -> Self {
+    fn leaf(key: String, value: Cow<'a, Value>, unknown: &Unknown) -> Self {
         Node {
             key,
             value: Some(value),
             children: ConfigView::empty(),
+            unknown: unknown.clone(),
         }
     }
 
@@ -174,11 +222,8 @@ impl<'a> Node<'a> {
     /// The value of a key that holds one value: keys below it are unknown, and an empty value is
     /// not set.
     fn scalar(&self) -> Result<&Value, DeError> {
-        if let Some(child) = self.children.keys().next() {
-            return Err(DeError::Config(ConfigError::UnknownKey {
-                key: self.children.full_key(child),
-                suggestion: None,
-            }));
+        for child in self.children.keys() {
+            self.unknown.report(self.children.full_key(child), None)?;
         }
         match self.value.as_deref() {
             Some(value) if self.has_value() => Ok(value),
@@ -212,7 +257,7 @@ impl<'a> Node<'a> {
             .collect()
     }
 
-    /// Every key below this one must start with a field name.
+    /// Every key below this one should start with a field name; the others are reported.
     fn check_fields(&self, fields: &[&str]) -> Result<(), DeError> {
         for key in self.children.keys() {
             let (first, rest) = match key.split_once('.') {
@@ -226,10 +271,8 @@ impl<'a> Node<'a> {
                 Some(rest) => self.children.full_key(&format!("{field}.{rest}")),
                 None => self.children.full_key(field),
             });
-            return Err(DeError::Config(ConfigError::UnknownKey {
-                key: self.children.full_key(key),
-                suggestion,
-            }));
+            self.unknown
+                .report(self.children.full_key(key), suggestion)?;
         }
         Ok(())
     }
@@ -442,6 +485,7 @@ impl<'de> de::Deserializer<'de> for Node<'_> {
         let result = visitor.visit_seq(Items {
             key: &self.key,
             items: items.into_iter().enumerate(),
+            unknown: &self.unknown,
         });
         self.finish(result)
     }
@@ -470,6 +514,7 @@ impl<'de> de::Deserializer<'de> for Node<'_> {
             segments: self.segments().into_iter(),
             current: None,
             typed_keys: true,
+            unknown: &self.unknown,
         });
         self.finish_group(result)
     }
@@ -490,13 +535,14 @@ impl<'de> de::Deserializer<'de> for Node<'_> {
         self.reject_value()?;
         self.check_fields(fields)?;
         // A key set to an empty string is not set: leaving it out lets serde apply the field's
-        // default, or `None`, or report it as required, as baseplate's `Optional` does.
+        // default, or `None`, or report it as required, as baseplate's `Optional` does. Unknown
+        // keys that were only warned about are left out too, so that no visitor sees them.
         let segments: BTreeSet<&str> = self
             .segments()
             .into_iter()
             .filter(|segment| {
-                let child = Node::child(&self.children, segment);
-                child.has_value() || !child.children.is_empty()
+                let child = Node::child(&self.children, segment, &self.unknown);
+                fields.contains(segment) && (child.has_value() || !child.children.is_empty())
             })
             .collect();
         let result = visitor.visit_map(Entries {
@@ -504,6 +550,7 @@ impl<'de> de::Deserializer<'de> for Node<'_> {
             segments: segments.into_iter(),
             current: None,
             typed_keys: false,
+            unknown: &self.unknown,
         });
         self.finish_group(result)
     }
@@ -548,6 +595,7 @@ struct Entries<'v, 'a, I> {
     /// Map keys are deserialised like values (so `HashMap<u16, _>` parses its keys); struct
     /// field names are plain identifiers.
     typed_keys: bool,
+    unknown: &'v Unknown,
 }
 
 impl<'de, 'a, I: Iterator<Item = &'a str>> de::MapAccess<'de> for Entries<'_, 'a, I> {
@@ -565,6 +613,7 @@ impl<'de, 'a, I: Iterator<Item = &'a str>> de::MapAccess<'de> for Entries<'_, 'a
             let key = Node::leaf(
                 self.view.full_key(segment),
                 Cow::Owned(Value::from(segment)),
+                self.unknown,
             );
             key.deserialize_seed(seed).map(Some)
         } else {
@@ -577,7 +626,7 @@ impl<'de, 'a, I: Iterator<Item = &'a str>> de::MapAccess<'de> for Entries<'_, 'a
             .current
             .take()
             .ok_or_else(|| DeError::Custom("a value was asked for before its key".to_owned()))?;
-        Node::child(self.view, segment).deserialize_seed(seed)
+        Node::child(self.view, segment, self.unknown).deserialize_seed(seed)
     }
 }
 
@@ -585,6 +634,7 @@ impl<'de, 'a, I: Iterator<Item = &'a str>> de::MapAccess<'de> for Entries<'_, 'a
 struct Items<'k, I> {
     key: &'k str,
     items: I,
+    unknown: &'k Unknown,
 }
 
 impl<'de, 'a, I: ExactSizeIterator<Item = (usize, Cow<'a, Value>)>> de::SeqAccess<'de>
@@ -597,7 +647,7 @@ impl<'de, 'a, I: ExactSizeIterator<Item = (usize, Cow<'a, Value>)>> de::SeqAcces
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some((index, item)) => Node::leaf(format!("{}[{index}]", self.key), item)
+            Some((index, item)) => Node::leaf(format!("{}[{index}]", self.key), item, self.unknown)
                 .deserialize_seed(seed)
                 .map(Some),
             None => Ok(None),

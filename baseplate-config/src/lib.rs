@@ -9,7 +9,9 @@ mod raw;
 pub mod secret;
 mod source;
 pub mod value;
+mod warning;
 
 pub use error::{ConfigError, ValueError};
 pub use raw::{ConfigView, DEFAULT_SECTION, RawConfig};
 pub use value::{Endpoint, Percent, Timespan, Value};
+pub use warning::{ConfigWarning, UnknownKeys};

@@ -12,6 +12,7 @@ use crate::error::ConfigError;
 use crate::secret;
 use crate::source;
 use crate::value::Value;
+use crate::warning::{ConfigWarning, UnknownKeys};
 
 /// The default INI section, the one PasteDeploy and baseplate services use for the app.
 pub const DEFAULT_SECTION: &str = "app:main";
@@ -306,6 +307,40 @@ impl RawConfig {
         self.prefix(prefix).parse()
     }
 
+    /// Parses the keys under `prefix.` into a `T`, with keys that no field reads handled as
+    /// `unknown_keys` says: `self.prefix(prefix).parse_with(unknown_keys)`.
+    ///
+    /// See [`ConfigView::parse_with`].
+    ///
+    /// # Errors
+    ///
+    /// As [`RawConfig::parse`]; with [`UnknownKeys::Warn`], never [`ConfigError::UnknownKey`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baseplate_config::{RawConfig, UnknownKeys};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Foo {
+    ///     url: String,
+    /// }
+    ///
+    /// let config: RawConfig =
+    ///     [("foo.url", "redis://x:1"), ("foo.retry_on_timeout", "true")].into_iter().collect();
+    /// let (foo, warnings) = config.parse_with::<Foo>("foo", UnknownKeys::Warn)?;
+    /// assert_eq!(foo.url, "redis://x:1");
+    /// assert_eq!(warnings[0].to_string(), "foo.retry_on_timeout: unknown key, ignored");
+    /// # Ok::<(), baseplate_config::ConfigError>(())
+    /// ```
+    pub fn parse_with<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+        unknown_keys: UnknownKeys,
+    ) -> Result<(T, Vec<ConfigWarning>), ConfigError> {
+        self.prefix(prefix).parse_with(unknown_keys)
+    }
+
     /// Expands environment variables in every string value, as `baseplate-serve`'s
     /// `EnvironmentInterpolation` does (Python's `os.path.expandvars`): `$NAME` and `${NAME}` are
     /// replaced by the variable's value, and left as they are when it is not set.
@@ -531,7 +566,42 @@ impl<'a> ConfigView<'a> {
     /// # Ok::<(), baseplate_config::ConfigError>(())
     /// ```
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        crate::de::from_view(self)
+        crate::de::from_view(self, UnknownKeys::Reject).map(|(parsed, _)| parsed)
+    }
+
+    /// Parses the keys under this view into a `T` as [`ConfigView::parse`] does, except for keys
+    /// whose first segment matches no field: with [`UnknownKeys::Warn`] they are ignored, as
+    /// baseplate.py ignores them, and each is returned as a [`ConfigWarning::UnknownKey`] naming
+    /// the nearest known key; with [`UnknownKeys::Reject`] the first is an error, as in `parse`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ConfigView::parse`]; with [`UnknownKeys::Warn`], never [`ConfigError::UnknownKey`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use baseplate_config::{RawConfig, UnknownKeys};
+    ///
+    /// #[derive(serde::Deserialize)]
+    /// struct Pool {
+    ///     size: u32,
+    /// }
+    ///
+    /// let config: RawConfig = [("foo.pool.size", "3"), ("foo.pool.sise", "4")].into_iter().collect();
+    /// let (pool, warnings) = config.prefix("foo.pool").parse_with::<Pool>(UnknownKeys::Warn)?;
+    /// assert_eq!(pool.size, 3);
+    /// assert_eq!(
+    ///     warnings[0].to_string(),
+    ///     "foo.pool.sise: unknown key, ignored; did you mean foo.pool.size?"
+    /// );
+    /// # Ok::<(), baseplate_config::ConfigError>(())
+    /// ```
+    pub fn parse_with<T: DeserializeOwned>(
+        &self,
+        unknown_keys: UnknownKeys,
+    ) -> Result<(T, Vec<ConfigWarning>), ConfigError> {
+        crate::de::from_view(self, unknown_keys)
     }
 
     /// This view's prefix without its trailing dot (`foo.pool`), or empty for the root.

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use baseplate_config::RawConfig;
+use baseplate_config::{ConfigWarning, RawConfig, UnknownKeys};
 use baseplate_hotkeys::{TrackKeyMode, TrackerOptions};
 use serde::Deserialize;
 
@@ -22,6 +22,20 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 50;
 /// How long a command waits for a pool slot when `timeout` is not set: redis-py's
 /// `BlockingConnectionPool` default, which baseplate.py inherits.
 pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(20);
+
+/// The prefix baseplate.py's `cluster_pool_from_config` reads when it is given none:
+/// `rediscluster.url`, `rediscluster.max_connections`, ...
+///
+/// ```
+/// use baseplate_config::RawConfig;
+/// use baseplate_redis_cluster::{DEFAULT_PREFIX, cluster_pool_from_config};
+///
+/// let config: RawConfig = [("rediscluster.url", "redis://127.0.0.1:7000")].into_iter().collect();
+/// let pool = cluster_pool_from_config(&config, DEFAULT_PREFIX)?;
+/// assert_eq!(pool.name(), "rediscluster");
+/// # Ok::<(), baseplate_redis_cluster::ClusterConfigError>(())
+/// ```
+pub const DEFAULT_PREFIX: &str = "rediscluster.";
 
 /// The options of one cluster client, as parsed from `{prefix}*` keys and overrides.
 ///
@@ -44,9 +58,16 @@ pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(20);
 /// | `ssl_check_hostname` | boolean | true | whether a node's certificate must name the host it was reached at |
 /// | `max_connections_per_node`, `skip_full_coverage_check`, `nodemanager_follow_cluster`, `decode_responses` | boolean | — | accepted for compatibility with baseplate.py; no meaning here |
 ///
-/// The `ssl_*` keys may instead be query parameters of the URL, as redis-py reads them
-/// (`rediss://host:7000/0?ssl_ca_certs=/etc/redis/ca.pem`). Overrides in code, then config keys,
-/// win over the URL, as for every other key; redis-py lets the URL win over keyword arguments.
+/// The URL's query parameters are applied as redis-py applies them, where they mean something
+/// here: `socket_timeout` and `socket_connect_timeout` (seconds, `?socket_timeout=0.5`),
+/// `max_connections`, `db` (only `0`) and the `ssl_*` keys
+/// (`rediss://host:7000/0?ssl_ca_certs=/etc/redis/ca.pem`). Any other parameter is an error naming
+/// it. Overrides in code, then config keys, win over the URL; redis-py lets the URL win over
+/// keyword arguments.
+///
+/// A key under the prefix that none of these is, baseplate.py ignores; so does the parser, which
+/// lists it in [`config_warnings`](Self::config_warnings) with the nearest known key, unless
+/// [`ClusterRedisClient::unknown_keys`] asks for [`UnknownKeys::Reject`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClusterOptions {
@@ -72,6 +93,9 @@ pub struct ClusterOptions {
     /// Where the client's Prometheus series are recorded: [`RedisClientMetrics::global`] unless
     /// set in code with [`ClusterRedisClient::prometheus`].
     pub prometheus: RedisClientMetrics,
+    /// What the config set that was ignored: keys under the prefix that no option reads (each
+    /// naming the nearest known key). [`ClusterRedisClient::pool_from_config`] logs them.
+    pub config_warnings: Vec<ConfigWarning>,
 }
 
 /// A Redis URL whose password never shows in `Debug` or `Display` (it prints as `***`).
@@ -145,6 +169,7 @@ struct Overrides {
     ssl_check_hostname: Option<bool>,
     redis_client_name: Option<String>,
     prometheus: Option<RedisClientMetrics>,
+    unknown_keys: Option<UnknownKeys>,
 }
 
 impl ClusterRedisClient {
@@ -245,11 +270,40 @@ impl ClusterRedisClient {
         self
     }
 
+    /// What a key under the prefix that no option reads is: a warning, as baseplate.py ignores
+    /// it ([`UnknownKeys::Warn`], the default), or an error ([`UnknownKeys::Reject`]).
+    ///
+    /// ```
+    /// use baseplate_config::{RawConfig, UnknownKeys};
+    /// use baseplate_redis_cluster::ClusterRedisClient;
+    ///
+    /// let config: RawConfig = [("foo.url", "redis://127.0.0.1:7000"), ("foo.max_conections", "9")]
+    ///     .into_iter()
+    ///     .collect();
+    /// let options = ClusterRedisClient::new().options_from_config(&config, "foo.")?;
+    /// assert_eq!(options.max_connections, 50);
+    /// assert_eq!(
+    ///     options.config_warnings[0].to_string(),
+    ///     "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?"
+    /// );
+    ///
+    /// let strict = ClusterRedisClient::new().unknown_keys(UnknownKeys::Reject);
+    /// let error = strict.options_from_config(&config, "foo.").unwrap_err();
+    /// assert_eq!(error.to_string(), "foo.max_conections: unknown key; did you mean foo.max_connections?");
+    /// # Ok::<(), baseplate_redis_cluster::ClusterConfigError>(())
+    /// ```
+    pub fn unknown_keys(mut self, unknown_keys: UnknownKeys) -> Self {
+        self.overrides.unknown_keys = Some(unknown_keys);
+        self
+    }
+
     /// Parses the client named `key_path` (keys `{key_path}.url`, ...) into its context factory,
-    /// as baseplate's `ClusterRedisClient.parse` does. Nothing connects yet.
+    /// as baseplate's `ClusterRedisClient.parse` does, logging the keys it ignored (see
+    /// [`pool_from_config`](Self::pool_from_config)). Nothing connects yet.
     ///
     /// # Errors
-    /// A [`ClusterConfigError`] naming the first bad, missing or unknown key.
+    /// A [`ClusterConfigError`] naming the first bad or missing key (or unknown key, when
+    /// [`unknown_keys`](Self::unknown_keys) rejects them).
     pub fn parse(
         &self,
         key_path: &str,
@@ -259,23 +313,47 @@ impl ClusterRedisClient {
         Ok(ClusterRedisContextFactory::new(pool, key_path))
     }
 
-    /// Builds the pool from the keys under `prefix` (which must end with `.`). Nothing connects yet.
+    /// Builds the pool from the keys under `prefix` (which must end with `.`), as baseplate.py's
+    /// `cluster_pool_from_config(app_config, prefix, **kwargs)` does with this parser's settings
+    /// as its keyword arguments. Keys it ignored (see [`unknown_keys`](Self::unknown_keys)) are
+    /// logged at `warn` level, once each, naming the nearest known key. Nothing connects yet.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baseplate_config::RawConfig;
+    /// use baseplate_redis_cluster::{ClusterRedisClient, DEFAULT_PREFIX};
+    ///
+    /// let config: RawConfig = [("rediscluster.url", "redis://127.0.0.1:7000")].into_iter().collect();
+    /// let pool = ClusterRedisClient::new()
+    ///     .max_connections(10)
+    ///     .timeout(Duration::from_millis(200))
+    ///     .pool_from_config(&config, DEFAULT_PREFIX)?;
+    /// assert_eq!(pool.stats().size, 10);
+    /// # Ok::<(), baseplate_redis_cluster::ClusterConfigError>(())
+    /// ```
     ///
     /// # Errors
-    /// A [`ClusterConfigError`] naming the first bad, missing or unknown key.
+    /// A [`ClusterConfigError`] naming the first bad or missing key (or unknown key, when
+    /// [`unknown_keys`](Self::unknown_keys) rejects them).
     pub fn pool_from_config(
         &self,
         raw_config: &RawConfig,
         prefix: &str,
     ) -> Result<ClusterPool, ClusterConfigError> {
         let options = self.options_from_config(raw_config, prefix)?;
-        ClusterPool::new(prefix.trim_end_matches('.'), options)
+        let name = prefix.trim_end_matches('.');
+        for warning in &options.config_warnings {
+            tracing::warn!(client = name, key = warning.key(), "{warning}");
+        }
+        ClusterPool::new(name, options)
     }
 
-    /// Parses and validates the options under `prefix` (which must end with `.`), overrides applied.
+    /// Parses and validates the options under `prefix` (which must end with `.`), overrides
+    /// applied. Keys it ignored are in [`ClusterOptions::config_warnings`], not logged.
     ///
     /// # Errors
-    /// A [`ClusterConfigError`] naming the first bad, missing or unknown key.
+    /// A [`ClusterConfigError`] naming the first bad or missing key (or unknown key, when
+    /// [`unknown_keys`](Self::unknown_keys) rejects them).
     pub fn options_from_config(
         &self,
         raw_config: &RawConfig,
@@ -286,8 +364,9 @@ impl ClusterRedisClient {
                 prefix: prefix.to_owned(),
             });
         }
-        let raw: RawOptions = raw_config.parse(prefix)?;
         let o = &self.overrides;
+        let (raw, config_warnings): (RawOptions, _) =
+            raw_config.parse_with(prefix, o.unknown_keys.unwrap_or_default())?;
         let key = |name: &str| format!("{prefix}{name}");
         let invalid = |name: &str, reason: String| ClusterConfigError::Invalid {
             key: key(name),
@@ -295,7 +374,12 @@ impl ClusterRedisClient {
         };
 
         let (seeds, url_params) = parse_seeds(&raw.url).map_err(|reason| invalid("url", reason))?;
-        let max_connections = o.max_connections.unwrap_or(raw.max_connections);
+        let from_url = UrlSettings::parse(&url_params).map_err(|reason| invalid("url", reason))?;
+        let max_connections = o
+            .max_connections
+            .or(raw.max_connections)
+            .or(from_url.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if max_connections == 0 {
             return Err(invalid("max_connections", "must be at least 1".into()));
         }
@@ -336,11 +420,17 @@ impl ClusterRedisClient {
             .with_flush_interval(raw.track_key_flush_interval)
             .with_max_keys(raw.track_key_max_keys);
 
+        // An explicit socket timeout, wherever it is set, wins over the one `timeout` implies.
         let connect_timeout = o
             .socket_connect_timeout
             .or(raw.socket_connect_timeout)
+            .or(from_url.socket_connect_timeout)
             .or(timeout);
-        let response_timeout = o.socket_timeout.or(raw.socket_timeout).or(timeout);
+        let response_timeout = o
+            .socket_timeout
+            .or(raw.socket_timeout)
+            .or(from_url.socket_timeout)
+            .or(timeout);
         let read_from_replicas = o.read_from_replicas.unwrap_or(raw.read_from_replicas);
         let tls = tls_options(&seeds, raw, o, url_params)
             .map_err(|(name, reason)| invalid(name, reason))?;
@@ -359,24 +449,28 @@ impl ClusterRedisClient {
             read_from_replicas,
             tracker,
             tls,
+            config_warnings,
         })
     }
 }
 
-/// Builds a pool from the keys under `prefix` (e.g. `"rediscluster."`), as baseplate.py's
-/// function of the same name does.
+/// Builds a pool from the keys under `prefix` ([`DEFAULT_PREFIX`], `"rediscluster."`, is
+/// baseplate.py's default), as baseplate.py's function of the same name does; keys it ignored are
+/// logged. With settings in code (baseplate.py's `**kwargs`), call
+/// [`ClusterRedisClient::pool_from_config`] on a configured [`ClusterRedisClient`] instead.
 ///
 /// ```
 /// use baseplate_config::RawConfig;
+/// use baseplate_redis_cluster::{DEFAULT_PREFIX, cluster_pool_from_config};
 ///
 /// let config: RawConfig = [("rediscluster.url", "redis://127.0.0.1:7000")].into_iter().collect();
-/// let pool = baseplate_redis_cluster::cluster_pool_from_config(&config, "rediscluster.")?;
+/// let pool = cluster_pool_from_config(&config, DEFAULT_PREFIX)?;
 /// assert_eq!(pool.stats().size, 50);
 /// # Ok::<(), baseplate_redis_cluster::ClusterConfigError>(())
 /// ```
 ///
 /// # Errors
-/// A [`ClusterConfigError`] naming the first bad, missing or unknown key.
+/// A [`ClusterConfigError`] naming the first bad or missing key.
 pub fn cluster_pool_from_config(
     raw_config: &RawConfig,
     prefix: &str,
@@ -388,8 +482,7 @@ pub fn cluster_pool_from_config(
 #[derive(Deserialize)]
 struct RawOptions {
     url: String,
-    #[serde(default = "default_max_connections")]
-    max_connections: usize,
+    max_connections: Option<usize>,
     timeout: Option<Duration>,
     socket_connect_timeout: Option<Duration>,
     socket_timeout: Option<Duration>,
@@ -422,10 +515,6 @@ struct RawOptions {
     _decode_responses: Option<bool>,
 }
 
-fn default_max_connections() -> usize {
-    DEFAULT_MAX_CONNECTIONS
-}
-
 fn default_true() -> bool {
     true
 }
@@ -447,9 +536,69 @@ const SSL_KEYS: [&str; 5] = [
     "ssl_check_hostname",
 ];
 
+/// The other query parameters redis-py applies that mean something here (`db` is checked
+/// where the URL's path is).
+const URL_KEYS: [&str; 3] = [
+    "socket_timeout",
+    "socket_connect_timeout",
+    "max_connections",
+];
+
+/// What the URL's query sets of the settings that are not TLS ones.
+#[derive(Debug, Default)]
+struct UrlSettings {
+    socket_timeout: Option<Duration>,
+    socket_connect_timeout: Option<Duration>,
+    max_connections: Option<usize>,
+}
+
+impl UrlSettings {
+    /// Parses the parameters as redis-py does (seconds as a float, connections as an integer);
+    /// a reason names the parameter.
+    fn parse(params: &BTreeMap<String, String>) -> Result<Self, String> {
+        let seconds = |name: &str| {
+            params
+                .get(name)
+                .map(|text| {
+                    text.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|secs| *secs > 0.0)
+                        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+                        .ok_or_else(|| {
+                            format!(
+                                "{name}: invalid number {text:?}: expected seconds above 0, such as 0.5"
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let max_connections = params
+            .get("max_connections")
+            .map(|text| {
+                text.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        format!(
+                            "max_connections: invalid integer {text:?}: expected a whole number above 0"
+                        )
+                    })
+            })
+            .transpose()?;
+        Ok(Self {
+            socket_timeout: seconds("socket_timeout")?,
+            socket_connect_timeout: seconds("socket_connect_timeout")?,
+            max_connections,
+        })
+    }
+}
+
 /// Splits and checks `url`: one or more comma-separated `redis://` or `rediss://` URLs of
-/// database 0, all of one scheme. Also returns the `ssl_*` query parameters, which every seed
-/// that has them must agree on. Reasons never contain the URL itself, which may hold a password.
+/// database 0, all of one scheme. Also returns the query parameters (the `ssl_*` ones and
+/// [`URL_KEYS`]; any other is an error), which every seed that has them must agree on. Reasons
+/// never contain the URL itself, which may hold a password.
 fn parse_seeds(text: &str) -> Result<(Vec<RedisUrl>, BTreeMap<String, String>), String> {
     let mut seeds = Vec::new();
     let mut params = BTreeMap::new();
@@ -500,8 +649,15 @@ fn parse_seeds(text: &str) -> Result<(Vec<RedisUrl>, BTreeMap<String, String>), 
         if url.host_str().is_none_or(str::is_empty) {
             return Err(format!("{which}no host"));
         }
-        let db = url.path().trim_start_matches('/');
-        if !(db.is_empty() || db == "0") {
+        // redis-py's `?db=` wins over the path; either may only say 0.
+        let db = match url.query_pairs().find(|(name, _)| name == "db") {
+            Some((_, db)) => db.into_owned(),
+            None => match url.path().trim_start_matches('/') {
+                "" => "0".to_owned(),
+                path => path.to_owned(),
+            },
+        };
+        if db != "0" {
             return Err(format!(
                 "{which}database {db:?} requested, but Redis Cluster only has database 0"
             ));
@@ -512,13 +668,20 @@ fn parse_seeds(text: &str) -> Result<(Vec<RedisUrl>, BTreeMap<String, String>), 
             ));
         }
         for (name, value) in url.query_pairs() {
-            if !name.starts_with("ssl_") {
+            if name == "db" {
                 continue;
             }
-            if !SSL_KEYS.contains(&name.as_ref()) {
+            if name.starts_with("ssl_") && !SSL_KEYS.contains(&name.as_ref()) {
                 return Err(format!(
                     "{which}unknown URL parameter {name:?}; the TLS parameters are {}",
                     SSL_KEYS.join(", ")
+                ));
+            }
+            if !SSL_KEYS.contains(&name.as_ref()) && !URL_KEYS.contains(&name.as_ref()) {
+                return Err(format!(
+                    "{which}unsupported URL parameter {name:?}; a URL may set {}, db \
+                     and the ssl_* parameters",
+                    URL_KEYS.join(", ")
                 ));
             }
             match params.insert(name.clone().into_owned(), value.clone().into_owned()) {
@@ -736,10 +899,6 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "foo.url: required but not set"),
             (
-                &[("foo.url", "redis://h:1"), ("foo.max_conections", "5")],
-                "foo.max_conections: unknown key; did you mean foo.max_connections?",
-            ),
-            (
                 &[("foo.url", "redis://h:1"), ("foo.max_connections", "0")],
                 "foo.max_connections: must be at least 1",
             ),
@@ -771,6 +930,119 @@ mod tests {
             error.starts_with("foo.timeout: invalid timespan"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn unknown_keys_are_warnings_as_baseplate_py_ignores_them_unless_strict() {
+        let pairs = [
+            ("foo.url", "redis://h:1"),
+            ("foo.max_conections", "5"),
+            ("foo.retry_on_timeout", "true"),
+            ("foo.health_check_interval", "30"),
+        ];
+        let o = options(&pairs).unwrap();
+        assert_eq!(o.max_connections, DEFAULT_MAX_CONNECTIONS);
+        let shown: Vec<String> = o.config_warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "foo.health_check_interval: unknown key, ignored",
+                "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?",
+                "foo.retry_on_timeout: unknown key, ignored",
+            ]
+        );
+        assert!(options(&pairs[..1]).unwrap().config_warnings.is_empty());
+
+        let error = ClusterRedisClient::new()
+            .unknown_keys(UnknownKeys::Reject)
+            .options_from_config(&config(&pairs), "foo.")
+            .unwrap_err();
+        assert_eq!(error.to_string(), "foo.health_check_interval: unknown key");
+        let error = ClusterRedisClient::new()
+            .unknown_keys(UnknownKeys::Reject)
+            .options_from_config(&config(&pairs[..2]), "foo.")
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "foo.max_conections: unknown key; did you mean foo.max_connections?"
+        );
+    }
+
+    #[test]
+    fn url_parameters_redis_py_applies_are_applied_below_config_keys() {
+        let url = "redis://h:1/0?socket_timeout=0.5&socket_connect_timeout=2&max_connections=7";
+        let o = options(&[("foo.url", url)]).unwrap();
+        assert_eq!(o.response_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(o.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(o.max_connections, 7);
+        // `timeout` only fills in socket timeouts nobody set, the URL included.
+        let o = options(&[("foo.url", url), ("foo.timeout", "3 seconds")]).unwrap();
+        assert_eq!(o.response_timeout, Some(Duration::from_millis(500)));
+        assert_eq!(o.pool_wait, Duration::from_secs(3));
+        let o = options(&[
+            ("foo.url", url),
+            ("foo.socket_timeout", "1 second"),
+            ("foo.max_connections", "9"),
+        ])
+        .unwrap();
+        assert_eq!(o.response_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(o.max_connections, 9);
+        let o = ClusterRedisClient::new()
+            .max_connections(3)
+            .options_from_config(&config(&[("foo.url", url)]), "foo.")
+            .unwrap();
+        assert_eq!(o.max_connections, 3);
+        assert_eq!(
+            options(&[("foo.url", "redis://h:1?db=0")])
+                .unwrap()
+                .seeds
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn url_parameters_that_mean_nothing_here_are_errors_naming_them() {
+        let cases = [
+            (
+                "redis://h:1/0?retry_on_timeout=true",
+                "foo.url: unsupported URL parameter \"retry_on_timeout\"; a URL may set \
+                 socket_timeout, socket_connect_timeout, max_connections, db and the ssl_* parameters",
+            ),
+            (
+                "redis://h:1?client_name=web&socket_timeout=1",
+                "foo.url: unsupported URL parameter \"client_name\"; a URL may set \
+                 socket_timeout, socket_connect_timeout, max_connections, db and the ssl_* parameters",
+            ),
+            (
+                "redis://h:1/0?socket_timeout=soon",
+                "foo.url: socket_timeout: invalid number \"soon\": expected seconds above 0, such as 0.5",
+            ),
+            (
+                "redis://h:1/0?socket_connect_timeout=-1",
+                "foo.url: socket_connect_timeout: invalid number \"-1\": expected seconds above 0, such as 0.5",
+            ),
+            (
+                "redis://h:1/0?max_connections=lots",
+                "foo.url: max_connections: invalid integer \"lots\": expected a whole number above 0",
+            ),
+            (
+                "redis://h:1/0?max_connections=0",
+                "foo.url: max_connections: invalid integer \"0\": expected a whole number above 0",
+            ),
+            (
+                "redis://h:1?db=2",
+                "foo.url: database \"2\" requested, but Redis Cluster only has database 0",
+            ),
+            (
+                "redis://h:1?socket_timeout=1,redis://h:2?socket_timeout=2",
+                "foo.url: seed 2: socket_timeout=\"2\" disagrees with \"1\" in an earlier seed",
+            ),
+        ];
+        for (url, expected) in cases {
+            let error = options(&[("foo.url", url)]).unwrap_err().to_string();
+            assert_eq!(error, expected, "{url}");
+        }
     }
 
     #[test]

@@ -14,8 +14,8 @@ mod routing;
 mod tls;
 
 pub use config::{
-    ClusterOptions, ClusterRedisClient, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_WAIT, RedisUrl,
-    cluster_pool_from_config,
+    ClusterOptions, ClusterRedisClient, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_WAIT, DEFAULT_PREFIX,
+    RedisUrl, cluster_pool_from_config,
 };
 pub use connection::MonitoredClusterRedisConnection;
 pub use error::{

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::Batch;
 use crate::error::MetricsError;
-use crate::transport::{NullTransport, Transport, UdpTransport};
+use crate::transport::{self, LoggingNullTransport, NullTransport, Transport};
 use crate::wire::pack_lines;
 
 /// The default largest packet: 1432 bytes, statsd's advice for a 1500-byte Ethernet MTU (1500 minus
@@ -42,6 +42,11 @@ pub struct ClientOptions {
     /// own packets, as baseplate.py does. Coalescing saves a system call per request when
     /// requests are small.
     pub coalesce: Option<Duration>,
+    /// When the client is made without an endpoint
+    /// ([`MetricsClient::from_endpoint_with_options`] with none), log every line it would have
+    /// sent at `debug` level instead of discarding it silently: baseplate.py's
+    /// `metrics.log_if_unconfigured`. Off by default.
+    pub log_if_unconfigured: bool,
 }
 
 impl ClientOptions {
@@ -51,6 +56,7 @@ impl ClientOptions {
         Self {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             coalesce: None,
+            log_if_unconfigured: false,
         }
     }
 
@@ -80,6 +86,21 @@ impl ClientOptions {
     #[must_use]
     pub fn with_coalesce(mut self, delay: Duration) -> Self {
         self.coalesce = Some(delay);
+        self
+    }
+}
+
+impl ClientOptions {
+    /// Sets [`log_if_unconfigured`](Self::log_if_unconfigured).
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::ClientOptions;
+    ///
+    /// assert!(ClientOptions::new().with_log_if_unconfigured(true).log_if_unconfigured);
+    /// ```
+    #[must_use]
+    pub fn with_log_if_unconfigured(mut self, log: bool) -> Self {
+        self.log_if_unconfigured = log;
         self
     }
 }
@@ -179,9 +200,17 @@ impl MetricsClient {
         namespace: impl Into<String>,
         options: ClientOptions,
     ) -> Self {
+        Self::with_boxed(Box::new(transport), namespace, options)
+    }
+
+    fn with_boxed(
+        transport: Box<dyn Transport>,
+        namespace: impl Into<String>,
+        options: ClientOptions,
+    ) -> Self {
         Self {
             inner: Arc::new(ClientInner {
-                transport: Box::new(transport),
+                transport,
                 namespace: Arc::from(namespace.into()),
                 options,
                 send_errors: AtomicU64::new(0),
@@ -192,21 +221,29 @@ impl MetricsClient {
         }
     }
 
-    /// A client for baseplate's configuration: UDP to `endpoint` (`metrics.endpoint`, `host:port`)
-    /// or, when it is `None` or empty, a client that discards every metric (as baseplate.py's
-    /// `metrics_client_from_config`).
+    /// A client for baseplate's configuration, as baseplate.py's `metrics_client_from_config`
+    /// makes it: for `endpoint` (`metrics.endpoint`), datagrams to a Unix socket when it is a
+    /// path (it holds a `/`), UDP when it is a `host:port`; when it is `None` or empty, a client
+    /// that discards every metric.
     ///
     /// ```
     /// use baseplate_runtime_metrics::MetricsClient;
     ///
     /// let client = MetricsClient::from_endpoint(Some("127.0.0.1:8125"), "ns").unwrap();
     /// let discarding = MetricsClient::from_endpoint(None, "ns").unwrap();
+    /// let missing = MetricsClient::from_endpoint(Some("/nonexistent/statsd.sock"), "ns");
+    /// assert_eq!(
+    ///     missing.unwrap_err().to_string(),
+    ///     "cannot send metrics to the Unix socket `/nonexistent/statsd.sock`"
+    /// );
     /// # let _ = (client, discarding);
     /// ```
     ///
     /// # Errors
     ///
-    /// The errors of [`UdpTransport::connect`] when an endpoint is given.
+    /// The errors of [`UdpTransport::connect`](crate::UdpTransport::connect) or
+    /// `UnixDatagramTransport::connect` when an
+    /// endpoint is given.
     pub fn from_endpoint(
         endpoint: Option<&str>,
         namespace: impl Into<String>,
@@ -214,24 +251,25 @@ impl MetricsClient {
         Self::from_endpoint_with_options(endpoint, namespace, ClientOptions::new())
     }
 
-    /// [`from_endpoint`](Self::from_endpoint) with explicit options.
+    /// [`from_endpoint`](Self::from_endpoint) with explicit options; without an endpoint,
+    /// [`ClientOptions::log_if_unconfigured`] says whether what would be sent is logged.
     ///
     /// # Errors
     ///
-    /// The errors of [`UdpTransport::connect`] when an endpoint is given.
+    /// The errors of [`UdpTransport::connect`](crate::UdpTransport::connect) or
+    /// `UnixDatagramTransport::connect` when an
+    /// endpoint is given.
     pub fn from_endpoint_with_options(
         endpoint: Option<&str>,
         namespace: impl Into<String>,
         options: ClientOptions,
     ) -> Result<Self, MetricsError> {
-        match endpoint.map(str::trim) {
-            Some(endpoint) if !endpoint.is_empty() => Ok(Self::with_options(
-                UdpTransport::connect(endpoint)?,
-                namespace,
-                options,
-            )),
-            _ => Ok(Self::with_options(NullTransport, namespace, options)),
-        }
+        let transport: Box<dyn Transport> = match endpoint.map(str::trim) {
+            Some(endpoint) if !endpoint.is_empty() => transport::for_endpoint(endpoint)?,
+            _ if options.log_if_unconfigured => Box::new(LoggingNullTransport),
+            _ => Box::new(NullTransport),
+        };
+        Ok(Self::with_boxed(transport, namespace, options))
     }
 
     /// A new, empty batch under this client's namespace.
@@ -529,6 +567,55 @@ mod tests {
             "ns.clients.foo.GET:12.5|ms\nns.pool.size,client=foo:50|g\nns.clients.foo.GET.success:1|c"
         );
         assert_eq!(client.send_errors(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_path_endpoint_is_a_unix_datagram_socket_that_survives_its_receiver_restarting() {
+        use std::os::unix::net::UnixDatagram;
+
+        let dir = std::env::temp_dir().join(format!("rtm-unix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("statsd.sock");
+        let _ = std::fs::remove_file(&path);
+        let endpoint = path.to_str().unwrap();
+        let missing = MetricsClient::from_endpoint(Some(endpoint), "ns").unwrap_err();
+        assert!(
+            matches!(missing, MetricsError::UnixSocket { .. }),
+            "{missing:?}"
+        );
+
+        let receive = |statsd: &UnixDatagram| {
+            statsd
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut buffer = [0u8; 2048];
+            let size = statsd.recv(&mut buffer).unwrap();
+            String::from_utf8_lossy(&buffer[..size]).into_owned()
+        };
+        let statsd = UnixDatagram::bind(&path).unwrap();
+        let client = MetricsClient::from_endpoint(Some(endpoint), "ns").unwrap();
+        let mut batch = client.batch();
+        batch.counter("requests", 1.0);
+        batch.gauge("workers", 4.0);
+        batch.flush();
+        assert_eq!(receive(&statsd), "ns.workers:4|g\nns.requests:1|c");
+
+        // The agent restarts: a new socket at the same path gets the next packet.
+        drop(statsd);
+        std::fs::remove_file(&path).unwrap();
+        batch.counter("lost", 1.0);
+        batch.flush();
+        let statsd = UnixDatagram::bind(&path).unwrap();
+        batch.counter("requests", 1.0);
+        batch.flush();
+        assert_eq!(receive(&statsd), "ns.requests:1|c");
+        assert_eq!(
+            client.send_errors(),
+            1,
+            "only the packet sent while it was down"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub type SourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetricsError {
-    /// The endpoint (`metrics.endpoint`) is not a `host:port` that resolves.
+    /// The endpoint (`metrics.endpoint`) is neither a path nor a `host:port` that resolves.
     #[error("cannot resolve metrics endpoint `{endpoint}` (expected host:port)")]
     Resolve {
         /// The endpoint as configured.
@@ -32,6 +32,16 @@ pub enum MetricsError {
         /// The endpoint as configured.
         endpoint: String,
         /// The socket error.
+        #[source]
+        source: io::Error,
+    },
+    /// Nothing receives at the Unix socket path of the endpoint, or a socket for it could not be
+    /// set up.
+    #[error("cannot send metrics to the Unix socket `{}`", .path.display())]
+    UnixSocket {
+        /// The path, as configured.
+        path: std::path::PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },

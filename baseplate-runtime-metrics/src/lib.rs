@@ -17,6 +17,8 @@ pub use reporter::{
     DEFAULT_REPORT_INTERVAL, ReportSummary, ReporterHandle, ReporterOptions,
     RuntimeMetricsReporter, RuntimeMetricsSource, time_until_next_report,
 };
+#[cfg(unix)]
+pub use transport::UnixDatagramTransport;
 pub use transport::{MemoryTransport, NullTransport, Transport, UdpTransport};
 pub use wire::{Tags, format_number, metric_join};
 
@@ -34,6 +36,7 @@ mod tests {
         send_sync::<ReporterHandle>();
         send_sync::<MemoryTransport>();
         send_sync::<UdpTransport>();
+        send_sync::<UnixDatagramTransport>();
         send_sync::<MetricsError>();
     };
 }

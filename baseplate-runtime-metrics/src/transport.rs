@@ -3,6 +3,9 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+#[cfg(unix)]
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
@@ -112,6 +115,111 @@ impl UdpTransport {
 impl Transport for UdpTransport {
     fn send(&self, packet: &[u8]) -> io::Result<()> {
         self.socket.send(packet).map(|_| ())
+    }
+}
+
+/// Sends packets as datagrams to a Unix socket, as baseplate.py does for a `metrics.endpoint`
+/// that is a path (`/var/run/statsd.sock`).
+///
+/// Creating the transport checks that something receives at the path, as baseplate.py's
+/// `connect` does at start-up. Each packet is then addressed to the path, so a statsd agent that
+/// restarts and binds the path again receives the next packet. The socket is non-blocking: when
+/// the receiver's queue is full the packet is dropped and the send counted as failed.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("runtime-metrics-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// use std::os::unix::net::UnixDatagram;
+/// use baseplate_runtime_metrics::{Transport, UnixDatagramTransport};
+///
+/// let path = dir.join("statsd.sock");
+/// # let _ = std::fs::remove_file(&path);
+/// let statsd = UnixDatagram::bind(&path).unwrap();
+/// let transport = UnixDatagramTransport::connect(&path).unwrap();
+/// transport.send(b"ns.requests:1|c").unwrap();
+///
+/// let mut buffer = [0; 64];
+/// let size = statsd.recv(&mut buffer).unwrap();
+/// assert_eq!(&buffer[..size], b"ns.requests:1|c");
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+#[cfg(unix)]
+#[derive(Debug)]
+pub struct UnixDatagramTransport {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+#[cfg(unix)]
+impl UnixDatagramTransport {
+    /// Opens a socket for the datagram socket at `path`, after checking that something
+    /// receives there.
+    ///
+    /// # Errors
+    ///
+    /// [`MetricsError::UnixSocket`] naming the path when nothing receives there (no such file,
+    /// or not a datagram socket) or the socket cannot be set up.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Self, MetricsError> {
+        let path = path.as_ref();
+        let failed = |source| MetricsError::UnixSocket {
+            path: path.to_owned(),
+            source,
+        };
+        UnixDatagram::unbound()
+            .and_then(|probe| probe.connect(path))
+            .map_err(failed)?;
+        let socket = UnixDatagram::unbound().map_err(failed)?;
+        socket.set_nonblocking(true).map_err(failed)?;
+        Ok(Self {
+            socket,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The path packets are sent to.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(unix)]
+impl Transport for UnixDatagramTransport {
+    fn send(&self, packet: &[u8]) -> io::Result<()> {
+        self.socket.send_to(packet, &self.path).map(|_| ())
+    }
+}
+
+/// Opens the transport for a `metrics.endpoint`: a Unix socket when it is a path (it holds a
+/// `/`, as baseplate.py decides), UDP to `host:port` otherwise.
+pub(crate) fn for_endpoint(endpoint: &str) -> Result<Box<dyn Transport>, MetricsError> {
+    if !endpoint.contains('/') {
+        return Ok(Box::new(UdpTransport::connect(endpoint)?));
+    }
+    #[cfg(unix)]
+    {
+        Ok(Box::new(UnixDatagramTransport::connect(endpoint)?))
+    }
+    #[cfg(not(unix))]
+    {
+        Err(MetricsError::UnixSocket {
+            path: PathBuf::from(endpoint),
+            source: io::Error::new(io::ErrorKind::Unsupported, "no Unix sockets here"),
+        })
+    }
+}
+
+/// Discards every packet, logging each line at `debug` level: baseplate.py's `NullTransport`
+/// with `metrics.log_if_unconfigured = true`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LoggingNullTransport;
+
+impl Transport for LoggingNullTransport {
+    fn send(&self, packet: &[u8]) -> io::Result<()> {
+        for line in String::from_utf8_lossy(packet).lines() {
+            tracing::debug!(metric = line, "would send metric (no metrics.endpoint)");
+        }
+        Ok(())
     }
 }
 

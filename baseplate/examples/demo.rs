@@ -62,7 +62,10 @@ async fn main() -> Result<(), BoxError> {
     let sample = SampleRequest::default();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(sample.clone()))?;
     baseplate.configure_context("foo", ClusterRedisClient::new())?;
-    let metrics = baseplate.serve_prometheus("127.0.0.1:0").await?;
+    let metrics = baseplate
+        .serve_prometheus("127.0.0.1:0")
+        .await?
+        .ok_or("the demo config says metrics.enabled = false")?;
     let baseplate = Arc::new(baseplate);
 
     println!(

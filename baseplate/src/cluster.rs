@@ -5,9 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use baseplate_config::RawConfig;
+use baseplate_config::{ConfigWarning, RawConfig, UnknownKeys};
 use baseplate_redis_cluster::{
-    ClusterRedisClient, ClusterRedisContextFactory, CommandObserver,
+    ClusterPool, ClusterRedisClient, ClusterRedisContextFactory, CommandObserver,
     MonitoredClusterRedisConnection,
 };
 use baseplate_runtime_metrics::TaggedBatch;
@@ -22,6 +22,28 @@ impl ContextParser for ClusterRedisClient {
 
     fn parse(&self, key_path: &str, raw_config: &RawConfig) -> Result<Self::Factory, ParseError> {
         Ok(ClusterRedisClient::parse(self, key_path, raw_config)?)
+    }
+
+    /// What `parse` does, except that the warnings are returned for the facade to log rather than
+    /// logged here; `UnknownKeys::Reject` makes the client strict whatever it was told in code.
+    fn parse_with_warnings(
+        &self,
+        key_path: &str,
+        raw_config: &RawConfig,
+        unknown_keys: UnknownKeys,
+    ) -> Result<(Self::Factory, Vec<ConfigWarning>), ParseError> {
+        let strict;
+        let client = match unknown_keys {
+            UnknownKeys::Reject => {
+                strict = self.clone().unknown_keys(UnknownKeys::Reject);
+                &strict
+            }
+            _ => self,
+        };
+        let options = client.options_from_config(raw_config, &format!("{key_path}."))?;
+        let warnings = options.config_warnings.clone();
+        let pool = ClusterPool::new(key_path, options)?;
+        Ok((ClusterRedisContextFactory::new(pool, key_path), warnings))
     }
 }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use baseplate_config::RawConfig;
+use baseplate_config::{ConfigWarning, RawConfig, UnknownKeys};
 use baseplate_runtime_metrics::{RuntimeMetricsSource, SourceError, TaggedBatch};
 use tracing::Span;
 
@@ -30,6 +30,23 @@ pub trait ContextParser {
     /// # Errors
     /// A configuration error that names the bad key.
     fn parse(&self, key_path: &str, raw_config: &RawConfig) -> Result<Self::Factory, ParseError>;
+
+    /// Parses the keys under `{key_path}.` as [`parse`](Self::parse) does, with keys it does not
+    /// know treated as `unknown_keys` says, and returns what it ignored for the caller to log:
+    /// what [`Baseplate::configure_context`](crate::Baseplate::configure_context) calls. By
+    /// default it is `parse`, with no warnings.
+    ///
+    /// # Errors
+    /// A configuration error that names the bad key.
+    fn parse_with_warnings(
+        &self,
+        key_path: &str,
+        raw_config: &RawConfig,
+        unknown_keys: UnknownKeys,
+    ) -> Result<(Self::Factory, Vec<ConfigWarning>), ParseError> {
+        let _ = unknown_keys;
+        Ok((self.parse(key_path, raw_config)?, Vec::new()))
+    }
 }
 
 /// Makes the object a request uses under a name, and reports the runtime metrics of what it owns
@@ -195,6 +212,58 @@ impl RequestContext {
     /// The request's server span (none until [`Baseplate::make_server_span`](crate::Baseplate::make_server_span)).
     pub fn span(&self) -> Span {
         self.lock().span.clone()
+    }
+
+    /// Sets the tag `key` on the request, as baseplate.py's `span.set_tag`: with
+    /// `metrics.tagging`, the request's `baseplate.server.*` metrics carry it when
+    /// `metrics.allowlist` names `key` (`client` and `endpoint` are always allowed); plain metrics
+    /// have no tags.
+    pub fn set_tag(&self, key: &str, value: impl fmt::Display) {
+        if let Some(scope) = &self.lock().scope {
+            scope.set_tag(key, &value);
+        }
+    }
+
+    /// Runs `work` as a local span named `name` of `component` (baseplate.py's
+    /// `make_child(name, local=True, component_name=component)`): a child `tracing` span of the
+    /// request's, and the request's metrics record its time, `{component}.{name}` (tagged:
+    /// `baseplate.local.latency,endpoint={name}` and `baseplate.local.rate`, `success` from
+    /// whether `work` returned `Ok`).
+    ///
+    /// ```
+    /// # async fn example(ctx: baseplate::RequestContext) -> Result<(), std::fmt::Error> {
+    /// let total = ctx.local_span("pricing", "sum", async { Ok::<_, std::fmt::Error>(40 + 2) }).await?;
+    /// assert_eq!(total, 42);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// `work`'s.
+    pub async fn local_span<T, E>(
+        &self,
+        component: &str,
+        name: &str,
+        work: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let (parent, scope) = {
+            let request = self.lock();
+            (request.span.clone(), request.scope.clone())
+        };
+        let span = tracing::info_span!(
+            parent: &parent,
+            "baseplate.local",
+            otel.name = tracing::field::Empty,
+            otel.kind = "internal",
+        );
+        if !span.is_disabled() {
+            span.record("otel.name", format!("{component}.{name}"));
+        }
+        let started = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(work, span).await;
+        if let Some(scope) = scope {
+            scope.record_local(component, name, started.elapsed(), result.is_ok());
+        }
+        result
     }
 
     /// Marks the request failed: its server span's status is an error with `error` as its

@@ -17,7 +17,7 @@ pub use prometheus::MetricsServer;
 pub use service::Baseplate;
 
 #[doc(inline)]
-pub use baseplate_config::{ConfigError, RawConfig};
+pub use baseplate_config::{ConfigError, ConfigWarning, RawConfig, UnknownKeys};
 #[doc(inline)]
 pub use baseplate_hotkeys::{HotKeyTracker, TrackKeyMode};
 #[doc(inline)]

@@ -1,23 +1,53 @@
-//! Request metrics recorded where the work runs, as baseplate.py's `MetricsBaseplateObserver`
-//! sends them: one statsd batch per request, with a timer and a success or failure counter for the
-//! request (`server.{route}`) and for every client call inside it (`clients.{client}.{COMMAND}`),
-//! flushed once when the request ends. Nothing here depends on `tracing`: the metrics are the
-//! same with no subscriber, any subscriber and any log filter.
+//! Request metrics recorded where the work runs, as baseplate.py's metrics observers send them:
+//! one statsd batch per request, with a timer and a success or failure counter for the request
+//! and for every client call inside it, flushed once when the request ends. Plain
+//! (`metrics.namespace`: `server.{route}`, `clients.{client}.{COMMAND}`) or tagged
+//! (`metrics.tagging`: `baseplate.server.latency,endpoint={route}`,
+//! `baseplate.client.rate,client={client},endpoint={COMMAND},success=True`). Nothing here depends
+//! on `tracing`: the metrics are the same with no subscriber, any subscriber and any log filter.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use baseplate_redis_cluster::{CommandName, CommandObserver};
-use baseplate_runtime_metrics::{Batch, MetricsClient};
+use baseplate_runtime_metrics::{Batch, MetricsClient, Tags};
 use rand::RngExt as _;
 
 /// The static name of the spans [`Baseplate::make_server_span`](crate::Baseplate::make_server_span) makes.
 pub const SERVER_SPAN: &str = "baseplate.server";
 
-/// The request observer: where request metrics go and which share of requests is measured.
+/// How request metrics are named: baseplate.py's two metrics observers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// `metrics.namespace`: `server.{route}` and `clients.{client}.{name}` timers, each with a
+    /// `.success` or `.failure` counter.
+    Plain,
+    /// `metrics.tagging`: `baseplate.{server,client,local}.latency` timers and `.rate` counters
+    /// tagged `client`, `endpoint` and `success`, plus the tags the service sets whose keys
+    /// `allowlist` (`metrics.allowlist`) names.
+    Tagged { allowlist: Arc<[String]> },
+}
+
+impl Style {
+    /// Whether a tag the service sets on its request is sent (tagged style only, as baseplate.py's
+    /// plain observer drops span tags).
+    fn keeps(&self, key: &str) -> bool {
+        match self {
+            Self::Plain => false,
+            Self::Tagged { allowlist } => {
+                ALWAYS_ALLOWED.contains(&key) || allowlist.iter().any(|k| k == key)
+            }
+        }
+    }
+}
+
+/// The tags baseplate.py's tagged observer always keeps, whatever `metrics.allowlist` says.
+const ALWAYS_ALLOWED: [&str; 2] = ["client", "endpoint"];
+
+/// The request observer: where request metrics go, how they are named, and which share of
+/// requests is measured.
 #[derive(Clone)]
 pub(crate) struct RequestObserver {
     client: MetricsClient,
@@ -30,17 +60,19 @@ impl fmt::Debug for RequestObserver {
         f.debug_struct("RequestObserver")
             .field("namespace", &self.client.namespace())
             .field("sample_rate", &self.sample_rate)
+            .field("style", &self.names.style)
             .finish()
     }
 }
 
 impl RequestObserver {
-    /// An observer sending through `client`, measuring a `sample_rate` share of requests (0..=1).
-    pub(crate) fn new(client: MetricsClient, sample_rate: f64) -> Self {
+    /// An observer sending through `client` in `style`, measuring a `sample_rate` share of
+    /// requests (0..=1).
+    pub(crate) fn new(client: MetricsClient, sample_rate: f64, style: Style) -> Self {
         Self {
             client,
             sample_rate: sample_rate.clamp(0.0, 1.0),
-            names: Arc::default(),
+            names: Arc::new(NameCache::new(style)),
         }
     }
 
@@ -51,8 +83,11 @@ impl RequestObserver {
             State::Request {
                 names: self.names.server(route),
                 started: Instant::now(),
-                batch: Mutex::new(self.client.batch()),
-                failed: AtomicBool::new(false),
+                recording: Mutex::new(Recording {
+                    batch: self.client.batch(),
+                    tags: Tags::new(),
+                    failed: false,
+                }),
             }
         } else {
             State::Unsampled
@@ -81,13 +116,15 @@ pub struct RequestScope {
     state: State,
 }
 
+// Every scope lives in an `Arc` of its own, so the small variants' unused bytes cost a little
+// memory per unsampled request, where boxing the large one would cost an allocation per sampled one.
+#[allow(clippy::large_enum_variant)]
 enum State {
     /// A measured request: its batch, flushed when the scope drops.
     Request {
         names: Arc<MetricNames>,
         started: Instant,
-        batch: Mutex<Batch>,
-        failed: AtomicBool,
+        recording: Mutex<Recording>,
     },
     /// A request the sample rate left out: nothing is sent, as in baseplate.py.
     Unsampled,
@@ -95,12 +132,21 @@ enum State {
     Outside,
 }
 
+/// What a measured request has recorded so far.
+struct Recording {
+    batch: Batch,
+    /// Tags the service set on the request that the style keeps.
+    tags: Tags,
+    /// Whether the request failed.
+    failed: bool,
+}
+
 impl fmt::Debug for RequestScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
-            State::Request { names, .. } => names.timer.as_str(),
-            State::Unsampled => "unsampled",
-            State::Outside => "outside requests",
+            State::Request { names, .. } => names.timer(),
+            State::Unsampled => "unsampled".to_owned(),
+            State::Outside => "outside requests".to_owned(),
         };
         f.debug_struct("RequestScope")
             .field("state", &state)
@@ -110,24 +156,44 @@ impl fmt::Debug for RequestScope {
 
 impl RequestScope {
     /// Records a call of the client `client` named `name` (`GET`, `pipeline_bar`): the timer
-    /// `clients.{client}.{name}` and the counter `.success` or `.failure`.
+    /// `clients.{client}.{name}` and the counter `.success` or `.failure` (tagged:
+    /// `baseplate.client.latency` and `baseplate.client.rate` with `client` and `endpoint` tags).
     pub fn record_call(&self, client: &str, name: &str, elapsed: Duration, success: bool) {
         let names = self.observer.names.client(client, NameKey::Text(name));
         self.record(&names, elapsed, success);
     }
 
+    /// Records a span of local work named `name` in `component`, as baseplate.py's local spans
+    /// are measured: the timer `{component}.{name}` (tagged: `baseplate.local.latency` and
+    /// `baseplate.local.rate` with an `endpoint` tag).
+    pub fn record_local(&self, component: &str, name: &str, elapsed: Duration, success: bool) {
+        let names = MetricNames::local(&self.observer.names.style, component, name);
+        self.record(&names, elapsed, success);
+    }
+
+    /// Sets the tag `key` on the request. In tagged mode the request's own metrics carry it when
+    /// `metrics.allowlist` names `key`, as baseplate.py's tagged observer filters span tags; plain
+    /// mode drops tags, as baseplate.py's plain observer does.
+    pub fn set_tag(&self, key: &str, value: &dyn fmt::Display) {
+        if let State::Request { recording, .. } = &self.state
+            && self.observer.names.style.keeps(key)
+        {
+            lock(recording).tags.insert(key, value);
+        }
+    }
+
     /// Marks the request failed: its counter becomes `server.{route}.failure`.
     pub fn record_failure(&self) {
-        if let State::Request { failed, .. } = &self.state {
-            failed.store(true, Ordering::Relaxed);
+        if let State::Request { recording, .. } = &self.state {
+            lock(recording).failed = true;
         }
     }
 
     fn record(&self, names: &MetricNames, elapsed: Duration, success: bool) {
         match &self.state {
-            State::Request { batch, .. } => {
-                let mut batch = batch.lock().unwrap_or_else(PoisonError::into_inner);
-                names.record(&mut batch, elapsed, success, self.observer.sample_rate);
+            State::Request { recording, .. } => {
+                let batch = &mut lock(recording).batch;
+                names.record(batch, elapsed, success, self.observer.sample_rate);
             }
             State::Unsampled => {}
             State::Outside => {
@@ -161,47 +227,162 @@ impl Drop for RequestScope {
         if let State::Request {
             names,
             started,
-            batch,
-            failed,
+            recording,
         } = &mut self.state
         {
-            let batch = batch.get_mut().unwrap_or_else(PoisonError::into_inner);
-            let success = !*failed.get_mut();
-            names.record(batch, started.elapsed(), success, self.observer.sample_rate);
+            let Recording {
+                batch,
+                tags,
+                failed,
+            } = recording.get_mut().unwrap_or_else(PoisonError::into_inner);
+            let (elapsed, rate) = (started.elapsed(), self.observer.sample_rate);
+            match names.with_tags(tags) {
+                Some(tagged) => tagged.record(batch, elapsed, !*failed, rate),
+                None => names.record(batch, elapsed, !*failed, rate),
+            }
             batch.flush();
         }
     }
 }
 
-/// The metrics of one name: `{prefix}.{name}` and its `.success` / `.failure` counters.
-struct MetricNames {
-    timer: String,
-    success: String,
-    failure: String,
+/// The metrics of one name: what a timed, succeeding or failing call of it records.
+enum MetricNames {
+    /// `{prefix}.{name}` and its `.success` / `.failure` counters.
+    Plain {
+        timer: String,
+        success: String,
+        failure: String,
+    },
+    /// A timer alone (baseplate.py's plain local spans).
+    TimerOnly { timer: String },
+    /// `baseplate.{kind}.latency` and `baseplate.{kind}.rate`, tagged.
+    Tagged {
+        latency: &'static str,
+        rate: &'static str,
+        tags: Tags,
+        success: Tags,
+        failure: Tags,
+    },
 }
 
 impl MetricNames {
-    fn new(prefix: fmt::Arguments<'_>) -> Self {
+    fn plain(prefix: fmt::Arguments<'_>) -> Self {
         let timer = prefix.to_string();
-        Self {
+        Self::Plain {
             success: format!("{timer}.success"),
             failure: format!("{timer}.failure"),
             timer,
         }
     }
 
+    /// The timer `latency` and the counter `rate`, tagged `tags` and then `success`, which
+    /// baseplate.py adds last.
+    fn tagged(latency: &'static str, rate: &'static str, tags: Tags) -> Self {
+        Self::Tagged {
+            latency,
+            rate,
+            success: tags.clone().with("success", "True"),
+            failure: tags.clone().with("success", "False"),
+            tags,
+        }
+    }
+
+    fn server(style: &Style, route: &str) -> Self {
+        match style {
+            Style::Plain => Self::plain(format_args!("server.{route}")),
+            Style::Tagged { .. } => Self::tagged(
+                "baseplate.server.latency",
+                "baseplate.server.rate",
+                Tags::new().with("endpoint", route),
+            ),
+        }
+    }
+
+    /// Tagged names with the tags the service set added after their own (`endpoint` first, as
+    /// baseplate.py sets it when the span starts); `None` when there is nothing to add.
+    fn with_tags(&self, set: &Tags) -> Option<Self> {
+        match self {
+            Self::Tagged {
+                latency,
+                rate,
+                tags,
+                ..
+            } if !set.is_empty() => {
+                let mut tags = tags.clone();
+                tags.merge(set);
+                Some(Self::tagged(latency, rate, tags))
+            }
+            _ => None,
+        }
+    }
+
+    fn client(style: &Style, client: &str, name: fmt::Arguments<'_>) -> Self {
+        match style {
+            Style::Plain => Self::plain(format_args!("clients.{client}.{name}")),
+            Style::Tagged { .. } => Self::tagged(
+                "baseplate.client.latency",
+                "baseplate.client.rate",
+                Tags::new().with("client", client).with("endpoint", name),
+            ),
+        }
+    }
+
+    fn local(style: &Style, component: &str, name: &str) -> Self {
+        match style {
+            Style::Plain => Self::TimerOnly {
+                timer: format!("{component}.{name}"),
+            },
+            Style::Tagged { .. } => Self::tagged(
+                "baseplate.local.latency",
+                "baseplate.local.rate",
+                Tags::new().with("endpoint", name),
+            ),
+        }
+    }
+
     fn record(&self, batch: &mut Batch, elapsed: Duration, success: bool, sample_rate: f64) {
-        let counter = if success {
-            &self.success
-        } else {
-            &self.failure
-        };
-        if sample_rate < 1.0 {
-            batch.timer_sampled(&self.timer, elapsed, sample_rate);
-            batch.counter_sampled(counter, 1.0, sample_rate);
-        } else {
-            batch.timer(&self.timer, elapsed);
-            batch.counter(counter, 1.0);
+        match self {
+            Self::Plain {
+                timer,
+                success: succeeded,
+                failure,
+            } => {
+                let counter = if success { succeeded } else { failure };
+                if sample_rate < 1.0 {
+                    batch.timer_sampled(timer, elapsed, sample_rate);
+                    batch.counter_sampled(counter, 1.0, sample_rate);
+                } else {
+                    batch.timer(timer, elapsed);
+                    batch.counter(counter, 1.0);
+                }
+            }
+            Self::TimerOnly { timer } => batch.timer_sampled(timer, elapsed, sample_rate),
+            Self::Tagged {
+                latency,
+                rate,
+                tags,
+                success: succeeded,
+                failure,
+            } => {
+                let counter_tags = if success { succeeded } else { failure };
+                batch
+                    .tagged(tags.clone())
+                    .timer_sampled(latency, elapsed, sample_rate);
+                batch
+                    .tagged(counter_tags.clone())
+                    .counter_sampled(rate, 1.0, sample_rate);
+            }
+        }
+    }
+
+    /// The timer's name, tags included (for `Debug`).
+    fn timer(&self) -> String {
+        match self {
+            Self::Plain { timer, .. } | Self::TimerOnly { timer } => timer.clone(),
+            Self::Tagged { latency, tags, .. } => {
+                let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("{latency},{}", tags.join(","))
+            }
         }
     }
 }
@@ -217,8 +398,8 @@ enum NameKey<'a> {
 
 /// Routes and calls seldom vary (a service's routes, a client's commands), so each one's metric
 /// names are formatted once rather than on every request.
-#[derive(Default)]
 struct NameCache {
+    style: Style,
     server: RwLock<HashMap<Box<str>, Arc<MetricNames>>>,
     clients: RwLock<HashMap<Box<str>, ClientNames>>,
 }
@@ -234,11 +415,19 @@ struct ClientNames {
 const CACHED_NAMES: usize = 4096;
 
 impl NameCache {
+    fn new(style: Style) -> Self {
+        Self {
+            style,
+            server: RwLock::default(),
+            clients: RwLock::default(),
+        }
+    }
+
     fn server(&self, route: &str) -> Arc<MetricNames> {
         if let Some(names) = read(&self.server).get(route) {
             return Arc::clone(names);
         }
-        let names = Arc::new(MetricNames::new(format_args!("server.{route}")));
+        let names = Arc::new(MetricNames::server(&self.style, route));
         let mut server = write(&self.server);
         if server.len() < CACHED_NAMES {
             server.insert(route.into(), Arc::clone(&names));
@@ -256,9 +445,9 @@ impl NameCache {
         let names = Arc::new(match key {
             NameKey::Command(name) => {
                 let name = CommandName::Command(name);
-                MetricNames::new(format_args!("clients.{client}.{name}"))
+                MetricNames::client(&self.style, client, format_args!("{name}"))
             }
-            NameKey::Text(name) => MetricNames::new(format_args!("clients.{client}.{name}")),
+            NameKey::Text(name) => MetricNames::client(&self.style, client, format_args!("{name}")),
         });
         let mut clients = write(&self.clients);
         let cached: usize = clients
@@ -285,6 +474,10 @@ impl ClientNames {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
 }
@@ -299,28 +492,48 @@ mod tests {
 
     #[test]
     fn metric_names_are_formatted_once_per_name_and_the_cache_is_bounded() {
-        let cache = NameCache::default();
+        let cache = NameCache::new(Style::Plain);
         let first = cache.client("foo", NameKey::Command(b"get"));
-        assert_eq!(first.timer, "clients.foo.GET");
-        assert_eq!(first.success, "clients.foo.GET.success");
-        assert_eq!(first.failure, "clients.foo.GET.failure");
+        let MetricNames::Plain {
+            timer,
+            success,
+            failure,
+        } = &*first
+        else {
+            panic!("plain names expected");
+        };
+        assert_eq!(timer, "clients.foo.GET");
+        assert_eq!(success, "clients.foo.GET.success");
+        assert_eq!(failure, "clients.foo.GET.failure");
         assert!(Arc::ptr_eq(
             &first,
             &cache.client("foo", NameKey::Command(b"get"))
         ));
         assert_eq!(
-            cache.client("foo", NameKey::Text("pipeline_bar")).timer,
+            cache.client("foo", NameKey::Text("pipeline_bar")).timer(),
             "clients.foo.pipeline_bar"
         );
-        assert_eq!(cache.server("foo.GET").timer, "server.foo.GET");
+        assert_eq!(cache.server("foo.GET").timer(), "server.foo.GET");
 
         for i in 0..CACHED_NAMES + 10 {
             let name = format!("route{i}");
-            assert_eq!(
-                cache.server(&name).success,
-                format!("server.{name}.success")
-            );
+            assert_eq!(cache.server(&name).timer(), format!("server.{name}"));
         }
         assert_eq!(read(&cache.server).len(), CACHED_NAMES);
+    }
+
+    #[test]
+    fn tagged_names_carry_client_and_endpoint() {
+        let cache = NameCache::new(Style::Tagged {
+            allowlist: Arc::from([]),
+        });
+        assert_eq!(
+            cache.client("foo", NameKey::Command(b"get")).timer(),
+            "baseplate.client.latency,client=foo,endpoint=GET"
+        );
+        assert_eq!(
+            cache.server("visit").timer(),
+            "baseplate.server.latency,endpoint=visit"
+        );
     }
 }

@@ -44,21 +44,28 @@ impl Baseplate {
 
     /// Serves the clients' series at `http://{addr}/metrics` (baseplate.py serves them on
     /// `0.0.0.0:6060`) until the returned server is shut down or dropped. Call it on a tokio
-    /// runtime.
+    /// runtime. With `metrics.enabled = false` it serves nothing and returns `None`, as
+    /// baseplate.py's server then exports no Prometheus metrics.
     ///
     /// ```no_run
     /// # async fn example(baseplate: &baseplate::Baseplate) -> Result<(), baseplate::BaseplateError> {
-    /// let server = baseplate.serve_prometheus("0.0.0.0:6060").await?;
-    /// println!("metrics on http://{}/metrics", server.local_addr());
+    /// if let Some(server) = baseplate.serve_prometheus("0.0.0.0:6060").await? {
+    ///     println!("metrics on http://{}/metrics", server.local_addr());
+    /// }
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
-    /// [`BaseplateError::Serve`] when the address cannot be listened on.
+    /// [`BaseplateError::Serve`] when the address cannot be listened on, or a config error when
+    /// `metrics.enabled` is not a boolean.
     pub async fn serve_prometheus(
         &self,
         addr: impl ToSocketAddrs + std::fmt::Display,
-    ) -> Result<MetricsServer, BaseplateError> {
+    ) -> Result<Option<MetricsServer>, BaseplateError> {
+        if !self.metrics_enabled()? {
+            tracing::info!("metrics.enabled = false: Prometheus metrics are not served");
+            return Ok(None);
+        }
         let failed = |source| BaseplateError::Serve {
             addr: addr.to_string(),
             source,
@@ -91,11 +98,11 @@ impl Baseplate {
                 tracing::warn!(%error, "the Prometheus metrics server stopped");
             }
         });
-        Ok(MetricsServer {
+        Ok(Some(MetricsServer {
             local_addr,
             stop: Some(stop),
             task,
-        })
+        }))
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baseplate_config::{Endpoint, Percent, RawConfig};
+use baseplate_config::{ConfigError, ConfigWarning, Endpoint, Percent, RawConfig, UnknownKeys};
 use baseplate_runtime_metrics::{
     ClientOptions, MetricsClient, ReporterHandle, ReporterOptions, RuntimeMetricsReporter,
 };
@@ -14,7 +14,7 @@ use tracing::{Instrument as _, Span};
 
 use crate::context::{AnyFactory, ContextParser, FactorySource, Registry, RequestContext};
 use crate::error::BaseplateError;
-use crate::observer::{RequestObserver, SERVER_SPAN};
+use crate::observer::{RequestObserver, SERVER_SPAN, Style};
 
 /// How long request metrics wait to share a packet with other requests' before they are sent.
 const COALESCE: Duration = Duration::from_millis(50);
@@ -46,12 +46,15 @@ pub struct Baseplate {
     registry: Arc<Registry>,
     metrics: Option<Metrics>,
     reporter_interval: Option<Duration>,
+    unknown_keys: UnknownKeys,
+    config_warnings: Vec<ConfigWarning>,
 }
 
 struct Metrics {
     client: MetricsClient,
     observer: RequestObserver,
-    reporter: RuntimeMetricsReporter,
+    /// `None` when `metrics.enabled = false`: baseplate.py's runtime monitor does not run then.
+    reporter: Option<RuntimeMetricsReporter>,
     handle: Mutex<Option<ReporterHandle>>,
     started: AtomicBool,
 }
@@ -68,12 +71,19 @@ impl std::fmt::Debug for Baseplate {
     }
 }
 
-/// `metrics.*`, as baseplate.py reads it.
+/// `metrics.*`, every key baseplate.py 2.7.1 reads.
 #[derive(Deserialize)]
 struct MetricsConfig {
     #[serde(default)]
     namespace: Option<String>,
     endpoint: Option<Endpoint>,
+    tagging: Option<bool>,
+    #[serde(default)]
+    allowlist: Vec<String>,
+    enabled: Option<bool>,
+    #[serde(default)]
+    log_if_unconfigured: bool,
+    // Send errors never reach a request here, so there is nothing left to swallow.
     #[serde(rename = "swallow_network_errors")]
     _swallow_network_errors: Option<bool>,
 }
@@ -92,7 +102,47 @@ impl Baseplate {
             registry: Arc::new(Registry::new()),
             metrics: None,
             reporter_interval: None,
+            unknown_keys: UnknownKeys::Warn,
+            config_warnings: Vec::new(),
         }
+    }
+
+    /// Chooses what a key that nothing reads is, under a prefix the service parses (`metrics.`,
+    /// `metrics_observer.`, each client's): with [`UnknownKeys::Warn`], the default, it is
+    /// ignored, as baseplate.py ignores it, and logged once as a warning naming the nearest known
+    /// key; with [`UnknownKeys::Reject`], a strict mode, it is an error. Call before
+    /// [`configure_observers`](Self::configure_observers) and
+    /// [`configure_context`](Self::configure_context).
+    ///
+    /// ```
+    /// use baseplate::{Baseplate, ClusterRedisClient, RawConfig, UnknownKeys};
+    ///
+    /// let config: RawConfig = [("foo.url", "redis://127.0.0.1:7000"), ("foo.max_conections", "9")]
+    ///     .into_iter()
+    ///     .collect();
+    /// let mut lenient = Baseplate::new(config.clone());
+    /// lenient.configure_context("foo", ClusterRedisClient::new())?;
+    /// assert_eq!(
+    ///     lenient.config_warnings()[0].to_string(),
+    ///     "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?"
+    /// );
+    ///
+    /// let mut strict = Baseplate::new(config).with_unknown_keys(UnknownKeys::Reject);
+    /// let error = strict.configure_context("foo", ClusterRedisClient::new()).unwrap_err();
+    /// assert_eq!(error.to_string(), "foo.max_conections: unknown key; did you mean foo.max_connections?");
+    /// # Ok::<(), baseplate::BaseplateError>(())
+    /// ```
+    #[must_use]
+    pub fn with_unknown_keys(mut self, unknown_keys: UnknownKeys) -> Self {
+        self.unknown_keys = unknown_keys;
+        self
+    }
+
+    /// What configuring the service found worth a warning, in the order found: keys that nothing
+    /// reads (with the nearest known key), and settings that do something their author may not
+    /// expect. Each was logged at `warn` level when found.
+    pub fn config_warnings(&self) -> &[ConfigWarning] {
+        &self.config_warnings
     }
 
     /// The app config.
@@ -107,52 +157,143 @@ impl Baseplate {
         self
     }
 
-    /// Configures request and runtime metrics, as baseplate.py's `configure_observers` does:
-    /// reads `metrics.endpoint` (`host:port`; without it metrics are discarded),
-    /// `metrics.namespace` and `metrics_observer.sample_rate` (a percentage, 100% by default),
-    /// and starts the runtime-metrics reporter when called on a tokio runtime (otherwise the
-    /// first request context starts it).
+    /// Configures request and runtime metrics, as baseplate.py's `configure_observers` does,
+    /// from the `metrics.*` keys baseplate.py reads:
     ///
-    /// Request metrics are recorded where each call runs, not from `tracing` spans: this installs
-    /// no subscriber, and metrics are the same whatever subscriber and filter the service sets.
+    /// - `metrics.namespace` set (even empty): plain statsd metrics under it
+    ///   (`{namespace}.server.{route}`, `{namespace}.clients.foo.GET`);
+    /// - `metrics.tagging = true`: tagged metrics (`baseplate.server.latency,endpoint={route}`,
+    ///   `baseplate.client.rate,client=foo,endpoint=GET,success=True`), with the request tags
+    ///   `metrics.allowlist` names; with a namespace too it is an error, as in baseplate.py;
+    /// - neither: no statsd metrics at all, whatever `metrics.endpoint` says (a warning says so);
+    /// - `metrics.endpoint`: statsd `host:port` (UDP) or a Unix socket path; none discards
+    ///   everything (logged at `debug` level with `metrics.log_if_unconfigured = true`);
+    /// - `metrics.enabled = false`: no runtime metrics and no `/metrics` server
+    ///   ([`serve_prometheus`](Self::serve_prometheus)), as baseplate.py's server does;
+    /// - `metrics.swallow_network_errors`: accepted; a failed send never reaches a request here;
+    /// - `metrics_observer.sample_rate` (a percentage, 100% by default): the share of requests
+    ///   measured, their metrics marked `|@rate`.
+    ///
+    /// The runtime-metrics reporter starts when this is called on a tokio runtime (otherwise the
+    /// first request context starts it). Request metrics are recorded where each call runs, not
+    /// from `tracing` spans: this installs no subscriber, and metrics are the same whatever
+    /// subscriber and filter the service sets.
     ///
     /// # Errors
-    /// A config error naming the key, or an endpoint that does not resolve.
+    /// A config error naming the key (an unknown one too, with
+    /// [`UnknownKeys::Reject`](Self::with_unknown_keys)), or an endpoint that does not resolve or
+    /// where no socket receives.
     pub fn configure_observers(&mut self) -> Result<(), BaseplateError> {
-        let metrics: MetricsConfig = self.app_config.parse("metrics.")?;
-        let observer: ObserverConfig = self.app_config.parse("metrics_observer.")?;
+        let (metrics, mut warnings): (MetricsConfig, _) =
+            self.app_config.parse_with("metrics.", self.unknown_keys)?;
+        let (observer, observer_warnings): (ObserverConfig, _) = self
+            .app_config
+            .parse_with("metrics_observer.", self.unknown_keys)?;
+        warnings.extend(observer_warnings);
+
+        // baseplate.py decides on the keys' presence: an empty namespace is still a namespace.
+        let namespace_set = self.app_config.get("metrics.namespace").is_some();
+        let style = match metrics.tagging {
+            Some(true) if namespace_set => {
+                return Err(ConfigError::Invalid {
+                    key: "metrics.namespace".into(),
+                    message: "not allowed with metrics.tagging = true".into(),
+                }
+                .into());
+            }
+            Some(true) => Some(Style::Tagged {
+                allowlist: metrics.allowlist.into(),
+            }),
+            _ if namespace_set => Some(Style::Plain),
+            _ => None,
+        };
+        if metrics.tagging == Some(false) {
+            warnings.push(ConfigWarning::Note {
+                key: "metrics.tagging".into(),
+                message: "false: tagged metrics are off (baseplate.py 2.7.1 turns them on when \
+                          the key is present at all, whatever its value)"
+                    .into(),
+            });
+        }
+        if style.is_none() && metrics.endpoint.is_some() {
+            warnings.push(ConfigWarning::Note {
+                key: "metrics.endpoint".into(),
+                message: "set, but neither metrics.namespace nor metrics.tagging = true is: no \
+                          statsd metrics are sent, as in baseplate.py"
+                    .into(),
+            });
+        }
+        self.warn(None, warnings);
+        let Some(style) = style else {
+            self.metrics = None;
+            return Ok(());
+        };
+
         let endpoint = metrics.endpoint.map(|e| e.to_string());
-        let namespace = metrics.namespace.unwrap_or_default();
+        let namespace = match style {
+            Style::Plain => metrics.namespace.unwrap_or_default(),
+            // Tagged metrics have fixed names, and runtime metrics go out without a namespace.
+            Style::Tagged { .. } => String::new(),
+        };
         // Requests are small and many: their batches share packets, sent when full or after
         // COALESCE, rather than one system call each.
-        let options = ClientOptions::new().with_coalesce(COALESCE);
+        let options = ClientOptions::new()
+            .with_coalesce(COALESCE)
+            .with_log_if_unconfigured(metrics.log_if_unconfigured);
         let client =
             MetricsClient::from_endpoint_with_options(endpoint.as_deref(), namespace, options)?;
         let sample_rate = observer.sample_rate.map_or(1.0, |p| p.0);
 
-        let options = self
-            .reporter_interval
-            .map_or_else(ReporterOptions::default, |i| {
-                ReporterOptions::default().with_interval(i)
-            });
-        let reporter = RuntimeMetricsReporter::with_options(client.clone(), options);
-        for (name, factory) in self.registry.iter() {
-            reporter.register(name.clone(), FactorySource(Arc::clone(factory)));
-        }
+        let reporter = metrics.enabled.unwrap_or(true).then(|| {
+            let options = self
+                .reporter_interval
+                .map_or_else(ReporterOptions::default, |i| {
+                    ReporterOptions::default().with_interval(i)
+                });
+            let reporter = RuntimeMetricsReporter::with_options(client.clone(), options);
+            for (name, factory) in self.registry.iter() {
+                reporter.register(name.clone(), FactorySource(Arc::clone(factory)));
+            }
+            reporter
+        });
         let metrics = Metrics {
-            observer: RequestObserver::new(client.clone(), sample_rate),
+            observer: RequestObserver::new(client.clone(), sample_rate, style),
             client,
+            // Without a reporter there is nothing to start, so requests need not look.
+            started: AtomicBool::new(reporter.is_none()),
             reporter,
             handle: Mutex::new(None),
-            started: AtomicBool::new(false),
         };
         metrics.start_reporter();
         self.metrics = Some(metrics);
         Ok(())
     }
 
+    /// Whether `metrics.enabled` leaves metrics on (it does unless it is `false`), for what reads
+    /// it with or without `configure_observers` (which logged any warning already).
+    pub(crate) fn metrics_enabled(&self) -> Result<bool, ConfigError> {
+        let (metrics, _): (MetricsConfig, _) =
+            self.app_config.parse_with("metrics.", UnknownKeys::Warn)?;
+        Ok(metrics.enabled.unwrap_or(true))
+    }
+
+    /// Logs `warnings` (of the client `client`, if any) and keeps them for
+    /// [`config_warnings`](Self::config_warnings).
+    fn warn(&mut self, client: Option<&str>, warnings: Vec<ConfigWarning>) {
+        for warning in &warnings {
+            match client {
+                Some(client) => tracing::warn!(client, key = warning.key(), "{warning}"),
+                None => tracing::warn!(key = warning.key(), "{warning}"),
+            }
+        }
+        self.config_warnings.extend(warnings);
+    }
+
     /// Parses the client `name` (keys `{name}.*`, dotted names nest: `cache.foo.url`) and
-    /// registers it; its runtime metrics are reported tagged `client={name}`.
+    /// registers it; its runtime metrics are reported tagged `client={name}`. Keys under the
+    /// prefix that the client does not know are logged and kept as
+    /// [`config_warnings`](Self::config_warnings) (or refused, see
+    /// [`with_unknown_keys`](Self::with_unknown_keys)).
     ///
     /// # Errors
     /// The parser's error, which names the bad key, or [`BaseplateError::Duplicate`].
@@ -166,15 +307,13 @@ impl Baseplate {
                 name: name.to_owned(),
             });
         }
-        let factory: Arc<dyn AnyFactory> = Arc::new(
-            parser
-                .parse(name, &self.app_config)
-                .map_err(BaseplateError::Context)?,
-        );
-        if let Some(metrics) = &self.metrics {
-            metrics
-                .reporter
-                .register(name, FactorySource(Arc::clone(&factory)));
+        let (factory, warnings) = parser
+            .parse_with_warnings(name, &self.app_config, self.unknown_keys)
+            .map_err(BaseplateError::Context)?;
+        self.warn(Some(name), warnings);
+        let factory: Arc<dyn AnyFactory> = Arc::new(factory);
+        if let Some(reporter) = self.metrics.as_ref().and_then(|m| m.reporter.as_ref()) {
+            reporter.register(name, FactorySource(Arc::clone(&factory)));
         }
         // Contexts made so far keep the registry they were made with; this one is for the next.
         let mut registry = (*self.registry).clone();
@@ -261,10 +400,13 @@ impl Metrics {
         let Ok(mut handle) = self.handle.lock() else {
             return;
         };
+        let Some(reporter) = &self.reporter else {
+            return;
+        };
         if handle.is_some() || tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        match self.reporter.start() {
+        match reporter.start() {
             Ok(started) => {
                 *handle = Some(started);
                 self.started.store(true, Ordering::Release);

@@ -6,8 +6,8 @@ use std::time::Duration;
 use baseplate_redis_cluster::{CommandName, CommandObserver as _};
 use baseplate_runtime_metrics::{MemoryTransport, MetricsClient};
 
-use crate::observer::RequestObserver;
-use crate::{Baseplate, BaseplateError, ClusterRedisClient, ContextError, RawConfig};
+use crate::observer::{RequestObserver, Style};
+use crate::{Baseplate, BaseplateError, ClusterRedisClient, ContextError, RawConfig, UnknownKeys};
 
 fn config(pairs: &[(&str, &str)]) -> RawConfig {
     pairs.iter().copied().collect()
@@ -61,22 +61,288 @@ fn configuration_errors_name_the_key() {
         "cache.foo.max_connections: must be at least 1"
     );
 
-    let mut baseplate = Baseplate::new(config(&[
+    let pairs = [
         ("foo.url", "redis://h:1"),
+        ("metrics.namespace", "ns"),
         ("metrics.endpont", "127.0.0.1:8125"),
-    ]));
-    baseplate
+    ];
+    let mut strict = Baseplate::new(config(&pairs)).with_unknown_keys(UnknownKeys::Reject);
+    strict
         .configure_context("foo", ClusterRedisClient::new())
         .unwrap();
-    let error = baseplate.configure_observers().unwrap_err();
+    let error = strict.configure_observers().unwrap_err();
     assert_eq!(
         error.to_string(),
         "metrics.endpont: unknown key; did you mean metrics.endpoint?"
     );
-    let error = baseplate
+    let error = strict
         .configure_context("foo", ClusterRedisClient::new())
         .unwrap_err();
     assert!(matches!(error, BaseplateError::Duplicate { .. }), "{error}");
+
+    let error = Baseplate::new(config(&[
+        ("metrics.namespace", "ns"),
+        ("metrics.tagging", "true"),
+    ]))
+    .configure_observers()
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "metrics.namespace: not allowed with metrics.tagging = true"
+    );
+}
+
+#[test]
+fn unknown_keys_are_warnings_logged_once_each_unless_strict() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let mut baseplate = Baseplate::new(config(&[
+        ("foo.url", "redis://h:1"),
+        ("foo.max_conections", "5"),
+        ("metrics.namespace", "ns"),
+        ("metrics.endpont", "127.0.0.1:8125"),
+        ("metrics_observer.sample_rat", "50%"),
+    ]));
+    baseplate
+        .configure_context("foo", ClusterRedisClient::new())
+        .unwrap();
+    baseplate.configure_observers().unwrap();
+    let shown: Vec<String> = baseplate
+        .config_warnings()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let expected = [
+        "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?",
+        "metrics.endpont: unknown key, ignored; did you mean metrics.endpoint?",
+        "metrics_observer.sample_rat: unknown key, ignored; did you mean metrics_observer.sample_rate?",
+    ];
+    assert_eq!(shown, expected);
+    // Requests do not log them again.
+    drop(baseplate.make_context_object());
+    let logged = logs.text();
+    for warning in expected {
+        assert_eq!(logged.matches(warning).count(), 1, "{logged}");
+    }
+    assert!(
+        logged.lines().any(|l| l.contains("WARN")
+            && l.contains("client=\"foo\"")
+            && l.contains("foo.max_conections")),
+        "{logged}"
+    );
+}
+
+#[test]
+fn metrics_need_a_namespace_or_tagging_as_in_baseplate_py() {
+    let mut baseplate = Baseplate::new(config(&[("metrics.endpoint", "127.0.0.1:8125")]));
+    baseplate.configure_observers().unwrap();
+    assert_eq!(
+        baseplate.config_warnings()[0].to_string(),
+        "metrics.endpoint: set, but neither metrics.namespace nor metrics.tagging = true is: no \
+         statsd metrics are sent, as in baseplate.py"
+    );
+    assert!(
+        format!("{baseplate:?}").contains("metrics: None"),
+        "{baseplate:?}"
+    );
+
+    let mut baseplate = Baseplate::new(config(&[
+        ("metrics.namespace", ""),
+        ("metrics.tagging", "false"),
+    ]));
+    baseplate.configure_observers().unwrap();
+    assert_eq!(
+        baseplate.config_warnings()[0].key(),
+        "metrics.tagging",
+        "{:?}",
+        baseplate.config_warnings()
+    );
+    assert!(
+        format!("{baseplate:?}").contains("metrics: Some(\"\")"),
+        "an empty namespace is still plain metrics: {baseplate:?}"
+    );
+}
+
+/// The `metrics.*` keys baseplate.py 2.7.1 reads, with a value each.
+const METRICS_KEYS: [(&str, &str); 8] = [
+    ("metrics.namespace", ""),
+    ("metrics.tagging", "false"),
+    ("metrics.endpoint", "127.0.0.1:8125"),
+    ("metrics.allowlist", "region, shard"),
+    ("metrics.enabled", "false"),
+    ("metrics.log_if_unconfigured", "true"),
+    ("metrics.swallow_network_errors", "true"),
+    ("metrics_observer.sample_rate", "50%"),
+];
+
+#[test]
+fn every_metrics_key_baseplate_py_reads_is_accepted_and_documented() {
+    let mut baseplate =
+        Baseplate::new(config(&METRICS_KEYS)).with_unknown_keys(UnknownKeys::Reject);
+    baseplate.configure_observers().unwrap();
+    let mut tagged = Baseplate::new(config(&[
+        ("metrics.tagging", "true"),
+        ("metrics.allowlist", "region"),
+    ]))
+    .with_unknown_keys(UnknownKeys::Reject);
+    tagged.configure_observers().unwrap();
+    assert!(tagged.config_warnings().is_empty());
+
+    // Both configuration tables list exactly these keys, in this order.
+    let keys: Vec<&str> = METRICS_KEYS.iter().map(|(key, _)| *key).collect();
+    for readme in [
+        include_str!("../README.md"),
+        include_str!("../../README.md"),
+    ] {
+        let documented: Vec<String> = readme
+            .lines()
+            .filter(|line| line.starts_with("| `metrics"))
+            .filter_map(|line| line.split('`').nth(1))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(documented, keys);
+    }
+}
+
+#[test]
+fn tagged_requests_send_what_baseplate_pys_tagged_observer_sends() {
+    let transport = MemoryTransport::new();
+    let style = Style::Tagged {
+        allowlist: vec!["region".to_owned()].into(),
+    };
+    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), ""), 1.0, style);
+    let scope = observer.request("visit");
+    scope.command_finished("foo", &CommandName::Command(b"get"), Duration::ZERO, true);
+    scope.command_finished(
+        "foo",
+        &CommandName::Label("pipeline_bar"),
+        Duration::ZERO,
+        false,
+    );
+    scope.record_local("pricing", "sum", Duration::ZERO, true);
+    scope.set_tag("region", &"eu");
+    scope.set_tag("user", &42);
+    scope.record_failure();
+    drop(scope);
+
+    assert_eq!(transport.packets().len(), 1);
+    assert_eq!(
+        shapes(&transport),
+        [
+            "baseplate.client.latency,client=foo,endpoint=GET|ms",
+            "baseplate.client.latency,client=foo,endpoint=pipeline_bar|ms",
+            "baseplate.client.rate,client=foo,endpoint=GET,success=True:1|c",
+            "baseplate.client.rate,client=foo,endpoint=pipeline_bar,success=False:1|c",
+            "baseplate.local.latency,endpoint=sum|ms",
+            "baseplate.local.rate,endpoint=sum,success=True:1|c",
+            "baseplate.server.latency,endpoint=visit,region=eu|ms",
+            "baseplate.server.rate,endpoint=visit,region=eu,success=False:1|c",
+        ]
+    );
+
+    // Sampled requests carry the rate on both kinds, as in plain mode.
+    transport.clear();
+    let style = Style::Tagged {
+        allowlist: Vec::new().into(),
+    };
+    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), ""), 0.5, style);
+    while transport.is_empty() {
+        observer.request("visit");
+    }
+    assert_eq!(
+        shapes(&transport),
+        [
+            "baseplate.server.latency,endpoint=visit|ms|@0.5",
+            "baseplate.server.rate,endpoint=visit,success=True:1|c|@0.5",
+        ]
+    );
+}
+
+#[test]
+fn plain_requests_time_local_spans_and_drop_tags() {
+    let transport = MemoryTransport::new();
+    let observer = RequestObserver::new(
+        MetricsClient::new(transport.clone(), "ns"),
+        1.0,
+        Style::Plain,
+    );
+    let scope = observer.request("route");
+    scope.record_local("pricing", "sum", Duration::ZERO, false);
+    scope.set_tag("region", &"eu");
+    drop(scope);
+    assert_eq!(
+        shapes(&transport),
+        [
+            "ns.pricing.sum|ms",
+            "ns.server.route.success:1|c",
+            "ns.server.route|ms"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn log_if_unconfigured_logs_what_would_be_sent() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    for (log, expected) in [("true", 1), ("false", 0)] {
+        let mut baseplate = Baseplate::new(config(&[
+            ("metrics.namespace", "ns"),
+            ("metrics.log_if_unconfigured", log),
+        ]));
+        baseplate.configure_observers().unwrap();
+        let ctx = baseplate.make_context_object();
+        drop(baseplate.make_server_span(&ctx, format!("route_{log}").as_str()));
+        drop(ctx);
+        baseplate.shutdown().await;
+        let text = logs.text();
+        assert_eq!(
+            text.matches(&format!("ns.server.route_{log}.success:1|c"))
+                .count(),
+            expected,
+            "{text}"
+        );
+    }
+}
+
+/// Log output captured from a `tracing_subscriber::fmt` subscriber.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
 }
 
 /// Lines with timer values dropped (`name|ms`, or `name|ms|@rate`), sorted.
@@ -99,7 +365,11 @@ fn shapes(transport: &MemoryTransport) -> Vec<String> {
 #[test]
 fn a_request_scope_sends_one_batch_when_the_request_ends() {
     let transport = MemoryTransport::new();
-    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), "ns"), 1.0);
+    let observer = RequestObserver::new(
+        MetricsClient::new(transport.clone(), "ns"),
+        1.0,
+        Style::Plain,
+    );
     let scope = observer.request("route");
     let get = CommandName::Command(b"get");
     scope.command_finished("foo", &get, Duration::from_millis(2), true);
@@ -147,7 +417,11 @@ fn a_request_scope_sends_one_batch_when_the_request_ends() {
 #[test]
 fn calls_outside_a_request_go_out_one_by_one() {
     let transport = MemoryTransport::new();
-    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), "ns"), 0.5);
+    let observer = RequestObserver::new(
+        MetricsClient::new(transport.clone(), "ns"),
+        0.5,
+        Style::Plain,
+    );
     let scope = observer.outside_requests();
     scope.command_finished("foo", &CommandName::Command(b"GET"), Duration::ZERO, true);
     scope.record_failure();
@@ -162,7 +436,11 @@ fn calls_outside_a_request_go_out_one_by_one() {
 #[test]
 fn sampled_requests_are_a_share_and_their_timers_and_counters_carry_the_rate() {
     let transport = MemoryTransport::new();
-    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), "ns"), 0.5);
+    let observer = RequestObserver::new(
+        MetricsClient::new(transport.clone(), "ns"),
+        0.5,
+        Style::Plain,
+    );
     for _ in 0..400 {
         let scope = observer.request("route");
         scope.command_finished("foo", &CommandName::Command(b"GET"), Duration::ZERO, true);

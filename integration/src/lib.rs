@@ -10,7 +10,10 @@
 
 pub mod bench;
 pub mod chaos;
+pub mod golden;
+pub mod logs;
 pub mod spans;
+pub mod statsd;
 
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};

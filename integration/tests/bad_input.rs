@@ -238,6 +238,15 @@ async fn every_url_works_or_fails_clearly() {
             Expect::ConnectFails,
         ),
         ("redis://127.0.0.1:1".to_owned(), Expect::ConnectFails),
+        // Query parameters redis-py applies, applied; the others refused by name.
+        (
+            format!("redis://127.0.0.1:{port}/0?socket_timeout=2&max_connections=5&db=0"),
+            Expect::Works,
+        ),
+        (
+            format!("redis://127.0.0.1:{port}/0?retry_on_timeout=true"),
+            Expect::ConfigError("foo.url: unsupported URL parameter \"retry_on_timeout\""),
+        ),
         // Malformed.
         (
             "".to_owned(),

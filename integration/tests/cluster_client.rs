@@ -4,11 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use baseplate_config::RawConfig;
+use baseplate_config::{RawConfig, UnknownKeys};
 use baseplate_redis_cluster::{
     CallFailed, CallTimeout, ClusterRedisClient, ClusterRedisContextFactory,
     MonitoredClusterRedisConnection, PoolTimeout,
 };
+use integration::logs::Logs;
 use integration::spans::SpanRecorder;
 use integration::{cluster, hold_in_flight, unique_prefix};
 use redis::AsyncCommands as _;
@@ -540,6 +541,7 @@ async fn config_errors_name_the_key() {
         "foo.timeout: invalid timespan \"3 secnds\": unknown unit \"secnd\""
     );
     let error = ClusterRedisClient::new()
+        .unknown_keys(UnknownKeys::Reject)
         .parse("foo", &config(&[("foo.max_conections", "5")]))
         .unwrap_err();
     assert_eq!(
@@ -548,30 +550,43 @@ async fn config_errors_name_the_key() {
     );
 }
 
-/// Log output captured in memory, for tests that read what a service's logs would say.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+#[tokio::test]
+async fn unknown_keys_are_logged_once_when_the_client_is_configured() {
+    let (logs, _guard) = Logs::capture();
 
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
+    let factory = ClusterRedisClient::new()
+        .parse(
+            "foo",
+            &config(&[
+                ("foo.url", cluster().url()),
+                ("foo.max_conections", "5"),
+                ("foo.retry_on_timeout", "true"),
+            ]),
+        )
+        .unwrap();
+    assert_eq!(factory.pool_stats().size, 50, "the misspelt key is ignored");
+    let mut foo = factory.make_object_for_context("foo", &tracing::Span::none());
+    let _: Option<String> = foo.get(unique_prefix("unknown-keys")).await.unwrap();
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    let text = logs.text();
+    let warning = "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?";
+    assert_eq!(text.matches(warning).count(), 1, "{text}");
+    assert_eq!(
+        text.matches("foo.retry_on_timeout: unknown key, ignored")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.contains(" WARN ") && line.contains(warning)),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_cluster_is_logged_once_naming_the_client() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let mut foo = connection(&[
         ("foo.url", "redis://user:hunter2@127.0.0.1:1"),
@@ -581,7 +596,7 @@ async fn an_unreachable_cluster_is_logged_once_naming_the_client() {
         let error = foo.get::<_, Option<String>>("k").await.unwrap_err();
         assert!(!error.to_string().contains("hunter2"), "{error}");
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     // One warning while it stays unreachable, naming the client, never the password.
     assert_eq!(
         text.matches("cannot connect to the cluster").count(),

@@ -3,70 +3,14 @@
 //! install no `tracing` subscriber, except the one that shows a `warn` filter changes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
+use integration::statsd::Statsd;
 use integration::{cluster, hold_in_flight, unique_prefix};
 use redis::AsyncCommands as _;
-use tokio::net::UdpSocket;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// A statsd endpoint: a UDP socket on loopback.
-struct Statsd(UdpSocket);
-
-impl Statsd {
-    async fn bind() -> Statsd {
-        Statsd(UdpSocket::bind("127.0.0.1:0").await.unwrap())
-    }
-
-    fn endpoint(&self) -> String {
-        self.0.local_addr().unwrap().to_string()
-    }
-
-    async fn next(&self, until: Instant) -> Option<String> {
-        let mut buf = vec![0u8; 65_536];
-        let received = tokio::time::timeout_at(until.into(), self.0.recv(&mut buf)).await;
-        let n = received.ok()?.ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    }
-
-    /// The request metrics of the packets that arrive: each packet's lines other than the runtime
-    /// reporter's `ns.runtime.*` gauges, which may come at any moment and are not what the request
-    /// tests are about. Waits up to five seconds for the first such packet, then keeps listening
-    /// for a short while so a request's lines split over two packets would show as two.
-    async fn request_packets(&self) -> Vec<String> {
-        let mut until = Instant::now() + Duration::from_secs(5);
-        let mut packets = Vec::new();
-        while let Some(packet) = self.next(until).await {
-            let lines: Vec<&str> = packet
-                .lines()
-                .filter(|line| !line.starts_with("ns.runtime."))
-                .collect();
-            if !lines.is_empty() {
-                if packets.is_empty() {
-                    until = Instant::now() + Duration::from_millis(300);
-                }
-                packets.push(lines.join("\n"));
-            }
-        }
-        packets
-    }
-
-    /// Packets until one satisfies `done`, for at most five seconds.
-    async fn packets_until(&self, mut done: impl FnMut(&str) -> bool) -> Vec<String> {
-        let until = Instant::now() + Duration::from_secs(5);
-        let mut packets = Vec::new();
-        while let Some(packet) = self.next(until).await {
-            let finished = done(&packet);
-            packets.push(packet);
-            if finished {
-                return packets;
-            }
-        }
-        panic!("the awaited packet never came; got {packets:?}");
-    }
-}
 
 fn baseplate(endpoint: &str, extra: &[(&str, &str)]) -> Baseplate {
     let mut config: RawConfig = [

@@ -1130,3 +1130,71 @@ fn parsing_never_panics() {
         }
     }
 }
+
+#[test]
+fn unknown_keys_are_warnings_when_asked() {
+    use crate::{ConfigWarning, UnknownKeys};
+
+    let raw = config([
+        ("foo.url", "x"),
+        ("foo.max_conections", "5"),
+        ("foo.retry_on_timeout", "true"),
+        ("foo.timeout", "1 second"),
+        ("foo.timeout.extra", "1"),
+        ("foo.pool.size", "3"),
+        ("foo.pool.sise", "4"),
+        ("foo.pol.size", "5"),
+    ]);
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Strict {
+        url: String,
+        timeout: Duration,
+        pool: Pool,
+    }
+    let (parsed, warnings) = raw.parse_with::<Strict>("foo", UnknownKeys::Warn).unwrap();
+    assert_eq!(
+        (parsed.url.as_str(), parsed.timeout, parsed.pool.size),
+        ("x", Duration::from_secs(1), 3)
+    );
+    let shown: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        shown,
+        [
+            "foo.max_conections: unknown key, ignored",
+            "foo.pol.size: unknown key, ignored; did you mean foo.pool.size?",
+            "foo.retry_on_timeout: unknown key, ignored",
+            "foo.pool.sise: unknown key, ignored; did you mean foo.pool.size?",
+            "foo.timeout.extra: unknown key, ignored",
+        ]
+    );
+    // `max_conections` is close to no field of this struct; with the cluster's fields it is.
+    let (_, warnings) = raw.parse_with::<Cluster>("foo", UnknownKeys::Warn).unwrap();
+    assert_eq!(
+        warnings[0],
+        ConfigWarning::UnknownKey {
+            key: "foo.max_conections".into(),
+            suggestion: Some("foo.max_connections".into()),
+        }
+    );
+
+    // Strict mode is `parse`: the first unknown key is the error.
+    assert_eq!(
+        raw.parse_with::<Strict>("foo", UnknownKeys::Reject)
+            .unwrap_err()
+            .to_string(),
+        "foo.max_conections: unknown key"
+    );
+    let (_, none) = config([("foo.url", "x")])
+        .parse_with::<Cluster>("foo", UnknownKeys::Warn)
+        .unwrap();
+    assert!(none.is_empty());
+    // Other errors stay errors.
+    assert_eq!(
+        config([("foo.ulr", "x")])
+            .parse_with::<Cluster>("foo", UnknownKeys::Warn)
+            .unwrap_err()
+            .to_string(),
+        "foo.url: required but not set"
+    );
+}
