@@ -107,7 +107,7 @@ fn assert_requests_match(sent: &[Vec<String>], fixture: &str) {
 
 /// The gauges a runtime report sends per client that baseplate.py's does not (MIGRATING.md lists
 /// them), in the order they are sent.
-const EXTRA_GAUGES: [&str; 2] = ["in_use", "waiting"];
+const EXTRA_GAUGES: [&str; 3] = ["in_use", "waiting", "blocking"];
 
 /// Compares a runtime report with the fixture's: baseplate.py's two gauges per client are there,
 /// in its order, with its names and tags; `pool.size` has baseplate.py's value and
