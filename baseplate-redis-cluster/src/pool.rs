@@ -36,7 +36,9 @@ pub struct PoolStats {
     pub size: usize,
     /// Commands in flight now.
     pub in_use: usize,
-    /// Cluster connections open now (each multiplexes every command over one socket per node).
+    /// Connections open to the cluster's nodes now, as baseplate.py counts its sockets: each
+    /// cluster connection (the shared one, and each blocking command's) keeps one to every node
+    /// the topology listed when it connected.
     pub open_connections: usize,
     /// Callers waiting for a slot now.
     pub waiting: usize,
@@ -134,6 +136,7 @@ impl ClusterPool {
             connect_timeout: options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             open: Arc::clone(&open),
             open_gauge: options.prometheus.pool(&name, options.max_connections),
+            router: Arc::clone(&router),
             failing: Arc::new(AtomicBool::new(false)),
         };
         let max_dedicated = u64::try_from(options.max_connections).unwrap_or(u64::MAX);
@@ -398,18 +401,20 @@ pub(crate) struct Managed {
     _open: OpenGuard,
 }
 
-/// Counts open connections for [`PoolStats::open_connections`] without asking mobc (whose
-/// `state()` is async), and in `redis_client_pool_active_connections` (which every pool of the
-/// same name shares, as baseplate.py's label does).
+/// Counts a cluster connection's sockets in [`PoolStats::open_connections`] without asking mobc
+/// (whose `state()` is async), and in `redis_client_pool_active_connections` (which every pool of
+/// the same name shares, as baseplate.py's label does), for as long as it is open.
 struct OpenGuard {
     open: Arc<AtomicUsize>,
     gauge: Gauge,
+    sockets: usize,
 }
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        self.gauge.dec();
+        self.open.fetch_sub(self.sockets, Ordering::Relaxed);
+        self.gauge
+            .dec_by(i64::try_from(self.sockets).unwrap_or(i64::MAX));
     }
 }
 
@@ -420,6 +425,7 @@ pub(crate) struct ClusterManager {
     connect_timeout: Duration,
     open: Arc<AtomicUsize>,
     open_gauge: Gauge,
+    router: Arc<Router>,
     /// Whether the last attempt to connect failed: failures are logged when they start and
     /// recoveries when they end, not once per caller while the cluster stays unreachable.
     failing: Arc<AtomicBool>,
@@ -456,14 +462,19 @@ impl mobc::Manager for ClusterManager {
                 return Err(error);
             }
         };
-        self.open.fetch_add(1, Ordering::Relaxed);
-        self.open_gauge.inc();
+        // Connecting learnt the topology (redis-rs tells the router) and opened a socket to each
+        // node in it.
+        let sockets = self.router.node_count().unwrap_or(1).max(1);
+        self.open.fetch_add(sockets, Ordering::Relaxed);
+        self.open_gauge
+            .inc_by(i64::try_from(sockets).unwrap_or(i64::MAX));
         Ok(Managed {
             conn,
             broken: Arc::new(AtomicBool::new(false)),
             _open: OpenGuard {
                 open: Arc::clone(&self.open),
                 gauge: self.open_gauge.clone(),
+                sockets,
             },
         })
     }

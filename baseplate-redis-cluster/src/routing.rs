@@ -29,6 +29,14 @@ impl Router {
         })
     }
 
+    /// How many nodes (primaries and replicas) the topology lists, if it is known yet: a cluster
+    /// connection keeps one socket to each.
+    pub(crate) fn node_count(&self) -> Option<usize> {
+        let topology = self.topology.read().ok()?;
+        let shards = topology.as_ref()?.shards();
+        Some(shards.map(|shard| 1 + shard.replicas().len()).sum())
+    }
+
     /// The primary serving `slot` as `host:port`, if the topology is known yet.
     pub(crate) fn primary_of(&self, slot: u16) -> Option<String> {
         let topology = self.topology.read().ok()?;

@@ -181,11 +181,13 @@ async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
         .await;
     let last = packets.last().unwrap();
     let lines: Vec<&str> = last.lines().collect();
+    let nodes = cluster().primaries() * (1 + cluster().replicas_per_primary());
     for (metric, value) in [
         ("size", 7),
         ("in_use", 2),
-        // One of its own for each BLPOP (no other command opened the shared one yet).
-        ("open_connections", 2),
+        // A connection of its own for each BLPOP (no other command opened the shared one yet),
+        // with a socket to every node.
+        ("open_connections", 2 * nodes),
         ("waiting", 0),
         ("blocking", 2),
     ] {
