@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::batch::Batch;
+use crate::batch::{Batch, MetricName};
 use crate::error::MetricsError;
 use crate::transport::{self, LoggingNullTransport, NullTransport, Transport};
 use crate::wire::pack_lines;
@@ -325,6 +325,20 @@ impl MetricsClient {
     #[must_use]
     pub fn send_errors(&self) -> u64 {
         self.inner.send_errors.load(Ordering::Relaxed)
+    }
+
+    /// `name` made ready for this client's batches: namespaced and checked once, rather than on
+    /// every line (see [`Batch::timer_named`]).
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
+    ///
+    /// let client = MetricsClient::new(NullTransport, "ns");
+    /// assert_eq!(client.metric_name("server.visit").as_str(), "server.visit");
+    /// ```
+    #[must_use]
+    pub fn metric_name(&self, name: &str) -> MetricName {
+        MetricName::new(name, &self.batch())
     }
 
     /// Sends a flushed batch's lines: packed into packets of their own, or appended to the

@@ -10,7 +10,7 @@ mod reporter;
 mod transport;
 mod wire;
 
-pub use batch::{Batch, TaggedBatch};
+pub use batch::{Batch, MetricName, TaggedBatch};
 pub use client::{ClientOptions, DEFAULT_MAX_PACKET_SIZE, MetricsClient};
 pub use error::{MetricsError, SourceError};
 pub use reporter::{
