@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use baseplate_redis_cluster::{CommandName, CommandObserver};
-use baseplate_runtime_metrics::{Batch, MetricsClient, Tags};
+use baseplate_runtime_metrics::{Batch, MetricName, MetricsClient, Tags};
 use rand::RngExt as _;
 
 /// The static name of the spans [`Baseplate::make_server_span`](crate::Baseplate::make_server_span) makes.
@@ -70,9 +70,9 @@ impl RequestObserver {
     /// requests (0..=1).
     pub(crate) fn new(client: MetricsClient, sample_rate: f64, style: Style) -> Self {
         Self {
+            names: Arc::new(NameCache::new(style, client.clone())),
             client,
             sample_rate: sample_rate.clamp(0.0, 1.0),
-            names: Arc::new(NameCache::new(style)),
         }
     }
 
@@ -167,7 +167,8 @@ impl RequestScope {
     /// are measured: the timer `{component}.{name}` (tagged: `baseplate.local.latency` and
     /// `baseplate.local.rate` with an `endpoint` tag).
     pub fn record_local(&self, component: &str, name: &str, elapsed: Duration, success: bool) {
-        let names = MetricNames::local(&self.observer.names.style, component, name);
+        let cache = &self.observer.names;
+        let names = MetricNames::local(&cache.style, &cache.metrics, component, name);
         self.record(&names, elapsed, success);
     }
 
@@ -247,14 +248,14 @@ impl Drop for RequestScope {
 
 /// The metrics of one name: what a timed, succeeding or failing call of it records.
 enum MetricNames {
-    /// `{prefix}.{name}` and its `.success` / `.failure` counters.
+    /// `{prefix}.{name}` and its `.success` / `.failure` counters, made ready once.
     Plain {
-        timer: String,
-        success: String,
-        failure: String,
+        timer: MetricName,
+        success: MetricName,
+        failure: MetricName,
     },
     /// A timer alone (baseplate.py's plain local spans).
-    TimerOnly { timer: String },
+    TimerOnly { timer: MetricName },
     /// `baseplate.{kind}.latency` and `baseplate.{kind}.rate`, tagged.
     Tagged {
         latency: &'static str,
@@ -266,12 +267,12 @@ enum MetricNames {
 }
 
 impl MetricNames {
-    fn plain(prefix: fmt::Arguments<'_>) -> Self {
+    fn plain(metrics: &MetricsClient, prefix: fmt::Arguments<'_>) -> Self {
         let timer = prefix.to_string();
         Self::Plain {
-            success: format!("{timer}.success"),
-            failure: format!("{timer}.failure"),
-            timer,
+            success: metrics.metric_name(&format!("{timer}.success")),
+            failure: metrics.metric_name(&format!("{timer}.failure")),
+            timer: metrics.metric_name(&timer),
         }
     }
 
@@ -287,9 +288,9 @@ impl MetricNames {
         }
     }
 
-    fn server(style: &Style, route: &str) -> Self {
+    fn server(style: &Style, metrics: &MetricsClient, route: &str) -> Self {
         match style {
-            Style::Plain => Self::plain(format_args!("server.{route}")),
+            Style::Plain => Self::plain(metrics, format_args!("server.{route}")),
             Style::Tagged { .. } => Self::tagged(
                 "baseplate.server.latency",
                 "baseplate.server.rate",
@@ -316,9 +317,14 @@ impl MetricNames {
         }
     }
 
-    fn client(style: &Style, client: &str, name: fmt::Arguments<'_>) -> Self {
+    fn client(
+        style: &Style,
+        metrics: &MetricsClient,
+        client: &str,
+        name: fmt::Arguments<'_>,
+    ) -> Self {
         match style {
-            Style::Plain => Self::plain(format_args!("clients.{client}.{name}")),
+            Style::Plain => Self::plain(metrics, format_args!("clients.{client}.{name}")),
             Style::Tagged { .. } => Self::tagged(
                 "baseplate.client.latency",
                 "baseplate.client.rate",
@@ -327,10 +333,10 @@ impl MetricNames {
         }
     }
 
-    fn local(style: &Style, component: &str, name: &str) -> Self {
+    fn local(style: &Style, metrics: &MetricsClient, component: &str, name: &str) -> Self {
         match style {
             Style::Plain => Self::TimerOnly {
-                timer: format!("{component}.{name}"),
+                timer: metrics.metric_name(&format!("{component}.{name}")),
             },
             Style::Tagged { .. } => Self::tagged(
                 "baseplate.local.latency",
@@ -348,15 +354,10 @@ impl MetricNames {
                 failure,
             } => {
                 let counter = if success { succeeded } else { failure };
-                if sample_rate < 1.0 {
-                    batch.timer_sampled(timer, elapsed, sample_rate);
-                    batch.counter_sampled(counter, 1.0, sample_rate);
-                } else {
-                    batch.timer(timer, elapsed);
-                    batch.counter(counter, 1.0);
-                }
+                batch.timer_named(timer, elapsed, sample_rate);
+                batch.counter_named(counter, 1.0, sample_rate);
             }
-            Self::TimerOnly { timer } => batch.timer_sampled(timer, elapsed, sample_rate),
+            Self::TimerOnly { timer } => batch.timer_named(timer, elapsed, sample_rate),
             Self::Tagged {
                 latency,
                 rate,
@@ -378,7 +379,7 @@ impl MetricNames {
     /// The timer's name, tags included (for `Debug`).
     fn timer(&self) -> String {
         match self {
-            Self::Plain { timer, .. } | Self::TimerOnly { timer } => timer.clone(),
+            Self::Plain { timer, .. } | Self::TimerOnly { timer } => timer.as_str().to_owned(),
             Self::Tagged { latency, tags, .. } => {
                 let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("{latency},{}", tags.join(","))
@@ -400,6 +401,8 @@ enum NameKey<'a> {
 /// names are formatted once rather than on every request.
 struct NameCache {
     style: Style,
+    /// Where the names are sent, which makes them ready for its batches.
+    metrics: MetricsClient,
     server: RwLock<HashMap<Box<str>, Arc<MetricNames>>>,
     clients: RwLock<HashMap<Box<str>, ClientNames>>,
 }
@@ -415,9 +418,10 @@ struct ClientNames {
 const CACHED_NAMES: usize = 4096;
 
 impl NameCache {
-    fn new(style: Style) -> Self {
+    fn new(style: Style, metrics: MetricsClient) -> Self {
         Self {
             style,
+            metrics,
             server: RwLock::default(),
             clients: RwLock::default(),
         }
@@ -427,7 +431,7 @@ impl NameCache {
         if let Some(names) = read(&self.server).get(route) {
             return Arc::clone(names);
         }
-        let names = Arc::new(MetricNames::server(&self.style, route));
+        let names = Arc::new(MetricNames::server(&self.style, &self.metrics, route));
         let mut server = write(&self.server);
         if server.len() < CACHED_NAMES {
             server.insert(route.into(), Arc::clone(&names));
@@ -445,9 +449,11 @@ impl NameCache {
         let names = Arc::new(match key {
             NameKey::Command(name) => {
                 let name = CommandName::Command(name);
-                MetricNames::client(&self.style, client, format_args!("{name}"))
+                MetricNames::client(&self.style, &self.metrics, client, format_args!("{name}"))
             }
-            NameKey::Text(name) => MetricNames::client(&self.style, client, format_args!("{name}")),
+            NameKey::Text(name) => {
+                MetricNames::client(&self.style, &self.metrics, client, format_args!("{name}"))
+            }
         });
         let mut clients = write(&self.clients);
         let cached: usize = clients
@@ -488,11 +494,13 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use baseplate_runtime_metrics::NullTransport;
+
     use super::*;
 
     #[test]
     fn metric_names_are_formatted_once_per_name_and_the_cache_is_bounded() {
-        let cache = NameCache::new(Style::Plain);
+        let cache = NameCache::new(Style::Plain, MetricsClient::new(NullTransport, "ns"));
         let first = cache.client("foo", NameKey::Command(b"get"));
         let MetricNames::Plain {
             timer,
@@ -502,9 +510,9 @@ mod tests {
         else {
             panic!("plain names expected");
         };
-        assert_eq!(timer, "clients.foo.GET");
-        assert_eq!(success, "clients.foo.GET.success");
-        assert_eq!(failure, "clients.foo.GET.failure");
+        assert_eq!(timer.as_str(), "clients.foo.GET");
+        assert_eq!(success.as_str(), "clients.foo.GET.success");
+        assert_eq!(failure.as_str(), "clients.foo.GET.failure");
         assert!(Arc::ptr_eq(
             &first,
             &cache.client("foo", NameKey::Command(b"get"))
@@ -524,9 +532,12 @@ mod tests {
 
     #[test]
     fn tagged_names_carry_client_and_endpoint() {
-        let cache = NameCache::new(Style::Tagged {
-            allowlist: Arc::from([]),
-        });
+        let cache = NameCache::new(
+            Style::Tagged {
+                allowlist: Arc::from([]),
+            },
+            MetricsClient::new(NullTransport, ""),
+        );
         assert_eq!(
             cache.client("foo", NameKey::Command(b"get")).timer(),
             "baseplate.client.latency,client=foo,endpoint=GET"
