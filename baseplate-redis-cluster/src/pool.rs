@@ -301,6 +301,11 @@ impl ClusterPool {
     /// A connection of its own for one blocking command, from the dedicated pool (opened within
     /// the connect timeout when none is idle).
     pub(crate) async fn dedicated(&self) -> RedisResult<DedicatedConnection> {
+        // Boxed: every command's future would otherwise carry mobc's checkout machinery.
+        Box::pin(self.check_out_dedicated()).await
+    }
+
+    async fn check_out_dedicated(&self) -> RedisResult<DedicatedConnection> {
         let checkout = self
             .inner
             .dedicated
