@@ -93,3 +93,74 @@ fn every_crate_folder_is_named_after_its_package_and_uses_workspace_lints() {
         );
     }
 }
+
+/// The workspace's members, by their folders (each holds a `Cargo.toml`).
+fn member_manifests() -> Vec<(String, String)> {
+    let Ok(entries) = fs::read_dir(workspace_root()) else {
+        return Vec::new();
+    };
+    let mut manifests: Vec<(String, String)> = entries
+        .flatten()
+        .filter(|entry| entry.path().is_dir())
+        .filter_map(|entry| {
+            let text = fs::read_to_string(entry.path().join("Cargo.toml")).ok()?;
+            Some((entry.file_name().to_string_lossy().into_owned(), text))
+        })
+        .collect();
+    manifests.sort();
+    manifests
+}
+
+#[test]
+fn every_workspace_dependency_is_used_by_a_member() {
+    let root = fs::read_to_string(workspace_root().join("Cargo.toml")).expect("the root manifest");
+    let declared: Vec<&str> = root
+        .lines()
+        .skip_while(|line| line.trim() != "[workspace.dependencies]")
+        .skip(1)
+        .take_while(|line| !line.trim_start().starts_with('['))
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .filter_map(|line| line.split_once('=').map(|(name, _)| name.trim()))
+        .filter(|name| !name.is_empty())
+        .collect();
+    assert!(declared.len() > 10, "parsed {declared:?}");
+    let manifests = member_manifests();
+    let unused: Vec<&&str> = declared
+        .iter()
+        .filter(|name| {
+            !manifests.iter().any(|(_, text)| {
+                text.lines().any(|line| {
+                    let line = line.trim_start();
+                    line.starts_with(&format!("{name}.workspace"))
+                        || line.starts_with(&format!("{name} = {{ workspace"))
+                })
+            })
+        })
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "declared in [workspace.dependencies] but used by no member: {unused:?}"
+    );
+}
+
+#[test]
+fn nothing_cites_files_outside_the_repository() {
+    let outside = ["DEVELOPERS.md", "../shared/"];
+    let mut files = rust_files();
+    for name in ["README.md", "MIGRATING.md"] {
+        files.push(workspace_root().join(name));
+    }
+    for (member, _) in member_manifests() {
+        files.push(workspace_root().join(member).join("README.md"));
+    }
+    let citing: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            fs::read_to_string(file).is_ok_and(|text| outside.iter().any(|o| text.contains(o)))
+        })
+        .map(|file| relative(file))
+        .collect();
+    // This file names them to look for them.
+    let citing: Vec<&String> = citing.iter().filter(|f| !f.ends_with("tidy.rs")).collect();
+    assert!(citing.is_empty(), "{citing:?}");
+}
