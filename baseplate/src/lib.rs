@@ -6,12 +6,16 @@
 mod cluster;
 mod context;
 mod error;
+#[cfg(feature = "tower")]
+mod layer;
 mod observer;
 mod prometheus;
 mod service;
 
 pub use context::{ContextFactory, ContextParser, ParseError, RequestContext};
 pub use error::{BaseplateError, ContextError};
+#[cfg(feature = "tower")]
+pub use layer::{BaseplateLayer, BaseplateService};
 pub use observer::{RequestScope, SERVER_SPAN};
 pub use prometheus::MetricsServer;
 pub use service::Baseplate;

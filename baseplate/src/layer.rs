@@ -1,0 +1,141 @@
+//! The tower layer for HTTP services (axum, tonic, hyper): per request a `RequestContext` and its
+//! server span, named after the matched route, handed to handlers through the request's
+//! extensions, and a failure recorded for errors and 5xx responses.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, MatchedPath};
+use axum::http::request::Parts;
+use axum::http::{Request, Response, StatusCode};
+use tracing::Instrument as _;
+
+use crate::context::RequestContext;
+use crate::service::Baseplate;
+
+/// A `tower::Layer` that runs every request through `baseplate`: it makes the request's
+/// [`RequestContext`] and server span (`server.{route}` in statsd), names it after the route axum
+/// matched (`/users/{id}`; a gRPC method's path for tonic; the URI's path when nothing matched),
+/// puts the context in the request's extensions for handlers (the [`RequestContext`] extractor),
+/// and records the request failed when the inner service fails or answers a 5xx status.
+///
+/// With axum, add it with `route_layer`, which runs after routing, so the route is known:
+///
+/// ```
+/// use std::sync::Arc;
+/// use axum::extract::Path;
+/// use axum::http::StatusCode;
+/// use axum::{Router, routing::get};
+/// use baseplate::{Baseplate, BaseplateLayer, ClusterRedisClient, RawConfig, RequestContext};
+/// use redis::AsyncCommands as _;
+///
+/// // GET /users/1: `server./users/{id}` in statsd, `foo.GET` a child of its span.
+/// async fn user(ctx: RequestContext, Path(id): Path<u64>) -> Result<String, StatusCode> {
+///     let mut foo = ctx.redis_cluster("foo").map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+///     let name: Option<String> =
+///         foo.get(format!("user:{id}:name")).await.map_err(|_| StatusCode::BAD_GATEWAY)?;
+///     name.ok_or(StatusCode::NOT_FOUND)
+/// }
+///
+/// # fn main() -> Result<(), baseplate::BaseplateError> {
+/// let config: RawConfig = [("foo.url", "redis://127.0.0.1:7000")].into_iter().collect();
+/// let mut baseplate = Baseplate::new(config);
+/// baseplate.configure_context("foo", ClusterRedisClient::new())?;
+/// let app: Router = Router::new()
+///     .route("/users/{id}", get(user))
+///     .route_layer(BaseplateLayer::new(Arc::new(baseplate)));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BaseplateLayer {
+    baseplate: Arc<Baseplate>,
+}
+
+impl BaseplateLayer {
+    /// A layer over `baseplate`'s clients and observers.
+    pub fn new(baseplate: Arc<Baseplate>) -> Self {
+        Self { baseplate }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for BaseplateLayer {
+    type Service = BaseplateService<S>;
+
+    fn layer(&self, inner: S) -> BaseplateService<S> {
+        BaseplateService {
+            inner,
+            baseplate: Arc::clone(&self.baseplate),
+        }
+    }
+}
+
+/// The service [`BaseplateLayer`] wraps around each inner service.
+#[derive(Debug, Clone)]
+pub struct BaseplateService<S> {
+    inner: S,
+    baseplate: Arc<Baseplate>,
+}
+
+impl<S, B, R> tower_service::Service<Request<B>> for BaseplateService<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<R>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let ctx = self.baseplate.make_context_object();
+        let span = match request.extensions().get::<MatchedPath>() {
+            Some(route) => self.baseplate.make_server_span(&ctx, route.as_str()),
+            None => self.baseplate.make_server_span(&ctx, request.uri().path()),
+        };
+        request.extensions_mut().insert(ctx.clone());
+        let response = self.inner.call(request).instrument(span);
+        Box::pin(async move {
+            let response = response.await;
+            match &response {
+                Ok(response) if response.status().is_server_error() => {
+                    ctx.record_failure(&response.status());
+                }
+                Ok(response) if grpc_failed(response) => ctx.record_failure(&"grpc-status"),
+                Ok(_) => {}
+                Err(error) => ctx.record_failure(error),
+            }
+            // The request ends when the last handle on its context goes: this one, unless a
+            // handler kept a client past its response.
+            response
+        })
+    }
+}
+
+/// Whether a gRPC response's headers carry a non-zero `grpc-status` (an error answered as
+/// HTTP 200, as gRPC does when it fails before streaming).
+fn grpc_failed<R>(response: &Response<R>) -> bool {
+    response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|status| status.as_bytes() != b"0")
+}
+
+/// Handlers take the request's context as an argument: `async fn handler(ctx: RequestContext)`.
+/// It is there when [`BaseplateLayer`] runs the request; otherwise the request fails with a 500
+/// that says the layer is missing.
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = (StatusCode, &'static str);
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<RequestContext>().cloned().ok_or((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no RequestContext: add baseplate::BaseplateLayer to this route",
+        ))
+    }
+}
