@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use baseplate_hotkeys::HotKeyTracker;
 use futures_util::future::join_all;
 use redis::aio::ConnectionLike;
+use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tracing::field::Empty;
@@ -134,37 +135,20 @@ impl MonitoredClusterRedisConnection {
         };
         let name = CommandName::Label(label);
         let span = self.span(name, operation);
-        let run = |deadline| async move {
-            let (_permit, waited) = self.pool.permit(deadline).await?;
-            let connected = AtomicBool::new(false);
-            let work = async {
-                if pipeline.cmd_iter().any(blocks) {
-                    // The whole pipeline, on one connection: its replies come back in order.
-                    let mut dedicated = self.pool.dedicated().await?;
-                    connected.store(true, Ordering::Relaxed);
-                    let outcome = self
-                        .run_pipeline_on(&dedicated.conn, pipeline, offset, count, label)
-                        .await;
-                    dedicated.finish(&outcome.0);
-                    return Ok(outcome);
-                }
-                let shared = self.pool.shared().await?;
-                connected.store(true, Ordering::Relaxed);
-                let outcome = self
-                    .run_pipeline_on(&shared.conn, pipeline, offset, count, label)
-                    .await;
-                shared.inspect(&outcome.0);
-                Ok::<_, RedisError>(outcome)
-            };
-            within(deadline, work).await.unwrap_or_else(|_| {
-                let connected = connected.load(Ordering::Relaxed);
-                Err(self.deadline_passed(name, None, waited, connected))
-            })
+        // The whole pipeline goes where a blocking command in it must: its replies come back in
+        // order on one connection.
+        let blocking = pipeline.cmd_iter().any(blocks);
+        let work = async |conn: &mut ClusterConnection| {
+            self.run_pipeline_on(conn, pipeline, offset, count, label)
+                .await
         };
-        let (result, ran) = self
-            .measure(name, command, None, span, run)
-            .await
-            .unwrap_or_else(|error| (Err(error), Vec::new()));
+        let call = Call {
+            name,
+            command,
+            cmd: None,
+            blocking,
+        };
+        let (result, ran) = self.call(call, &mut None, span, work).await;
         if !ran.is_empty() {
             let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
             for index in ran {
@@ -176,7 +160,7 @@ impl MonitoredClusterRedisConnection {
 
     async fn run_pipeline_on(
         &self,
-        conn: &redis::cluster_async::ClusterConnection,
+        conn: &ClusterConnection,
         pipeline: &Pipeline,
         offset: usize,
         count: usize,
@@ -190,23 +174,24 @@ impl MonitoredClusterRedisConnection {
         }
     }
 
-    /// Runs `run` in `span`, handing it the call's deadline (which it keeps: its wait for a
-    /// permit ends there at the latest, and the rest of the work too) and timing it from before
-    /// that wait; names the client in its errors; and records its outcome where every reader
-    /// finds it: the span, the Prometheus series of `command` (a command's name as sent, or a
-    /// pipeline's `redis_command` value) and the observer, if any. `cmd` is the single command
-    /// run, if it is one, to name its node when it times out.
-    async fn measure<R: Replies, E, Run>(
+    /// Runs one call, a command or a pipeline, as every call runs: it takes a permit, then a
+    /// connection (one of its own when it blocks, else the shared one, kept in `cached` for the
+    /// caller's next command), and runs `work` on it, all within the call's deadline and in
+    /// `span`; names the client in its errors; and records its outcome where every reader finds
+    /// it: the span, the Prometheus series and the observer, if any.
+    async fn call<R: Replies, E: Default>(
         &self,
-        name: CommandName<'_>,
-        command: &str,
-        cmd: Option<&Cmd>,
+        call: Call<'_>,
+        cached: &mut Option<SharedConnection>,
         span: Span,
-        run: impl FnOnce(Option<Instant>) -> Run,
-    ) -> Result<(RedisResult<R>, E), RedisError>
-    where
-        Run: Future<Output = Result<(RedisResult<R>, E), RedisError>>,
-    {
+        work: impl AsyncFnOnce(&mut ClusterConnection) -> (RedisResult<R>, E),
+    ) -> (RedisResult<R>, E) {
+        let Call {
+            name,
+            command,
+            cmd,
+            blocking,
+        } = call;
         let series = match name {
             CommandName::Command(_) => self.series.command(name),
             CommandName::Label(_) => self.series.command(CommandName::Label(command)),
@@ -214,27 +199,56 @@ impl MonitoredClusterRedisConnection {
         let active = series.start();
         let started = Instant::now();
         let deadline = self.pool.call_timeout().map(|after| started + after);
-        let outcome = run(deadline).instrument(span.clone()).await;
-        let outcome = match outcome {
-            Ok((result, extra)) => Ok((result.map_err(|e| self.named(e, name, cmd)), extra)),
-            Err(error) => Err(self.named(error, name, cmd)),
+        let run = async {
+            let (_permit, waited) = match self.pool.permit(deadline).await {
+                Ok(permit) => permit,
+                Err(error) => return (Err(error), E::default()),
+            };
+            let connected = AtomicBool::new(false);
+            let on_connection = async {
+                if blocking {
+                    let mut dedicated = match self.pool.dedicated().await {
+                        Ok(dedicated) => dedicated,
+                        Err(error) => return (Err(error), E::default()),
+                    };
+                    connected.store(true, Ordering::Relaxed);
+                    let outcome = work(&mut dedicated.conn).await;
+                    dedicated.finish(&outcome.0);
+                    return outcome;
+                }
+                let shared = match cached {
+                    Some(shared) if !shared.is_broken() => shared,
+                    cached => match self.pool.shared().await {
+                        Ok(shared) => cached.insert(shared),
+                        Err(error) => return (Err(error), E::default()),
+                    },
+                };
+                connected.store(true, Ordering::Relaxed);
+                let outcome = work(&mut shared.conn).await;
+                shared.inspect(&outcome.0);
+                outcome
+            };
+            within(deadline, on_connection).await.unwrap_or_else(|_| {
+                let connected = connected.load(Ordering::Relaxed);
+                let error = self.deadline_passed(name, cmd, waited, connected);
+                (Err(error), E::default())
+            })
         };
+        let (result, extra) = run.instrument(span.clone()).await;
+        let result = result.map_err(|error| self.named(error, name, cmd));
         let elapsed = started.elapsed();
         drop(active);
-        let success = match &outcome {
-            Ok((result, _)) => record(&span, result),
-            Err(error) => record::<R>(&span, &Err(error.clone())),
-        };
+        let success = record(&span, &result);
         series.finish(elapsed, success);
         if let Some(observer) = &self.observer {
             observer.command_finished(&self.name, &name, elapsed, success);
         }
-        outcome
+        (result, extra)
     }
 
     async fn run_transaction(
         &self,
-        conn: &redis::cluster_async::ClusterConnection,
+        conn: &ClusterConnection,
         pipeline: &Pipeline,
         offset: usize,
         count: usize,
@@ -274,7 +288,7 @@ impl MonitoredClusterRedisConnection {
     /// Sends one sub-pipeline per node, concurrently, and puts the replies back in queue order.
     async fn run_split(
         &self,
-        conn: &redis::cluster_async::ClusterConnection,
+        conn: &ClusterConnection,
         pipeline: &Pipeline,
     ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
         let groups = self.group_by_node(pipeline);
@@ -465,52 +479,22 @@ async fn within<T>(
     }
 }
 
-/// Runs one command on the pool's shared connection, keeping the caller's clone of it in `shared`
-/// for its next command; a blocking command on a connection of its own.
-async fn run_command(
-    pool: &ClusterPool,
-    shared: &mut Option<SharedConnection>,
-    cmd: &Cmd,
-    connected: &AtomicBool,
-) -> RedisResult<Value> {
-    if blocks(cmd) {
-        let mut dedicated = pool.dedicated().await?;
-        connected.store(true, Ordering::Relaxed);
-        let result = dedicated.conn.req_packed_command(cmd).await;
-        dedicated.finish(&result);
-        return result;
-    }
-    let shared = match shared {
-        Some(shared) if !shared.is_broken() => shared,
-        cached => cached.insert(pool.shared().await?),
-    };
-    connected.store(true, Ordering::Relaxed);
-    let result = shared.conn.req_packed_command(cmd).await;
-    shared.inspect(&result);
-    result
-}
-
 impl ConnectionLike for MonitoredClusterRedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name);
-            let mut shared = self.shared.take();
-            let (this, cached) = (&*self, &mut shared);
-            let run = move |deadline| async move {
-                let (_permit, waited) = this.pool.permit(deadline).await?;
-                let connected = AtomicBool::new(false);
-                let result = within(deadline, run_command(&this.pool, cached, cmd, &connected))
-                    .await
-                    .unwrap_or_else(|_| {
-                        let connected = connected.load(Ordering::Relaxed);
-                        Err(this.deadline_passed(name, Some(cmd), waited, connected))
-                    });
-                Ok((result, ()))
+            let mut cached = self.shared.take();
+            let work =
+                async |conn: &mut ClusterConnection| (conn.req_packed_command(cmd).await, ());
+            let call = Call {
+                name,
+                command: "",
+                cmd: Some(cmd),
+                blocking: blocks(cmd),
             };
-            let outcome = self.measure(name, "", Some(cmd), span, run).await;
-            self.shared = shared;
-            let (result, ()) = outcome?;
+            let (result, ()) = self.call(call, &mut cached, span, work).await;
+            self.shared = cached;
             if ran_on_server(&result) {
                 self.tracker.observe(cmd);
             }
@@ -530,6 +514,19 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
     fn get_db(&self) -> i64 {
         0
     }
+}
+
+/// What a call runs, for its metrics, its errors and the connection it needs.
+struct Call<'a> {
+    /// Its name after the client's: `GET`, `pipeline_bar`.
+    name: CommandName<'a>,
+    /// A pipeline's `redis_command` label (`pipeline`, `transaction`); unused for a command,
+    /// whose name is its label.
+    command: &'a str,
+    /// The command, when the call is one, to name its node when it times out.
+    cmd: Option<&'a Cmd>,
+    /// Whether it blocks, and so needs a connection of its own.
+    blocking: bool,
 }
 
 struct NodeGroup {
