@@ -23,7 +23,8 @@ use crate::error::{
     CallTimeout, ConnectTimeout, CrossSlotTransaction, name_call_error, names_client,
 };
 use crate::metrics::{
-    ClientSeries, CommandName, CommandObserver, PIPELINE_COMMAND, TRANSACTION_COMMAND,
+    ActiveGuard, ClientSeries, CommandName, CommandObserver, CommandSeries, PIPELINE_COMMAND,
+    TRANSACTION_COMMAND,
 };
 use crate::pipeline::MonitoredPipeline;
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
@@ -196,8 +197,17 @@ impl MonitoredClusterRedisConnection {
             CommandName::Command(_) => self.series.command(name),
             CommandName::Label(_) => self.series.command(CommandName::Label(command)),
         };
-        let active = series.start();
         let started = Instant::now();
+        // Records the call however it ends, also when its caller drops it half-way.
+        let outcome = Outcome {
+            conn: self,
+            name,
+            _active: series.start(),
+            series,
+            started,
+            span: span.clone(),
+            finished: false,
+        };
         let deadline = self.pool.call_timeout().map(|after| started + after);
         let run = async {
             let (_permit, waited) = match self.pool.permit(deadline).await {
@@ -234,15 +244,9 @@ impl MonitoredClusterRedisConnection {
                 (Err(error), E::default())
             })
         };
-        let (result, extra) = run.instrument(span.clone()).await;
+        let (result, extra) = run.instrument(span).await;
         let result = result.map_err(|error| self.named(error, name, cmd));
-        let elapsed = started.elapsed();
-        drop(active);
-        let success = record(&span, &result);
-        series.finish(elapsed, success);
-        if let Some(observer) = &self.observer {
-            observer.command_finished(&self.name, &name, elapsed, success);
-        }
+        outcome.finish(&result);
         (result, extra)
     }
 
@@ -513,6 +517,47 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
 
     fn get_db(&self) -> i64 {
         0
+    }
+}
+
+/// Records a call's outcome where every reader finds it: its span, its Prometheus series and the
+/// request's observer. A call dropped before it finished (its caller gave up) counts as failed.
+struct Outcome<'a> {
+    conn: &'a MonitoredClusterRedisConnection,
+    name: CommandName<'a>,
+    series: Arc<CommandSeries>,
+    /// The call counts as active until this drops, with the outcome.
+    _active: ActiveGuard,
+    started: Instant,
+    span: Span,
+    finished: bool,
+}
+
+impl Outcome<'_> {
+    fn finish<R: Replies>(mut self, result: &RedisResult<R>) {
+        let success = record(&self.span, result);
+        self.record(success);
+        self.finished = true;
+    }
+
+    fn record(&self, success: bool) {
+        let elapsed = self.started.elapsed();
+        self.series.finish(elapsed, success);
+        if let Some(observer) = &self.conn.observer {
+            observer.command_finished(&self.conn.name, &self.name, elapsed, success);
+        }
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.span.record("otel.status_code", "ERROR");
+        self.span
+            .record("error.message", "the caller gave up on the call");
+        self.record(false);
     }
 }
 

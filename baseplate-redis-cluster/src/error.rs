@@ -117,6 +117,7 @@ impl From<CrossSlotTransaction> for redis::RedisError {
 /// `RedisError::is_timeout` is true, with redis-rs's own error, if any, as its source);
 /// [`CallTimeout::find`] recovers it.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 #[error(
     "redis cluster client {client:?}: no reply to {command}{node} within {after:?}{waited}",
     node = self.node.as_deref().map(|node| format!(" from {node}")).unwrap_or_default(),
@@ -161,6 +162,7 @@ impl From<CallTimeout> for redis::RedisError {
 /// client and the call named, redis-rs's error kept as the source. Error replies, the server's own
 /// answers, reach callers as redis-rs reports them.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 #[error("redis cluster client {client:?}: {command} failed: {source}")]
 pub struct CallFailed {
     /// The client's name.
@@ -217,7 +219,10 @@ pub(crate) fn name_call_error(
     let io_kind = std::error::Error::source(&error)
         .and_then(|source| source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>())
         .and_then(|source| source.downcast_ref::<io::Error>())
-        .map_or(io::ErrorKind::Other, io::Error::kind);
+        // redis-rs's own I/O-kind errors ("connection dropped", "failed to create initial
+        // connections") carry no I/O error: ConnectionAborted keeps `is_connection_dropped()`
+        // true for them, as it was.
+        .map_or(io::ErrorKind::ConnectionAborted, io::Error::kind);
     let failed = CallFailed {
         client: client.to_owned(),
         command: command.to_string(),

@@ -70,7 +70,7 @@ impl fmt::Display for CommandName<'_> {
 /// per pool, its size and the commands it has in flight.
 ///
 /// Every client of a process records into [`RedisClientMetrics::global`] unless given its own
-/// (`ClusterRedisClient::new().with_prometheus(...)`); register it in the registry your
+/// (`ClusterRedisClient::new().prometheus(...)`); register it in the registry your
 /// `/metrics` serves with [`register`](Self::register). Cheap to clone; clones share the series.
 ///
 /// ```

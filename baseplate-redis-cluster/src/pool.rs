@@ -5,12 +5,12 @@
 //! A redis-rs cluster connection multiplexes every command over one socket per node, so checking
 //! out a connection per command would only add sockets and waiting. Instead each command takes a
 //! permit (waiting in FIFO order, for at most the configured wait) and a cheap clone of the shared
-//! connection. Blocking commands (`BLPOP`, `XREAD ... BLOCK`, `WAIT`, ...) are the exception: a
-//! second mobc pool lends each one a cluster connection of its own for as long as it waits, so it
-//! never holds up the callers sharing a node's socket.
+//! connection. Blocking commands (`BLPOP`, `XREAD ... BLOCK`, ...) are the exception: a second
+//! mobc pool lends each one a cluster connection of its own for as long as it waits, so it never
+//! holds up the callers sharing a node's socket.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -37,8 +37,8 @@ pub struct PoolStats {
     /// Commands in flight now.
     pub in_use: usize,
     /// Connections open to the cluster's nodes now, as baseplate.py counts its sockets: each
-    /// cluster connection (the shared one, and each blocking command's) keeps one to every node
-    /// the topology listed when it connected.
+    /// cluster connection (the shared one, and those lent to blocking commands, in use or kept
+    /// idle for the next ones) keeps one to every node the topology listed when it connected.
     pub open_connections: usize,
     /// Callers waiting for a slot now.
     pub waiting: usize,
@@ -146,8 +146,13 @@ impl ClusterPool {
             // (slowly, when one of them is in trouble).
             .max_open(max_dedicated)
             .max_idle(max_dedicated)
+            // Closed after a minute unused, so a burst of blocking callers does not keep its
+            // sockets for good.
+            .max_idle_lifetime(Some(Duration::from_secs(60)))
             .get_timeout(Some(manager.connect_timeout))
+            // A PING before lending one only when it sat idle for a while, not per command.
             .test_on_check_out(true)
+            .health_check_interval(Some(Duration::from_secs(5)))
             .build(manager.clone());
         let connections = mobc::Pool::builder()
             .max_open(4)
@@ -247,9 +252,11 @@ impl ClusterPool {
         if let Some(deadline) = deadline {
             until = until.min(deadline);
         }
-        self.inner.waiting.fetch_add(1, Ordering::Relaxed);
-        let acquired = tokio::time::timeout_at(until.into(), self.inner.permits.acquire()).await;
-        self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
+        let acquired = {
+            // Counted while waiting, even when the caller gives up (drops the call) meanwhile.
+            let _waiting = Waiting::start(&self.inner.waiting);
+            tokio::time::timeout_at(until.into(), self.inner.permits.acquire()).await
+        };
         match acquired {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; treat it like running out of time all the same.
@@ -289,12 +296,14 @@ impl ClusterPool {
             conn: checkout.conn.clone(),
             broken: Arc::clone(&checkout.broken),
         };
-        if let Ok(mut current) = self.inner.current.lock() {
-            *current = Some(Current {
-                checkout,
-                shared: shared.clone(),
-            });
-        }
+        *self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Current {
+            checkout,
+            shared: shared.clone(),
+        });
         Ok(shared)
     }
 
@@ -322,13 +331,21 @@ impl ClusterPool {
     }
 
     fn healthy_current(&self) -> Option<SharedConnection> {
-        let current = self.inner.current.lock().ok()?;
+        let current = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let shared = &current.as_ref()?.shared;
         (!shared.is_broken()).then(|| shared.clone())
     }
 
     fn take_current(&self) -> Option<mobc::Connection<ClusterManager>> {
-        let mut current = self.inner.current.lock().ok()?;
+        let mut current = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         current.take().map(|c| c.checkout)
     }
 
@@ -368,6 +385,22 @@ impl SharedConnection {
         {
             self.broken.store(true, Ordering::Relaxed);
         }
+    }
+}
+
+/// Counts a caller in [`PoolStats::waiting`] for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::Relaxed);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -17,7 +17,7 @@ use crate::service::Baseplate;
 
 /// A `tower::Layer` that runs every request through `baseplate`: it makes the request's
 /// [`RequestContext`] and server span (`server.{route}` in statsd), names it after the route axum
-/// matched (`/users/{id}`; a gRPC method's path for tonic; the URI's path when nothing matched),
+/// matched (`/users/{id}`; a gRPC method's path for tonic; `unmatched` when nothing matched),
 /// puts the context in the request's extensions for handlers (the [`RequestContext`] extractor),
 /// and records the request failed when the inner service fails or answers a 5xx status.
 ///
@@ -94,10 +94,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let ctx = self.baseplate.make_context_object();
-        let span = match request.extensions().get::<MatchedPath>() {
-            Some(route) => self.baseplate.make_server_span(&ctx, route.as_str()),
-            None => self.baseplate.make_server_span(&ctx, request.uri().path()),
-        };
+        let span = self.baseplate.make_server_span(&ctx, route(&request));
         request.extensions_mut().insert(ctx.clone());
         let response = self.inner.call(request).instrument(span);
         Box::pin(async move {
@@ -114,6 +111,24 @@ where
             // handler kept a client past its response.
             response
         })
+    }
+}
+
+/// The request's name: the route axum matched, a gRPC method's path (`/package.Service/Method`,
+/// from a bounded set), else `unmatched`: a raw URI path would make a metric per path, and put
+/// whatever the path carries (ids, tokens) into metric names.
+fn route<B>(request: &Request<B>) -> &str {
+    if let Some(route) = request.extensions().get::<MatchedPath>() {
+        return route.as_str();
+    }
+    let grpc = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|kind| kind.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        request.uri().path()
+    } else {
+        "unmatched"
     }
 }
 

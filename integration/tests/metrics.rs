@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
 use integration::statsd::Statsd;
-use integration::{cluster, hold_in_flight, unique_prefix};
+use integration::{cluster, unique_prefix};
 use redis::AsyncCommands as _;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -152,7 +152,7 @@ async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
         ("metrics.endpoint", statsd.endpoint().as_str()),
         ("foo.url", cluster().url()),
         ("foo.max_connections", "7"),
-        ("foo.socket_timeout", "5 seconds"),
+        ("foo.socket_timeout", "20 seconds"),
     ]
     .into_iter()
     .collect();
@@ -164,12 +164,19 @@ async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
         .unwrap();
     let prefix = unique_prefix("gauges");
 
-    // Hold two blocking commands in flight (BLPOP blocks for a second on empty keys).
+    // Two blocking commands in flight until the RPUSHes below end them.
     let foo = baseplate
         .make_context_object()
         .redis_cluster("foo")
         .unwrap();
-    let holders = hold_in_flight(&foo, &prefix, 2);
+    let keys: Vec<String> = (0..2).map(|i| format!("{prefix}held{i}")).collect();
+    let holders: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            let (mut foo, key) = (foo.clone(), key.clone());
+            tokio::spawn(async move { foo.blpop::<_, Option<(String, String)>>(key, 15.0).await })
+        })
+        .collect();
     let tags = ",hostname=";
     let pid = format!(",PID={},client=foo:", std::process::id());
     let packets = statsd
@@ -198,17 +205,24 @@ async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
         assert!(line.contains(&pid), "{line}");
         assert!(line.ends_with(&format!(":{value}|g")), "{line}");
     }
-    for holder in holders {
-        holder.await.unwrap().unwrap();
+    let mut conn = cluster().connection().await;
+    for (key, holder) in keys.iter().zip(holders) {
+        let _: i64 = conn.rpush(key, "done").await.unwrap();
+        let popped = holder.await.unwrap().unwrap();
+        assert_eq!(popped, Some((key.clone(), "done".to_owned())));
     }
     baseplate.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_dead_statsd_endpoint_changes_no_result() {
-    // A port nothing listens on: sends are refused.
-    let dead = Statsd::bind().await.endpoint();
-    let baseplate = baseplate(&dead, &[]);
+    // A statsd on a Unix socket that goes away once configured: every send then fails. (A UDP
+    // port let go could be handed to another test's listener.)
+    let path = std::env::temp_dir().join(format!("{}.sock", unique_prefix("dead-statsd")));
+    let statsd = Statsd::bind_unix(&path);
+    let baseplate = baseplate(&statsd.endpoint(), &[]);
+    drop(statsd);
+    assert!(!path.exists());
     let prefix = unique_prefix("dead");
 
     for i in 0..20 {
