@@ -3,7 +3,7 @@
 //! chaos` prints; a failure shows the whole report).
 //!
 //! The scenarios take turns: each kills, freezes or loads its own nodes, and timing invariants
-//! ("fails within timeout + 0.5 s") mean little while another scenario competes for the CPU.
+//! ("fails within timeout + 0.1 s") mean little while another scenario competes for the CPU.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Mutex;

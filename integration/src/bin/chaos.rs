@@ -89,10 +89,10 @@ fn main() -> ExitCode {
          failure and at least {:.0}% of the pre-fault successes); acked(durable): writes acknowledged (confirmed by a \
          replica); missing: acknowledged writes not there afterwards, durable + not replicated (the latter are lost \
          by design when a primary dies before replicating: Redis replicates asynchronously); late: calls longer \
-         than timeout + {} s (must be 0).",
+         than timeout + {} (must be 0).",
         integration::chaos::report::secs(BUCKET),
         NORMAL_SHARE * 100.0,
-        LATE_MARGIN.as_secs()
+        integration::chaos::report::secs(LATE_MARGIN)
     );
     println!("total time {:.0} s", started.elapsed().as_secs_f64());
     if reports.iter().all(Report::passed) {

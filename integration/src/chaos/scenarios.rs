@@ -13,14 +13,11 @@ use crate::chaos::cluster::{
 };
 use crate::chaos::load::{Load, LoadOptions, LoadResult, OpKind, OpRecord, Outcome, verify};
 use crate::chaos::observe::{StatsdSink, observer};
-use crate::chaos::report::{Report, RunFacts, longest_gap, quantile, secs};
+use crate::chaos::report::{LATE_MARGIN, Report, RunFacts, longest_gap, quantile, secs};
 use crate::chaos::{ChaosOptions, Scenario, key_slot};
 
 /// The context name the client is registered under.
 const CLIENT: &str = "foo";
-
-/// How much longer than `timeout` a call to a frozen node may take to fail.
-pub const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 
 /// Runs one scenario and returns its report (whose checks say whether its invariants held).
 ///
@@ -223,9 +220,9 @@ async fn hang_primary(options: &ChaosOptions) -> (Report, LoadResult) {
     report.check(
         format!(
             "a call to the frozen primary fails within timeout + {}",
-            secs(TIMEOUT_MARGIN)
+            secs(LATE_MARGIN)
         ),
-        slowest_failure <= options.timeout + TIMEOUT_MARGIN,
+        slowest_failure <= options.timeout + LATE_MARGIN,
         format!(
             "slowest failure {}, fastest {}",
             secs(slowest_failure),
@@ -506,11 +503,11 @@ async fn pool_exhaustion(options: &ChaosOptions) -> (Report, LoadResult) {
     report.check(
         format!(
             "a caller fails at timeout, no sooner and at most {} later",
-            secs(TIMEOUT_MARGIN)
+            secs(LATE_MARGIN)
         ),
         pool_failures.is_empty()
             || (fastest + Duration::from_millis(5) >= options.timeout
-                && slowest <= options.timeout + TIMEOUT_MARGIN),
+                && slowest <= options.timeout + LATE_MARGIN),
         format!("failures after {} to {}", secs(fastest), secs(slowest)),
     );
     let gap = longest_gap(&result.records, |_| true, fault_at, healed_at);
@@ -693,6 +690,8 @@ struct Harness {
     packets_before_close: u64,
     baseplate: Arc<Baseplate>,
     load: Option<Load>,
+    /// A call's deadline: `timeout`, or `socket_timeout` when that is longer.
+    deadline: Duration,
     watcher: Option<(u16, StateWatcher)>,
     /// Windows in which the watched node said the cluster was not `ok`: (from, until, state).
     down: Vec<(Duration, Duration, String)>,
@@ -738,6 +737,13 @@ impl Harness {
         for (key, value) in overrides {
             config.insert(format!("{CLIENT}.{key}"), value.as_str());
         }
+        let parsed = ClusterRedisClient::new()
+            .options_from_config(&config, &format!("{CLIENT}."))
+            .expect("the chaos client config");
+        // The client's rule: the response timeout, or the wait for a permit when that is longer.
+        let deadline = parsed
+            .response_timeout
+            .map_or(parsed.pool_wait, |response| response.max(parsed.pool_wait));
         let mut baseplate = Baseplate::new(config);
         baseplate
             .configure_observers()
@@ -768,6 +774,7 @@ impl Harness {
             packets_before_close: 0,
             baseplate,
             load: None,
+            deadline,
             watcher: None,
             down: Vec::new(),
             watched_warnings: Vec::new(),
@@ -883,6 +890,7 @@ impl Harness {
             RunFacts {
                 scenario: self.scenario,
                 timeout: self.options.timeout,
+                deadline: self.deadline,
                 fault,
                 fault_at,
                 healed_at,
