@@ -117,6 +117,45 @@ fn tracker_and_metrics_faults_change_no_user_result() {
 }
 
 #[test]
+fn blocking_commands_never_hold_up_the_other_callers() {
+    let report = chaos(Scenario::BlockingCommands);
+    assert_invariants(&report);
+    // Those of the load; every BLPOP came back empty after its two seconds.
+    assert_eq!(report.failed_total(), 0, "{report}");
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.invariant.contains("within 1.2x") && c.holds),
+        "{report}"
+    );
+}
+
+#[test]
+fn cluster_down_calls_fail_within_their_deadline_and_the_client_serves_again_leaking_nothing() {
+    let report = chaos(Scenario::ClusterDown);
+    assert_invariants(&report);
+    assert!(
+        report.healed_at.is_some(),
+        "the cluster never came back: {report}"
+    );
+    assert!(report.failed_total() > 0, "{report}");
+    assert!(report.recovery.is_some(), "{report}");
+}
+
+#[test]
+fn cluster_restart_the_client_serves_the_restarted_cluster_and_loses_no_acknowledged_write() {
+    let report = chaos(Scenario::ClusterRestart);
+    assert_invariants(&report);
+    assert!(
+        report.healed_at.is_some(),
+        "the cluster never came back: {report}"
+    );
+    assert_eq!(report.missing_not_durable, 0, "{report}");
+    assert!(report.recovery.is_some(), "{report}");
+}
+
+#[test]
 fn the_password_scanner_sees_span_fields_events_and_errors() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let observer = observer();

@@ -16,7 +16,8 @@ use integration::chaos::{ChaosOptions, Report, Scenario};
 #[command(name = "chaos")]
 struct Args {
     /// Run only this scenario (repeatable): kill-primary, hang-primary, restart-node, reshard,
-    /// pool-exhaustion, tracker-and-metrics-faults.
+    /// pool-exhaustion, tracker-and-metrics-faults, blocking-commands, cluster-down,
+    /// cluster-restart.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<Scenario>,
     /// Seconds of load per scenario, the fault included (a scenario runs longer when its fault
@@ -83,13 +84,13 @@ fn main() -> ExitCode {
     println!();
     println!(
         "ops: operations attempted (writes are SET+WAIT 1 100 in a named pipeline, reads are GETs of durable writes, \
-         pool-exhaustion adds BLPOPs); ok: succeeded; failed: the client returned an error (kinds above); \
+         pool-exhaustion and blocking-commands add BLPOPs); ok: succeeded; failed: the client returned an error (kinds above); \
          stale: reads of a durable write that found nothing; no-succ: longest window without any success; \
          normal@: time from the fault until the success rate was back to normal for good ({} buckets with no \
          failure and at least {:.0}% of the pre-fault successes); acked(durable): writes acknowledged (confirmed by a \
          replica); missing: acknowledged writes not there afterwards, durable + not replicated (the latter are lost \
          by design when a primary dies before replicating: Redis replicates asynchronously); late: calls longer \
-         than timeout + {} (must be 0).",
+         than their deadline (timeout, or socket_timeout when longer) + {} (must be 0).",
         integration::chaos::report::secs(BUCKET),
         NORMAL_SHARE * 100.0,
         integration::chaos::report::secs(LATE_MARGIN)

@@ -20,6 +20,11 @@ pub const PASSWORD: &str = "secret";
 /// Extra `redis-server` arguments for every chaos node: the user the client logs in as.
 const NODE_ARGS: [&str; 6] = ["--user", USER, "on", ">secret", "~*", "+@all"];
 
+/// Node arguments that make every acknowledged write survive the node's death: an append-only
+/// file, written and fsynced before the node answers (`appendfsync always`). Without them a node
+/// killed and restarted comes back empty.
+pub const PERSISTENT: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
+
 /// Runs blocking cluster work off the async runtime's worker threads.
 ///
 /// # Panics
@@ -83,6 +88,15 @@ impl ChaosCluster {
     /// # Panics
     /// When no cluster can be started; the message says why.
     pub fn start(node_timeout: Duration) -> ChaosCluster {
+        ChaosCluster::start_with_args(node_timeout, &[])
+    }
+
+    /// Like [`start`](Self::start), with `node_args` appended to every node's command line (and
+    /// kept for its restarts), e.g. [`PERSISTENT`].
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub fn start_with_args(node_timeout: Duration, node_args: &[&str]) -> ChaosCluster {
         let base_port = free_base_port(9).expect("finding free ports for a chaos cluster");
         let dir = std::env::temp_dir().join(format!(
             "baseplate-rs-chaos-{}-{base_port}",
@@ -91,7 +105,8 @@ impl ChaosCluster {
         let mut spec = ClusterSpec::new(base_port, dir);
         spec.node_timeout = node_timeout;
         spec.replicas_per_primary = 2;
-        let cluster = Cluster::start_with_node_args(spec, &NODE_ARGS)
+        let args: Vec<&str> = NODE_ARGS.iter().chain(node_args).copied().collect();
+        let cluster = Cluster::start_with_node_args(spec, &args)
             .unwrap_or_else(|e| panic!("starting a chaos cluster: {e:#}"));
         cluster
             .stop_when_process_exits(std::process::id())
@@ -281,6 +296,11 @@ impl ChaosCluster {
     /// `INFO replication` of a node, if it answers.
     pub fn replication(&self, port: u16) -> Option<String> {
         redis_cli(port, &["INFO", "replication"]).ok()
+    }
+
+    /// Whether every node of the cluster is alive and says `cluster_state:ok`.
+    pub fn all_up_and_ok(&self) -> bool {
+        self.ports().into_iter().all(|port| self.is_alive(port)) && self.all_ok()
     }
 
     /// Whether every live node says `cluster_state:ok`.

@@ -158,6 +158,20 @@ fn parts(partition: &[u16]) -> Vec<u16> {
     labels.into_iter().collect()
 }
 
+/// The most errors that do not name the client kept in [`LoadResult::anonymous_errors`].
+pub const MAX_ANONYMOUS: usize = 100;
+
+/// An error a caller got that does not name the client.
+#[derive(Debug, Clone)]
+pub struct AnonymousError {
+    /// When its operation started, from the start of the load.
+    pub started: Duration,
+    /// Its kind (see [`error_kind`]).
+    pub kind: String,
+    /// Its message.
+    pub message: String,
+}
+
 /// What the load did, once finished.
 #[derive(Debug, Clone, Default)]
 pub struct LoadResult {
@@ -167,6 +181,11 @@ pub struct LoadResult {
     pub acks: Vec<Ack>,
     /// One message per error kind, as the caller saw it.
     pub error_samples: BTreeMap<String, String>,
+    /// Errors whose message does not name the client (`redis cluster client "foo": ...`), the
+    /// first [`MAX_ANONYMOUS`] of them: error replies, which reach callers as Redis sent them.
+    pub anonymous_errors: Vec<AnonymousError>,
+    /// How many errors did not name the client.
+    pub anonymous_total: usize,
     /// When the load stopped, from its start.
     pub ended: Duration,
     /// Workers that panicked (a panic in the client would surface here).
@@ -210,6 +229,7 @@ struct Shared {
     /// Indices into `acks` of the durable writes, by part.
     durable: Mutex<BTreeMap<u16, Vec<usize>>>,
     error_samples: Mutex<BTreeMap<String, String>>,
+    anonymous: Mutex<(Vec<AnonymousError>, usize)>,
     next_key: AtomicU64,
     run: String,
 }
@@ -256,9 +276,25 @@ impl Load {
     }
 
     /// Starts `count` callers that each run `BLPOP` of an empty key of their own for `hold`, back
-    /// to back, holding one of the pool's slots for that long each time.
+    /// to back, holding one of the pool's slots for that long each time. Their keys are spread
+    /// over the parts of the slot space like the workers' (caller `i` on the `i % parts`-th), so
+    /// over every primary with the default partition.
     pub fn start_slow_callers(&mut self, count: usize, hold: Duration) -> GroupId {
-        self.spawn_group(count, move |_| Work::Slow { hold })
+        self.spawn_group(count, move |_| Work::Slow {
+            hold,
+            first_after: Duration::ZERO,
+        })
+    }
+
+    /// Like [`start_slow_callers`](Self::start_slow_callers), with their first calls spread evenly
+    /// over `hold`, as callers that started at different times would be: started together, they
+    /// would all come back and call again at the same instant, every time.
+    pub fn start_staggered_callers(&mut self, count: usize, hold: Duration) -> GroupId {
+        let spacing = hold / u32::try_from(count.max(1)).unwrap_or(u32::MAX);
+        self.spawn_group(count, move |caller| Work::Slow {
+            hold,
+            first_after: spacing * u32::try_from(caller).unwrap_or(0),
+        })
     }
 
     /// Stops a group of workers and waits for them (at most ten seconds); returns how many did
@@ -289,10 +325,14 @@ impl Load {
             panicked += p;
             hung += h;
         }
+        let (anonymous_errors, anonymous_total) =
+            std::mem::take(&mut *lock(&self.shared.anonymous));
         LoadResult {
             records: std::mem::take(&mut *lock(&self.shared.records)),
             acks: std::mem::take(&mut *lock(&self.shared.acks)),
             error_samples: std::mem::take(&mut *lock(&self.shared.error_samples)),
+            anonymous_errors,
+            anonymous_total,
             ended,
             panicked,
             hung,
@@ -340,8 +380,14 @@ async fn join_group(group: Group) -> (usize, usize) {
 }
 
 enum Work {
-    Mixed { period: Duration, rng: SmallRng },
-    Slow { hold: Duration },
+    Mixed {
+        period: Duration,
+        rng: SmallRng,
+    },
+    Slow {
+        hold: Duration,
+        first_after: Duration,
+    },
 }
 
 struct Worker {
@@ -382,12 +428,17 @@ impl Worker {
                     }
                 }
             }
-            Work::Slow { hold } => loop {
-                if *self.stopped.borrow() {
-                    return;
+            Work::Slow { hold, first_after } => {
+                if !first_after.is_zero() {
+                    tokio::select! {
+                        _ = self.stopped.changed() => return,
+                        _ = tokio::time::sleep(first_after) => {}
+                    }
                 }
-                self.slow(hold).await;
-            },
+                while !*self.stopped.borrow() {
+                    self.slow(hold).await;
+                }
+            }
         }
     }
 
@@ -444,7 +495,7 @@ impl Worker {
                 }
                 Outcome::Ok
             }
-            Err(error) => self.failed(error, &ctx),
+            Err(error) => self.failed(error, &ctx, started),
         };
         drop((ctx, span));
         self.record(OpKind::Write, slot, started, took, outcome);
@@ -465,15 +516,14 @@ impl Worker {
             Ok(Some(value)) if *value == ack.value => Outcome::Ok,
             Ok(Some(_)) => Outcome::WrongValue,
             Ok(None) => Outcome::StaleRead,
-            Err(error) => self.failed(error, &ctx),
+            Err(error) => self.failed(error, &ctx, started),
         };
         drop((ctx, span));
         self.record(OpKind::Read, ack.slot, started, took, outcome);
     }
 
     async fn slow(&self, hold: Duration) {
-        let key = format!("{}:slow:{}", self.shared.run, self.id);
-        let slot = key_slot(key.as_bytes());
+        let (key, slot) = self.key_of_part(&format!("{}:slow:{}", self.shared.run, self.id));
         let (ctx, span) = self.request("chaos_slow");
         let mut foo = self.client(&ctx);
         let started = Instant::now();
@@ -483,16 +533,47 @@ impl Worker {
         let outcome = match &result {
             Ok(None) => Outcome::Ok,
             Ok(Some(_)) => Outcome::WrongValue,
-            Err(error) => self.failed(error, &ctx),
+            Err(error) => self.failed(error, &ctx, started),
         };
         drop((ctx, span));
         self.record(OpKind::Slow, slot, started, took, outcome);
     }
 
-    /// Classifies a client error, scans it for the password and marks the request failed.
-    fn failed(&self, error: &RedisError, ctx: &baseplate::RequestContext) -> Outcome {
+    /// The first of `{base}:0`, `{base}:1`, ... in this worker's part of the slot space (so on
+    /// its primary, with the default partition), and its slot.
+    fn key_of_part(&self, base: &str) -> (String, u16) {
+        let mut n = 0u64;
+        loop {
+            let key = format!("{base}:{n}");
+            let slot = key_slot(key.as_bytes());
+            if self.options.partition[usize::from(slot)] == self.part {
+                return (key, slot);
+            }
+            n += 1;
+        }
+    }
+
+    /// Classifies a client error, scans it for the password, keeps it if it does not name the
+    /// client, and marks the request failed.
+    fn failed(
+        &self,
+        error: &RedisError,
+        ctx: &baseplate::RequestContext,
+        started: Instant,
+    ) -> Outcome {
         let kind = error_kind(error);
         let (display, debug) = (error.to_string(), format!("{error:?}"));
+        if !display.contains(&format!("redis cluster client {:?}", self.options.client)) {
+            let mut anonymous = lock(&self.shared.anonymous);
+            anonymous.1 += 1;
+            if anonymous.0.len() < MAX_ANONYMOUS {
+                anonymous.0.push(AnonymousError {
+                    started: started.duration_since(self.started),
+                    kind: kind.clone(),
+                    message: display.clone(),
+                });
+            }
+        }
         let shown = if display == debug {
             display
         } else {

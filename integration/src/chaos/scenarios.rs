@@ -1,4 +1,4 @@
-//! The six scenarios: each starts its cluster, configures the client as a service would, runs the
+//! The nine scenarios: each starts its cluster, configures the client as a service would, runs the
 //! load, injects its fault, and checks its invariants on top of the ones every scenario shares.
 
 use std::collections::BTreeSet;
@@ -8,8 +8,9 @@ use std::time::Duration;
 use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
 use redis::AsyncCommands as _;
 
+use crate::chaos::census::{Census, process_cpu_time, settles_to};
 use crate::chaos::cluster::{
-    ChaosCluster, ClusterNode, PASSWORD, StateWatcher, blocking, wait_until,
+    ChaosCluster, ClusterNode, PASSWORD, PERSISTENT, StateWatcher, blocking, wait_until,
 };
 use crate::chaos::load::{Load, LoadOptions, LoadResult, OpKind, OpRecord, Outcome, verify};
 use crate::chaos::observe::{StatsdSink, observer};
@@ -18,6 +19,11 @@ use crate::chaos::{ChaosOptions, Scenario, key_slot};
 
 /// The context name the client is registered under.
 const CLIENT: &str = "foo";
+
+/// The context name of a second client configured like the first, where a scenario compares
+/// what one client's callers see with what the same load sees at the same time on a client the
+/// fault does not touch.
+const REFERENCE: &str = "bar";
 
 /// Runs one scenario and returns its report (whose checks say whether its invariants held).
 ///
@@ -39,6 +45,9 @@ pub async fn run_with_records(scenario: Scenario, options: &ChaosOptions) -> (Re
         Scenario::Reshard => reshard(options).await,
         Scenario::PoolExhaustion => pool_exhaustion(options).await,
         Scenario::TrackerAndMetricsFaults => tracker_and_metrics_faults(options).await,
+        Scenario::BlockingCommands => blocking_commands(options).await,
+        Scenario::ClusterDown => cluster_down(options).await,
+        Scenario::ClusterRestart => cluster_restart(options).await,
     }
 }
 
@@ -642,6 +651,437 @@ async fn tracker_and_metrics_faults(options: &ChaosOptions) -> (Report, LoadResu
     (report, result)
 }
 
+/// 50 callers loop on `BLPOP`s of 2 seconds, on keys spread over every primary, for the last
+/// three quarters of the load. A twin of the client (configured alike, which no BLPOP touches)
+/// carries the same load at the same time: the client's other callers are measured against the
+/// twin's while the BLPOP callers run, so that whatever else the machine does weighs on both alike
+/// (windows apart, the p99 of the same load varies more than the 1.2x to be told apart); the
+/// first quarter shows how alike the two are without them.
+async fn blocking_commands(options: &ChaosOptions) -> (Report, LoadResult) {
+    let callers = 50;
+    let block = Duration::from_secs(2);
+    let socket_timeout = Duration::from_secs(3);
+    // Every BLPOP holds one of the pool's permits while it waits: the load keeps its usual 50.
+    let max_connections = 100;
+    let overrides = [
+        (
+            "socket_timeout",
+            format!("{} seconds", socket_timeout.as_secs()),
+        ),
+        ("max_connections", max_connections.to_string()),
+    ];
+    let setup = Setup {
+        node_timeout_ms: 2_000,
+        overrides: &overrides,
+        reference: true,
+        ..Setup::default()
+    };
+    let mut run = Harness::start_with(Scenario::BlockingCommands, options, setup).await;
+    let owners = run.start_load(None, &[]).await;
+    let reference = Load::start(
+        Arc::clone(&run.baseplate),
+        LoadOptions::new(REFERENCE, options.workers, options.ops_per_second)
+            .with_partition(owners.clone()),
+    );
+    let foo = run.client();
+    let from = Duration::from_millis(500);
+    let alone = (options.load / 4).max(Duration::from_secs(3));
+    run.sleep_until(from).await;
+    // The client's CPU time without the callers and with them.
+    let cpu_from = process_cpu_time();
+    run.sleep_until(from + alone).await;
+    let cpu_without = process_cpu_time().saturating_sub(cpu_from);
+    let without = vec![(from, from + alone)];
+    let fault_at = run.elapsed();
+    let group = run.load_mut().start_staggered_callers(callers, block);
+    let mut peak = foo.pool_stats();
+    let all_blocking = poll_sync(block + Duration::from_secs(10), || {
+        let stats = foo.pool_stats();
+        if stats.blocking >= peak.blocking {
+            peak = stats;
+        }
+        stats.blocking == callers
+    })
+    .await
+    .is_some();
+    // While they start (their first calls spread over a BLPOP's length, until all of them wait)
+    // and while they finish the BLPOP they are in, nothing is measured.
+    let waiting_from = run.elapsed();
+    let first_start = (fault_at, waiting_from);
+    let together = (options.load * 3 / 4).max(Duration::from_secs(12));
+    let cpu_from = process_cpu_time();
+    run.sleep_until(waiting_from + together).await;
+    let cpu_with = process_cpu_time().saturating_sub(cpu_from);
+    let with = vec![(waiting_from, waiting_from + together)];
+    let hung = run.load_mut().stop_group(group).await;
+    let healed_at = run.elapsed();
+    let result = run.stop_load().await;
+    let reference = reference.finish().await;
+    let mut drained = foo.pool_stats();
+    let drained_in = poll_sync(Duration::from_secs(3), || {
+        drained = foo.pool_stats();
+        drained.blocking == 0 && drained.in_use == 0 && drained.waiting == 0
+    })
+    .await;
+    let primaries: BTreeSet<u16> = owners.iter().copied().collect();
+    let windows = |list: &[(Duration, Duration)]| {
+        list.iter()
+            .map(|(from, to)| format!("{}-{}", secs(*from), secs(*to)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let fault = format!(
+        "{callers} callers looping on BLPOP of an empty key for {} (keys on each of the {} primaries, first calls \
+         spread over {}), measured {}; without them {}; socket_timeout {} (so every call's deadline is {}) while \
+         timeout stays {}, max_connections {max_connections} (each waiting BLPOP holds a permit); the same load at \
+         the same time on a twin client, configured alike, that no BLPOP uses",
+        secs(block),
+        primaries.len(),
+        secs(block),
+        windows(&with),
+        windows(&without),
+        secs(socket_timeout),
+        secs(socket_timeout),
+        secs(options.timeout),
+    );
+    let mut report = run.report(&result, fault, fault_at, Some(healed_at)).await;
+    no_stale_reads(&mut report);
+    let reference_missing = verify(run.cluster.live_urls(), &reference.acks).await;
+    let in_any = |list: Vec<(Duration, Duration)>| {
+        move |r: &OpRecord| {
+            r.kind != OpKind::Slow
+                && list
+                    .iter()
+                    .any(|&(from, to)| r.started >= from && r.ended() <= to)
+        }
+    };
+    let (during, without) = (in_any(with), in_any(without));
+    let count = |records: &[OpRecord], filter: &dyn Fn(&OpRecord) -> bool| {
+        records.iter().filter(|r| filter(r)).count()
+    };
+    let p99 =
+        |records: &[OpRecord], filter: &dyn Fn(&OpRecord) -> bool| quantile(records, filter, 0.99);
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+    let (p99_with, p99_twin) = (
+        p99(&result.records, &during),
+        p99(&reference.records, &during),
+    );
+    let (p99_without, p99_twin_without) = (
+        p99(&result.records, &without),
+        p99(&reference.records, &without),
+    );
+    let blpops: Vec<&OpRecord> = result
+        .records
+        .iter()
+        .filter(|r| r.kind == OpKind::Slow)
+        .collect();
+    let blpop_nodes: BTreeSet<u16> = blpops.iter().map(|r| owners[usize::from(r.slot)]).collect();
+    report.check(
+        format!("all {callers} BLPOPs wait at once, each on a connection of its own, on every primary (the fault is real)"),
+        all_blocking && peak.open_connections > callers && blpop_nodes == primaries,
+        format!(
+            "at most {} blocking, {} connections open then; BLPOPs on {} of {} primaries",
+            peak.blocking,
+            peak.open_connections,
+            blpop_nodes.len(),
+            primaries.len()
+        ),
+    );
+    let blpop_failed = blpops.iter().filter(|r| !r.ok()).count();
+    let (blpop_fastest, blpop_slowest) = (
+        blpops.iter().map(|r| r.took).min().unwrap_or_default(),
+        blpops.iter().map(|r| r.took).max().unwrap_or_default(),
+    );
+    report.check(
+        format!(
+            "every BLPOP waits its {} and comes back empty, within socket_timeout",
+            secs(block)
+        ),
+        !blpops.is_empty() && blpop_failed == 0 && hung == 0 && blpop_slowest <= socket_timeout,
+        format!(
+            "{} BLPOPs, {blpop_failed} failed, {hung} callers did not stop; they took {} to {}",
+            blpops.len(),
+            secs(blpop_fastest),
+            secs(blpop_slowest)
+        ),
+    );
+    report.check(
+        "the other callers' p99 with the BLPOP callers is within 1.2x of the same load without them (the twin's, at the same time)",
+        p99_with <= p99_twin.mul_f64(1.2),
+        format!(
+            "p99 {} with them ({} operations), {} on the twin ({} operations); ratio {:.2}",
+            secs(p99_with),
+            count(&result.records, &during),
+            secs(p99_twin),
+            count(&reference.records, &during),
+            ratio(p99_with, p99_twin)
+        ),
+    );
+    let twin_failed = reference.records.iter().filter(|r| !r.ok()).count();
+    report.check(
+        "the twin's load succeeds and keeps its writes (the comparison is sound)",
+        twin_failed == 0
+            && reference_missing.is_empty()
+            && reference.panicked + reference.hung == 0,
+        format!(
+            "{} operations, {twin_failed} failed; {} of {} acknowledged writes missing",
+            reference.records.len(),
+            reference_missing.len(),
+            reference.acks.len()
+        ),
+    );
+    report.note(format!(
+        "without the BLPOP callers, p99 {} on the client and {} on the twin (ratio {:.2}: how alike the two are); \
+         the client's p99 {} with the BLPOP callers against {} before them (ratio {:.2}, at different times)",
+        secs(p99_without),
+        secs(p99_twin_without),
+        ratio(p99_without, p99_twin_without),
+        secs(p99_with),
+        secs(p99_without),
+        ratio(p99_with, p99_without),
+    ));
+    let others: Vec<&OpRecord> = result
+        .records
+        .iter()
+        .filter(|r| r.kind != OpKind::Slow)
+        .collect();
+    let others_failed = others.iter().filter(|r| !r.ok()).count();
+    let others_slowest = others.iter().map(|r| r.took).max().unwrap_or_default();
+    report.check(
+        format!(
+            "none of the other callers' calls fails or takes longer than timeout ({}), though their deadline is {}",
+            secs(options.timeout),
+            secs(socket_timeout)
+        ),
+        others_failed == 0 && others_slowest <= options.timeout,
+        format!(
+            "{others_failed} failed; slowest {}",
+            secs(others_slowest)
+        ),
+    );
+    report.check(
+        "blocking, in-flight and waiting counts return to zero",
+        drained_in.is_some(),
+        format!("{drained:?}"),
+    );
+    let share = |cpu: Duration, window: Duration| cpu.as_secs_f64() / window.as_secs_f64();
+    report.note(format!(
+        "median of the other callers {} without the BLPOP callers, {} with them; the client process used \
+         {:.0}% of a core without them, {:.0}% with them",
+        secs(quantile(&result.records, &without, 0.5)),
+        secs(quantile(&result.records, &during, 0.5)),
+        share(cpu_without, alone) * 100.0,
+        share(cpu_with, together) * 100.0,
+    ));
+    let (starting, waiting) = first_start;
+    let opening =
+        |r: &OpRecord| r.kind != OpKind::Slow && r.ended() >= starting && r.started <= waiting;
+    report.note(format!(
+        "while the callers started, not measured, their {callers} connections (each with a socket to every node) \
+         were opened in {}: the other callers' p99 meanwhile {}, the twin's {}",
+        secs(waiting - starting),
+        secs(quantile(&result.records, opening, 0.99)),
+        secs(quantile(&reference.records, opening, 0.99)),
+    ));
+    (report, result)
+}
+
+/// Every node frozen (SIGSTOP) for 5 seconds, then thawed (SIGCONT).
+async fn cluster_down(options: &ChaosOptions) -> (Report, LoadResult) {
+    let pause = Duration::from_secs(5);
+    // Longer than the freeze, so that no node, when it wakes, takes the others' silence for a
+    // failure (they all were silent for as long) and starts a failover.
+    let node_timeout = u64::try_from((pause * 3).as_millis()).unwrap_or(u64::MAX);
+    let mut run = Harness::start(Scenario::ClusterDown, options, node_timeout, &[]).await;
+    let before = run.census_before().await;
+    let owners = run.start_load(None, &[]).await;
+    let fault_at = run.baseline().await;
+    let c = Arc::clone(&run.cluster);
+    blocking(move || c.ports().into_iter().for_each(|port| c.pause(port))).await;
+    tokio::time::sleep(pause).await;
+    let c = Arc::clone(&run.cluster);
+    blocking(move || c.ports().into_iter().for_each(|port| c.resume(port))).await;
+    let thawed_at = run.elapsed();
+    let back_at = run.cluster_back().await;
+    let fault = format!(
+        "SIGSTOP every node (3 primaries, 6 replicas) for {} (cluster-node-timeout {node_timeout} ms, \
+         so no failover), then SIGCONT; cluster_state ok on every node {}",
+        secs(thawed_at - fault_at),
+        match back_at {
+            Some(back) => format!("{} after SIGCONT", secs(back.saturating_sub(thawed_at))),
+            None => "never".into(),
+        }
+    );
+    outage(run, fault, before, owners, fault_at, back_at).await
+}
+
+/// Every node killed (SIGKILL) and, a moment later, restarted from its own directory: same port,
+/// same `nodes.conf`, so the cluster forms again as it was; with an append-only file fsynced
+/// before every reply, so the nodes come back with every write they acknowledged.
+async fn cluster_restart(options: &ChaosOptions) -> (Report, LoadResult) {
+    let gone = options.timeout * 2;
+    let setup = Setup {
+        node_timeout_ms: 5_000,
+        node_args: &PERSISTENT,
+        ..Setup::default()
+    };
+    let mut run = Harness::start_with(Scenario::ClusterRestart, options, setup).await;
+    let before = run.census_before().await;
+    let owners = run.start_load(None, &[]).await;
+    let fault_at = run.baseline().await;
+    let c = Arc::clone(&run.cluster);
+    blocking(move || c.ports().into_iter().for_each(|port| c.kill(port))).await;
+    tokio::time::sleep(gone).await;
+    let c = Arc::clone(&run.cluster);
+    let restarting_at = run.elapsed();
+    blocking(move || c.ports().into_iter().for_each(|port| c.restart_node(port))).await;
+    let restarted_at = run.elapsed();
+    let back_at = run.cluster_back().await;
+    let fault = format!(
+        "SIGKILL every node (3 primaries, 6 replicas), restarted {} later from their own directories \
+         (same ports and nodes.conf; appendonly yes, appendfsync always) in {}; cluster_state ok on \
+         every node {}",
+        secs(restarting_at - fault_at),
+        secs(restarted_at - restarting_at),
+        match back_at {
+            Some(back) => format!(
+                "{} after the last restart",
+                secs(back.saturating_sub(restarted_at))
+            ),
+            None => "never".into(),
+        }
+    );
+    let (mut report, result) = outage(run, fault, before, owners, fault_at, back_at).await;
+    let missing = report.missing_durable.len() + report.missing_not_durable;
+    report.check(
+        "every acknowledged write, replicated or not, is there after the restart (each node fsynced it before answering)",
+        missing == 0,
+        format!("{missing} of {} acknowledged writes missing", report.acknowledged),
+    );
+    (report, result)
+}
+
+/// The rest of an outage scenario once the cluster is back (at `back_at`, if it came back): the
+/// load runs on, stops, and the checks shared by every outage are made.
+async fn outage(
+    mut run: Harness,
+    fault: String,
+    before: Census,
+    owners: Vec<u16>,
+    fault_at: Duration,
+    back_at: Option<Duration>,
+) -> (Report, LoadResult) {
+    let serve_within = Duration::from_secs(2);
+    run.settle(back_at.unwrap_or(fault_at) + serve_within).await;
+    let result = run.stop_load().await;
+    run.finish_watch().await;
+    let foo = run.client();
+    let (after, settled) = settles_to(&before, Duration::from_secs(5), || {
+        Census::take(foo.pool_stats())
+    })
+    .await;
+    drop(foo);
+    let mut report = run.report(&result, fault, fault_at, back_at).await;
+    let deadline = run.deadline;
+    let back = back_at.unwrap_or(Duration::MAX);
+    let while_gone = |r: &OpRecord| r.started < back && r.ended() > fault_at;
+    let failed_while_gone: Vec<&OpRecord> = result
+        .records
+        .iter()
+        .filter(|r| !r.ok() && while_gone(r))
+        .collect();
+    let slowest_failure = failed_while_gone
+        .iter()
+        .map(|r| r.took)
+        .max()
+        .unwrap_or_default();
+    report.check(
+        "calls fail while the cluster is gone (the fault is real)",
+        !failed_while_gone.is_empty(),
+        format!("{} failures", failed_while_gone.len()),
+    );
+    report.check(
+        format!(
+            "while the cluster is gone, every call ends within its deadline + {} ({})",
+            secs(LATE_MARGIN),
+            secs(deadline + LATE_MARGIN)
+        ),
+        result
+            .records
+            .iter()
+            .filter(|r| while_gone(r))
+            .all(|r| r.took <= deadline + LATE_MARGIN),
+        format!(
+            "slowest failure {}; slowest call then {}",
+            secs(slowest_failure),
+            secs(
+                result
+                    .records
+                    .iter()
+                    .filter(|r| while_gone(r))
+                    .map(|r| r.took)
+                    .max()
+                    .unwrap_or_default()
+            )
+        ),
+    );
+    let anonymous = &result.anonymous_errors;
+    report.check(
+        "every error names the client",
+        result.anonymous_total == 0,
+        format!(
+            "{} of {} errors do not{}",
+            result.anonymous_total,
+            report.failed_total(),
+            anonymous
+                .first()
+                .map(|e| format!("; e.g. at {}: {}", secs(e.started), e.message))
+                .unwrap_or_default()
+        ),
+    );
+    // The first success on each primary's slots once the cluster is back.
+    let primaries: BTreeSet<u16> = owners.iter().copied().collect();
+    let serving_again = primaries
+        .iter()
+        .map(|&primary| {
+            result
+                .records
+                .iter()
+                .filter(|r| r.ok() && owners[usize::from(r.slot)] == primary && r.ended() >= back)
+                .map(OpRecord::ended)
+                .min()
+        })
+        .collect::<Option<Vec<Duration>>>()
+        .and_then(|firsts| firsts.into_iter().max())
+        .map(|last| last.saturating_sub(back));
+    let failed_later = failures(&result.records, |r| r.started >= back + serve_within);
+    report.check(
+        format!(
+            "the client serves every primary's slots again within {} of the cluster being back, without a restart, \
+             and nothing fails after that",
+            secs(serve_within)
+        ),
+        back_at.is_some()
+            && serving_again.is_some_and(|took| took <= serve_within)
+            && failed_later == 0,
+        format!(
+            "{}; {failed_later} failures from {} after",
+            match (back_at, serving_again) {
+                (None, _) => "the cluster never came back".to_owned(),
+                (Some(_), None) => "some primary's slots never served again".to_owned(),
+                (Some(_), Some(took)) => format!("every primary's slots served {} after", secs(took)),
+            },
+            secs(serve_within)
+        ),
+    );
+    report.check(
+        "nothing leaks: pool counts back to theirs before, no more alive tasks or open fds",
+        settled.is_some(),
+        format!("before: {before}; after: {after}"),
+    );
+    (report, result)
+}
+
 /// Failed non-slow operations matching `on` and not matching it.
 fn split_failures(records: &[OpRecord], on: impl Fn(&OpRecord) -> bool) -> (usize, usize) {
     let on_count = failures(records, &on);
@@ -681,6 +1121,19 @@ async fn poll_sync(within: Duration, mut ready: impl FnMut() -> bool) -> Option<
     }
 }
 
+/// How a scenario's cluster and client are set up beyond the defaults.
+#[derive(Default)]
+struct Setup<'a> {
+    /// `cluster-node-timeout`: how long before a silent primary is failed over.
+    node_timeout_ms: u64,
+    /// Extra `redis-server` arguments for every node.
+    node_args: &'static [&'static str],
+    /// Client keys (without the `foo.` prefix) and their values.
+    overrides: &'a [(&'a str, String)],
+    /// Whether to configure a second client, [`REFERENCE`], exactly like the first.
+    reference: bool,
+}
+
 /// What every scenario does around its fault: the cluster, the client, the statsd sink, the load.
 struct Harness {
     scenario: Scenario,
@@ -693,6 +1146,8 @@ struct Harness {
     /// A call's deadline: `timeout`, or `socket_timeout` when that is longer.
     deadline: Duration,
     watcher: Option<(u16, StateWatcher)>,
+    /// The port the watcher watched, once it stopped.
+    watched: Option<u16>,
     /// Windows in which the watched node said the cluster was not `ok`: (from, until, state).
     down: Vec<(Duration, Duration, String)>,
     watched_warnings: Vec<String>,
@@ -708,9 +1163,26 @@ impl Harness {
         node_timeout_ms: u64,
         overrides: &[(&str, String)],
     ) -> Harness {
+        let setup = Setup {
+            node_timeout_ms,
+            overrides,
+            ..Setup::default()
+        };
+        Harness::start_with(scenario, options, setup).await
+    }
+
+    /// Like [`start`](Self::start), set up as `setup` says.
+    async fn start_with(scenario: Scenario, options: &ChaosOptions, setup: Setup<'_>) -> Harness {
+        let Setup {
+            node_timeout_ms,
+            node_args,
+            overrides,
+            reference,
+        } = setup;
         observer().watch(PASSWORD);
+        let node_timeout = Duration::from_millis(node_timeout_ms);
         let cluster = Arc::new(
-            blocking(move || ChaosCluster::start(Duration::from_millis(node_timeout_ms))).await,
+            blocking(move || ChaosCluster::start_with_args(node_timeout, node_args)).await,
         );
         let statsd = StatsdSink::bind().await;
         let timeout = format!("{} milliseconds", options.timeout.as_millis());
@@ -737,6 +1209,19 @@ impl Harness {
         for (key, value) in overrides {
             config.insert(format!("{CLIENT}.{key}"), value.as_str());
         }
+        if reference {
+            let prefix = format!("{CLIENT}.");
+            let copies: Vec<_> = config
+                .iter()
+                .filter_map(|(key, value)| {
+                    let key = key.strip_prefix(&prefix)?;
+                    Some((format!("{REFERENCE}.{key}"), value.clone()))
+                })
+                .collect();
+            for (key, value) in copies {
+                config.insert(key, value);
+            }
+        }
         let parsed = ClusterRedisClient::new()
             .options_from_config(&config, &format!("{CLIENT}."))
             .expect("the chaos client config");
@@ -751,6 +1236,11 @@ impl Harness {
         baseplate
             .configure_context(CLIENT, ClusterRedisClient::new())
             .expect("the chaos client config");
+        if reference {
+            baseplate
+                .configure_context(REFERENCE, ClusterRedisClient::new())
+                .expect("the reference client config");
+        }
         let baseplate = Arc::new(baseplate);
         let mut foo = baseplate
             .make_context_object()
@@ -776,6 +1266,7 @@ impl Harness {
             load: None,
             deadline,
             watcher: None,
+            watched: None,
             down: Vec::new(),
             watched_warnings: Vec::new(),
         }
@@ -833,6 +1324,71 @@ impl Harness {
         tokio::time::sleep(until.saturating_sub(self.elapsed())).await;
     }
 
+    /// Stops watching `cluster_state` (the watcher holds a task and a connection), keeping the
+    /// windows it saw for the report.
+    async fn finish_watch(&mut self) {
+        if let Some((port, watcher)) = self.watcher.take() {
+            self.down = watcher.finish().await;
+            self.watched = Some(port);
+        }
+    }
+
+    /// A connection of the client, for its pool statistics.
+    fn client(&self) -> baseplate::MonitoredClusterRedisConnection {
+        self.baseplate
+            .make_context_object()
+            .redis_cluster(CLIENT)
+            .expect("the chaos client")
+    }
+
+    /// Uses the client for reads and writes on every slot until the hot-key tracker has written
+    /// its first sample (so it holds its connection), then counts what the process holds.
+    async fn census_before(&self) -> Census {
+        let mut foo = self.client();
+        let c = Arc::clone(&self.cluster);
+        let owners = blocking(move || c.slot_owners()).await;
+        let reads_set = "baseplate-hot-key-tracker-reads";
+        let tracker_node = owners[usize::from(key_slot(reads_set.as_bytes()))];
+        let mut round = 0;
+        let tracked = poll_until(Duration::from_secs(10), || {
+            round += 1;
+            let mut foo = foo.clone();
+            let c = Arc::clone(&self.cluster);
+            async move {
+                for i in 0..100 {
+                    let key = format!("chaos:census:{round}:{i}");
+                    let _: redis::RedisResult<()> = foo.set(&key, i).await;
+                    let _: redis::RedisResult<Option<i64>> = foo.get(&key).await;
+                }
+                blocking(move || c.cli(tracker_node, &["EXISTS", reads_set]).trim() == "1").await
+            }
+        })
+        .await;
+        assert!(tracked.is_some(), "the hot-key tracker never wrote");
+        let _: redis::RedisResult<Option<String>> = foo.get("chaos:census").await;
+        Census::take(foo.pool_stats())
+    }
+
+    /// Polls every node until all of them are up and say `cluster_state:ok` (for up to 30 s);
+    /// returns when, from the start of the load: the start of the first poll that saw it.
+    async fn cluster_back(&self) -> Option<Duration> {
+        let until = self.elapsed() + Duration::from_secs(30);
+        while self.elapsed() < until {
+            let at = self.elapsed();
+            let c = Arc::clone(&self.cluster);
+            if blocking(move || c.all_up_and_ok()).await {
+                return Some(at);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Sleeps until `at` from the start of the load.
+    async fn sleep_until(&self, at: Duration) {
+        tokio::time::sleep(at.saturating_sub(self.elapsed())).await;
+    }
+
     /// Closes the statsd endpoint; returns the packets it got.
     async fn close_statsd(&mut self) -> u64 {
         if let Some(statsd) = self.statsd.take() {
@@ -862,8 +1418,8 @@ impl Harness {
         let watched = observer().finish();
         self.watched_warnings = watched.warnings.clone();
         let mut state_note = None;
-        if let Some((port, watcher)) = self.watcher.take() {
-            self.down = watcher.finish().await;
+        self.finish_watch().await;
+        if let Some(port) = self.watched {
             let windows: Vec<String> = self
                 .down
                 .iter()
