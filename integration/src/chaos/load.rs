@@ -237,13 +237,17 @@ struct Shared {
 impl Load {
     /// Starts the paced readers and writers.
     pub fn start(baseplate: Arc<Baseplate>, options: LoadOptions) -> Load {
+        // Loads of one process (two of them may run at once, and start within a millisecond)
+        // and of processes before it never share a key.
+        static LOADS: AtomicU64 = AtomicU64::new(0);
         let run = format!(
-            "chaos:{}:{}",
+            "chaos:{}:{}:{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            LOADS.fetch_add(1, Ordering::Relaxed)
         );
         let mut load = Load {
             started: Instant::now(),
