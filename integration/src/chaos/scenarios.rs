@@ -805,18 +805,25 @@ async fn blocking_commands(options: &ChaosOptions) -> (Report, LoadResult) {
             secs(blpop_slowest)
         ),
     );
-    report.check(
-        "the other callers' p99 with the BLPOP callers is within 1.2x of the same load without them (the twin's, at the same time)",
-        p99_with <= p99_twin.mul_f64(1.2),
-        format!(
-            "p99 {} with them ({} operations), {} on the twin ({} operations); ratio {:.2}",
-            secs(p99_with),
-            count(&result.records, &during),
-            secs(p99_twin),
-            count(&reference.records, &during),
-            ratio(p99_with, p99_twin)
-        ),
+    let p99s = format!(
+        "p99 {} with them ({} operations), {} on the twin ({} operations); ratio {:.2}",
+        secs(p99_with),
+        count(&result.records, &during),
+        secs(p99_twin),
+        count(&reference.records, &during),
+        ratio(p99_with, p99_twin)
     );
+    if options.judge_latency {
+        report.check(
+            "the other callers' p99 with the BLPOP callers is within 1.2x of the same load without them (the twin's, at the same time)",
+            p99_with <= p99_twin.mul_f64(1.2),
+            p99s,
+        );
+    } else {
+        report.note(format!(
+            "the other callers' latency against the twin's: {p99s}"
+        ));
+    }
     let twin_failed = reference.records.iter().filter(|r| !r.ok()).count();
     report.check(
         "the twin's load succeeds and keeps its writes (the comparison is sound)",
