@@ -381,11 +381,21 @@ impl SharedConnection {
     /// Marks the connection for replacement when `result` shows it can no longer work.
     pub(crate) fn inspect<T>(&self, result: &RedisResult<T>) {
         if let Err(error) = result
-            && error.is_connection_dropped()
+            && retires_connection(error)
         {
             self.broken.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// Whether `error` shows that the cluster connection it came from can no longer work, so that it
+/// must be replaced by a new one: its socket dropped, or redis-rs has no connection to a node
+/// left. The latter follows every node going away at once (a whole cluster restarted): redis-rs's
+/// own reconnection from the seeds does not always recover from it, and the connection then fails
+/// every command at once with "No connections found" for as long as it lives, the cluster long
+/// back.
+fn retires_connection(error: &RedisError) -> bool {
+    error.is_connection_dropped() || error.kind() == redis::ErrorKind::ClusterConnectionNotFound
 }
 
 /// Counts a caller in [`PoolStats::waiting`] for as long as it lives.
@@ -419,7 +429,7 @@ impl DedicatedConnection {
     /// result shows it broken.
     pub(crate) fn finish<T>(&mut self, result: &RedisResult<T>) {
         self.finished =
-            !matches!(result, Err(error) if error.is_connection_dropped() || error.is_timeout());
+            !matches!(result, Err(error) if retires_connection(error) || error.is_timeout());
     }
 }
 
@@ -530,5 +540,29 @@ impl mobc::Manager for ClusterManager {
 
     fn validate(&self, managed: &mut Managed) -> bool {
         !managed.broken.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn a_connection_with_no_node_left_or_a_dropped_socket_is_replaced() {
+        let none_left =
+            RedisError::from((ErrorKind::ClusterConnectionNotFound, "No connections found"));
+        assert!(retires_connection(&none_left));
+        let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(retires_connection(&reset));
+    }
+
+    #[test]
+    fn a_server_answer_or_an_unexpected_reply_leaves_the_connection_in_use() {
+        let wrong_type = RedisError::from((ErrorKind::UnexpectedReturnType, "not a list"));
+        assert!(!retires_connection(&wrong_type));
+        let client = RedisError::from((ErrorKind::Client, "cross-slot"));
+        assert!(!retires_connection(&client));
     }
 }
