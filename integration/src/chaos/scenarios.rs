@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
 use redis::AsyncCommands as _;
+use xtask::cluster::redis_cli;
 
 use crate::chaos::census::{Census, process_cpu_time, settles_to};
 use crate::chaos::cluster::{
@@ -979,8 +980,10 @@ async fn outage(
     back_at: Option<Duration>,
 ) -> (Report, LoadResult) {
     let serve_within = Duration::from_secs(2);
+    let tracked_when_back = run.tracked_writes().await;
     run.settle(back_at.unwrap_or(fault_at) + serve_within).await;
     let result = run.stop_load().await;
+    let tracked_at_end = run.tracked_writes().await;
     run.finish_watch().await;
     let foo = run.client();
     let (after, settled) = settles_to(&before, Duration::from_secs(5), || {
@@ -1079,6 +1082,14 @@ async fn outage(
                 (Some(_), Some(took)) => format!("every primary's slots served {} after", secs(took)),
             },
             secs(serve_within)
+        ),
+    );
+    report.check(
+        "the hot-key tracker writes again once the cluster is back",
+        tracked_at_end > tracked_when_back,
+        format!(
+            "baseplate-hot-key-tracker-writes held {tracked_when_back} keys when the cluster was back, \
+             {tracked_at_end} when the load stopped"
         ),
     );
     report.check(
@@ -1374,6 +1385,20 @@ impl Harness {
         assert!(tracked.is_some(), "the hot-key tracker never wrote");
         let _: redis::RedisResult<Option<String>> = foo.get("chaos:census").await;
         Census::take(foo.pool_stats())
+    }
+
+    /// How many keys the hot-key tracker's writes set holds now (0 when its node does not say).
+    async fn tracked_writes(&self) -> u64 {
+        let set = "baseplate-hot-key-tracker-writes";
+        let c = Arc::clone(&self.cluster);
+        blocking(move || {
+            let node = c.slot_owners()[usize::from(key_slot(set.as_bytes()))];
+            redis_cli(node, &["ZCARD", set])
+                .ok()
+                .and_then(|count| count.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .await
     }
 
     /// Polls every node until all of them are up and say `cluster_state:ok` (for up to 30 s);
