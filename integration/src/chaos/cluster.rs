@@ -97,17 +97,28 @@ impl ChaosCluster {
     /// # Panics
     /// As [`start`](Self::start).
     pub fn start_with_args(node_timeout: Duration, node_args: &[&str]) -> ChaosCluster {
-        let base_port = free_base_port(9).expect("finding free ports for a chaos cluster");
-        let dir = std::env::temp_dir().join(format!(
-            "baseplate-rs-chaos-{}-{base_port}",
-            std::process::id()
-        ));
-        let mut spec = ClusterSpec::new(base_port, dir);
-        spec.node_timeout = node_timeout;
-        spec.replicas_per_primary = 2;
         let args: Vec<&str> = NODE_ARGS.iter().chain(node_args).copied().collect();
-        let cluster = Cluster::start_with_node_args(spec, &args)
-            .unwrap_or_else(|e| panic!("starting a chaos cluster: {e:#}"));
+        // Ports found free may be taken before the nodes bind them, by another process starting
+        // a cluster at the same moment (tests run side by side): then try other ports.
+        let mut attempts = 0;
+        let cluster = loop {
+            attempts += 1;
+            let base_port = free_base_port(9).expect("finding free ports for a chaos cluster");
+            let dir = std::env::temp_dir().join(format!(
+                "baseplate-rs-chaos-{}-{base_port}",
+                std::process::id()
+            ));
+            let mut spec = ClusterSpec::new(base_port, dir);
+            spec.node_timeout = node_timeout;
+            spec.replicas_per_primary = 2;
+            match Cluster::start_with_node_args(spec, &args) {
+                Ok(cluster) => break cluster,
+                Err(error) if attempts < 3 => {
+                    eprintln!("starting a chaos cluster failed, trying other ports: {error:#}");
+                }
+                Err(error) => panic!("starting a chaos cluster: {error:#}"),
+            }
+        };
         cluster
             .stop_when_process_exits(std::process::id())
             .expect("arranging the chaos cluster's teardown");
