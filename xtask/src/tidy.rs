@@ -7,7 +7,12 @@ use xtask::workspace_root;
 
 /// Every Rust file in the workspace, skipping build output.
 fn rust_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    files_ending_in(".rs")
+}
+
+/// Every file in the workspace whose name ends in `suffix`, skipping build output.
+fn files_ending_in(suffix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
         let Ok(entries) = fs::read_dir(dir) else {
             return;
         };
@@ -17,15 +22,15 @@ fn rust_files() -> Vec<PathBuf> {
             let name = name.to_string_lossy();
             if path.is_dir() {
                 if name != "target" && !name.starts_with('.') {
-                    walk(&path, out);
+                    walk(&path, suffix, out);
                 }
-            } else if name.ends_with(".rs") {
+            } else if name.ends_with(suffix) {
                 out.push(path);
             }
         }
     }
     let mut files = Vec::new();
-    walk(workspace_root(), &mut files);
+    walk(workspace_root(), suffix, &mut files);
     files
 }
 
@@ -144,8 +149,7 @@ fn every_workspace_dependency_is_used_by_a_member() {
 }
 
 #[test]
-fn nothing_cites_files_outside_the_repository() {
-    let outside = ["DEVELOPERS.md", "../shared/"];
+fn every_markdown_file_the_code_and_docs_name_exists() {
     let mut files = rust_files();
     for name in ["README.md", "MIGRATING.md"] {
         files.push(workspace_root().join(name));
@@ -153,14 +157,29 @@ fn nothing_cites_files_outside_the_repository() {
     for (member, _) in member_manifests() {
         files.push(workspace_root().join(member).join("README.md"));
     }
-    let citing: Vec<String> = files
+    // Written by `cargo xtask bench`, under target/.
+    let generated = ["report.md"];
+    let existing: Vec<String> = files_ending_in(".md")
         .iter()
-        .filter(|file| {
-            fs::read_to_string(file).is_ok_and(|text| outside.iter().any(|o| text.contains(o)))
-        })
-        .map(|file| relative(file))
+        .filter_map(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
-    // This file names them to look for them.
-    let citing: Vec<&String> = citing.iter().filter(|f| !f.ends_with("tidy.rs")).collect();
-    assert!(citing.is_empty(), "{citing:?}");
+    let mut missing = Vec::new();
+    for file in &files {
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
+        let named = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')))
+            .filter(|token| token.ends_with(".md") && token.len() > 3);
+        for token in named {
+            let name = token.rsplit('/').next().unwrap_or(token);
+            if !existing.iter().any(|e| e == name) && !generated.contains(&name) {
+                missing.push(format!("{}: {token}", relative(file)));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "names of files the repository does not have: {missing:?}"
+    );
 }
