@@ -159,7 +159,7 @@ impl RequestScope {
     /// `clients.{client}.{name}` and the counter `.success` or `.failure` (tagged:
     /// `baseplate.client.latency` and `baseplate.client.rate` with `client` and `endpoint` tags).
     pub fn record_call(&self, client: &str, name: &str, elapsed: Duration, success: bool) {
-        let names = self.observer.names.client(client, NameKey::Text(name));
+        let names = self.observer.names.client(client, CommandName::Label(name));
         self.record(&names, elapsed, success);
     }
 
@@ -214,11 +214,7 @@ impl CommandObserver for RequestScope {
         elapsed: Duration,
         success: bool,
     ) {
-        let key = match name {
-            CommandName::Command(name) => NameKey::Command(name),
-            CommandName::Label(label) => NameKey::Text(label),
-        };
-        let names = self.observer.names.client(client, key);
+        let names = self.observer.names.client(client, *name);
         self.record(&names, elapsed, success);
     }
 }
@@ -388,15 +384,6 @@ impl MetricNames {
     }
 }
 
-/// A client call's name as the client gives it.
-#[derive(Clone, Copy)]
-enum NameKey<'a> {
-    /// A command's name as sent (`get`), shown upper-cased.
-    Command(&'a [u8]),
-    /// A name shown as it is (`pipeline_bar`, another client's call).
-    Text(&'a str),
-}
-
 /// Routes and calls seldom vary (a service's routes, a client's commands), so each one's metric
 /// names are formatted once rather than on every request.
 struct NameCache {
@@ -439,22 +426,21 @@ impl NameCache {
         names
     }
 
-    fn client(&self, client: &str, key: NameKey<'_>) -> Arc<MetricNames> {
+    /// The names of a call of `client`: a command (its name as sent, shown upper-cased) or a
+    /// name shown as it is (`pipeline_bar`, another kind of client's call).
+    fn client(&self, client: &str, key: CommandName<'_>) -> Arc<MetricNames> {
         if let Some(names) = read(&self.clients)
             .get(client)
             .and_then(|names| names.get(key))
         {
             return Arc::clone(names);
         }
-        let names = Arc::new(match key {
-            NameKey::Command(name) => {
-                let name = CommandName::Command(name);
-                MetricNames::client(&self.style, &self.metrics, client, format_args!("{name}"))
-            }
-            NameKey::Text(name) => {
-                MetricNames::client(&self.style, &self.metrics, client, format_args!("{name}"))
-            }
-        });
+        let names = Arc::new(MetricNames::client(
+            &self.style,
+            &self.metrics,
+            client,
+            format_args!("{key}"),
+        ));
         let mut clients = write(&self.clients);
         let cached: usize = clients
             .values()
@@ -463,8 +449,10 @@ impl NameCache {
         if cached < CACHED_NAMES {
             let entry = clients.entry(client.into()).or_default();
             match key {
-                NameKey::Command(name) => entry.commands.insert(name.into(), Arc::clone(&names)),
-                NameKey::Text(name) => entry.texts.insert(name.into(), Arc::clone(&names)),
+                CommandName::Command(name) => {
+                    entry.commands.insert(name.into(), Arc::clone(&names))
+                }
+                CommandName::Label(name) => entry.texts.insert(name.into(), Arc::clone(&names)),
             };
         }
         names
@@ -472,10 +460,10 @@ impl NameCache {
 }
 
 impl ClientNames {
-    fn get(&self, key: NameKey<'_>) -> Option<&Arc<MetricNames>> {
+    fn get(&self, key: CommandName<'_>) -> Option<&Arc<MetricNames>> {
         match key {
-            NameKey::Command(name) => self.commands.get(name),
-            NameKey::Text(name) => self.texts.get(name),
+            CommandName::Command(name) => self.commands.get(name),
+            CommandName::Label(name) => self.texts.get(name),
         }
     }
 }
@@ -501,7 +489,7 @@ mod tests {
     #[test]
     fn metric_names_are_formatted_once_per_name_and_the_cache_is_bounded() {
         let cache = NameCache::new(Style::Plain, MetricsClient::new(NullTransport, "ns"));
-        let first = cache.client("foo", NameKey::Command(b"get"));
+        let first = cache.client("foo", CommandName::Command(b"get"));
         let MetricNames::Plain {
             timer,
             success,
@@ -515,10 +503,12 @@ mod tests {
         assert_eq!(failure.as_str(), "clients.foo.GET.failure");
         assert!(Arc::ptr_eq(
             &first,
-            &cache.client("foo", NameKey::Command(b"get"))
+            &cache.client("foo", CommandName::Command(b"get"))
         ));
         assert_eq!(
-            cache.client("foo", NameKey::Text("pipeline_bar")).timer(),
+            cache
+                .client("foo", CommandName::Label("pipeline_bar"))
+                .timer(),
             "clients.foo.pipeline_bar"
         );
         assert_eq!(cache.server("foo.GET").timer(), "server.foo.GET");
@@ -539,7 +529,7 @@ mod tests {
             MetricsClient::new(NullTransport, ""),
         );
         assert_eq!(
-            cache.client("foo", NameKey::Command(b"get")).timer(),
+            cache.client("foo", CommandName::Command(b"get")).timer(),
             "baseplate.client.latency,client=foo,endpoint=GET"
         );
         assert_eq!(
