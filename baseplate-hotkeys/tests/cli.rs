@@ -6,14 +6,14 @@
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use xtask::cluster::{Cluster, redis_cli};
+use cluster_launcher::{Cluster, redis_cli};
 
 /// A TLS cluster for this test binary, with a few keys in the reads set.
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let name = format!("baseplate-hotkeys-cli-{}", std::process::id());
-        let cluster = xtask::start_watched(&std::env::temp_dir(), &name, true)
+        let cluster = cluster_launcher::start_watched(&std::env::temp_dir(), &name, true)
             .unwrap_or_else(|e| panic!("starting a TLS cluster: {e:#}"));
         // The set's slot may be on any primary: ask each until one takes the write.
         let written = cluster.spec().ports().into_iter().any(|port| {

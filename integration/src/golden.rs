@@ -5,7 +5,7 @@
 //! Used by `tests/prometheus.rs` (the `/metrics` series) and `tests/statsd_golden.rs` (statsd in
 //! plain, tagged and sampled mode, and one runtime report).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
 use redis::AsyncCommands as _;
@@ -120,11 +120,11 @@ impl Sequence {
             let key = format!("{}held", self.prefix);
             tokio::spawn(async move { tight.blpop::<_, Option<(String, String)>>(key, 2.0).await })
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while tight.pool_stats().in_use < 1 {
-            assert!(Instant::now() < deadline, "the holder never got its permit");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        crate::eventually(Duration::from_secs(5), async || {
+            tight.pool_stats().in_use >= 1
+        })
+        .await
+        .expect("the holder never got its permit");
         let exhausted = baseplate
             .server_context("exhausted", |ctx| async move {
                 let mut tight = ctx.redis_cluster("tight")?;

@@ -16,14 +16,14 @@ pub mod spans;
 pub mod statsd;
 
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cluster_launcher::{Cluster, ClusterNode};
 use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands as _, RedisResult};
 use tokio::task::JoinHandle;
-use xtask::cluster::Cluster;
 
 /// The cluster the tests of this binary run against.
 #[derive(Debug)]
@@ -31,30 +31,6 @@ pub struct TestCluster {
     url: String,
     primaries: usize,
     replicas_per_primary: usize,
-}
-
-/// A node as `CLUSTER NODES` describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    /// `host:port` of the node's client port.
-    pub addr: String,
-    /// Whether the node is a primary (a `master` in Redis's words).
-    pub primary: bool,
-    /// Slot ranges it serves (`0-5460`); empty for replicas.
-    pub slots: Vec<String>,
-}
-
-impl Node {
-    /// Whether the node serves `slot` (as a primary).
-    pub fn serves(&self, slot: u16) -> bool {
-        self.slots.iter().any(|range| {
-            let (start, end) = range.split_once('-').unwrap_or((range, range));
-            match (start.parse::<u16>(), end.parse::<u16>()) {
-                (Ok(start), Ok(end)) => (start..=end).contains(&slot),
-                _ => false,
-            }
-        })
-    }
 }
 
 /// The shared cluster, started on first use when `REDIS_CLUSTER_URL` is not set.
@@ -95,7 +71,7 @@ pub fn own_cluster() -> &'static TestCluster {
 
 fn start_own(name: &str) -> TestCluster {
     let name = format!("{name}-{}", std::process::id());
-    let started = xtask::start_watched(&std::env::temp_dir(), &name, false)
+    let started = cluster_launcher::start_watched(&std::env::temp_dir(), &name, false)
         .unwrap_or_else(|e| panic!("starting a test cluster: {e:#}"));
     let spec = started.spec();
     TestCluster {
@@ -115,7 +91,7 @@ pub fn tls_cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let name = format!("baseplate-rs-it-tls-{}", std::process::id());
-        xtask::start_watched(&std::env::temp_dir(), &name, true)
+        cluster_launcher::start_watched(&std::env::temp_dir(), &name, true)
             .unwrap_or_else(|e| panic!("starting a TLS test cluster: {e:#}"))
     })
 }
@@ -155,7 +131,7 @@ impl TestCluster {
     }
 
     /// Every node, as the seed node's `CLUSTER NODES` lists them.
-    pub async fn nodes(&self) -> Vec<Node> {
+    pub async fn nodes(&self) -> Vec<ClusterNode> {
         let seed = self.url.trim_start_matches("redis://");
         let mut conn = self.node_connection(seed).await;
         let text: String = redis::cmd("CLUSTER")
@@ -163,7 +139,7 @@ impl TestCluster {
             .query_async(&mut conn)
             .await
             .expect("CLUSTER NODES");
-        text.lines().filter_map(parse_node_line).collect()
+        ClusterNode::parse_all(&text)
     }
 
     /// How many primaries serve at least one of `keys` (asked with `CLUSTER KEYSLOT`), to show a
@@ -196,6 +172,25 @@ impl TestCluster {
     }
 }
 
+/// Asks `ready` every 20 ms (on the runtime's clock, so other tasks keep running) until it holds,
+/// then says how long that took; `None` when it still did not hold after `within`. It is always
+/// asked at least once. The async counterpart of [`cluster_launcher::wait_until`].
+pub async fn eventually(
+    within: Duration,
+    mut ready: impl AsyncFnMut() -> bool,
+) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    loop {
+        if ready().await {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() >= within {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A key prefix unique to this test run, so tests sharing one cluster never see each other's keys.
 pub fn unique_prefix(test: &str) -> String {
     let nanos = SystemTime::now()
@@ -223,43 +218,4 @@ where
             })
         })
         .collect()
-}
-
-/// The value of `field` in an `INFO`-style `field:value` text.
-pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
-    xtask::cluster::info_field(info, field)
-}
-
-fn parse_node_line(line: &str) -> Option<Node> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let addr = fields.get(1)?.split('@').next()?.to_owned();
-    let flags = fields.get(2)?;
-    Some(Node {
-        addr,
-        primary: flags.split(',').any(|f| f == "master"),
-        slots: fields.iter().skip(8).map(|s| (*s).to_owned()).collect(),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_cluster_nodes_lines() {
-        let primary = "07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004 myself,master - 0 1426238317239 4 connected 0-5460";
-        let replica = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 slave 07c37dfeb235213a872192d90877d0cd55635b91 0 1426238316232 1 connected";
-        assert_eq!(
-            parse_node_line(primary),
-            Some(Node {
-                addr: "127.0.0.1:30004".into(),
-                primary: true,
-                slots: vec!["0-5460".into()]
-            })
-        );
-        let replica = parse_node_line(replica).unwrap();
-        assert!(!replica.primary);
-        assert!(replica.slots.is_empty());
-        assert_eq!(parse_node_line(""), None);
-    }
 }

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use integration::{cluster, info_field, unique_prefix};
+use cluster_launcher::info_field;
+use integration::{cluster, unique_prefix};
 use redis::AsyncCommands as _;
 
 #[tokio::test]

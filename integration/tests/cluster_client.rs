@@ -11,8 +11,11 @@ use baseplate_redis_cluster::{
 };
 use integration::logs::Logs;
 use integration::spans::SpanRecorder;
-use integration::{cluster, hold_in_flight, unique_prefix};
+use integration::{cluster, eventually, hold_in_flight, unique_prefix};
 use redis::AsyncCommands as _;
+
+/// How long a test waits for the pool to reach the state it set up.
+const WAIT: Duration = Duration::from_secs(5);
 
 /// The client's config: `extra` over the test cluster's URL and reads from primaries only (a read
 /// right after a write may reach a replica that has not applied it yet; replicas.rs tests
@@ -36,15 +39,6 @@ fn factory(extra: &[(&str, &str)]) -> ClusterRedisContextFactory {
 
 fn connection(extra: &[(&str, &str)]) -> MonitoredClusterRedisConnection {
     factory(extra).make_object_for_context("foo", &tracing::Span::none())
-}
-
-/// Polls `condition` every few milliseconds for up to five seconds.
-async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test]
@@ -295,7 +289,9 @@ async fn excess_callers_wait_for_a_slot_then_fail_with_the_pool_error() {
 
     // Two slow commands hold both slots for a second (BLPOP blocks only its own caller's key).
     let holders = hold_in_flight(&foo, &prefix, 2);
-    eventually("both slots in use", || foo.pool_stats().in_use == 2).await;
+    eventually(WAIT, async || foo.pool_stats().in_use == 2)
+        .await
+        .expect("both slots in use");
 
     let started = Instant::now();
     let mut waiter = foo.clone();
@@ -303,7 +299,9 @@ async fn excess_callers_wait_for_a_slot_then_fail_with_the_pool_error() {
         let result: redis::RedisResult<Option<String>> = waiter.get("any").await;
         (result, started.elapsed())
     });
-    eventually("a waiter", || foo.pool_stats().waiting == 1).await;
+    eventually(WAIT, async || foo.pool_stats().waiting == 1)
+        .await
+        .expect("a waiter");
     let (result, waited) = waiting.await.unwrap();
 
     let error = result.unwrap_err();
@@ -380,10 +378,9 @@ async fn a_blocking_command_never_holds_up_the_callers_sharing_its_node() {
         let key = key.clone();
         tokio::spawn(async move { foo.blpop::<_, Option<(String, String)>>(key, 15.0).await })
     };
-    eventually("the BLPOP on a connection of its own", || {
-        foo.pool_stats().blocking == 1
-    })
-    .await;
+    eventually(WAIT, async || foo.pool_stats().blocking == 1)
+        .await
+        .expect("the BLPOP on a connection of its own");
     // Keys in the BLPOP's slot, so on its node: `{...}` hash tags.
     let tag = format!("{{{key}}}");
     let mut reader = foo.clone();
@@ -419,7 +416,9 @@ async fn a_call_ends_at_its_deadline_however_long_it_waited_for_a_permit() {
         let key = format!("{prefix}held");
         tokio::spawn(async move { foo.blpop::<_, Option<(String, String)>>(key, 0.6).await })
     };
-    eventually("the holder's permit", || foo.pool_stats().in_use == 1).await;
+    eventually(WAIT, async || foo.pool_stats().in_use == 1)
+        .await
+        .expect("the holder's permit");
     // Its permit comes after ~0.6 s; its BLPOP would answer 0.9 s later, past the second the
     // call was given (counting the wait), though within a second of being sent.
     let error = foo
@@ -453,7 +452,9 @@ async fn a_deadline_that_ran_out_connecting_after_a_wait_for_a_permit_names_the_
         let mut foo = foo.clone();
         tokio::spawn(async move { foo.get::<_, Option<String>>("a").await })
     };
-    eventually("the first caller's permit", || foo.pool_stats().in_use == 1).await;
+    eventually(WAIT, async || foo.pool_stats().in_use == 1)
+        .await
+        .expect("the first caller's permit");
     // Halfway through the first caller's deadline, a second one waits for the permit until that
     // deadline, and spends the rest of its own connecting.
     tokio::time::sleep_until((started + Duration::from_millis(500)).into()).await;
@@ -510,13 +511,17 @@ async fn a_call_its_caller_gives_up_on_counts_as_failed_and_leaves_nothing_behin
         let key = format!("{prefix}held");
         tokio::spawn(async move { foo.blpop::<_, Option<(String, String)>>(key, 5.0).await })
     };
-    eventually("the BLPOP running", || foo.pool_stats().blocking == 1).await;
+    eventually(WAIT, async || foo.pool_stats().blocking == 1)
+        .await
+        .expect("the BLPOP running");
     // A GET waits for the permit until its caller gives up on it too.
     let waiter = {
         let mut foo = foo.clone();
         tokio::spawn(async move { foo.get::<_, Option<String>>("any").await })
     };
-    eventually("a waiter", || foo.pool_stats().waiting == 1).await;
+    eventually(WAIT, async || foo.pool_stats().waiting == 1)
+        .await
+        .expect("a waiter");
     waiter.abort();
     holder.abort();
     let _ = (waiter.await, holder.await);

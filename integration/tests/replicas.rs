@@ -5,7 +5,10 @@
 
 use baseplate_config::RawConfig;
 use baseplate_redis_cluster::ClusterRedisClient;
-use integration::{info_field, own_cluster, unique_prefix};
+use std::time::Duration;
+
+use cluster_launcher::info_field;
+use integration::{eventually, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
 
 /// Total `GET` calls served by the replicas, from each node's `INFO commandstats`.
@@ -38,16 +41,10 @@ async fn read_keys(read_from_replicas: &str, keys: &[String]) {
     let mut foo = factory.make_object_for_context("foo", &tracing::Span::none());
     for key in keys {
         // A replica may lag the write by a moment; a read it serves early finds nothing.
-        let mut tries = 0;
-        loop {
-            let value: Option<i64> = foo.get(key).await.unwrap();
-            if value == Some(7) {
-                break;
-            }
-            tries += 1;
-            assert!(tries < 100, "{key} never read back");
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        let read_back = async || foo.get::<_, Option<i64>>(key).await.unwrap() == Some(7);
+        eventually(Duration::from_secs(1), read_back)
+            .await
+            .unwrap_or_else(|| panic!("{key} never read back"));
     }
 }
 

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use baseplate_config::RawConfig;
 use baseplate_redis_cluster::{ClusterRedisClient, MonitoredClusterRedisConnection};
+use cluster_launcher::redis_cli;
 use integration::{tls_cluster, unique_prefix};
 use redis::AsyncCommands as _;
 use tokio::sync::RwLock;
-use xtask::cluster::redis_cli;
 
 /// Tests that change the nodes' TLS settings (`CONFIG SET`) hold this exclusively; the others
 /// share it, so none connects while the settings are changed.
@@ -56,11 +56,11 @@ fn replica_gets() -> u64 {
         .into_iter()
         .filter(|&port| {
             let replication = redis_cli(port, &["INFO", "replication"]).unwrap();
-            integration::info_field(&replication, "role") == Some("slave")
+            cluster_launcher::info_field(&replication, "role") == Some("slave")
         })
         .map(|port| {
             let stats = redis_cli(port, &["INFO", "commandstats"]).unwrap();
-            integration::info_field(&stats, "cmdstat_get")
+            cluster_launcher::info_field(&stats, "cmdstat_get")
                 .and_then(|s| s.strip_prefix("calls="))
                 .and_then(|s| s.split(',').next())
                 .map_or(0, |calls| calls.parse().unwrap())

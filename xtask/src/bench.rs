@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use xtask::cluster::Cluster;
+use cluster_launcher::Cluster;
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use xtask::cluster::check_redis_server;
+use cluster_launcher::check_redis_server;
 
 /// Options of `cargo xtask chaos`.
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use xtask::cluster::{Cluster, ClusterSpec, status, stop_dir};
+use cluster_launcher::{Cluster, ClusterSpec, status, stop_dir};
 
 /// Options of `cargo xtask cluster`.
 #[derive(Debug, Args)]
@@ -149,11 +149,8 @@ fn print_status(dir: PathBuf) -> Result<()> {
             node.pid.map_or("dead".to_owned(), |p| p.to_string()),
             node.role.as_deref().unwrap_or("-"),
             if node.healthy() { "ok" } else { "FAIL" },
-            if node.slots.is_empty() {
-                "-".to_owned()
-            } else {
-                node.slots.join(" ")
-            },
+            node.listed
+                .map_or("-".to_owned(), |listed| listed.slots_text()),
         );
     }
     Ok(())

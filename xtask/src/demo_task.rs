@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use xtask::cluster::{Cluster, ClusterSpec, check_redis_server, free_base_port, stop_dir};
+use cluster_launcher::{Cluster, ClusterSpec, check_redis_server, free_base_port, stop_dir};
 
 /// Options of `cargo xtask demo`.
 #[derive(Debug, Args)]

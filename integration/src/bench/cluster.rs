@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::bench::BenchError;
 use crate::bench::workload::SLOT_COUNT;
-use crate::{Node, TestCluster};
+use cluster_launcher::ClusterNode;
+
+use crate::TestCluster;
 
 /// The commands the tracker sends: direct mode `ZINCRBY` + `EXPIRE` per sample, aggregated mode
 /// `ZINCRBY` per top key + `EXPIRE` + `ZREMRANGEBYRANK` per set and flush. `ZADD` and `ZUNIONSTORE`
@@ -34,21 +36,15 @@ impl SlotMap {
     ///
     /// # Errors
     /// When a slot is served by no primary.
-    pub fn from_nodes(nodes: &[Node]) -> Result<Self, BenchError> {
-        let primaries: Vec<&Node> = nodes.iter().filter(|n| n.primary).collect();
+    pub fn from_nodes(nodes: &[ClusterNode]) -> Result<Self, BenchError> {
+        let primaries: Vec<&ClusterNode> = nodes.iter().filter(|n| n.primary).collect();
         let mut owners = vec![u16::MAX; usize::from(SLOT_COUNT)];
         for (index, node) in primaries.iter().enumerate() {
             let index = u16::try_from(index).map_err(|_| "more than 65535 primaries")?;
-            for range in &node.slots {
-                // Importing/migrating markers (`[5461->-id]`) are not ranges the node serves.
-                if range.starts_with('[') {
-                    continue;
+            for &(start, end) in &node.slots {
+                if start > end || end >= SLOT_COUNT {
+                    return Err(format!("bad slot range {start}-{end} of {}", node.addr).into());
                 }
-                let (start, end) = range.split_once('-').unwrap_or((range, range));
-                let (start, end): (u16, u16) = match (start.parse(), end.parse()) {
-                    (Ok(start), Ok(end)) if start <= end && end < SLOT_COUNT => (start, end),
-                    _ => return Err(format!("bad slot range `{range}` of {}", node.addr).into()),
-                };
                 for slot in start..=end {
                     owners[usize::from(slot)] = index;
                 }
@@ -219,19 +215,17 @@ mod tests {
 
     #[test]
     fn maps_slots_to_primaries() {
-        let node = |addr: &str, primary, slots: &[&str]| Node {
-            addr: addr.into(),
-            primary,
-            slots: slots.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        let nodes = [
-            node("a:1", true, &["0-5460"]),
-            node("r:1", false, &[]),
-            node("b:1", true, &["5461-10922", "[5461->-abc]"]),
-            node("c:1", true, &["10923-16382", "16383"]),
-        ];
+        let nodes = ClusterNode::parse_all(
+            "a 127.0.0.1:1@2 master - 0 0 1 connected 0-5460\n\
+             r 127.0.0.1:3@4 slave a 0 0 1 connected\n\
+             b 127.0.0.1:5@6 master - 0 0 2 connected 5461-10922 [5461->-abc]\n\
+             c 127.0.0.1:7@8 master - 0 0 3 connected 10923-16382 16383\n",
+        );
         let map = SlotMap::from_nodes(&nodes).unwrap();
-        assert_eq!(map.primaries(), ["a:1", "b:1", "c:1"]);
+        assert_eq!(
+            map.primaries(),
+            ["127.0.0.1:1", "127.0.0.1:5", "127.0.0.1:7"]
+        );
         assert_eq!(map.node_of(0), 0);
         assert_eq!(map.node_of(5461), 1);
         assert_eq!(map.node_of(16383), 2);

@@ -414,7 +414,7 @@ fn machine(cluster: &integration::TestCluster) -> Machine {
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cpu_model,
         kernel,
-        redis_version: xtask::cluster::check_redis_server()
+        redis_version: cluster_launcher::check_redis_server()
             .unwrap_or_else(|_| "unknown".to_owned()),
         cluster: format!(
             "{} primaries + {} replicas on this machine, seed {}",

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use xtask::cluster::{Cluster, ClusterSpec, free_base_port, info_field, redis_cli};
+use cluster_launcher::{
+    Cluster, ClusterNode, ClusterSpec, free_base_port, info_field, redis_cli, wait_until,
+};
 
 /// The ACL user the client logs in as; every node knows it from its command line.
 pub const USER: &str = "user";
@@ -33,40 +35,6 @@ pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stat
     tokio::task::spawn_blocking(work)
         .await
         .expect("blocking cluster work panicked")
-}
-
-/// A node as `CLUSTER NODES` describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterNode {
-    /// The node's id.
-    pub id: String,
-    /// Its client port on 127.0.0.1.
-    pub port: u16,
-    /// Whether it is a primary.
-    pub primary: bool,
-    /// The id of its primary, for a replica.
-    pub primary_id: Option<String>,
-    /// Whether the cluster considers it failed (`fail` or `fail?`).
-    pub failed: bool,
-    /// The slot ranges it serves, inclusive.
-    pub slots: Vec<(u16, u16)>,
-}
-
-impl ClusterNode {
-    /// How many slots it serves.
-    pub fn slot_count(&self) -> usize {
-        self.slots
-            .iter()
-            .map(|&(start, end)| usize::from(end - start) + 1)
-            .sum()
-    }
-
-    /// Whether it serves `slot`.
-    pub fn serves(&self, slot: u16) -> bool {
-        self.slots
-            .iter()
-            .any(|&(start, end)| (start..=end).contains(&slot))
-    }
 }
 
 /// A throwaway cluster for one scenario, stopped when dropped (and by a watchdog if the process
@@ -144,7 +112,7 @@ impl ChaosCluster {
             let Ok(text) = redis_cli(port, &["CLUSTER", "NODES"]) else {
                 return false;
             };
-            let nodes: Vec<ClusterNode> = text.lines().filter_map(parse_node_line).collect();
+            let nodes: Vec<ClusterNode> = ClusterNode::parse_all(&text);
             let primaries: Vec<&ClusterNode> = nodes.iter().filter(|n| n.primary).collect();
             primaries.len() == 3
                 && nodes.iter().all(|n| !n.failed)
@@ -202,7 +170,7 @@ impl ChaosCluster {
             .into_iter()
             .filter(|&port| Some(port) != except && self.is_alive(port))
             .find_map(|port| redis_cli(port, &["CLUSTER", "NODES"]).ok())
-            .map(|text| text.lines().filter_map(parse_node_line).collect())
+            .map(|text| ClusterNode::parse_all(&text))
             .expect("no node of the chaos cluster answers CLUSTER NODES")
     }
 
@@ -452,54 +420,6 @@ impl StateWatcher {
     }
 }
 
-/// Polls `ready` every 50 ms until it holds or `within` has passed; returns how long it took.
-pub fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    loop {
-        if ready() {
-            return Some(started.elapsed());
-        }
-        if started.elapsed() > within {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn parse_node_line(line: &str) -> Option<ClusterNode> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    let port = fields
-        .get(1)?
-        .split('@')
-        .next()?
-        .rsplit(':')
-        .next()?
-        .parse()
-        .ok()?;
-    let flags: Vec<&str> = fields.get(2)?.split(',').collect();
-    let primary_id = fields
-        .get(3)
-        .filter(|&&id| id != "-")
-        .map(|&id| id.to_owned());
-    let slots = fields
-        .iter()
-        .skip(8)
-        .filter(|s| !s.starts_with('['))
-        .filter_map(|range| {
-            let (start, end) = range.split_once('-').unwrap_or((range, range));
-            Some((start.parse().ok()?, end.parse().ok()?))
-        })
-        .collect();
-    Some(ClusterNode {
-        id: (*fields.first()?).to_owned(),
-        port,
-        primary: flags.contains(&"master"),
-        primary_id,
-        failed: flags.iter().any(|f| f.starts_with("fail")),
-        slots,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,24 +428,5 @@ mod tests {
     fn nodes_know_the_user_and_password_the_client_logs_in_with() {
         assert!(NODE_ARGS.contains(&USER));
         assert!(NODE_ARGS.contains(&format!(">{PASSWORD}").as_str()));
-    }
-
-    #[test]
-    fn parses_cluster_nodes_lines() {
-        let primary = "07c37d 127.0.0.1:30004@40004 myself,master - 0 1426238317239 4 connected 0-5460 5462 [5461->-e7d1ee]";
-        let node = parse_node_line(primary).unwrap();
-        assert_eq!(node.port, 30004);
-        assert!(node.primary && !node.failed);
-        assert_eq!(node.primary_id, None);
-        assert_eq!(node.slots, [(0, 5460), (5462, 5462)]);
-        assert_eq!(node.slot_count(), 5462);
-        assert!(node.serves(5462) && !node.serves(5461));
-
-        let replica =
-            "e7d1ee 127.0.0.1:30001@40001 slave,fail 07c37d 0 1426238316232 1 disconnected";
-        let node = parse_node_line(replica).unwrap();
-        assert!(!node.primary && node.failed);
-        assert_eq!(node.primary_id.as_deref(), Some("07c37d"));
-        assert!(node.slots.is_empty());
     }
 }

@@ -6,17 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
+use cluster_launcher::{ClusterNode, redis_cli, wait_until};
 use redis::AsyncCommands as _;
-use xtask::cluster::redis_cli;
 
 use crate::chaos::census::{Census, process_cpu_time, settles_to};
-use crate::chaos::cluster::{
-    ChaosCluster, ClusterNode, PASSWORD, PERSISTENT, StateWatcher, blocking, wait_until,
-};
+use crate::chaos::cluster::{ChaosCluster, PASSWORD, PERSISTENT, StateWatcher, blocking};
 use crate::chaos::load::{Load, LoadOptions, LoadResult, OpKind, OpRecord, Outcome, verify};
 use crate::chaos::observe::{StatsdSink, observer};
 use crate::chaos::report::{LATE_MARGIN, Report, RunFacts, longest_gap, quantile, secs};
 use crate::chaos::{ChaosOptions, Scenario, key_slot};
+use crate::eventually;
 
 /// The context name the client is registered under.
 const CLIENT: &str = "foo";
@@ -299,9 +298,9 @@ async fn restart_node(options: &ChaosOptions) -> (Report, LoadResult) {
     let c = Arc::clone(&cluster);
     let resynced = blocking(move || {
         wait_until(Duration::from_secs(20), || {
-            c.replication(port)
-                .is_some_and(|info| crate::info_field(&info, "master_link_status") == Some("up"))
-                && c.all_ok()
+            c.replication(port).is_some_and(|info| {
+                cluster_launcher::info_field(&info, "master_link_status") == Some("up")
+            }) && c.all_ok()
         })
     })
     .await;
@@ -473,7 +472,7 @@ async fn pool_exhaustion(options: &ChaosOptions) -> (Report, LoadResult) {
         .redis_cluster(CLIENT)
         .expect("the chaos client");
     let mut last = foo.pool_stats();
-    let drained = poll_sync(Duration::from_secs(3), || {
+    let drained = eventually(Duration::from_secs(3), async || {
         last = foo.pool_stats();
         last.in_use == 0 && last.waiting == 0
     })
@@ -696,7 +695,7 @@ async fn blocking_commands(options: &ChaosOptions) -> (Report, LoadResult) {
     let fault_at = run.elapsed();
     let group = run.load_mut().start_staggered_callers(callers, block);
     let mut peak = foo.pool_stats();
-    let all_blocking = poll_sync(block + Duration::from_secs(10), || {
+    let all_blocking = eventually(block + Duration::from_secs(10), async || {
         let stats = foo.pool_stats();
         if stats.blocking >= peak.blocking {
             peak = stats;
@@ -719,7 +718,7 @@ async fn blocking_commands(options: &ChaosOptions) -> (Report, LoadResult) {
     let result = run.stop_load().await;
     let reference = reference.finish().await;
     let mut drained = foo.pool_stats();
-    let drained_in = poll_sync(Duration::from_secs(3), || {
+    let drained_in = eventually(Duration::from_secs(3), async || {
         drained = foo.pool_stats();
         drained.blocking == 0 && drained.in_use == 0 && drained.waiting == 0
     })
@@ -1125,20 +1124,6 @@ fn no_stale_reads(report: &mut Report) {
     );
 }
 
-/// Polls `ready` every 20 ms for up to `within` on the runtime; returns how long it took.
-async fn poll_sync(within: Duration, mut ready: impl FnMut() -> bool) -> Option<Duration> {
-    let started = tokio::time::Instant::now();
-    loop {
-        if ready() {
-            return Some(started.elapsed());
-        }
-        if started.elapsed() > within {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// How a scenario's cluster and client are set up beyond the defaults.
 #[derive(Default)]
 struct Setup<'a> {
@@ -1264,7 +1249,7 @@ impl Harness {
             .make_context_object()
             .redis_cluster(CLIENT)
             .expect("the chaos client");
-        let ready = poll_until(Duration::from_secs(10), || {
+        let ready = eventually(Duration::from_secs(10), || {
             let mut foo = foo.clone();
             async move { foo.get::<_, Option<String>>("chaos:warm-up").await.is_ok() }
         })
@@ -1368,7 +1353,7 @@ impl Harness {
         let reads_set = "baseplate-hot-key-tracker-reads";
         let tracker_node = owners[usize::from(key_slot(reads_set.as_bytes()))];
         let mut round = 0;
-        let tracked = poll_until(Duration::from_secs(10), || {
+        let tracked = eventually(Duration::from_secs(10), || {
             round += 1;
             let mut foo = foo.clone();
             let c = Arc::clone(&self.cluster);
@@ -1489,23 +1474,5 @@ impl Harness {
         );
         report.notes.extend(state_note);
         report
-    }
-}
-
-/// Polls an async condition every 50 ms for up to `within`.
-async fn poll_until<F, Fut>(within: Duration, mut ready: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = tokio::time::Instant::now();
-    loop {
-        if ready().await {
-            return Some(started.elapsed());
-        }
-        if started.elapsed() > within {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -8,12 +8,13 @@ use std::hash::BuildHasher;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::certs::TlsFiles;
+use crate::nodes::{ClusterNode, cluster_nodes};
+use crate::wait_until;
 
 /// The port of the plain Redis this machine runs; a cluster never takes it or its bus port.
 pub const RESERVED_PORT: u16 = 6379;
@@ -330,10 +331,9 @@ impl Cluster {
             "port {port} is not a node of this cluster"
         );
         start_node(&self.spec, port, &self.node_args)?;
-        wait_for(Instant::now() + Duration::from_secs(10), || {
-            redis_cli(port, &["PING"]).map(|r| r.trim() == "PONG")
-        })
-        .with_context(|| format!("node {port} did not answer PING after its restart"))
+        wait_until(Duration::from_secs(10), || answers_ping(port))
+            .with_context(|| format!("node {port} did not answer PING after its restart"))
+            .map(drop)
     }
 
     fn live_pid(&self, port: u16) -> Result<u32> {
@@ -352,8 +352,8 @@ impl Cluster {
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         for port in self.spec.ports() {
-            wait_for(deadline, || {
-                redis_cli(port, &["PING"]).map(|r| r.trim() == "PONG")
+            wait_until(deadline.saturating_duration_since(Instant::now()), || {
+                answers_ping(port)
             })
             .with_context(|| {
                 format!(
@@ -385,13 +385,16 @@ impl Cluster {
         }
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last_problem = String::new();
-        let healthy = wait_for(deadline, || match self.health() {
-            Ok(()) => Ok(true),
-            Err(problem) => {
-                last_problem = format!("{problem:#}");
-                Ok(false)
-            }
-        });
+        let healthy = wait_until(
+            deadline.saturating_duration_since(Instant::now()),
+            || match self.health() {
+                Ok(()) => true,
+                Err(problem) => {
+                    last_problem = format!("{problem:#}");
+                    false
+                }
+            },
+        );
         healthy.with_context(|| format!("cluster not healthy: {last_problem}"))?;
         self.advertise_replicas(deadline)
     }
@@ -413,35 +416,28 @@ impl Cluster {
                 continue;
             }
             // A key of this primary's own slots: KEYSLOT answers wherever it is asked.
-            let own = redis_cli(port, &["CLUSTER", "NODES"])?;
-            let ranges: Vec<(u16, u16)> = own
-                .lines()
-                .find(|line| line.contains("myself"))
-                .map(|line| {
-                    line.split_whitespace()
-                        .skip(8)
-                        .filter_map(slot_range)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let own = cluster_nodes(port)?.into_iter().find(|node| node.myself);
+            let own = own.with_context(|| format!("node {port} did not list itself"))?;
             let key = (0..10_000)
                 .map(|i| format!("xtask:warm-up:{i}"))
                 .find(|key| {
                     redis_cli(port, &["CLUSTER", "KEYSLOT", key])
                         .ok()
                         .and_then(|slot| slot.trim().parse::<u16>().ok())
-                        .is_some_and(|slot| ranges.iter().any(|&(a, b)| (a..=b).contains(&slot)))
+                        .is_some_and(|slot| own.serves(slot))
                 })
                 .with_context(|| format!("no key of node {port}'s slots was found"))?;
             redis_cli(port, &["SET", &key, "1"])?;
             redis_cli(port, &["DEL", &key])?;
         }
         let nodes = usize::from(self.spec.node_count());
-        wait_for(deadline, || {
-            redis_cli(self.spec.base_port, &["CLUSTER", "SLOTS"])
-                .map(|slots| slots.lines().filter(|l| l.trim() == "127.0.0.1").count() == nodes)
+        wait_until(deadline.saturating_duration_since(Instant::now()), || {
+            redis_cli(self.spec.base_port, &["CLUSTER", "SLOTS"]).is_ok_and(|slots| {
+                slots.lines().filter(|l| l.trim() == "127.0.0.1").count() == nodes
+            })
         })
         .context("the replicas never showed in CLUSTER SLOTS")
+        .map(drop)
     }
 
     /// `Ok` when every node says `cluster_state:ok` and knows all nodes, and every replica's link is up.
@@ -477,12 +473,6 @@ impl Cluster {
     }
 }
 
-/// A `CLUSTER NODES` slot range (`0-5460` or a single `42`); `None` for migrating-slot markers.
-fn slot_range(text: &str) -> Option<(u16, u16)> {
-    let (start, end) = text.split_once('-').unwrap_or((text, text));
-    Some((start.parse().ok()?, end.parse().ok()?))
-}
-
 /// What `status` knows about one node.
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
@@ -492,8 +482,8 @@ pub struct NodeStatus {
     pub pid: Option<u32>,
     /// `master` or `slave` as the node reports it; `None` when it does not answer.
     pub role: Option<String>,
-    /// Slot ranges the node serves, as in `CLUSTER NODES` (empty for replicas).
-    pub slots: Vec<String>,
+    /// The node as it lists itself in `CLUSTER NODES`; `None` when it does not answer.
+    pub listed: Option<ClusterNode>,
     /// The node's `cluster_state`; `None` when it does not answer.
     pub cluster_state: Option<String>,
 }
@@ -505,20 +495,14 @@ impl NodeStatus {
         let role = redis_cli(port, &["INFO", "replication"])
             .ok()
             .and_then(|r| info_field(&r, "role").map(str::to_owned));
-        let slots = redis_cli(port, &["CLUSTER", "NODES"])
+        let listed = cluster_nodes(port)
             .ok()
-            .and_then(|nodes| {
-                nodes
-                    .lines()
-                    .find(|line| line.contains("myself"))
-                    .map(|line| line.split_whitespace().skip(8).map(str::to_owned).collect())
-            })
-            .unwrap_or_default();
+            .and_then(|nodes| nodes.into_iter().find(|node| node.myself));
         Ok(NodeStatus {
             port,
             pid,
             role,
-            slots,
+            listed,
             cluster_state: info.and_then(|i| info_field(&i, "cluster_state").map(str::to_owned)),
         })
     }
@@ -561,20 +545,13 @@ pub fn stop_dir(dir: &Path) -> Result<usize> {
     for &pid in &pids {
         signal(pid, "TERM");
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|&pid| pid_is_redis(pid)) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-    }
-    for &pid in pids.iter().filter(|&&pid| pid_is_redis(pid)) {
-        signal(pid, "KILL");
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|&pid| pid_is_redis(pid)) {
-        ensure!(
-            Instant::now() < deadline,
-            "redis-server processes {pids:?} did not exit"
-        );
-        thread::sleep(Duration::from_millis(50));
+    let all_exited = || !pids.iter().any(|&pid| pid_is_redis(pid));
+    if wait_until(Duration::from_secs(5), all_exited).is_none() {
+        for &pid in pids.iter().filter(|&&pid| pid_is_redis(pid)) {
+            signal(pid, "KILL");
+        }
+        wait_until(Duration::from_secs(5), all_exited)
+            .with_context(|| format!("redis-server processes {pids:?} did not exit"))?;
     }
     fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     Ok(pids.len())
@@ -751,10 +728,9 @@ fn pid_is_redis(pid: u32) -> bool {
 }
 
 fn wait_for_exit(pid: u32, port: u16) -> Result<()> {
-    wait_for(Instant::now() + Duration::from_secs(5), || {
-        Ok(!pid_is_redis(pid))
-    })
-    .with_context(|| format!("node {port} (pid {pid}) did not exit"))
+    wait_until(Duration::from_secs(5), || !pid_is_redis(pid))
+        .with_context(|| format!("node {port} (pid {pid}) did not exit"))
+        .map(drop)
 }
 
 fn signal(pid: u32, name: &str) {
@@ -797,14 +773,9 @@ pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     })
 }
 
-fn wait_for(deadline: Instant, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
-    loop {
-        if ready().unwrap_or(false) {
-            return Ok(());
-        }
-        ensure!(Instant::now() < deadline, "timed out");
-        thread::sleep(Duration::from_millis(100));
-    }
+/// Whether the node on `port` answers `PING`.
+fn answers_ping(port: u16) -> bool {
+    redis_cli(port, &["PING"]).is_ok_and(|reply| reply.trim() == "PONG")
 }
 
 fn shell_quote(path: &Path) -> String {
