@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::MetricsClient;
-use crate::wire::{Kind, Tags, finish_line, line_prefix, metric_join, metric_join_into};
+use crate::tags::Tags;
+use crate::wire::{Kind, finish_line, line_prefix, metric_join, metric_join_into};
 
 /// A batch of metrics, like baseplate.py's `metrics.Batch`: collected in memory and sent by
 /// [`flush`](Batch::flush) in as few packets as fit [`max_packet_size`].

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::batch::{Batch, MetricName};
 use crate::error::MetricsError;
 use crate::transport::{self, LoggingNullTransport, NullTransport, Transport};
-use crate::wire::pack_lines;
+use crate::wire::{pack_lines, push_line};
 
 /// The default largest packet: 1432 bytes, statsd's advice for a 1500-byte Ethernet MTU (1500 minus
 /// IP and UDP headers and a margin), so no packet is fragmented on the way to a local statsd.
@@ -369,14 +369,13 @@ impl MetricsClient {
                 ready.push(std::mem::replace(&mut pending.packet, fresh()));
             }
             for line in lines {
-                let packet = &mut pending.packet;
-                if !packet.is_empty() && packet.len() + 1 + line.len() > max_packet_size {
-                    ready.push(std::mem::replace(packet, fresh()));
-                }
-                if !packet.is_empty() {
-                    packet.push('\n');
-                }
-                packet.push_str(line);
+                push_line(
+                    &mut pending.packet,
+                    line,
+                    max_packet_size,
+                    &mut ready,
+                    fresh,
+                );
             }
             pending.since = if pending.packet.is_empty() {
                 None

@@ -6,7 +6,9 @@
 mod batch;
 mod client;
 mod error;
+mod number;
 mod reporter;
+mod tags;
 mod transport;
 mod wire;
 
@@ -15,12 +17,12 @@ pub use client::{ClientOptions, DEFAULT_MAX_PACKET_SIZE, MetricsClient};
 pub use error::{MetricsError, SourceError};
 pub use reporter::{
     DEFAULT_REPORT_INTERVAL, ReportSummary, ReporterHandle, ReporterOptions,
-    RuntimeMetricsReporter, RuntimeMetricsSource, time_until_next_report,
+    RuntimeMetricsReporter, RuntimeMetricsSource,
 };
+pub use tags::Tags;
 #[cfg(unix)]
 pub use transport::UnixDatagramTransport;
 pub use transport::{MemoryTransport, NullTransport, Transport, UdpTransport};
-pub use wire::{Tags, format_number, metric_join};
 
 #[cfg(test)]
 mod tests {

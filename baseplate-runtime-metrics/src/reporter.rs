@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::batch::TaggedBatch;
 use crate::client::MetricsClient;
 use crate::error::{MetricsError, SourceError};
-use crate::wire::Tags;
+use crate::tags::Tags;
 
 /// How often runtime metrics are reported by default: every 10 seconds, as baseplate.py's
 /// `REPORT_INTERVAL_SECONDS`.
@@ -447,17 +447,7 @@ impl ReporterHandle {
 /// How long to wait, at `since_epoch` (time since the UNIX epoch), until the next multiple of
 /// `interval`: baseplate.py's `REPORT_INTERVAL_SECONDS - now % REPORT_INTERVAL_SECONDS`. Exactly on
 /// a multiple, that is a whole interval. A zero interval gives zero.
-///
-/// ```
-/// use std::time::Duration;
-/// use baseplate_runtime_metrics::time_until_next_report;
-///
-/// let ten = Duration::from_secs(10);
-/// assert_eq!(time_until_next_report(Duration::from_millis(1_234_567), ten), Duration::from_millis(5_433));
-/// assert_eq!(time_until_next_report(Duration::from_secs(1_700_000_000), ten), ten);
-/// ```
-#[must_use]
-pub fn time_until_next_report(since_epoch: Duration, interval: Duration) -> Duration {
+fn time_until_next_report(since_epoch: Duration, interval: Duration) -> Duration {
     let interval_nanos = interval.as_nanos();
     if interval_nanos == 0 {
         return Duration::ZERO;

@@ -1,201 +1,15 @@
-//! The statsd wire format as baseplate.py writes it: name joining, InfluxDB-style tags, numbers, lines and packets.
+//! The statsd wire format as baseplate.py writes it: name joining, lines and packets (the numbers
+//! are `number.rs`'s, the tags `tags.rs`'s).
 
-use std::fmt::{self, Write as _};
-
-/// An ordered set of InfluxDB-style tags, written into a metric's name as `,key=value,key2=value2`.
-///
-/// Tags keep insertion order, like the Python `dict` baseplate.py formats. Inserting a key that is
-/// already present replaces its value in place, so `{**base_tags, **tags}` merges the same way.
-///
-/// Keys and values may not contain the characters that structure a statsd line. baseplate.py writes
-/// them as they are and corrupts the line; here `:`, `|`, `,`, `=` and control characters (such as a
-/// newline) are replaced with `_` when the tag is inserted.
-///
-/// ```
-/// use baseplate_runtime_metrics::Tags;
-///
-/// let tags = Tags::new().with("hostname", "web-1").with("PID", 4242);
-/// assert_eq!(tags.get("PID"), Some("4242"));
-/// assert_eq!(tags.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["hostname", "PID"]);
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tags {
-    pairs: Vec<(String, String)>,
-}
-
-impl Tags {
-    /// An empty set of tags.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self { pairs: Vec::new() }
-    }
-
-    /// Returns the tags with `key=value` added (or its value replaced in place), for chaining.
-    ///
-    /// ```
-    /// use baseplate_runtime_metrics::Tags;
-    ///
-    /// let tags = Tags::new().with("client", "foo").with("client", "bar");
-    /// assert_eq!(tags.get("client"), Some("bar"));
-    /// assert_eq!(tags.len(), 1);
-    /// ```
-    #[must_use]
-    pub fn with(mut self, key: impl Into<String>, value: impl fmt::Display) -> Self {
-        self.insert(key, value);
-        self
-    }
-
-    /// Adds `key=value`, or replaces the value of `key` in place when it is already present.
-    ///
-    /// ```
-    /// use baseplate_runtime_metrics::Tags;
-    ///
-    /// let mut tags = Tags::new();
-    /// tags.insert("a", 1).insert("b", 2).insert("a", 3);
-    /// assert_eq!(tags.iter().collect::<Vec<_>>(), [("a", "3"), ("b", "2")]);
-    /// ```
-    pub fn insert(&mut self, key: impl Into<String>, value: impl fmt::Display) -> &mut Self {
-        let key = sanitize_tag_part(key.into());
-        let value = sanitize_tag_part(value.to_string());
-        match self.pairs.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, existing)) => *existing = value,
-            None => self.pairs.push((key, value)),
-        }
-        self
-    }
-
-    /// Removes `key` and returns its value, if it was present.
-    ///
-    /// ```
-    /// use baseplate_runtime_metrics::Tags;
-    ///
-    /// let mut tags = Tags::new().with("a", 1);
-    /// assert_eq!(tags.remove("a").as_deref(), Some("1"));
-    /// assert!(tags.is_empty());
-    /// ```
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        let index = self.pairs.iter().position(|(k, _)| k == key)?;
-        Some(self.pairs.remove(index).1)
-    }
-
-    /// The value of `key`, if present.
-    ///
-    /// ```
-    /// use baseplate_runtime_metrics::Tags;
-    ///
-    /// assert_eq!(Tags::new().with("a", "x").get("a"), Some("x"));
-    /// ```
-    #[must_use]
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Adds every tag of `other` in its order, replacing values of keys already present in place
-    /// (Python's `dict.update`).
-    ///
-    /// ```
-    /// use baseplate_runtime_metrics::Tags;
-    ///
-    /// let mut tags = Tags::new().with("hostname", "h").with("PID", 1);
-    /// tags.merge(&Tags::new().with("client", "foo").with("PID", 2));
-    /// assert_eq!(
-    ///     tags.iter().collect::<Vec<_>>(),
-    ///     [("hostname", "h"), ("PID", "2"), ("client", "foo")]
-    /// );
-    /// ```
-    pub fn merge(&mut self, other: &Tags) {
-        for (key, value) in &other.pairs {
-            match self.pairs.iter_mut().find(|(k, _)| k == key) {
-                Some((_, existing)) => existing.clone_from(value),
-                None => self.pairs.push((key.clone(), value.clone())),
-            }
-        }
-    }
-
-    /// The tags as `(key, value)` pairs, in order.
-    ///
-    /// ```
-    /// use baseplate_runtime_metrics::Tags;
-    ///
-    /// let tags = Tags::new().with("a", 1);
-    /// assert_eq!(tags.iter().next(), Some(("a", "1")));
-    /// ```
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// How many tags there are.
-    ///
-    /// ```
-    /// use baseplate_runtime_metrics::Tags;
-    ///
-    /// assert_eq!(Tags::new().with("a", 1).len(), 1);
-    /// ```
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.pairs.len()
-    }
-
-    /// Whether there are no tags.
-    ///
-    /// ```
-    /// use baseplate_runtime_metrics::Tags;
-    ///
-    /// assert!(Tags::new().is_empty());
-    /// ```
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
-    }
-
-    /// How many bytes [`Tags::write_to`] appends.
-    pub(crate) fn written_len(&self) -> usize {
-        self.pairs.iter().map(|(k, v)| k.len() + v.len() + 2).sum()
-    }
-
-    /// Appends `,key=value` for every tag, as baseplate.py's `_format_tags` does (nothing when empty).
-    pub(crate) fn write_to(&self, out: &mut String) {
-        for (key, value) in &self.pairs {
-            out.push(',');
-            out.push_str(key);
-            out.push('=');
-            out.push_str(value);
-        }
-    }
-}
-
-impl<K: Into<String>, V: fmt::Display> FromIterator<(K, V)> for Tags {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut tags = Tags::new();
-        tags.extend(iter);
-        tags
-    }
-}
-
-impl<K: Into<String>, V: fmt::Display> Extend<(K, V)> for Tags {
-    fn extend<I: IntoIterator<Item = (K, V)>>(&mut self, iter: I) {
-        for (key, value) in iter {
-            self.insert(key, value);
-        }
-    }
-}
+use crate::number::write_number;
+use crate::tags::Tags;
 
 /// Joins metric name parts with `.` as baseplate.py's `_metric_join` does: leading and trailing dots
 /// of each part are stripped and empty parts are skipped, so no join produces a doubled dot.
 ///
 /// Dots inside a part are kept as they are. Unlike baseplate.py, a part that is empty only after
 /// stripping (such as `"."`) is skipped too, where baseplate.py would write `a..b`.
-///
-/// ```
-/// use baseplate_runtime_metrics::metric_join;
-///
-/// assert_eq!(metric_join(["ns.", ".clients.foo.", "GET"]), "ns.clients.foo.GET");
-/// assert_eq!(metric_join(["", "runtime", "pool.size"]), "runtime.pool.size");
-/// ```
-pub fn metric_join<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn metric_join<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
     let mut joined = String::new();
     metric_join_into(&mut joined, parts);
     joined
@@ -212,233 +26,6 @@ pub(crate) fn metric_join_into<'a>(joined: &mut String, parts: impl IntoIterator
             joined.push('.');
         }
         joined.push_str(part);
-    }
-}
-
-/// Formats a number as Python's `format(value, "g")`, which baseplate.py uses for every value and
-/// sample rate: six significant digits, no trailing zeros, and scientific notation (`1e-05`,
-/// `1.23457e+06`) below `1e-4` or from `1e6` on.
-///
-/// Rust's `{}` would print `0.00001` and `1234567`, and rounds differently; this matches CPython.
-///
-/// ```
-/// use baseplate_runtime_metrics::format_number;
-///
-/// assert_eq!(format_number(12.5), "12.5");
-/// assert_eq!(format_number(3.0), "3");
-/// assert_eq!(format_number(0.00001), "1e-05");
-/// assert_eq!(format_number(1234567.0), "1.23457e+06");
-/// ```
-#[must_use]
-pub fn format_number(value: f64) -> String {
-    let mut out = String::new();
-    write_number(&mut out, value);
-    out
-}
-
-/// The significant digits of `%g`.
-const PRECISION: i32 = 6;
-
-/// Appends `value` formatted as [`format_number`] does to `out`. Every statsd line carries a number,
-/// so this is on every request's path: whole numbers below 1e6 (counters, most gauges) are written
-/// as integers, other values in `[1e-4, 1e6)` (timers) are rounded by [`six_digits`] in integer
-/// arithmetic, and the rest go through Rust's float formatting.
-pub(crate) fn write_number(out: &mut String, value: f64) {
-    if value.is_nan() {
-        out.push_str("nan");
-        return;
-    }
-    if value.is_infinite() {
-        out.push_str(if value > 0.0 { "inf" } else { "-inf" });
-        return;
-    }
-    if value == 0.0 {
-        out.push_str(if value.is_sign_negative() { "-0" } else { "0" });
-        return;
-    }
-    if value.is_sign_negative() {
-        out.push('-');
-    }
-    let magnitude = value.abs();
-    // A whole number below 1e6 has at most six digits: %g prints it exactly, as an integer.
-    if magnitude.fract() == 0.0 && magnitude < 1e6 {
-        // Exact: the value is a whole number below 1e6.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        push_digits(out, magnitude as u64, 0);
-        return;
-    }
-    match six_digits(magnitude) {
-        Some((digits, exponent)) if (-4..PRECISION).contains(&exponent) => {
-            let mut text = StackText::<8>::new();
-            push_digits(&mut text, u64::from(digits), 6);
-            push_fixed(out, text.as_str(), exponent);
-        }
-        _ => write_number_by_formatting(out, magnitude),
-    }
-}
-
-/// Lays out six significant `digits` (`dddddd` for `d.ddddd × 10^exponent`, `exponent` in
-/// `-4..6`) in `%g`'s fixed notation: the point moved by the exponent, trailing zeros cut.
-fn push_fixed(out: &mut String, digits: &str, exponent: i32) {
-    let fraction = match usize::try_from(exponent) {
-        Ok(exponent) => {
-            let split = (exponent + 1).min(digits.len());
-            out.push_str(&digits[..split]);
-            &digits[split..]
-        }
-        Err(_) => {
-            out.push_str("0.");
-            for _ in 0..(-exponent - 1) {
-                out.push('0');
-            }
-            digits
-        }
-    };
-    let fraction = fraction.trim_end_matches('0');
-    if exponent >= 0 && !fraction.is_empty() {
-        out.push('.');
-    }
-    out.push_str(fraction);
-}
-
-/// Powers of ten up to 10^10, for [`six_digits`].
-const POWERS_OF_TEN: [u64; 11] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-    1_000_000_000,
-    10_000_000_000,
-];
-
-/// `value` (positive) rounded to six significant digits, `(digits, exponent)` with `digits` in
-/// `100000..=999999` and `value ≈ digits × 10^(exponent − 5)`, or `None` outside `[1e-4, 1e6)`,
-/// where the caller formats instead.
-///
-/// The rounding is exact, half to even on the binary value, as CPython's `%g` rounds: the value
-/// is `mantissa × 2^-shift`, so `value × 10^(5 − exponent)` is an integer product shifted right,
-/// whose remainder decides the rounding. In this range the product fits in 128 bits.
-fn six_digits(value: f64) -> Option<(u32, i32)> {
-    if !(1e-4..1e6).contains(&value) {
-        return None;
-    }
-    let bits = value.to_bits();
-    let biased_exponent = i32::try_from((bits >> 52) & 0x7ff).ok()?;
-    let mantissa = (bits & ((1 << 52) - 1)) | (1 << 52);
-    let shift = u32::try_from(1075 - biased_exponent).ok()?;
-    if !(1..=100).contains(&shift) {
-        return None;
-    }
-    // An estimate of the decimal exponent, corrected below when the digits say it is off by one.
-    #[allow(clippy::cast_possible_truncation)]
-    let mut exponent = value.log10().floor() as i32;
-    for _ in 0..3 {
-        let scale = POWERS_OF_TEN.get(usize::try_from(5 - exponent).ok()?)?;
-        let product = u128::from(mantissa) * u128::from(*scale);
-        let truncated = u64::try_from(product >> shift).ok()?;
-        let remainder = product & ((1u128 << shift) - 1);
-        let half = 1u128 << (shift - 1);
-        let round_up = remainder > half || (remainder == half && truncated % 2 == 1);
-        let rounded = truncated + u64::from(round_up);
-        if rounded < 100_000 {
-            exponent -= 1;
-        } else if truncated >= 1_000_000 {
-            exponent += 1;
-        } else if rounded == 1_000_000 {
-            // 999999.5 and up rounds to the next power of ten.
-            return Some((100_000, exponent + 1));
-        } else {
-            return Some((u32::try_from(rounded).ok()?, exponent));
-        }
-    }
-    None
-}
-
-/// Appends `number` in decimal, left-padded with zeros to `width` digits.
-fn push_digits(out: &mut impl fmt::Write, mut number: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut start = digits.len();
-    while number > 0 || start == digits.len() {
-        start -= 1;
-        // A digit: `number % 10` is below 10.
-        #[allow(clippy::cast_possible_truncation)]
-        let digit = (number % 10) as u8;
-        digits[start] = b'0' + digit;
-        number /= 10;
-    }
-    let start = start.min(digits.len().saturating_sub(width));
-    for &digit in &digits[start..] {
-        let _ = out.write_char(char::from(digit));
-    }
-}
-
-/// The general path of [`write_number`], for a `magnitude` (finite, above zero) outside the fast
-/// paths' ranges: Rust's exact scientific formatting, laid out as `%g` does.
-fn write_number_by_formatting(out: &mut String, magnitude: f64) {
-    // Python decides between fixed and scientific notation by the exponent the value has once
-    // rounded to the precision, so round in scientific notation first and read the exponent back.
-    // `d.ddddde-308` fits the stack buffer.
-    let mut scientific = StackText::<24>::new();
-    let formatted = write!(scientific, "{:.*e}", (PRECISION - 1) as usize, magnitude);
-    let parts = formatted
-        .ok()
-        .and_then(|()| scientific.as_str().split_once('e'))
-        .and_then(|(mantissa, exponent)| Some((mantissa, exponent.parse::<i32>().ok()?)));
-    let Some((mantissa, exponent)) = parts else {
-        let _ = write!(out, "{magnitude}");
-        return;
-    };
-    if (-4..PRECISION).contains(&exponent) {
-        // The same rounding as `{:.(5 - exponent)}` (the same digit position), laid out from the
-        // mantissa's six digits `d.ddddd`.
-        let mut digits = StackText::<8>::new();
-        for c in mantissa.chars().filter(char::is_ascii_digit) {
-            let _ = digits.write_char(c);
-        }
-        push_fixed(out, digits.as_str(), exponent);
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        let _ = write!(
-            out,
-            "{}e{sign}{:02}",
-            trim_fraction(mantissa),
-            exponent.unsigned_abs()
-        );
-    }
-}
-
-/// A fixed-capacity text buffer on the stack; writing past its capacity is a `fmt::Error`.
-struct StackText<const N: usize> {
-    bytes: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> StackText<N> {
-    fn new() -> Self {
-        Self {
-            bytes: [0; N],
-            len: 0,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        // Only whole `&str`s are ever copied in, so the bytes are UTF-8.
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
-    }
-}
-
-impl<const N: usize> fmt::Write for StackText<N> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        let end = self.len + text.len();
-        let slot = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
-        slot.copy_from_slice(text.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 
@@ -493,18 +80,37 @@ pub(crate) fn pack_lines<'a>(
     let mut packets = Vec::new();
     let mut current = String::new();
     for line in lines {
-        if !current.is_empty() && current.len() + 1 + line.len() > max_packet_size {
-            packets.push(std::mem::take(&mut current));
-        }
-        if !current.is_empty() {
-            current.push('\n');
-        }
-        current.push_str(line);
+        push_line(
+            &mut current,
+            line,
+            max_packet_size,
+            &mut packets,
+            String::new,
+        );
     }
     if !current.is_empty() {
         packets.push(current);
     }
     packets
+}
+
+/// Appends `line` to `packet`, newline-separated. When it would make the packet longer than
+/// `max_packet_size`, the packet so far goes to `full` first and is replaced by `fresh()`, so the
+/// line starts the next one: the one rule both [`pack_lines`] and the client's coalescing follow.
+pub(crate) fn push_line(
+    packet: &mut String,
+    line: &str,
+    max_packet_size: usize,
+    full: &mut Vec<String>,
+    fresh: impl FnOnce() -> String,
+) {
+    if !packet.is_empty() && packet.len() + 1 + line.len() > max_packet_size {
+        full.push(std::mem::replace(packet, fresh()));
+    }
+    if !packet.is_empty() {
+        packet.push('\n');
+    }
+    packet.push_str(line);
 }
 
 /// Replaces the characters that would break a line's structure in a metric name; a clean name (the
@@ -518,17 +124,8 @@ fn sanitize_name(name: String) -> String {
     }
 }
 
-/// Replaces the characters that would break a line's structure in a tag key or value.
-fn sanitize_tag_part(part: String) -> String {
-    let forbidden = |c: char| matches!(c, ':' | '|' | ',' | '=');
-    if part.chars().any(|c| forbidden(c) || c.is_control()) {
-        replace_chars(&part, forbidden)
-    } else {
-        part
-    }
-}
-
-fn replace_chars(text: &str, forbidden: impl Fn(char) -> bool) -> String {
+/// `text` with every `forbidden` or control character replaced by `_`.
+pub(crate) fn replace_chars(text: &str, forbidden: impl Fn(char) -> bool) -> String {
     text.chars()
         .map(|c| {
             if forbidden(c) || c.is_control() {
@@ -540,134 +137,9 @@ fn replace_chars(text: &str, forbidden: impl Fn(char) -> bool) -> String {
         .collect()
 }
 
-/// Removes trailing zeros of a fraction, and the dot when nothing follows it.
-fn trim_fraction(number: &str) -> &str {
-    if number.contains('.') {
-        number.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        number
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_match_cpython_format_g() {
-        // Expected strings are CPython 3's `format(value, "g")` for the same doubles.
-        let cases: &[(f64, &str)] = &[
-            (12.5, "12.5"),
-            (3.0, "3"),
-            (0.42, "0.42"),
-            (3_140.000_000_000_000_5, "3140"),
-            (1e-05, "1e-05"),
-            (0.0001, "0.0001"),
-            (0.000_123_45, "0.00012345"),
-            (1.5e-07, "1.5e-07"),
-            (123_456.0, "123456"),
-            (1_234_567.0, "1.23457e+06"),
-            (1_234_565.0, "1.23456e+06"),
-            (999_999.5, "1e+06"),
-            (9.999_995, "10"),
-            (0.5, "0.5"),
-            (100.0, "100"),
-            (-20.0, "-20"),
-            (0.1 + 0.2, "0.3"),
-            (1e16, "1e+16"),
-            (123.456_789, "123.457"),
-            (0.000_999_999, "0.000999999"),
-            (-0.0, "-0"),
-            (0.0, "0"),
-            (1e22, "1e+22"),
-            (5e-324, "4.94066e-324"),
-            (f64::MAX, "1.79769e+308"),
-            (0.25, "0.25"),
-            (12345.65, "12345.6"),
-            (0.001, "0.001"),
-            // Exact ties round half to even, as CPython's correctly rounded formatting does.
-            (12_345.25, "12345.2"),
-            (12_345.75, "12345.8"),
-            (1_000.062_5, "1000.06"),
-            (f64::INFINITY, "inf"),
-            (f64::NAN, "nan"),
-            (-0.42, "-0.42"),
-            (-12.5, "-12.5"),
-            (0.000_42, "0.00042"),
-            (999_999.0, "999999"),
-            (-999_999.0, "-999999"),
-            (1e6, "1e+06"),
-            (-1_234_567.0, "-1.23457e+06"),
-            // Ties and carries at the edges of the exact fast path (checked against CPython 3.11).
-            (100_000.5, "100000"),
-            (100_001.5, "100002"),
-            (999_998.5, "999998"),
-            (999_999.5, "1e+06"),
-            (123_456.75, "123457"),
-            (0.0001, "0.0001"),
-            (0.000_100_000_000_000_000_02, "0.0001"),
-            (0.000_099_999_999_999_999_99, "0.0001"),
-            (0.123_456_789, "0.123457"),
-        ];
-        for &(value, expected) in cases {
-            assert_eq!(format_number(value), expected, "format_number({value:?})");
-        }
-    }
-
-    /// CPython's `%g` as the first version computed it: round in scientific notation for the
-    /// exponent, then format again in fixed notation.
-    fn format_g_twice(value: f64) -> String {
-        let scientific = format!("{value:.5e}");
-        let (mantissa, exponent) = scientific.split_once('e').unwrap();
-        let exponent: i32 = exponent.parse().unwrap();
-        if (-4..6).contains(&exponent) {
-            trim_fraction(&format!("{:.*}", (5 - exponent) as usize, value)).to_owned()
-        } else {
-            let sign = if exponent < 0 { '-' } else { '+' };
-            format!(
-                "{}e{sign}{:02}",
-                trim_fraction(mantissa),
-                exponent.unsigned_abs()
-            )
-        }
-    }
-
-    #[test]
-    fn laying_out_the_rounded_digits_equals_formatting_twice() {
-        // A deterministic sweep over magnitudes, signs and awkward mantissas (ties, carries).
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut values = vec![
-            9.999_995,
-            99_999.95,
-            0.000_099_999_95,
-            1.000_005,
-            12_345.25,
-            100_000.5,
-            999_999.5,
-            0.0001,
-            0.000_100_000_000_000_000_02,
-            1e-4 - f64::EPSILON * 1e-4,
-        ];
-        for exponent in -7..9 {
-            for _ in 0..2_000 {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
-                let value = (1.0 + 9.0 * unit) * 10f64.powi(exponent);
-                values.push(value);
-                values.push(-value);
-                values.push(value.round());
-            }
-        }
-        for value in values {
-            assert_eq!(
-                format_number(value),
-                format_g_twice(value),
-                "format_number({value:?})"
-            );
-        }
-    }
 
     #[test]
     fn join_strips_dots_and_skips_empty_parts() {
@@ -686,33 +158,6 @@ mod tests {
         assert_eq!(metric_join(["a", ".", "b"]), "a.b");
         assert_eq!(metric_join(["a..b", "c"]), "a..b.c");
         assert_eq!(metric_join(["", ""]), "");
-    }
-
-    #[test]
-    fn tags_are_written_in_insertion_order() {
-        let tags = Tags::new()
-            .with("hostname", "web-1")
-            .with("PID", 4242)
-            .with("client", "foo");
-        let mut out = String::new();
-        tags.write_to(&mut out);
-        assert_eq!(out, ",hostname=web-1,PID=4242,client=foo");
-    }
-
-    #[test]
-    fn replacing_a_tag_keeps_its_position() {
-        let mut tags = Tags::new().with("a", 1).with("b", 2);
-        tags.insert("a", 3);
-        tags.merge(&Tags::new().with("c", 4).with("b", 5));
-        assert_eq!(
-            tags.iter().collect::<Vec<_>>(),
-            [("a", "3"), ("b", "5"), ("c", "4")]
-        );
-        let collected: Tags = [("x", 1), ("y", 2)].into_iter().collect();
-        assert_eq!(
-            collected.iter().collect::<Vec<_>>(),
-            [("x", "1"), ("y", "2")]
-        );
     }
 
     #[test]
