@@ -1,10 +1,12 @@
 //! Unit tests of the tracker against an in-memory connection that records what the tracker sends.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use rand::SeedableRng as _;
 use rand::rngs::SmallRng;
-use redis::{ErrorKind, RedisFuture, Value};
+use redis::{ErrorKind, RedisError, RedisFuture, Value};
+use tokio::time::Instant;
 
 use super::*;
 use crate::seed_thread_rng;
@@ -624,34 +626,4 @@ fn modes_parse_and_deserialise_from_their_names() {
         "\"aggregated\""
     );
     assert_eq!(TrackKeyMode::Direct.to_string(), "direct");
-}
-
-#[test]
-fn flush_intervals_are_jittered_by_ten_percent() {
-    let ten = Duration::from_secs(10);
-    assert_eq!(jitter(ten, 0.0), Duration::from_secs(9));
-    assert_eq!(jitter(ten, 1.0), Duration::from_secs(11));
-    assert_eq!(jitter(ten, 0.5), ten);
-    assert_eq!(jitter(ten, 7.0), Duration::from_secs(11));
-    // An interval too long to scale stays as it is rather than overflowing.
-    assert_eq!(jitter(Duration::MAX, 1.0), Duration::MAX);
-    let eons = Duration::from_secs(200_000_000_000_000 * 86_400);
-    assert_eq!(jitter(eons, 1.0), eons);
-    // And a deadline that far off is a year away, not a panic.
-    let year = Duration::from_secs(365 * 86_400);
-    assert!(deadline_after(Duration::MAX) >= Instant::now() + year - Duration::from_secs(1));
-    assert!(deadline_after(Duration::from_secs(1)) <= Instant::now() + Duration::from_secs(1));
-}
-
-#[test]
-fn failures_are_logged_at_most_once_per_interval() {
-    let mut limiter = WarnLimiter::new(Duration::from_secs(3600));
-    let error = WriteError::Timeout(Duration::from_secs(1));
-    assert!(limiter.failed(&error));
-    assert!(!limiter.failed(&error));
-    assert!(!limiter.failed(&error));
-    assert_eq!(limiter.unlogged, 2);
-    let mut eager = WarnLimiter::new(Duration::ZERO);
-    assert!(eager.failed(&error));
-    assert!(eager.failed(&error));
 }
