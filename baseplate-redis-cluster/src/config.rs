@@ -1241,4 +1241,76 @@ mod tests {
             "the config prefix \"foo\" must end with \".\""
         );
     }
+
+    /// The keys the README's config table lists (a row may name several, comma-separated).
+    fn readme_keys() -> Vec<String> {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("| key | type | default | meaning |")
+            .nth(1)
+            .expect("the README has the config key table");
+        table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .flat_map(|row| {
+                let first = row.split('|').nth(1).unwrap_or_default();
+                first
+                    .split(',')
+                    .map(|key| key.trim().trim_matches('`').to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The keys the code accepts: the fields serde asks [`RawOptions`]'s deserializer for.
+    fn accepted_keys() -> Vec<String> {
+        struct Fields(Vec<&'static str>);
+        #[derive(Debug)]
+        struct Done;
+        impl std::fmt::Display for Done {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("done")
+            }
+        }
+        impl std::error::Error for Done {}
+        impl serde::de::Error for Done {
+            fn custom<T: std::fmt::Display>(_: T) -> Self {
+                Done
+            }
+        }
+        impl<'de> serde::Deserializer<'de> for &mut Fields {
+            type Error = Done;
+            fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Done> {
+                Err(Done)
+            }
+            fn deserialize_struct<V: serde::de::Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Done> {
+                self.0.extend(fields);
+                Err(Done)
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut fields = Fields(Vec::new());
+        let _ = RawOptions::deserialize(&mut fields);
+        fields.0.into_iter().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_readme_lists_exactly_the_keys_the_code_accepts() {
+        let mut listed = readme_keys();
+        let mut accepted = accepted_keys();
+        assert!(accepted.contains(&"url".to_owned()), "{accepted:?}");
+        listed.sort();
+        accepted.sort();
+        assert_eq!(listed, accepted);
+    }
 }
