@@ -30,13 +30,13 @@ pub enum ClusterConfigError {
     },
 }
 
-/// A command could not get one of the `max_connections` slots within the wait the pool allows.
+/// A command could not get one of the `max_connections` permits within the wait the pool allows.
 ///
 /// It reaches callers inside a [`redis::RedisError`] (an I/O error of kind `TimedOut`, so
 /// `RedisError::is_timeout` is true); [`PoolTimeout::find`] recovers it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "redis cluster client {client:?}: all {max_connections} slots (max_connections) stayed busy for {waited:?}"
+    "redis cluster client {client:?}: all {max_connections} permits (max_connections) stayed busy for {waited:?}"
 )]
 pub struct PoolTimeout {
     /// The client's name (its config prefix without the dot).

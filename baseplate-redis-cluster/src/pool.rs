@@ -1,13 +1,19 @@
-//! The pool: mobc keeps the multiplexed redis-rs cluster connection alive (connect with a timeout,
-//! health-check without fan-out, replace when broken), and a FIFO semaphore of `max_connections`
-//! permits bounds the commands in flight.
+//! The pool: a FIFO semaphore of `max_connections` permits bounds the commands in flight, and
+//! two mobc pools open, lend and close the redis-rs cluster connections behind them.
 //!
 //! A redis-rs cluster connection multiplexes every command over one socket per node, so checking
 //! out a connection per command would only add sockets and waiting. Instead each command takes a
-//! permit (waiting in FIFO order, for at most the configured wait) and a cheap clone of the shared
-//! connection. Blocking commands (`BLPOP`, `XREAD ... BLOCK`, ...) are the exception: a second
-//! mobc pool lends each one a cluster connection of its own for as long as it waits, so it never
-//! holds up the callers sharing a node's socket.
+//! permit (waiting in FIFO order, for at most the configured wait) and a cheap clone of one shared
+//! connection. That connection is a single long-lived mobc checkout: mobc opens it (within the
+//! connect timeout), and is asked for another only when the pool finds it broken (a dropped
+//! connection, or no node left), which it hands back for mobc to close. mobc's health check and
+//! limits therefore only act on that replacement: a PING when the connection it lends sat idle
+//! over 5 s, at most 4 open at once while a broken one is still closing, 1 kept idle.
+//!
+//! Blocking commands (`BLPOP`, `XREAD ... BLOCK`, ...) are where mobc does a pool's usual work: the
+//! second mobc pool lends each one a cluster connection of its own for as long as it waits (up to
+//! `max_connections` of them, idle ones kept a minute and health-checked after 5 s idle), so it
+//! never holds up the callers sharing a node's socket.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,7 +46,7 @@ pub struct PoolStats {
     /// cluster connection (the shared one, and those lent to blocking commands, in use or kept
     /// idle for the next ones) keeps one to every node the topology listed when it connected.
     pub open_connections: usize,
-    /// Callers waiting for a slot now.
+    /// Callers waiting for a permit now.
     pub waiting: usize,
     /// Blocking commands running now, each on a connection of its own (counted in
     /// `open_connections` too).
@@ -154,6 +160,7 @@ impl ClusterPool {
             .test_on_check_out(true)
             .health_check_interval(Some(Duration::from_secs(5)))
             .build(manager.clone());
+        // Lends the one shared connection, and its replacement when it broke (see the module doc).
         let connections = mobc::Pool::builder()
             .max_open(4)
             .max_idle(1)
@@ -201,7 +208,7 @@ impl ClusterPool {
     }
 
     /// A raw connection outside the pool's accounting, for the hot-key tracker: its writes must
-    /// neither take a caller's slot nor be observed as the caller's commands.
+    /// neither take a caller's permit nor be observed as the caller's commands.
     pub(crate) fn client(&self) -> &ClusterClient {
         &self.inner.client
     }

@@ -291,7 +291,7 @@ async fn excess_callers_wait_for_a_slot_then_fail_with_the_pool_error() {
     let holders = hold_in_flight(&foo, &prefix, 2);
     eventually(WAIT, async || foo.pool_stats().in_use == 2)
         .await
-        .expect("both slots in use");
+        .expect("both permits in use");
 
     let started = Instant::now();
     let mut waiter = foo.clone();
@@ -311,7 +311,7 @@ async fn excess_callers_wait_for_a_slot_then_fail_with_the_pool_error() {
     assert!(error.is_timeout());
     assert!(
         error.to_string().contains(
-            "redis cluster client \"foo\": all 2 slots (max_connections) stayed busy for"
+            "redis cluster client \"foo\": all 2 permits (max_connections) stayed busy for"
         ),
         "{error}"
     );
