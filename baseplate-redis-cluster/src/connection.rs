@@ -282,8 +282,11 @@ impl MonitoredClusterRedisConnection {
         }
         let route = match slot {
             Some(slot) => {
-                let node = self.pool.router().node_for(slot, false);
-                record_node(&Span::current(), node.as_ref());
+                let span = Span::current();
+                if !span.is_disabled() {
+                    let node = self.pool.router().node_for(slot, false);
+                    record_node(&span, node.as_ref());
+                }
                 SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))
             }
             None => SingleNodeRoutingInfo::RandomPrimary,
