@@ -150,8 +150,8 @@ fn spread_keys(prefix: &str) -> Vec<String> {
     (0..12).map(|i| format!("{prefix}spread{i}")).collect()
 }
 
-/// A GET, a SET, an LPUSH that fails with `WRONGTYPE`, a pipeline over several nodes, and a GET
-/// that may go to a replica. Answers the LPUSH's error.
+/// A GET, a SET, an LPUSH that fails with `WRONGTYPE`, a pipeline over several nodes, a
+/// transaction, and a GET that may go to a replica. Answers the LPUSH's error.
 async fn conventions(ctx: RequestContext, State(prefix): State<Arc<str>>) -> String {
     let mut foo = foo(&ctx, "foo");
     let string = format!("{prefix}string");
@@ -163,6 +163,12 @@ async fn conventions(ctx: RequestContext, State(prefix): State<Arc<str>>) -> Str
         spread.set(key, 1).ignore();
     }
     let () = spread.query_async().await.unwrap();
+    let mut tx = foo.transaction("tx");
+    tx.incr(format!("{prefix}{{t}}a"), 1)
+        .ignore()
+        .incr(format!("{prefix}{{t}}b"), 1)
+        .ignore();
+    let () = tx.query_async().await.unwrap();
     let mut bar = ctx.redis_cluster("bar").unwrap();
     let _: Option<String> = bar.get(&string).await.unwrap();
     format!("{}{error}", ids())
@@ -273,7 +279,7 @@ async fn redis_spans_carry_the_database_conventions_under_the_server_span() {
     let lpush_error = reply.rest.join("\n");
     assert!(lpush_error.contains("WRONGTYPE"), "{lpush_error}");
 
-    let spans = spans_of(reply.trace, 6).await;
+    let spans = spans_of(reply.trace, 7).await;
     let server = one(&spans, "/conventions");
     assert_eq!(server.span_kind, SpanKind::Server);
     assert_eq!(server.span_context.span_id(), reply.span);
@@ -329,18 +335,37 @@ async fn redis_spans_carry_the_database_conventions_under_the_server_span() {
     );
     assert_eq!(spread.status, Status::Unset);
 
-    // A read that may go to a replica: the node redis-rs picks is not known.
-    let replica_read = one(&spans, "bar.GET");
+    // A transaction runs on its slot's primary.
+    let (host, port) = primary_of(&format!("{}{{t}}", service.prefix)).await;
+    let tx = one(&spans, "foo.transaction_tx");
     assert_eq!(
-        attributes(replica_read),
+        attributes(tx),
         expected(&[
             ("db.system.name", Value::from("redis")),
-            ("db.operation.name", Value::from("GET")),
-            ("baseplate.client", Value::from("bar")),
+            ("db.operation.name", Value::from("MULTI")),
+            ("db.operation.batch.size", Value::I64(2)),
+            ("server.address", Value::from(host)),
+            ("server.port", Value::I64(port)),
+            ("baseplate.client", Value::from("foo")),
         ])
     );
+    assert_eq!(tx.status, Status::Unset);
+
+    // A read that may go to a replica: the node redis-rs picks is not known. (On a cluster
+    // without replicas it can only go to the primary, which is reported.)
+    let mut replica_read = vec![
+        ("db.system.name", Value::from("redis")),
+        ("db.operation.name", Value::from("GET")),
+        ("baseplate.client", Value::from("bar")),
+    ];
+    if cluster().replicas_per_primary() == 0 {
+        let (host, port) = primary_of(&string).await;
+        replica_read.push(("server.address", Value::from(host)));
+        replica_read.push(("server.port", Value::I64(port)));
+    }
+    assert_eq!(attributes(one(&spans, "bar.GET")), expected(&replica_read));
     let mut suffixes: Vec<String> = (0..keys.len()).map(|i| format!("spread{i}")).collect();
-    suffixes.push("string".to_owned());
+    suffixes.extend(["string", "{t}a", "{t}b"].map(str::to_owned));
     service
         .stop(&suffixes.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
