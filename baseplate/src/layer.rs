@@ -24,10 +24,10 @@ use crate::service::Baseplate;
 ///
 /// With the `opentelemetry` feature, a request that carries trace context continues that trace:
 /// its server span's OpenTelemetry parent is the caller's span named by a W3C `traceparent`
-/// header or by baseplate's `X-Trace`/`X-Span` headers (see
-/// [`BaseplateHeadersPropagator`](crate::propagation::BaseplateHeadersPropagator);
-/// `traceparent` wins when both are there). This takes effect when the service's subscriber has
-/// tracing-opentelemetry's layer (the version this crate depends on).
+/// header or by baseplate's `X-Trace`/`X-Span` headers (see the `propagation` module's
+/// `BaseplateHeadersPropagator`; `traceparent` wins when both are there). This takes effect
+/// when the service's subscriber has tracing-opentelemetry's layer (the version this crate
+/// depends on).
 ///
 /// With axum, add it with `route_layer`, which runs after routing, so the route is known:
 ///
