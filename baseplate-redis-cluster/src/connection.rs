@@ -135,12 +135,13 @@ impl MonitoredClusterRedisConnection {
         count: usize,
         label: &str,
     ) -> RedisResult<Vec<Value>> {
-        let (operation, command) = if pipeline.is_transaction() {
+        let (term, command) = if pipeline.is_transaction() {
             ("MULTI", TRANSACTION_COMMAND)
         } else {
             ("PIPELINE", PIPELINE_COMMAND)
         };
         let name = CommandName::Label(label);
+        let operation = BatchOperation { pipeline, term };
         let span = self.span(name, operation, Some(pipeline.len()));
         // The whole pipeline goes where a blocking command in it must: its replies come back in
         // order on one connection.
@@ -764,6 +765,33 @@ fn command_name(cmd: &Cmd) -> &[u8] {
     }
 }
 
+/// A pipeline's or transaction's `db.operation.name`, formatted only when a subscriber wants it,
+/// as OpenTelemetry's conventions name batches: `BATCH SET` when all its commands are `SET`,
+/// else Redis's term, `PIPELINE` or `MULTI`; a single command is named as itself (the
+/// conventions count two commands or more as a batch).
+struct BatchOperation<'a> {
+    pipeline: &'a Pipeline,
+    /// `PIPELINE` or `MULTI`.
+    term: &'static str,
+}
+
+impl fmt::Display for BatchOperation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = self.pipeline.cmd_iter().map(command_name);
+        let Some(first) = names.next() else {
+            return f.write_str(self.term);
+        };
+        let first_name = CommandName::Command(first);
+        match self.pipeline.len() {
+            1 => write!(f, "{first_name}"),
+            _ if names.all(|name| name.eq_ignore_ascii_case(first)) => {
+                write!(f, "BATCH {first_name}")
+            }
+            _ => f.write_str(self.term),
+        }
+    }
+}
+
 /// `{client}.{COMMAND}`, baseplate's span name, formatted only when a subscriber wants it.
 struct TraceName<'a> {
     client: &'a str,
@@ -779,6 +807,22 @@ impl fmt::Display for TraceName<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_named_as_opentelemetrys_conventions_ask() {
+        let name = |pipeline: &Pipeline, term| BatchOperation { pipeline, term }.to_string();
+        let mut sets = redis::pipe();
+        sets.set("a", 1).cmd("set").arg("b").arg(2);
+        assert_eq!(name(&sets, "PIPELINE"), "BATCH SET");
+        let mut mixed = redis::pipe();
+        mixed.set("a", 1).get("a");
+        assert_eq!(name(&mixed, "PIPELINE"), "PIPELINE");
+        assert_eq!(name(&mixed, "MULTI"), "MULTI");
+        let mut one = redis::pipe();
+        one.get("a");
+        assert_eq!(name(&one, "MULTI"), "GET");
+        assert_eq!(name(&redis::pipe(), "PIPELINE"), "PIPELINE");
+    }
 
     #[test]
     fn span_names_are_baseplates() {
