@@ -166,7 +166,7 @@ async fn conventions(ctx: RequestContext, State(prefix): State<Arc<str>>) -> Str
     let mut tx = foo.transaction("tx");
     tx.incr(format!("{prefix}{{t}}a"), 1)
         .ignore()
-        .incr(format!("{prefix}{{t}}b"), 1)
+        .set(format!("{prefix}{{t}}b"), 1)
         .ignore();
     let () = tx.query_async().await.unwrap();
     let mut bar = ctx.redis_cluster("bar").unwrap();
@@ -327,7 +327,7 @@ async fn redis_spans_carry_the_database_conventions_under_the_server_span() {
         attributes(spread),
         expected(&[
             ("db.system.name", Value::from("redis")),
-            ("db.operation.name", Value::from("PIPELINE")),
+            ("db.operation.name", Value::from("BATCH SET")),
             ("db.operation.batch.size", Value::I64(keys.len() as i64)),
             ("baseplate.client", Value::from("foo")),
             ("db.redis.nodes", Value::I64(nodes as i64)),
@@ -335,7 +335,8 @@ async fn redis_spans_carry_the_database_conventions_under_the_server_span() {
     );
     assert_eq!(spread.status, Status::Unset);
 
-    // A transaction runs on its slot's primary.
+    // A transaction runs on its slot's primary; its commands differ, so it is named as Redis
+    // names it.
     let (host, port) = primary_of(&format!("{}{{t}}", service.prefix)).await;
     let tx = one(&spans, "foo.transaction_tx");
     assert_eq!(
