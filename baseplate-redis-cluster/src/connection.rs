@@ -518,8 +518,13 @@ impl MonitoredClusterRedisConnection {
     /// request. Ancestry is known only through a `tracing-subscriber` registry; under any other
     /// subscriber commands are children of the request's span.
     fn parent_span(&self) -> Span {
+        // A request span no subscriber wants (or none at all) is the answer without a look at
+        // the current span.
+        let Some(request_id) = self.parent.id() else {
+            return self.parent.clone();
+        };
         let current = Span::current();
-        let (Some(current_id), Some(request_id)) = (current.id(), self.parent.id()) else {
+        let Some(current_id) = current.id() else {
             return self.parent.clone();
         };
         if current_id == request_id {
