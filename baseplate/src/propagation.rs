@@ -54,6 +54,10 @@ const FLAGS: &str = "X-Flags";
 /// are matched as given and in lower case. Injecting writes `X-Trace`, `X-Span` and
 /// `X-Sampled` (`1` or `0`) the same way.
 ///
+/// [`BaseplateLayer`](crate::BaseplateLayer) reads these headers first and `traceparent` after,
+/// so a caller that sends both (a service traced through OpenTelemetry that also writes
+/// baseplate's headers) is continued from `traceparent`, whose ids are exact.
+///
 /// ```
 /// use std::collections::HashMap;
 /// use baseplate::propagation::BaseplateHeadersPropagator;
