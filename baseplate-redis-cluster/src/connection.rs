@@ -12,15 +12,21 @@ use std::time::{Duration, Instant};
 
 use baseplate_hotkeys::HotKeyTracker;
 use futures_util::future::join_all;
+use opentelemetry_semantic_conventions::attribute::{
+    DB_OPERATION_BATCH_SIZE, DB_OPERATION_NAME, DB_RESPONSE_STATUS_CODE, DB_SYSTEM_NAME,
+    ERROR_TYPE, SERVER_ADDRESS, SERVER_PORT,
+};
 use redis::aio::ConnectionLike;
+use redis::cluster::NodeAddress;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
+use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
 use crate::error::{
-    CallTimeout, ConnectTimeout, CrossSlotTransaction, name_call_error, names_client,
+    CallTimeout, ConnectTimeout, CrossSlotTransaction, error_type, name_call_error, names_client,
 };
 use crate::metrics::{
     ActiveGuard, ClientSeries, CommandName, CommandObserver, CommandSeries, PIPELINE_COMMAND,
@@ -129,13 +135,14 @@ impl MonitoredClusterRedisConnection {
         count: usize,
         label: &str,
     ) -> RedisResult<Vec<Value>> {
-        let (operation, command) = if pipeline.is_transaction() {
+        let (term, command) = if pipeline.is_transaction() {
             ("MULTI", TRANSACTION_COMMAND)
         } else {
             ("PIPELINE", PIPELINE_COMMAND)
         };
         let name = CommandName::Label(label);
-        let span = self.span(name, operation);
+        let operation = BatchOperation { pipeline, term };
+        let span = self.span(name, operation, Some(pipeline.len()));
         // The whole pipeline goes where a blocking command in it must: its replies come back in
         // order on one connection.
         let blocking = pipeline.cmd_iter().any(blocks);
@@ -202,6 +209,7 @@ impl MonitoredClusterRedisConnection {
         let outcome = Outcome {
             conn: self,
             name,
+            cmd,
             _active: series.start(),
             series,
             started,
@@ -274,7 +282,14 @@ impl MonitoredClusterRedisConnection {
             }
         }
         let route = match slot {
-            Some(slot) => SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)),
+            Some(slot) => {
+                let span = Span::current();
+                if !span.is_disabled() {
+                    let node = self.pool.router().node_for(slot, false);
+                    record_node(&span, node.as_ref());
+                }
+                SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))
+            }
             None => SingleNodeRoutingInfo::RandomPrimary,
         };
         let result = conn
@@ -296,7 +311,14 @@ impl MonitoredClusterRedisConnection {
         pipeline: &Pipeline,
     ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
         let groups = self.group_by_node(pipeline);
-        Span::current().record("db.redis.nodes", groups.len().max(1));
+        let span = Span::current();
+        span.record("db.redis.nodes", count(groups.len().max(1)));
+        if let [group] = groups.as_slice()
+            && !span.is_disabled()
+        {
+            let node = self.pool.router().node_for(group.slot, group.read_only);
+            record_node(&span, node.as_ref());
+        }
         if groups.len() <= 1 {
             let route = groups
                 .first()
@@ -452,23 +474,75 @@ impl MonitoredClusterRedisConnection {
         .into()
     }
 
-    fn span(&self, name: CommandName<'_>, operation: impl fmt::Display) -> Span {
+    /// The call's span, named `{client}.{name}`, with OpenTelemetry's database conventions:
+    /// `db.operation.batch.size` is `batch` when that is two or more, as the conventions count
+    /// batches. Its parent is the current span when that belongs to the request (a handler's own
+    /// instrumented function), else the request's span.
+    fn span(
+        &self,
+        name: CommandName<'_>,
+        operation: impl fmt::Display,
+        batch: Option<usize>,
+    ) -> Span {
         let trace = TraceName {
             client: &self.name,
             name,
         };
-        tracing::info_span!(
-            parent: &self.parent,
+        let parent = self.parent_span();
+        let span = tracing::info_span!(
+            parent: &parent,
             "redis.command",
             otel.name = %trace,
             otel.kind = "client",
             otel.status_code = Empty,
-            db.system = "redis",
-            db.operation = %operation,
+            otel.status_description = Empty,
+            { DB_SYSTEM_NAME } = "redis",
+            { DB_OPERATION_NAME } = %operation,
+            { DB_OPERATION_BATCH_SIZE } = Empty,
+            { SERVER_ADDRESS } = Empty,
+            { SERVER_PORT } = Empty,
+            { ERROR_TYPE } = Empty,
+            { DB_RESPONSE_STATUS_CODE } = Empty,
             baseplate.client = %self.name,
             db.redis.nodes = Empty,
-            error.message = Empty,
-        )
+        );
+        if let Some(batch) = batch.filter(|&n| n >= 2) {
+            span.record(DB_OPERATION_BATCH_SIZE, count(batch));
+        }
+        span
+    }
+
+    /// The current span when it is the request's span or one of its descendants, else the
+    /// request's span: a command run from a handler's own span nests under it, while one run from
+    /// a span unrelated to the request (another request's, a background task's) stays with its
+    /// request. Ancestry is known only through a `tracing-subscriber` registry; under any other
+    /// subscriber commands are children of the request's span.
+    fn parent_span(&self) -> Span {
+        // A request span no subscriber wants (or none at all) is the answer without a look at
+        // the current span.
+        let Some(request_id) = self.parent.id() else {
+            return self.parent.clone();
+        };
+        let current = Span::current();
+        let Some(current_id) = current.id() else {
+            return self.parent.clone();
+        };
+        if current_id == request_id {
+            return current;
+        }
+        let descends = current
+            .with_subscriber(|(id, dispatch)| {
+                let registry = dispatch.downcast_ref::<Registry>()?;
+                let span = registry.span(id)?;
+                Some(span.scope().any(|ancestor| ancestor.id() == request_id))
+            })
+            .flatten()
+            .unwrap_or(false);
+        if descends {
+            current
+        } else {
+            self.parent.clone()
+        }
     }
 }
 
@@ -487,7 +561,7 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let name = CommandName::Command(command_name(cmd));
-            let span = self.span(name, name);
+            let span = self.span(name, name, None);
             let mut cached = self.shared.take();
             let work =
                 async |conn: &mut ClusterConnection| (conn.req_packed_command(cmd).await, ());
@@ -525,6 +599,8 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
 struct Outcome<'a> {
     conn: &'a MonitoredClusterRedisConnection,
     name: CommandName<'a>,
+    /// The command, when the call is one: its node goes on the span.
+    cmd: Option<&'a Cmd>,
     series: Arc<CommandSeries>,
     /// The call counts as active until this drops, with the outcome.
     _active: ActiveGuard,
@@ -535,6 +611,14 @@ struct Outcome<'a> {
 
 impl Outcome<'_> {
     fn finish<R: Replies>(mut self, result: &RedisResult<R>) {
+        if let Some(cmd) = self.cmd
+            && !self.span.is_disabled()
+            && let Some(CmdRoute { slot, read_only }) = route_of(cmd)
+        {
+            // After the call, so a fresh pool's first command finds the topology known.
+            let node = self.conn.pool.router().node_for(slot, read_only);
+            record_node(&self.span, node.as_ref());
+        }
         let success = record(&self.span, result);
         self.record(success);
         self.finished = true;
@@ -554,9 +638,12 @@ impl Drop for Outcome<'_> {
         if self.finished {
             return;
         }
-        self.span.record("otel.status_code", "ERROR");
-        self.span
-            .record("error.message", "the caller gave up on the call");
+        record_error(
+            &self.span,
+            "cancelled",
+            None,
+            &"the caller gave up on the call",
+        );
         self.record(false);
     }
 }
@@ -600,24 +687,55 @@ fn ran_on_server<T>(result: &RedisResult<T>) -> bool {
     }
 }
 
-/// Records the outcome on the span and says whether it succeeded. redis-rs hands a command's
-/// error reply back as a value and turns it into an error only when converting it for the caller,
-/// so an error reply anywhere in the replies (a pipeline's, or inside a transaction's `EXEC`
-/// reply) is a failure too.
+/// Records the outcome on the span and says whether it succeeded: on success the status stays
+/// unset, as OpenTelemetry's conventions ask of client spans; on failure it is an error described
+/// by the error's message, with `error.type` (the error reply's prefix, `WRONGTYPE`, or the
+/// client's error: `CallTimeout`, `Io`...) and, for error replies, `db.response.status_code`.
+/// redis-rs hands a command's error reply back as a value and turns it into an error only when
+/// converting it for the caller, so an error reply anywhere in the replies (a pipeline's, or
+/// inside a transaction's `EXEC` reply) is a failure too.
 fn record<R: Replies>(span: &Span, result: &RedisResult<R>) -> bool {
     let error = match result {
         Ok(replies) => match replies.first_error() {
-            None => {
-                span.record("otel.status_code", "OK");
-                return true;
-            }
+            None => return true,
             Some(error) => RedisError::from(error.clone()),
         },
         Err(error) => error.clone(),
     };
-    span.record("otel.status_code", "ERROR");
-    span.record("error.message", tracing::field::display(&error));
+    if !span.is_disabled() {
+        let code = error.code();
+        record_error(span, &error_type(&error), code, &error);
+    }
     false
+}
+
+/// Marks the span failed.
+fn record_error(span: &Span, kind: &str, code: Option<&str>, description: &dyn fmt::Display) {
+    // The code first: tracing-opentelemetry reads `otel.status_code = ERROR` as an error with no
+    // description, and the description then as an error with it.
+    span.record("otel.status_code", "ERROR");
+    span.record(
+        "otel.status_description",
+        tracing::field::display(description),
+    );
+    span.record(ERROR_TYPE, kind);
+    if let Some(code) = code {
+        span.record(DB_RESPONSE_STATUS_CODE, code);
+    }
+}
+
+/// A count as a span records it: OpenTelemetry's attributes are signed, and tracing-opentelemetry
+/// turns an unsigned field into a string.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// `server.address` and `server.port` of the node a call went to, when it is known.
+fn record_node(span: &Span, node: Option<&NodeAddress>) {
+    if let Some(node) = node {
+        span.record(SERVER_ADDRESS, node.host());
+        span.record(SERVER_PORT, i64::from(node.port()));
+    }
 }
 
 /// One reply or a pipeline's replies.
@@ -652,6 +770,33 @@ fn command_name(cmd: &Cmd) -> &[u8] {
     }
 }
 
+/// A pipeline's or transaction's `db.operation.name`, formatted only when a subscriber wants it,
+/// as OpenTelemetry's conventions name batches: `BATCH SET` when all its commands are `SET`,
+/// else Redis's term, `PIPELINE` or `MULTI`; a single command is named as itself (the
+/// conventions count two commands or more as a batch).
+struct BatchOperation<'a> {
+    pipeline: &'a Pipeline,
+    /// `PIPELINE` or `MULTI`.
+    term: &'static str,
+}
+
+impl fmt::Display for BatchOperation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names = self.pipeline.cmd_iter().map(command_name);
+        let Some(first) = names.next() else {
+            return f.write_str(self.term);
+        };
+        let first_name = CommandName::Command(first);
+        match self.pipeline.len() {
+            1 => write!(f, "{first_name}"),
+            _ if names.all(|name| name.eq_ignore_ascii_case(first)) => {
+                write!(f, "BATCH {first_name}")
+            }
+            _ => f.write_str(self.term),
+        }
+    }
+}
+
 /// `{client}.{COMMAND}`, baseplate's span name, formatted only when a subscriber wants it.
 struct TraceName<'a> {
     client: &'a str,
@@ -667,6 +812,22 @@ impl fmt::Display for TraceName<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_named_as_opentelemetrys_conventions_ask() {
+        let name = |pipeline: &Pipeline, term| BatchOperation { pipeline, term }.to_string();
+        let mut sets = redis::pipe();
+        sets.set("a", 1).cmd("set").arg("b").arg(2);
+        assert_eq!(name(&sets, "PIPELINE"), "BATCH SET");
+        let mut mixed = redis::pipe();
+        mixed.set("a", 1).get("a");
+        assert_eq!(name(&mixed, "PIPELINE"), "PIPELINE");
+        assert_eq!(name(&mixed, "MULTI"), "MULTI");
+        let mut one = redis::pipe();
+        one.get("a");
+        assert_eq!(name(&one, "MULTI"), "GET");
+        assert_eq!(name(&redis::pipe(), "PIPELINE"), "PIPELINE");
+    }
 
     #[test]
     fn span_names_are_baseplates() {

@@ -103,11 +103,14 @@ impl From<CrossSlotTransaction> for redis::RedisError {
     fn from(error: CrossSlotTransaction) -> Self {
         redis::RedisError::from((
             redis::ErrorKind::Client,
-            "cross-slot transaction",
+            CROSS_SLOT_TRANSACTION,
             error.to_string(),
         ))
     }
 }
+
+/// The description of a [`CrossSlotTransaction`] carried in a `RedisError`.
+const CROSS_SLOT_TRANSACTION: &str = "cross-slot transaction";
 
 /// A call got no reply within its deadline: `timeout` (or `socket_timeout` when that is longer)
 /// from the moment it was made, its wait for a permit, connecting, redirections and retries
@@ -191,6 +194,32 @@ fn find_io<T: std::error::Error + 'static>(error: &redis::RedisError) -> Option<
         .downcast_ref::<T>()
 }
 
+/// `error.type` on a failed call's span: a low-cardinality class of `error`, as OpenTelemetry's
+/// conventions ask. An error reply's prefix (`WRONGTYPE`, `ERR`, `MOVED`), the client's own
+/// errors by their type's name (`CallTimeout`), else redis-rs's error kind (`Io`, `Client`,
+/// `UnexpectedReturnType`...), the one a [`CallFailed`] keeps as its source for failures on the
+/// client's side.
+pub(crate) fn error_type(error: &redis::RedisError) -> std::borrow::Cow<'_, str> {
+    if let Some(code) = error.code() {
+        return code.into();
+    }
+    let ours = if PoolTimeout::find(error).is_some() {
+        "PoolTimeout"
+    } else if CallTimeout::find(error).is_some() {
+        "CallTimeout"
+    } else if find_io::<ConnectTimeout>(error).is_some() {
+        "ConnectTimeout"
+    } else if error.kind() == redis::ErrorKind::Client
+        && error.to_string().starts_with(CROSS_SLOT_TRANSACTION)
+    {
+        "CrossSlotTransaction"
+    } else {
+        let kind = CallFailed::find(error).map_or(error.kind(), |failed| failed.source.kind());
+        return format!("{kind:?}").into();
+    };
+    ours.into()
+}
+
 /// Whether `error` is one of the client's own, which name the client already.
 pub(crate) fn names_client(error: &redis::RedisError) -> bool {
     error.to_string().contains("redis cluster client \"")
@@ -229,4 +258,40 @@ pub(crate) fn name_call_error(
         source: error,
     };
     io::Error::new(io_kind, failed).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_types_name_the_reply_prefix_or_the_clients_error() {
+        let error_type = |error: redis::RedisError| error_type(&error).into_owned();
+        let wrongtype = redis::make_extension_error(
+            "WRONGTYPE".to_owned(),
+            Some("Operation against a key holding the wrong kind of value".to_owned()),
+        );
+        assert_eq!(error_type(wrongtype), "WRONGTYPE");
+        let crossed = CrossSlotTransaction {
+            client: "foo".to_owned(),
+            name: "tx".to_owned(),
+        };
+        assert_eq!(error_type(crossed.into()), "CrossSlotTransaction");
+        let connect = ConnectTimeout {
+            client: "foo".to_owned(),
+            after: Duration::from_secs(1),
+        };
+        assert_eq!(error_type(connect.into()), "ConnectTimeout");
+        let call = CallTimeout {
+            client: "foo".to_owned(),
+            command: "GET".to_owned(),
+            node: None,
+            after: Duration::from_secs(1),
+            waited_for_permit: Duration::ZERO,
+            source: None,
+        };
+        assert_eq!(error_type(call.into()), "CallTimeout");
+        let refused = redis::RedisError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(error_type(name_call_error(refused, "foo", &"GET")), "Io");
+    }
 }

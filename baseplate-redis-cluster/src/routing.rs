@@ -43,6 +43,19 @@ impl Router {
         let shard = topology.as_ref()?.shard_for_slot(slot)?;
         Some(shard.primary().to_string())
     }
+
+    /// The node a command for `slot` goes to, if it can be known before redis-rs routes it: the
+    /// slot's primary for writes, and for reads too unless they may go to a replica (replica
+    /// reads on, and the slot has replicas), when redis-rs asks [`RouterFactory::route_read`] to
+    /// pick one at random as it sends the command and does not say which it picked.
+    pub(crate) fn node_for(&self, slot: u16, read_only: bool) -> Option<NodeAddress> {
+        let topology = self.topology.read().ok()?;
+        let shard = topology.as_ref()?.shard_for_slot(slot)?;
+        if read_only && self.read_from_replicas && !shard.replicas().is_empty() {
+            return None;
+        }
+        Some(shard.primary().clone())
+    }
 }
 
 /// The factory redis-rs asks for a strategy per connection; all of them share the pool's [`Router`].

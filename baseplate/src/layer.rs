@@ -1,6 +1,7 @@
 //! The tower layer for HTTP services (axum, tonic, hyper): per request a `RequestContext` and its
 //! server span, named after the matched route, handed to handlers through the request's
-//! extensions, and a failure recorded for errors and 5xx responses.
+//! extensions, and a failure recorded for errors and 5xx responses. With the `opentelemetry`
+//! feature, the server span continues the trace its request's headers name.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,13 @@ use crate::service::Baseplate;
 /// matched (`/users/{id}`; a gRPC method's path for tonic; `unmatched` when nothing matched),
 /// puts the context in the request's extensions for handlers (the [`RequestContext`] extractor),
 /// and records the request failed when the inner service fails or answers a 5xx status.
+///
+/// With the `opentelemetry` feature, a request that carries trace context continues that trace:
+/// its server span's OpenTelemetry parent is the caller's span named by a W3C `traceparent`
+/// header or by baseplate's `X-Trace`/`X-Span` headers (see the `propagation` module's
+/// `BaseplateHeadersPropagator`; `traceparent` wins when both are there). This takes effect
+/// when the service's subscriber has tracing-opentelemetry's layer (the version this crate
+/// depends on).
 ///
 /// With axum, add it with `route_layer`, which runs after routing, so the route is known:
 ///
@@ -95,6 +103,10 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let ctx = self.baseplate.make_context_object();
         let span = self.baseplate.make_server_span(&ctx, route(&request));
+        #[cfg(feature = "opentelemetry")]
+        if !span.is_disabled() {
+            crate::propagation::set_remote_parent(&INCOMING, &span, request.headers());
+        }
         request.extensions_mut().insert(ctx.clone());
         let response = self.inner.call(request).instrument(span);
         Box::pin(async move {
@@ -113,6 +125,11 @@ where
         })
     }
 }
+
+/// The propagators every request's headers are read with, made once.
+#[cfg(feature = "opentelemetry")]
+static INCOMING: std::sync::LazyLock<opentelemetry::propagation::TextMapCompositePropagator> =
+    std::sync::LazyLock::new(crate::propagation::incoming);
 
 /// The request's name: the route axum matched, a gRPC method's path (`/package.Service/Method`,
 /// from a bounded set), else `unmatched`: a raw URI path would make a metric per path, and put

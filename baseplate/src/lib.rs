@@ -10,6 +10,8 @@ mod error;
 mod layer;
 mod observer;
 mod prometheus;
+#[cfg(feature = "opentelemetry")]
+pub mod propagation;
 mod service;
 
 pub use context::{ContextFactory, ContextParser, ParseError, RequestContext};

@@ -83,29 +83,31 @@ async fn every_command_is_a_child_span_named_after_the_client_and_command() {
     );
     for span in &spans {
         assert_eq!(span.parent.as_deref(), Some("request"), "{span:?}");
-        assert_eq!(span.field("db.system"), Some("redis"));
+        assert_eq!(span.field("db.system.name"), Some("redis"));
         assert_eq!(span.field("otel.kind"), Some("client"));
         assert_eq!(span.field("baseplate.client"), Some("foo"));
     }
-    assert_eq!(spans[1].field("db.operation"), Some("GET"));
-    assert_eq!(spans[3].field("db.operation"), Some("PIPELINE"));
-    assert_eq!(spans[4].field("db.operation"), Some("MULTI"));
+    assert_eq!(spans[1].field("db.operation.name"), Some("GET"));
+    // Batches as OpenTelemetry's conventions name them; a one-command transaction is no batch.
+    assert_eq!(spans[3].field("db.operation.name"), Some("BATCH INCRBY"));
+    assert_eq!(spans[4].field("db.operation.name"), Some("INCRBY"));
+    let batches: Vec<_> = spans
+        .iter()
+        .map(|s| s.field("db.operation.batch.size"))
+        .collect();
+    // The conventions count batches of two commands or more.
+    assert_eq!(batches, [None, None, None, Some("2"), None]);
+    // A success leaves the status unset, as OpenTelemetry's conventions ask of client spans.
     let statuses: Vec<_> = spans.iter().map(|s| s.field("otel.status_code")).collect();
-    assert_eq!(
-        statuses,
-        [
-            Some("OK"),
-            Some("OK"),
-            Some("ERROR"),
-            Some("OK"),
-            Some("OK")
-        ]
-    );
+    assert_eq!(statuses, [None, None, Some("ERROR"), None, None]);
     // The error is recorded on its span and returned unchanged.
     assert_eq!(
-        spans[2].field("error.message"),
+        spans[2].field("otel.status_description"),
         Some(error.to_string().as_str())
     );
+    assert_eq!(spans[2].field("error.type"), Some("ERR"));
+    assert_eq!(spans[2].field("db.response.status_code"), Some("ERR"));
+    assert_eq!(spans[1].field("error.type"), None);
     assert!(error.to_string().contains("unknown command"), "{error}");
     cluster()
         .delete(&[
