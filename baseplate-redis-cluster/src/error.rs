@@ -109,6 +109,64 @@ impl From<CrossSlotTransaction> for redis::RedisError {
     }
 }
 
+/// A plain `SCAN` was sent through the connection. On a cluster it would walk the keys of one
+/// node, picked at random, and its cursor would mean nothing to the next node asked; the cluster
+/// scan ([`MonitoredClusterRedisConnection::cluster_scan`](crate::MonitoredClusterRedisConnection::cluster_scan))
+/// walks every node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "redis cluster client {client:?}: SCAN would walk the keys of one random node; \
+     use cluster_scan() to walk every node's keys"
+)]
+pub struct PlainScan {
+    /// The client's name.
+    pub client: String,
+}
+
+impl From<PlainScan> for redis::RedisError {
+    fn from(error: PlainScan) -> Self {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "plain SCAN on a cluster",
+            error.to_string(),
+        ))
+    }
+}
+
+/// A script or function call (`EVAL`, `EVALSHA`, `FCALL` and their `_RO` forms) names keys in
+/// more than one hash slot, so no node can run it; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error(
+    "redis cluster client {client:?}: {command} keys {first:?} (slot {first_slot}) and {other:?} \
+     (slot {other_slot}) are in different hash slots; a script's keys must share one slot: put \
+     them in one with a {{hash tag}}"
+)]
+pub struct CrossSlotScript {
+    /// The client's name.
+    pub client: String,
+    /// The command, upper case: `EVALSHA`, `FCALL`.
+    pub command: String,
+    /// The script's first key (shown lossily when it is not UTF-8).
+    pub first: String,
+    /// Its slot.
+    pub first_slot: u16,
+    /// The first key in another slot.
+    pub other: String,
+    /// Its slot.
+    pub other_slot: u16,
+}
+
+impl From<CrossSlotScript> for redis::RedisError {
+    fn from(error: CrossSlotScript) -> Self {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "cross-slot script",
+            error.to_string(),
+        ))
+    }
+}
+
 /// A call got no reply within its deadline: `timeout` (or `socket_timeout` when that is longer)
 /// from the moment it was made, its wait for a permit, connecting, redirections and retries
 /// included.

@@ -345,7 +345,12 @@ fn numkeys_is_clamped_and_ignored_when_not_a_number() {
 
 #[test]
 fn keyless_scripts_and_functions_have_no_keys() {
-    for line in ["EVAL script 0 arg", "EVALSHA 8f3d1c 0", "FCALL f 0 arg", "FCALL_RO f"] {
+    for line in [
+        "EVAL script 0 arg",
+        "EVALSHA 8f3d1c 0",
+        "FCALL f 0 arg",
+        "FCALL_RO f",
+    ] {
         assert_eq!(classified(line), Some((vec![], vec![])), "{line}");
     }
     // The arguments after the keys are not keys.
