@@ -567,7 +567,7 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             };
             let (result, ()) = self.call(call, &mut cached, span, work).await;
             self.shared = cached;
-            if ran_on_server(&result) {
+            if ran_for_tracker(&result) {
                 self.tracker.observe(cmd);
             }
             result
@@ -667,6 +667,18 @@ pub(crate) fn ran_on_server<T>(result: &RedisResult<T>) -> bool {
     match result {
         Ok(_) => true,
         Err(error) => matches!(error.kind(), ErrorKind::Server(_)),
+    }
+}
+
+/// Whether a command ran, as the hot-key tracker counts it: it reached a server and was
+/// executed, and was not a script the node did not know (`NOSCRIPT`: nothing ran, and
+/// `redis::Script` sends it again once loaded).
+pub(crate) fn ran_for_tracker(result: &RedisResult<Value>) -> bool {
+    let noscript = redis::ServerErrorKind::NoScript;
+    match result {
+        Ok(Value::ServerError(error)) => error.kind() != Some(noscript),
+        Err(error) => error.kind() != ErrorKind::Server(noscript) && ran_on_server(result),
+        Ok(_) => true,
     }
 }
 

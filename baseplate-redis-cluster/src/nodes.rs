@@ -12,7 +12,9 @@ use redis::{
 };
 use tracing::Span;
 
-use crate::connection::{Call, MonitoredClusterRedisConnection, command_name, ran_on_server};
+use crate::connection::{
+    Call, MonitoredClusterRedisConnection, command_name, ran_for_tracker, ran_on_server,
+};
 use crate::metrics::{CommandName, PIPELINE_COMMAND};
 use crate::routing::blocks;
 
@@ -186,7 +188,7 @@ impl ConnectionLike for NodeConnection {
                 node: Some(&self.addr),
             };
             let (result, ()) = self.conn.call(call, &mut None, span, work).await;
-            if ran_on_server(&result) {
+            if ran_for_tracker(&result) {
                 self.conn.observe(cmd);
             }
             result

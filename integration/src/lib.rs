@@ -36,6 +36,8 @@ pub struct TestCluster {
 /// A node as `CLUSTER NODES` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
+    /// The node's id.
+    pub id: String,
     /// `host:port` of the node's client port.
     pub addr: String,
     /// Whether the node is a primary (a `master` in Redis's words).
@@ -187,6 +189,19 @@ impl TestCluster {
             .count()
     }
 
+    /// Moves `slots` slots from the primary `from` to the primary `to` (node ids), keys and all,
+    /// with `redis-cli --cluster reshard`; run it on [`own_cluster`] only, since it changes the
+    /// topology under the other tests.
+    ///
+    /// # Panics
+    /// When redis-cli fails; the message has its output.
+    pub fn reshard(&self, from: &str, to: &str, slots: usize) {
+        let seed = self.url.trim_start_matches("redis://");
+        if let Err(output) = chaos::cluster::reshard(seed, from, to, slots) {
+            panic!("resharding {slots} slots from {from} to {to}: {output}");
+        }
+    }
+
     /// Deletes `keys` (one command per key, so keys in any slot can be passed).
     pub async fn delete(&self, keys: &[String]) {
         let mut conn = self.connection().await;
@@ -235,6 +250,7 @@ fn parse_node_line(line: &str) -> Option<Node> {
     let addr = fields.get(1)?.split('@').next()?.to_owned();
     let flags = fields.get(2)?;
     Some(Node {
+        id: (*fields.first()?).to_owned(),
         addr,
         primary: flags.split(',').any(|f| f == "master"),
         slots: fields.iter().skip(8).map(|s| (*s).to_owned()).collect(),
@@ -252,6 +268,7 @@ mod tests {
         assert_eq!(
             parse_node_line(primary),
             Some(Node {
+                id: "07c37dfeb235213a872192d90877d0cd55635b91".into(),
                 addr: "127.0.0.1:30004".into(),
                 primary: true,
                 slots: vec!["0-5460".into()]

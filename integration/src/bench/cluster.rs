@@ -220,6 +220,7 @@ mod tests {
     #[test]
     fn maps_slots_to_primaries() {
         let node = |addr: &str, primary, slots: &[&str]| Node {
+            id: format!("id-{addr}"),
             addr: addr.into(),
             primary,
             slots: slots.iter().map(|s| (*s).to_owned()).collect(),
