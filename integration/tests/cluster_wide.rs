@@ -781,9 +781,25 @@ async fn migrate_slot_in_halves<F: std::future::Future<Output = ()>>(
         .unwrap();
 }
 
+/// The node the scan is walking: the one its last `SCAN` went to.
+fn walking(recorder: &SpanRecorder) -> String {
+    let last = recorder
+        .closed()
+        .into_iter()
+        .filter(|span| span.display_name() == "foo.SCAN")
+        .last()
+        .expect("the scan sent a SCAN");
+    format!(
+        "{}:{}",
+        last.field("server.address").unwrap(),
+        last.field("server.port").unwrap()
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_during_a_reshard_finds_every_key_that_existed_throughout() {
     let _turn = OWN.lock().await;
+    let recorder = SpanRecorder::install();
     let on = own_cluster();
     let prefix = unique_prefix("scan-reshard");
     let keys: Vec<String> = (0..3000).map(|i| format!("{prefix}{i}")).collect();
@@ -806,24 +822,42 @@ async fn a_scan_during_a_reshard_finds_every_key_that_existed_throughout() {
     };
     take(300, &mut found).await;
 
-    // A thousand slots move from the primary serving slot 0 to another while the scan is
-    // half-way.
+    // A thousand slots move away from the node the scan is half-way through.
     let nodes = on.nodes().await;
-    let primaries: Vec<_> = nodes.iter().filter(|n| n.primary).collect();
-    let from = primaries.iter().find(|n| n.serves(0)).unwrap();
-    let to = primaries.iter().find(|n| n.id != from.id).unwrap();
-    let (from_id, to_id) = (from.id.clone(), to.id.clone());
-    let moved = tokio::task::spawn_blocking({
-        let (from_id, to_id) = (from_id.clone(), to_id.clone());
-        move || own_cluster().reshard(&from_id, &to_id, 1000)
-    });
+    let from = nodes
+        .iter()
+        .find(|n| n.addr == walking(&recorder))
+        .unwrap()
+        .clone();
+    let to = nodes
+        .iter()
+        .find(|n| n.primary && n.id != from.id)
+        .unwrap()
+        .clone();
+    let moved = tokio::task::spawn_blocking(move || own_cluster().reshard(&from.id, &to.id, 1000));
     moved.await.unwrap();
     take(300, &mut found).await;
 
-    // Then one slot, with keys of the test's, moves in two halves, the scan going on between.
-    let slot = key_slot(keys[0].as_bytes());
+    // Then a slot of the node the scan is walking now, holding a key it has not returned yet,
+    // moves in two halves, the scan going on between. (Should the scan have just finished that
+    // node, a slot of any node holding such a key.)
     let nodes = on.nodes().await;
-    let owner = nodes.iter().find(|n| n.primary && n.serves(slot)).unwrap();
+    let walked = walking(&recorder);
+    let unreturned = |key: &&String| !found.contains(*key);
+    let owner_of = |key: &String| {
+        nodes
+            .iter()
+            .find(|n| n.primary && n.serves(key_slot(key.as_bytes())))
+            .unwrap()
+    };
+    let unreturned = keys
+        .iter()
+        .filter(unreturned)
+        .find(|key| owner_of(key).addr == walked)
+        .or_else(|| keys.iter().find(unreturned))
+        .expect("keys not returned yet");
+    let slot = key_slot(unreturned.as_bytes());
+    let owner = owner_of(unreturned);
     let other = nodes
         .iter()
         .find(|n| n.primary && n.id != owner.id)
