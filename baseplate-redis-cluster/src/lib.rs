@@ -33,5 +33,5 @@ pub use nodes::NodeConnection;
 pub use pipeline::MonitoredPipeline;
 pub use pool::{ClusterPool, PoolStats};
 pub use routing::key_slot;
-pub use scan::{CLUSTER_SCAN_PATIENCE, ClusterScanOptions};
+pub use scan::{CLUSTER_SCAN_PATIENCE, ClusterScan, ClusterScanOptions};
 pub use tls::{CertReqs, TlsOptions};

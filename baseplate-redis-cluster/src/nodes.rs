@@ -91,8 +91,8 @@ impl MonitoredClusterRedisConnection {
     /// ```no_run
     /// # async fn example(foo: &baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {
     /// let sizes = foo.on_all_primaries::<i64>(&redis::cmd("DBSIZE")).await?; // span foo.DBSIZE
-    /// for (node, size) in &sizes {
-    ///     println!("{node}: {} keys", size.as_ref().map_err(|e| e.to_string())?);
+    /// for (node, size) in sizes {
+    ///     println!("{node}: {} keys", size?);
     /// }
     /// # Ok(()) }
     /// ```

@@ -4,10 +4,13 @@
 //! scan never makes it skip a key.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt as _};
 use rand::RngExt as _;
 use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
 
@@ -62,6 +65,33 @@ impl ClusterScanOptions {
     }
 }
 
+/// The keys of a [cluster scan](MonitoredClusterRedisConnection::cluster_scan), as they come:
+/// [`next`](Self::next) needs no trait in scope, and it is a [`Stream`] too.
+pub struct ClusterScan<T> {
+    keys: BoxStream<'static, RedisResult<T>>,
+}
+
+impl<T> ClusterScan<T> {
+    /// The next key; `None` once every slot was walked, or after an error.
+    pub async fn next(&mut self) -> Option<RedisResult<T>> {
+        self.keys.next().await
+    }
+}
+
+impl<T> Stream for ClusterScan<T> {
+    type Item = RedisResult<T>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().keys.poll_next_unpin(cx)
+    }
+}
+
+impl<T> fmt::Debug for ClusterScan<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClusterScan").finish_non_exhaustive()
+    }
+}
+
 impl MonitoredClusterRedisConnection {
     /// A stream of every key of the cluster (matching `options`), over every primary, or, when
     /// `read_from_replicas` is on, over one node of each shard picked at random among its primary
@@ -91,7 +121,6 @@ impl MonitoredClusterRedisConnection {
     /// ```no_run
     /// # async fn example(foo: &baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {
     /// use baseplate_redis_cluster::ClusterScanOptions;
-    /// use futures_util::StreamExt as _;
     ///
     /// let mut keys = foo.cluster_scan::<String>(ClusterScanOptions::default().with_pattern("user:*"));
     /// while let Some(key) = keys.next().await {
@@ -105,16 +134,17 @@ impl MonitoredClusterRedisConnection {
     /// answers `SCAN` with an error reply that retrying cannot help (a malformed pattern), or when
     /// it made no progress for [`CLUSTER_SCAN_PATIENCE`] (nodes unreachable, slots that stay
     /// in migration or unserved); errors name the client and, where one is at fault, the node.
-    pub fn cluster_scan<T>(&self, options: ClusterScanOptions) -> BoxStream<'static, RedisResult<T>>
+    pub fn cluster_scan<T>(&self, options: ClusterScanOptions) -> ClusterScan<T>
     where
         T: FromRedisValue + Send + 'static,
     {
         let walk = Walk::new(self.clone(), options);
-        futures_util::stream::unfold(walk, |mut walk| async move {
+        let keys = futures_util::stream::unfold(walk, |mut walk| async move {
             let item = walk.next().await?;
             Some((item, walk))
         })
-        .boxed()
+        .boxed();
+        ClusterScan { keys }
     }
 }
 

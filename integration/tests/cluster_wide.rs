@@ -14,7 +14,6 @@ use baseplate_redis_cluster::{
     ClusterRedisContextFactory, ClusterScanOptions, MonitoredClusterRedisConnection,
     RedisClientMetrics, key_slot,
 };
-use futures_util::StreamExt as _;
 use integration::spans::SpanRecorder;
 use integration::statsd::Statsd;
 use integration::{TestCluster, cluster, info_field, own_cluster, unique_prefix};
@@ -786,8 +785,8 @@ fn walking(recorder: &SpanRecorder) -> String {
     let last = recorder
         .closed()
         .into_iter()
-        .filter(|span| span.display_name() == "foo.SCAN")
-        .last()
+        .rev()
+        .find(|span| span.display_name() == "foo.SCAN")
         .expect("the scan sent a SCAN");
     format!(
         "{}:{}",
