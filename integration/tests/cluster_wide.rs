@@ -2,11 +2,12 @@
 //! `MATCH`/`COUNT`/`TYPE`, during a reshard), a plain `SCAN` refused, commands sent to one named
 //! node or to every primary (their replies, spans, statsd lines and Prometheus series), where
 //! redis-rs sends the multi-node commands (read from the nodes' own command counters), and
-//! scripts and functions routed and tracked by their keys.
+//! scripts and functions routed and tracked by their keys. The scan through a failover runs on a
+//! chaos cluster of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
 use baseplate_hotkeys::{TrackedSet, top_keys};
@@ -14,6 +15,7 @@ use baseplate_redis_cluster::{
     ClusterRedisContextFactory, ClusterScanOptions, MonitoredClusterRedisConnection,
     RedisClientMetrics, key_slot,
 };
+use integration::chaos::cluster::ChaosCluster;
 use integration::spans::SpanRecorder;
 use integration::statsd::Statsd;
 use integration::{TestCluster, cluster, info_field, own_cluster, unique_prefix};
@@ -883,4 +885,63 @@ async fn a_scan_during_a_reshard_finds_every_key_that_existed_throughout() {
     );
     // One by one: the client's own view of the slots is older than the reshard.
     on.delete(&keys).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_through_a_failover_finds_every_key_the_cluster_kept() {
+    let recorder = SpanRecorder::install();
+    // A cluster of its own, whose primaries fail over a second after they fall silent.
+    let chaos = ChaosCluster::start(Duration::from_secs(1));
+    let url = chaos.url();
+    let foo = ClusterRedisClient::new()
+        .parse(
+            "foo",
+            &[
+                ("foo.url", url.as_str()),
+                ("foo.read_from_replicas", "false"),
+            ]
+            .into_iter()
+            .collect(),
+        )
+        .unwrap()
+        .make_object_for_context("foo", &tracing::Span::none());
+    let prefix = unique_prefix("scan-failover");
+    let keys: Vec<String> = (0..3000).map(|i| format!("{prefix}{i}")).collect();
+    fill(&foo, &keys).await;
+    // Every write on every replica first, so the failover loses none of them.
+    let replicated = foo
+        .on_all_primaries::<i64>(redis::cmd("WAIT").arg(2).arg(5000))
+        .await
+        .unwrap();
+    assert!(
+        replicated.values().all(|n| *n.as_ref().unwrap() == 2),
+        "{replicated:?}"
+    );
+
+    let mut scan = foo.cluster_scan::<String>(
+        ClusterScanOptions::default()
+            .with_pattern(format!("{prefix}*"))
+            .with_count(20),
+    );
+    let mut found = Vec::new();
+    while found.len() < 300 {
+        found.push(scan.next().await.unwrap().unwrap());
+    }
+    // The primary the scan is half-way through dies.
+    let walked = walking(&recorder);
+    let port: u16 = walked.rsplit_once(':').unwrap().1.parse().unwrap();
+    chaos.kill(port);
+    while let Some(key) = scan.next().await {
+        found.push(key.unwrap());
+    }
+
+    let unique: BTreeSet<&String> = found.iter().collect();
+    let expected: BTreeSet<&String> = keys.iter().collect();
+    let missed: Vec<_> = expected.difference(&unique).collect();
+    assert_eq!(missed, Vec::<&&String>::new(), "keys the scan missed");
+    println!(
+        "through a failover: {} keys found, {} of them more than once",
+        unique.len(),
+        repeated(&found).len()
+    );
 }
