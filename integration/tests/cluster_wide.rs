@@ -285,6 +285,13 @@ async fn commands_go_to_one_named_node_or_to_every_primary_traced_and_measured()
                 let roles = foo
                     .on_all_primaries::<Vec<redis::Value>>(&redis::cmd("ROLE"))
                     .await?;
+                // A cluster scan of nothing still walks every primary.
+                let none = scan_all(
+                    &foo,
+                    ClusterScanOptions::default().with_pattern("no such key, none at all"),
+                )
+                .await;
+                assert_eq!(none, Vec::<String>::new());
                 Ok::<_, BoxError>((sizes, (role, roles)))
             }
         })
@@ -344,6 +351,24 @@ async fn commands_go_to_one_named_node_or_to_every_primary_traced_and_measured()
             "{timer} in {lines:?}"
         );
     }
+    // Each SCAN is measured: one or more per primary, every one a success.
+    let scans = packets[0]
+        .lines()
+        .filter(|l| l.starts_with("ns.clients.foo.SCAN:") && l.ends_with("|ms"))
+        .count();
+    assert!(scans >= cluster().primaries(), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ns.clients.foo.SCAN.success:")),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("ns.clients.foo.SCAN.failure:")),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]
