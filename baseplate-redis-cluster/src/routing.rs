@@ -137,16 +137,12 @@ pub(crate) enum ScriptRoute<'a> {
 
 /// Where a script or function call may run, by its keys (the `numkeys` after its second word).
 pub(crate) fn script_route(cmd: &Cmd) -> ScriptRoute<'_> {
-    let args: Vec<&[u8]> = cmd
-        .args_iter()
-        .map(|arg| match arg {
+    fn bytes(arg: redis::Arg<&[u8]>) -> &[u8] {
+        match arg {
             redis::Arg::Simple(bytes) => bytes,
             _ => b"",
-        })
-        .collect();
-    let Some(name) = args.first() else {
-        return ScriptRoute::NotAScript;
-    };
+        }
+    }
     const SCRIPTS: [&[u8]; 6] = [
         b"EVAL",
         b"EVALSHA",
@@ -155,12 +151,17 @@ pub(crate) fn script_route(cmd: &Cmd) -> ScriptRoute<'_> {
         b"FCALL",
         b"FCALL_RO",
     ];
+    // Every command passes here: look at its name before collecting its arguments.
+    let Some(name) = cmd.args_iter().next().map(bytes) else {
+        return ScriptRoute::NotAScript;
+    };
     if !SCRIPTS
         .iter()
         .any(|script| script.eq_ignore_ascii_case(name))
     {
         return ScriptRoute::NotAScript;
     }
+    let args: Vec<&[u8]> = cmd.args_iter().map(bytes).collect();
     let mut keys = KeyPositions::NumKeysAtSecond.keys(&args);
     let Some(first) = keys.next() else {
         return ScriptRoute::Keyless;

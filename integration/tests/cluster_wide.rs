@@ -917,7 +917,8 @@ async fn a_scan_through_a_failover_finds_every_key_the_cluster_kept() {
     let recorder = SpanRecorder::install();
     // A cluster of its own, whose primaries fail over a second after they fall silent.
     let chaos = ChaosCluster::start(Duration::from_secs(1));
-    let url = chaos.url();
+    // Every node a seed, so the client can connect again whichever node dies.
+    let url = chaos.live_urls().join(",");
     let foo = ClusterRedisClient::new()
         .parse(
             "foo",
