@@ -35,7 +35,9 @@ use crate::routing::{CmdRoute, ScriptRoute, blocks, route_of, script_route, slot
 ///
 /// It implements [`redis::aio::ConnectionLike`], so every [`redis::AsyncCommands`] method,
 /// `redis::cmd(...).query_async(&mut conn)` and `redis::pipe()...query_async(&mut conn)` work on it.
-/// Cloning is cheap; clones share the pool and the parent span.
+/// Cloning is cheap; clones share the pool and the parent span. Commands that span the cluster
+/// have methods of their own: [`cluster_scan`](Self::cluster_scan) (a plain `SCAN` is refused),
+/// [`on_node`](Self::on_node) and [`on_all_primaries`](Self::on_all_primaries).
 ///
 /// ```no_run
 /// # async fn example(foo: &mut baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {
@@ -105,6 +107,7 @@ impl MonitoredClusterRedisConnection {
         self.pool.stats()
     }
 
+    /// The pool this connection's calls run through.
     pub(crate) fn pool(&self) -> &ClusterPool {
         &self.pool
     }
