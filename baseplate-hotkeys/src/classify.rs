@@ -3,7 +3,8 @@
 //! The table is baseplate.py's (`SINGLE_KEY_READ_COMMANDS` and friends) plus the common commands it
 //! missed. A command that modifies a key counts as a write of that key even when it also returns the
 //! value (`GETSET`, `GETDEL`, `INCR`), following Redis's own `write` command flag; commands that read some
-//! keys and write others (`COPY`, `SUNIONSTORE`, `ZUNIONSTORE`, `BITOP`) say so per key.
+//! keys and write others (`COPY`, `SUNIONSTORE`, `ZUNIONSTORE`, `BITOP`) say so per key. Scripts and
+//! functions (`EVAL`, `EVALSHA`, `FCALL`) write the keys they are given; their `_RO` forms read them.
 
 use std::fmt;
 
@@ -296,10 +297,18 @@ const TABLE: &[CommandSpec] = &[
     write("DECRBY", First),
     write("DEL", All),
     read("DUMP", First),
+    // A script or function may write any key it is given, so only the read-only variants are
+    // reads; the keys are the `numkeys` that follow the script (or its SHA1, or the function).
+    write("EVAL", NumKeysAtSecond),
+    write("EVALSHA", NumKeysAtSecond),
+    read("EVALSHA_RO", NumKeysAtSecond),
+    read("EVAL_RO", NumKeysAtSecond),
     read("EXISTS", All),
     write("EXPIRE", First),
     write("EXPIREAT", First),
     read("EXPIRETIME", First),
+    write("FCALL", NumKeysAtSecond),
+    read("FCALL_RO", NumKeysAtSecond),
     write("GEOADD", First),
     read("GEODIST", First),
     read("GEOHASH", First),

@@ -19,14 +19,15 @@ use opentelemetry_semantic_conventions::attribute::{
 use redis::aio::ConnectionLike;
 use redis::cluster::NodeAddress;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
 use crate::error::{
-    CallTimeout, ConnectTimeout, CrossSlotTransaction, error_type, name_call_error, names_client,
+    CallTimeout, ConnectTimeout, CrossSlotScript, CrossSlotTransaction, PlainScan, error_type,
+    name_call_error, names_client,
 };
 use crate::metrics::{
     ActiveGuard, ClientSeries, CommandName, CommandObserver, CommandSeries, PIPELINE_COMMAND,
@@ -34,13 +35,15 @@ use crate::metrics::{
 };
 use crate::pipeline::MonitoredPipeline;
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
-use crate::routing::{CmdRoute, blocks, route_of, slot_of};
+use crate::routing::{CmdRoute, ScriptRoute, blocks, route_of, script_route, slot_of};
 
 /// A monitored connection to the cluster, bound to one request's span.
 ///
 /// It implements [`redis::aio::ConnectionLike`], so every [`redis::AsyncCommands`] method,
 /// `redis::cmd(...).query_async(&mut conn)` and `redis::pipe()...query_async(&mut conn)` work on it.
-/// Cloning is cheap; clones share the pool and the parent span.
+/// Cloning is cheap; clones share the pool and the parent span. Commands that span the cluster
+/// have methods of their own: [`cluster_scan`](Self::cluster_scan) (a plain `SCAN` is refused),
+/// [`on_node`](Self::on_node) and [`on_all_primaries`](Self::on_all_primaries).
 ///
 /// ```no_run
 /// # async fn example(foo: &mut baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {
@@ -110,6 +113,16 @@ impl MonitoredClusterRedisConnection {
         self.pool.stats()
     }
 
+    /// The pool this connection's calls run through.
+    pub(crate) fn pool(&self) -> &ClusterPool {
+        &self.pool
+    }
+
+    /// Offers a command that ran to the hot-key tracker.
+    pub(crate) fn observe(&self, cmd: &Cmd) {
+        self.tracker.observe(cmd);
+    }
+
     /// A named pipeline: its commands run in one span `{client}.pipeline_{name}`. Commands may
     /// address any slots: they are grouped by node, each node gets one pipeline, and results come
     /// back in the order the commands were queued.
@@ -155,6 +168,7 @@ impl MonitoredClusterRedisConnection {
             command,
             cmd: None,
             blocking,
+            node: None,
         };
         let (result, ran) = self.call(call, &mut None, span, work).await;
         if !ran.is_empty() {
@@ -187,7 +201,7 @@ impl MonitoredClusterRedisConnection {
     /// caller's next command), and runs `work` on it, all within the call's deadline and in
     /// `span`; names the client in its errors; and records its outcome where every reader finds
     /// it: the span, the Prometheus series and the observer, if any.
-    async fn call<R: Replies, E: Default>(
+    pub(crate) async fn call<R: Replies, E: Default>(
         &self,
         call: Call<'_>,
         cached: &mut Option<SharedConnection>,
@@ -199,6 +213,7 @@ impl MonitoredClusterRedisConnection {
             command,
             cmd,
             blocking,
+            node,
         } = call;
         let series = match name {
             CommandName::Command(_) => self.series.command(name),
@@ -209,7 +224,8 @@ impl MonitoredClusterRedisConnection {
         let outcome = Outcome {
             conn: self,
             name,
-            cmd,
+            // A call to a named node has that node on its span already.
+            cmd: cmd.filter(|_| node.is_none()),
             _active: series.start(),
             series,
             started,
@@ -248,12 +264,12 @@ impl MonitoredClusterRedisConnection {
             };
             within(deadline, on_connection).await.unwrap_or_else(|_| {
                 let connected = connected.load(Ordering::Relaxed);
-                let error = self.deadline_passed(name, cmd, waited, connected);
+                let error = self.deadline_passed(name, cmd, node, waited, connected);
                 (Err(error), E::default())
             })
         };
         let (result, extra) = run.instrument(span).await;
-        let result = result.map_err(|error| self.named(error, name, cmd));
+        let result = result.map_err(|error| self.named(error, name, cmd, node));
         outcome.finish(&result);
         (result, extra)
     }
@@ -418,16 +434,26 @@ impl MonitoredClusterRedisConnection {
         groups
     }
 
-    /// `error` naming this client and the call; a timeout names the node too.
-    fn named(&self, error: RedisError, name: CommandName<'_>, cmd: Option<&Cmd>) -> RedisError {
+    /// `error` naming this client and the call, and the node when the call named one; a timeout
+    /// names the node too.
+    fn named(
+        &self,
+        error: RedisError,
+        name: CommandName<'_>,
+        cmd: Option<&Cmd>,
+        node: Option<&str>,
+    ) -> RedisError {
         // redis-rs's own response timeout fired.
         if error.is_timeout()
             && !names_client(&error)
             && let Some(after) = self.pool.options().response_timeout
         {
-            return self.timed_out(name, cmd, after, Some(error), Duration::ZERO);
+            return self.timed_out(name, cmd, node, after, Some(error), Duration::ZERO);
         }
-        name_call_error(error, &self.name, &name)
+        match node {
+            Some(node) => name_call_error(error, &self.name, &format_args!("{name} on {node}")),
+            None => name_call_error(error, &self.name, &name),
+        }
     }
 
     /// The call's deadline passed before it finished, `waited` of it spent waiting for a
@@ -439,6 +465,7 @@ impl MonitoredClusterRedisConnection {
         &self,
         name: CommandName<'_>,
         cmd: Option<&Cmd>,
+        node: Option<&str>,
         waited: Duration,
         connected: bool,
     ) -> RedisError {
@@ -450,13 +477,14 @@ impl MonitoredClusterRedisConnection {
             }
             .into();
         }
-        self.timed_out(name, cmd, after, None, waited)
+        self.timed_out(name, cmd, node, after, None, waited)
     }
 
     fn timed_out(
         &self,
         name: CommandName<'_>,
         cmd: Option<&Cmd>,
+        node: Option<&str>,
         after: Duration,
         source: Option<RedisError>,
         waited_for_permit: Duration,
@@ -464,9 +492,10 @@ impl MonitoredClusterRedisConnection {
         CallTimeout {
             client: self.name.to_string(),
             command: name.to_string(),
-            node: cmd
-                .and_then(slot_of)
-                .and_then(|slot| self.pool.router().primary_of(slot)),
+            node: node.map(str::to_owned).or_else(|| {
+                cmd.and_then(slot_of)
+                    .and_then(|slot| self.pool.router().primary_of(slot))
+            }),
             after,
             waited_for_permit,
             source,
@@ -478,7 +507,7 @@ impl MonitoredClusterRedisConnection {
     /// `db.operation.batch.size` is `batch` when that is two or more, as the conventions count
     /// batches. Its parent is the current span when that belongs to the request (a handler's own
     /// instrumented function), else the request's span.
-    fn span(
+    pub(crate) fn span(
         &self,
         name: CommandName<'_>,
         operation: impl fmt::Display,
@@ -546,6 +575,40 @@ impl MonitoredClusterRedisConnection {
     }
 }
 
+impl MonitoredClusterRedisConnection {
+    /// Why `cmd` must not be sent as redis-rs would send it (a plain `SCAN`, a cross-slot script),
+    /// or the route it must take instead (a keyless script goes to a primary); `Ok(None)` when
+    /// redis-rs's own routing is right.
+    fn refusal_or_route(&self, cmd: &Cmd) -> RedisResult<Option<RoutingInfo>> {
+        if command_name(cmd).eq_ignore_ascii_case(b"SCAN") {
+            return Err(PlainScan {
+                client: self.name.to_string(),
+            }
+            .into());
+        }
+        match script_route(cmd) {
+            ScriptRoute::NotAScript | ScriptRoute::OneSlot => Ok(None),
+            ScriptRoute::Keyless => Ok(Some(RoutingInfo::SingleNode(
+                SingleNodeRoutingInfo::RandomPrimary,
+            ))),
+            ScriptRoute::CrossSlot {
+                first,
+                first_slot,
+                other,
+                other_slot,
+            } => Err(CrossSlotScript {
+                client: self.name.to_string(),
+                command: CommandName::Command(command_name(cmd)).to_string(),
+                first: String::from_utf8_lossy(first).into_owned(),
+                first_slot,
+                other: String::from_utf8_lossy(other).into_owned(),
+                other_slot,
+            }
+            .into()),
+        }
+    }
+}
+
 /// Runs `work` until `deadline`, if there is one.
 async fn within<T>(
     deadline: Option<Instant>,
@@ -563,17 +626,24 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
             let mut cached = self.shared.take();
-            let work =
-                async |conn: &mut ClusterConnection| (conn.req_packed_command(cmd).await, ());
+            let work = async |conn: &mut ClusterConnection| {
+                let result = match self.refusal_or_route(cmd) {
+                    Err(refusal) => Err(refusal),
+                    Ok(Some(routing)) => conn.route_command(cmd.clone(), routing).await,
+                    Ok(None) => conn.req_packed_command(cmd).await,
+                };
+                (result, ())
+            };
             let call = Call {
                 name,
                 command: "",
                 cmd: Some(cmd),
                 blocking: blocks(cmd),
+                node: None,
             };
             let (result, ()) = self.call(call, &mut cached, span, work).await;
             self.shared = cached;
-            if ran_on_server(&result) {
+            if ran_for_tracker(&result) {
                 self.tracker.observe(cmd);
             }
             result
@@ -649,16 +719,18 @@ impl Drop for Outcome<'_> {
 }
 
 /// What a call runs, for its metrics, its errors and the connection it needs.
-struct Call<'a> {
+pub(crate) struct Call<'a> {
     /// Its name after the client's: `GET`, `pipeline_bar`.
-    name: CommandName<'a>,
+    pub(crate) name: CommandName<'a>,
     /// A pipeline's `redis_command` label (`pipeline`, `transaction`); unused for a command,
     /// whose name is its label.
-    command: &'a str,
+    pub(crate) command: &'a str,
     /// The command, when the call is one, to name its node when it times out.
-    cmd: Option<&'a Cmd>,
+    pub(crate) cmd: Option<&'a Cmd>,
     /// Whether it blocks, and so needs a connection of its own.
-    blocking: bool,
+    pub(crate) blocking: bool,
+    /// The node (`host:port`) the call addresses, when the caller named one: its errors name it.
+    pub(crate) node: Option<&'a str>,
 }
 
 struct NodeGroup {
@@ -680,10 +752,22 @@ impl NodeGroup {
 }
 
 /// Whether the command reached a server and was executed (a reply, even an error reply).
-fn ran_on_server<T>(result: &RedisResult<T>) -> bool {
+pub(crate) fn ran_on_server<T>(result: &RedisResult<T>) -> bool {
     match result {
         Ok(_) => true,
         Err(error) => matches!(error.kind(), ErrorKind::Server(_)),
+    }
+}
+
+/// Whether a command ran, as the hot-key tracker counts it: it reached a server and was
+/// executed, and was not a script the node did not know (`NOSCRIPT`: nothing ran, and
+/// `redis::Script` sends it again once loaded).
+pub(crate) fn ran_for_tracker(result: &RedisResult<Value>) -> bool {
+    let noscript = redis::ServerErrorKind::NoScript;
+    match result {
+        Ok(Value::ServerError(error)) => error.kind() != Some(noscript),
+        Err(error) => error.kind() != ErrorKind::Server(noscript) && ran_on_server(result),
+        Ok(_) => true,
     }
 }
 
@@ -739,7 +823,7 @@ fn record_node(span: &Span, node: Option<&NodeAddress>) {
 }
 
 /// One reply or a pipeline's replies.
-trait Replies {
+pub(crate) trait Replies {
     fn first_error(&self) -> Option<&redis::ServerError>;
 }
 
@@ -763,7 +847,7 @@ impl Replies for Vec<Value> {
 }
 
 /// The first argument of a command: its name.
-fn command_name(cmd: &Cmd) -> &[u8] {
+pub(crate) fn command_name(cmd: &Cmd) -> &[u8] {
     match cmd.args_iter().next() {
         Some(redis::Arg::Simple(name)) => name,
         _ => b"",
@@ -774,10 +858,10 @@ fn command_name(cmd: &Cmd) -> &[u8] {
 /// as OpenTelemetry's conventions name batches: `BATCH SET` when all its commands are `SET`,
 /// else Redis's term, `PIPELINE` or `MULTI`; a single command is named as itself (the
 /// conventions count two commands or more as a batch).
-struct BatchOperation<'a> {
-    pipeline: &'a Pipeline,
+pub(crate) struct BatchOperation<'a> {
+    pub(crate) pipeline: &'a Pipeline,
     /// `PIPELINE` or `MULTI`.
-    term: &'static str,
+    pub(crate) term: &'static str,
 }
 
 impl fmt::Display for BatchOperation<'_> {

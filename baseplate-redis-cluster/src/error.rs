@@ -112,6 +112,66 @@ impl From<CrossSlotTransaction> for redis::RedisError {
 /// The description of a [`CrossSlotTransaction`] carried in a `RedisError`.
 const CROSS_SLOT_TRANSACTION: &str = "cross-slot transaction";
 
+/// The description of a [`PlainScan`] carried in a `RedisError`.
+const PLAIN_SCAN: &str = "plain SCAN on a cluster";
+
+/// The description of a [`CrossSlotScript`] carried in a `RedisError`.
+const CROSS_SLOT_SCRIPT: &str = "cross-slot script";
+
+/// A plain `SCAN` was sent through the connection. On a cluster it would walk the keys of one
+/// node, picked at random, and its cursor would mean nothing to the next node asked; the cluster
+/// scan ([`MonitoredClusterRedisConnection::cluster_scan`](crate::MonitoredClusterRedisConnection::cluster_scan))
+/// walks every node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "redis cluster client {client:?}: SCAN would walk the keys of one random node; \
+     use cluster_scan() to walk every node's keys"
+)]
+pub struct PlainScan {
+    /// The client's name.
+    pub client: String,
+}
+
+impl From<PlainScan> for redis::RedisError {
+    fn from(error: PlainScan) -> Self {
+        redis::RedisError::from((redis::ErrorKind::Client, PLAIN_SCAN, error.to_string()))
+    }
+}
+
+/// A script or function call (`EVAL`, `EVALSHA`, `FCALL` and their `_RO` forms) names keys in
+/// more than one hash slot, so no node can run it; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error(
+    "redis cluster client {client:?}: {command} keys {first:?} (slot {first_slot}) and {other:?} \
+     (slot {other_slot}) are in different hash slots; a script's keys must share one slot: put \
+     them in one with a {{hash tag}}"
+)]
+pub struct CrossSlotScript {
+    /// The client's name.
+    pub client: String,
+    /// The command, upper case: `EVALSHA`, `FCALL`.
+    pub command: String,
+    /// The script's first key (shown lossily when it is not UTF-8).
+    pub first: String,
+    /// Its slot.
+    pub first_slot: u16,
+    /// The first key in another slot.
+    pub other: String,
+    /// Its slot.
+    pub other_slot: u16,
+}
+
+impl From<CrossSlotScript> for redis::RedisError {
+    fn from(error: CrossSlotScript) -> Self {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            CROSS_SLOT_SCRIPT,
+            error.to_string(),
+        ))
+    }
+}
+
 /// A call got no reply within its deadline: `timeout` (or `socket_timeout` when that is longer)
 /// from the moment it was made, its wait for a permit, connecting, redirections and retries
 /// included.
@@ -209,10 +269,17 @@ pub(crate) fn error_type(error: &redis::RedisError) -> std::borrow::Cow<'_, str>
         "CallTimeout"
     } else if find_io::<ConnectTimeout>(error).is_some() {
         "ConnectTimeout"
-    } else if error.kind() == redis::ErrorKind::Client
-        && error.to_string().starts_with(CROSS_SLOT_TRANSACTION)
-    {
-        "CrossSlotTransaction"
+    } else if let Some(ours) = [
+        (CROSS_SLOT_TRANSACTION, "CrossSlotTransaction"),
+        (CROSS_SLOT_SCRIPT, "CrossSlotScript"),
+        (PLAIN_SCAN, "PlainScan"),
+    ]
+    .into_iter()
+    .find_map(|(description, name)| {
+        (error.kind() == redis::ErrorKind::Client && error.to_string().starts_with(description))
+            .then_some(name)
+    }) {
+        ours
     } else {
         let kind = CallFailed::find(error).map_or(error.kind(), |failed| failed.source.kind());
         return format!("{kind:?}").into();
@@ -277,6 +344,10 @@ mod tests {
             name: "tx".to_owned(),
         };
         assert_eq!(error_type(crossed.into()), "CrossSlotTransaction");
+        let scan = PlainScan {
+            client: "foo".to_owned(),
+        };
+        assert_eq!(error_type(scan.into()), "PlainScan");
         let connect = ConnectTimeout {
             client: "foo".to_owned(),
             after: Duration::from_secs(1),

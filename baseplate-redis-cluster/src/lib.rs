@@ -8,9 +8,11 @@ mod connection;
 mod error;
 mod factory;
 mod metrics;
+mod nodes;
 mod pipeline;
 mod pool;
 mod routing;
+mod scan;
 mod tls;
 
 pub use config::{
@@ -19,14 +21,17 @@ pub use config::{
 };
 pub use connection::MonitoredClusterRedisConnection;
 pub use error::{
-    CallFailed, CallTimeout, ClusterConfigError, ConnectTimeout, CrossSlotTransaction, PoolTimeout,
+    CallFailed, CallTimeout, ClusterConfigError, ConnectTimeout, CrossSlotScript,
+    CrossSlotTransaction, PlainScan, PoolTimeout,
 };
 pub use factory::ClusterRedisContextFactory;
 pub use metrics::{
     CommandName, CommandObserver, LATENCY_BUCKETS, PIPELINE_COMMAND, RedisClientMetrics,
     TRANSACTION_COMMAND,
 };
+pub use nodes::NodeConnection;
 pub use pipeline::MonitoredPipeline;
 pub use pool::{ClusterPool, PoolStats};
 pub use routing::key_slot;
+pub use scan::{CLUSTER_SCAN_PATIENCE, ClusterScan, ClusterScanOptions};
 pub use tls::{CertReqs, TlsOptions};

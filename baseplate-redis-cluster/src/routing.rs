@@ -129,6 +129,71 @@ pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
     })
 }
 
+/// Where a script or function call (`EVAL`, `EVALSHA`, `FCALL` and their `_RO` forms) may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ScriptRoute<'a> {
+    /// The command is not a script or function call.
+    NotAScript,
+    /// It names no key: any primary runs it (redis-rs would pick any node, a replica too, where a
+    /// script that writes fails).
+    Keyless,
+    /// All its keys hash to one slot: redis-rs routes it by its first key.
+    OneSlot,
+    /// Two of its keys hash to different slots, so no node can run it.
+    CrossSlot {
+        first: &'a [u8],
+        first_slot: u16,
+        other: &'a [u8],
+        other_slot: u16,
+    },
+}
+
+/// Where a script or function call may run, by its keys (the `numkeys` after its second word).
+pub(crate) fn script_route(cmd: &Cmd) -> ScriptRoute<'_> {
+    fn bytes(arg: redis::Arg<&[u8]>) -> &[u8] {
+        match arg {
+            redis::Arg::Simple(bytes) => bytes,
+            _ => b"",
+        }
+    }
+    const SCRIPTS: [&[u8]; 6] = [
+        b"EVAL",
+        b"EVALSHA",
+        b"EVAL_RO",
+        b"EVALSHA_RO",
+        b"FCALL",
+        b"FCALL_RO",
+    ];
+    // Every command passes here: look at its name before collecting its arguments.
+    let Some(name) = cmd.args_iter().next().map(bytes) else {
+        return ScriptRoute::NotAScript;
+    };
+    if !SCRIPTS
+        .iter()
+        .any(|script| script.eq_ignore_ascii_case(name))
+    {
+        return ScriptRoute::NotAScript;
+    }
+    let args: Vec<&[u8]> = cmd.args_iter().map(bytes).collect();
+    let mut keys = KeyPositions::NumKeysAtSecond.keys(&args);
+    let Some(first) = keys.next() else {
+        return ScriptRoute::Keyless;
+    };
+    let first_slot = key_slot(first);
+    for other in keys {
+        let other_slot = key_slot(other);
+        if other_slot != first_slot {
+            return ScriptRoute::CrossSlot {
+                first,
+                first_slot,
+                other,
+                other_slot,
+            };
+        }
+    }
+    ScriptRoute::OneSlot
+}
+
 /// The slot of a command's first key.
 pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {
     route_of(cmd).map(|route| route.slot)
@@ -297,6 +362,46 @@ mod tests {
         ] {
             assert!(!blocks(&cmd), "{cmd:?}");
         }
+    }
+
+    #[test]
+    fn scripts_route_by_all_their_keys() {
+        let eval = |keys: &[&str]| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg("8f3d1c").arg(keys.len());
+            for key in keys {
+                cmd.arg(*key);
+            }
+            cmd.arg("an argument, not a key");
+            cmd
+        };
+        assert_eq!(script_route(&eval(&[])), ScriptRoute::Keyless);
+        assert_eq!(
+            script_route(&eval(&["{user1}.a", "{user1}.b"])),
+            ScriptRoute::OneSlot
+        );
+        assert_eq!(
+            script_route(&eval(&["foo", "{foo}.x", "bar"])),
+            ScriptRoute::CrossSlot {
+                first: b"foo",
+                first_slot: 12182,
+                other: b"bar",
+                other_slot: 5061,
+            }
+        );
+        assert_eq!(
+            script_route(redis::cmd("fcall_ro").arg("f").arg(0)),
+            ScriptRoute::Keyless
+        );
+        assert_eq!(
+            script_route(redis::cmd("FCALL").arg("f").arg(1).arg("foo")),
+            ScriptRoute::OneSlot
+        );
+        assert_eq!(
+            script_route(redis::cmd("GET").arg("foo")),
+            ScriptRoute::NotAScript
+        );
+        assert_eq!(script_route(&redis::Cmd::new()), ScriptRoute::NotAScript);
     }
 
     #[test]

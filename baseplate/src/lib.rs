@@ -28,8 +28,9 @@ pub use baseplate_config::{ConfigError, ConfigWarning, RawConfig, UnknownKeys};
 pub use baseplate_hotkeys::{HotKeyTracker, TrackKeyMode};
 #[doc(inline)]
 pub use baseplate_redis_cluster::{
-    CallFailed, CallTimeout, ClusterRedisClient, ClusterRedisContextFactory,
-    MonitoredClusterRedisConnection, MonitoredPipeline, PoolStats, PoolTimeout, RedisClientMetrics,
+    CallFailed, CallTimeout, ClusterRedisClient, ClusterRedisContextFactory, ClusterScan,
+    ClusterScanOptions, MonitoredClusterRedisConnection, MonitoredPipeline, NodeConnection,
+    PoolStats, PoolTimeout, RedisClientMetrics,
 };
 #[doc(inline)]
 pub use baseplate_runtime_metrics::{MetricsClient, TaggedBatch};

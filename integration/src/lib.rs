@@ -163,6 +163,19 @@ impl TestCluster {
             .count()
     }
 
+    /// Moves `slots` slots from the primary `from` to the primary `to` (node ids), keys and all,
+    /// with `redis-cli --cluster reshard`; run it on [`own_cluster`] only, since it changes the
+    /// topology under the other tests.
+    ///
+    /// # Panics
+    /// When redis-cli fails; the message has its output.
+    pub fn reshard(&self, from: &str, to: &str, slots: usize) {
+        let seed = self.url.trim_start_matches("redis://");
+        if let Err(output) = chaos::cluster::reshard(seed, from, to, slots) {
+            panic!("resharding {slots} slots from {from} to {to}: {output}");
+        }
+    }
+
     /// Deletes `keys` (one command per key, so keys in any slot can be passed).
     pub async fn delete(&self, keys: &[String]) {
         let mut conn = self.connection().await;

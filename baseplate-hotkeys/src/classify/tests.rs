@@ -24,10 +24,16 @@ const EXAMPLES: &[(&str, &str, &str)] = &[
     ("DECRBY k 2", "", "k"),
     ("DEL a b c", "", "a b c"),
     ("DUMP k", "k", ""),
+    ("EVAL script 2 a b arg", "", "a b"),
+    ("EVALSHA 8f3d1c 2 a b arg", "", "a b"),
+    ("EVALSHA_RO 8f3d1c 1 a arg", "a", ""),
+    ("EVAL_RO script 1 a arg", "a", ""),
     ("EXISTS a b", "a b", ""),
     ("EXPIRE k 10", "", "k"),
     ("EXPIREAT k 1700000000", "", "k"),
     ("EXPIRETIME k", "k", ""),
+    ("FCALL f 2 a b arg", "", "a b"),
+    ("FCALL_RO f 1 a arg", "a", ""),
     ("GEOADD k 13.4 52.5 berlin", "", "k"),
     ("GEODIST k a b", "k", ""),
     ("GEOHASH k a", "k", ""),
@@ -335,6 +341,23 @@ fn numkeys_is_clamped_and_ignored_when_not_a_number() {
     );
     assert_eq!(classified("ZUNIONSTORE d 0").unwrap(), (vec![], words("d")));
     assert_eq!(classified("LMPOP 1 a b LEFT").unwrap().1, words("a"));
+}
+
+#[test]
+fn keyless_scripts_and_functions_have_no_keys() {
+    for line in [
+        "EVAL script 0 arg",
+        "EVALSHA 8f3d1c 0",
+        "FCALL f 0 arg",
+        "FCALL_RO f",
+    ] {
+        assert_eq!(classified(line), Some((vec![], vec![])), "{line}");
+    }
+    // The arguments after the keys are not keys.
+    assert_eq!(
+        classified("evalsha 8f3d1c 1 k v1 v2").unwrap(),
+        (vec![], words("k"))
+    );
 }
 
 #[test]

@@ -319,25 +319,34 @@ impl ChaosCluster {
     /// # Errors
     /// redis-cli's output when it fails.
     pub fn reshard(&self, from: &str, to: &str, slots: usize) -> Result<String, String> {
-        let seed = format!("127.0.0.1:{}", self.seed_port());
-        let slots = slots.to_string();
-        let output = Command::new("redis-cli")
-            .args(["--cluster", "reshard", &seed])
-            .args(["--cluster-from", from, "--cluster-to", to])
-            .args(["--cluster-slots", &slots, "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("running redis-cli --cluster reshard: {e}"))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        if output.status.success() && !text.contains("[ERR]") {
-            Ok(text)
-        } else {
-            Err(text)
-        }
+        reshard(&format!("127.0.0.1:{}", self.seed_port()), from, to, slots)
+    }
+}
+
+/// Moves `slots` slots from the primary `from` to the primary `to` (node ids) of the cluster
+/// `seed` (`host:port` of any node) with `redis-cli --cluster reshard`, keys and all; returns
+/// redis-cli's output.
+///
+/// # Errors
+/// redis-cli's output when it fails.
+pub fn reshard(seed: &str, from: &str, to: &str, slots: usize) -> Result<String, String> {
+    let slots = slots.to_string();
+    let output = Command::new("redis-cli")
+        .args(["--cluster", "reshard", seed])
+        .args(["--cluster-from", from, "--cluster-to", to])
+        .args(["--cluster-slots", &slots, "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running redis-cli --cluster reshard: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.success() && !text.contains("[ERR]") {
+        Ok(text)
+    } else {
+        Err(text)
     }
 }
 

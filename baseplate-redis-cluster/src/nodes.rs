@@ -1,0 +1,283 @@
+//! Commands addressed to nodes rather than keys: [`NodeConnection`] sends every command to one
+//! named node, and [`MonitoredClusterRedisConnection::on_all_primaries`] sends one command to every
+//! primary and hands back each node's reply. Both are traced and measured like any other command.
+
+use std::collections::BTreeMap;
+
+use redis::aio::ConnectionLike;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+};
+use tracing::Span;
+
+use crate::connection::{
+    BatchOperation, Call, MonitoredClusterRedisConnection, command_name, ran_for_tracker,
+    ran_on_server,
+};
+use crate::metrics::{CommandName, PIPELINE_COMMAND};
+use crate::routing::blocks;
+
+/// A connection to one node of the cluster, named by `host:port`, from
+/// [`MonitoredClusterRedisConnection::on_node`].
+///
+/// It implements [`redis::aio::ConnectionLike`], so every [`redis::AsyncCommands`] method and
+/// `redis::cmd(...).query_async(&mut node)` work on it: each command goes to that node whatever
+/// its keys (a key the node does not serve gets the node's `MOVED` error reply back, not a
+/// redirection), in a span `{client}.{COMMAND}` with `server.address` and `server.port` set, and
+/// is measured like any other command. A pipeline runs on the node as one pipeline.
+///
+/// ```no_run
+/// # async fn example(foo: &baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {
+/// let mut node = foo.on_node("127.0.0.1:7000")?;
+/// let info: String = redis::cmd("INFO").arg("replication").query_async(&mut node).await?; // span foo.INFO
+/// let keys: i64 = redis::cmd("DBSIZE").query_async(&mut node).await?;                     // that node's keys
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct NodeConnection {
+    conn: MonitoredClusterRedisConnection,
+    addr: String,
+    host: String,
+    port: u16,
+}
+
+impl NodeConnection {
+    /// The node's address, `host:port`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+}
+
+impl MonitoredClusterRedisConnection {
+    /// A connection that sends every command to the node at `addr` (`host:port`, as
+    /// `CLUSTER NODES` lists it), primary or replica.
+    ///
+    /// # Errors
+    /// When `addr` is not `host:port` with a numeric port; the error names the client and the
+    /// address. Nothing is sent until the first command.
+    pub fn on_node(&self, addr: &str) -> RedisResult<NodeConnection> {
+        let parsed = addr
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+            .filter(|(host, _)| !host.is_empty());
+        let Some((host, port)) = parsed else {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "not a node address",
+                format!(
+                    "redis cluster client {:?}: {addr:?} is not a node address (host:port)",
+                    self.name()
+                ),
+            )));
+        };
+        Ok(NodeConnection {
+            conn: self.clone(),
+            addr: addr.to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+        })
+    }
+
+    /// Sends `cmd` to every primary at once and returns each primary's reply by its address
+    /// (`host:port`), in one span `{client}.{COMMAND}` (its `db.redis.nodes` says how many
+    /// primaries answered), measured as one command.
+    ///
+    /// An error reply from one node is that node's `Err`; the others' replies are kept.
+    ///
+    /// ```no_run
+    /// # async fn example(foo: &baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {
+    /// let sizes = foo.on_all_primaries::<i64>(&redis::cmd("DBSIZE")).await?; // span foo.DBSIZE
+    /// for (node, size) in sizes {
+    ///     println!("{node}: {} keys", size?);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// When a primary cannot be reached (a connection refused or dropped, the deadline passed)
+    /// the whole call fails, naming the client and the command: a reply from only some
+    /// primaries would look like a complete one.
+    pub async fn on_all_primaries<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+    ) -> RedisResult<BTreeMap<String, RedisResult<T>>> {
+        let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+        let name = CommandName::Command(command_name(cmd));
+        let span = self.span(name, name, None);
+        let work = async |conn: &mut ClusterConnection| {
+            let result = conn.route_command(cmd.clone(), routing).await;
+            if let Ok(Value::Map(replies)) = &result {
+                Span::current().record("db.redis.nodes", replies.len());
+            }
+            (result, ())
+        };
+        let call = Call {
+            name,
+            command: "",
+            cmd: Some(cmd),
+            blocking: false,
+            node: None,
+        };
+        let (result, ()) = self.call(call, &mut None, span, work).await;
+        let replies = match result? {
+            // redis-rs answers a fan-out without a rule to combine its replies with each node's
+            // reply by the node's address.
+            Value::Map(replies) => replies,
+            other => {
+                return Err(RedisError::from((
+                    ErrorKind::UnexpectedReturnType,
+                    "expected one reply per primary",
+                    format!(
+                        "redis cluster client {:?}: {name} on all primaries: {other:?}",
+                        self.name()
+                    ),
+                )));
+            }
+        };
+        let mut by_node = BTreeMap::new();
+        for (node, reply) in replies {
+            let node = match node {
+                Value::BulkString(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Value::SimpleString(text) => text,
+                other => format!("{other:?}"),
+            };
+            let reply = match reply {
+                Value::ServerError(error) => Err(RedisError::from(error)),
+                reply => T::from_redis_value(reply).map_err(RedisError::from),
+            };
+            by_node.insert(node, reply);
+        }
+        Ok(by_node)
+    }
+}
+
+impl NodeConnection {
+    fn route(&self) -> SingleNodeRoutingInfo {
+        SingleNodeRoutingInfo::ByAddress {
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+
+    fn span(
+        &self,
+        name: CommandName<'_>,
+        operation: impl std::fmt::Display,
+        batch: Option<usize>,
+    ) -> Span {
+        let span = self.conn.span(name, operation, batch);
+        span.record("server.address", self.host.as_str());
+        span.record("server.port", i64::from(self.port));
+        span
+    }
+}
+
+impl ConnectionLike for NodeConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let name = CommandName::Command(command_name(cmd));
+            let span = self.span(name, name, None);
+            let routing = RoutingInfo::SingleNode(self.route());
+            let work = async |conn: &mut ClusterConnection| {
+                (conn.route_command(cmd.clone(), routing).await, ())
+            };
+            let call = Call {
+                name,
+                command: "",
+                cmd: Some(cmd),
+                blocking: blocks(cmd),
+                node: Some(&self.addr),
+            };
+            let (result, ()) = self.conn.call(call, &mut None, span, work).await;
+            if ran_for_tracker(&result) {
+                self.conn.observe(cmd);
+            }
+            result
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let name = CommandName::Label(PIPELINE_COMMAND);
+            let term = if pipeline.is_transaction() {
+                "MULTI"
+            } else {
+                "PIPELINE"
+            };
+            let operation = BatchOperation { pipeline, term };
+            let span = self.span(name, operation, Some(pipeline.len()));
+            let route = self.route();
+            let work = async |conn: &mut ClusterConnection| {
+                let result = conn
+                    .route_pipeline(pipeline.clone(), offset, count, route)
+                    .await;
+                (result, ())
+            };
+            let call = Call {
+                name,
+                command: PIPELINE_COMMAND,
+                cmd: None,
+                blocking: pipeline.cmd_iter().any(blocks),
+                node: Some(&self.addr),
+            };
+            let (result, ()) = self.conn.call(call, &mut None, span, work).await;
+            if ran_on_server(&result) {
+                for cmd in pipeline.cmd_iter() {
+                    self.conn.observe(cmd);
+                }
+            }
+            result
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn foo() -> MonitoredClusterRedisConnection {
+        let config: baseplate_config::RawConfig = [("foo.url", "redis://127.0.0.1:7000/0")]
+            .into_iter()
+            .collect();
+        crate::ClusterRedisClient::new()
+            .parse("foo", &config)
+            .unwrap()
+            .make_object_for_context("foo", &Span::none())
+    }
+
+    #[test]
+    fn node_addresses_are_host_and_port() {
+        let foo = foo();
+        let node = foo.on_node("127.0.0.1:7001").unwrap();
+        assert_eq!(
+            (node.addr(), node.host.as_str(), node.port),
+            ("127.0.0.1:7001", "127.0.0.1", 7001)
+        );
+        let node = foo.on_node("[::1]:7002").unwrap();
+        assert_eq!((node.host.as_str(), node.port), ("::1", 7002));
+        for bad in ["127.0.0.1", "127.0.0.1:x", ":7000", "127.0.0.1:70000"] {
+            let error = foo.on_node(bad).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "not a node address - InvalidClientConfig: redis cluster client \"foo\": {bad:?} is not a node address (host:port)"
+                ),
+                "{bad}"
+            );
+        }
+    }
+}
