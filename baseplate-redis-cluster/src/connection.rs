@@ -28,6 +28,7 @@ use crate::metrics::{
 };
 use crate::pipeline::MonitoredPipeline;
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
+use crate::pubsub::primary_route;
 use crate::routing::{CmdRoute, blocks, route_of, slot_of};
 
 /// A monitored connection to the cluster, bound to one request's span.
@@ -102,6 +103,54 @@ impl MonitoredClusterRedisConnection {
     /// The pool's statistics.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    /// The pool, for the connections a caller holds on its own (a subscriber's).
+    pub(crate) fn pool(&self) -> &ClusterPool {
+        &self.pool
+    }
+
+    /// Runs `work`, a command on a connection the caller holds on its own (a subscriber's), as
+    /// every call is observed: a span `{client}.{COMMAND}`, the call's deadline, its metrics and
+    /// the observer. It takes no permit: the connection is not the pool's. Errors that `work`
+    /// did not name yet name the client and `described` (`SUBSCRIBE "news"`).
+    pub(crate) async fn traced_on_own_connection(
+        &self,
+        command: &[u8],
+        described: &dyn fmt::Display,
+        work: impl Future<Output = RedisResult<()>>,
+    ) -> RedisResult<()> {
+        let name = CommandName::Command(command);
+        let span = self.span(name, name);
+        let series = self.series.command(name);
+        let started = Instant::now();
+        let outcome = Outcome {
+            conn: self,
+            name,
+            _active: series.start(),
+            series,
+            started,
+            span: span.clone(),
+            finished: false,
+        };
+        let after = self.pool.call_timeout();
+        let result = within(after.map(|after| started + after), work)
+            .instrument(span)
+            .await
+            .unwrap_or_else(|_| {
+                Err(CallTimeout {
+                    client: self.name.to_string(),
+                    command: described.to_string(),
+                    node: None,
+                    after: after.unwrap_or_default(),
+                    waited_for_permit: Duration::ZERO,
+                    source: None,
+                }
+                .into())
+            })
+            .map_err(|error| name_call_error(error, &self.name, described));
+        outcome.finish(&result);
+        result
     }
 
     /// A named pipeline: its commands run in one span `{client}.pipeline_{name}`. Commands may
@@ -489,8 +538,10 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name);
             let mut cached = self.shared.take();
-            let work =
-                async |conn: &mut ClusterConnection| (conn.req_packed_command(cmd).await, ());
+            let work = async |conn: &mut ClusterConnection| match primary_route(cmd) {
+                Some(route) => (conn.route_command(cmd.clone(), route).await, ()),
+                None => (conn.req_packed_command(cmd).await, ()),
+            };
             let call = Call {
                 name,
                 command: "",
@@ -635,6 +686,12 @@ impl Replies for Value {
             }),
             _ => None,
         }
+    }
+}
+
+impl Replies for () {
+    fn first_error(&self) -> Option<&redis::ServerError> {
+        None
     }
 }
 

@@ -10,6 +10,7 @@ mod factory;
 mod metrics;
 mod pipeline;
 mod pool;
+mod pubsub;
 mod routing;
 mod tls;
 
@@ -28,5 +29,6 @@ pub use metrics::{
 };
 pub use pipeline::MonitoredPipeline;
 pub use pool::{ClusterPool, PoolStats};
+pub use pubsub::Subscriber;
 pub use routing::key_slot;
 pub use tls::{CertReqs, TlsOptions};

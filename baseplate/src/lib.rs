@@ -28,6 +28,7 @@ pub use baseplate_hotkeys::{HotKeyTracker, TrackKeyMode};
 pub use baseplate_redis_cluster::{
     CallFailed, CallTimeout, ClusterRedisClient, ClusterRedisContextFactory,
     MonitoredClusterRedisConnection, MonitoredPipeline, PoolStats, PoolTimeout, RedisClientMetrics,
+    Subscriber,
 };
 #[doc(inline)]
 pub use baseplate_runtime_metrics::{MetricsClient, TaggedBatch};
