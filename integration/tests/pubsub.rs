@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use baseplate_config::RawConfig;
 use baseplate_redis_cluster::{
     ClusterRedisClient, ClusterRedisContextFactory, CommandName, CommandObserver,
-    MonitoredClusterRedisConnection, RedisClientMetrics, Subscriber, key_slot,
+    MonitoredClusterRedisConnection, RedisClientMetrics, Subscriber,
 };
 use futures_util::StreamExt as _;
 use integration::chaos::cluster::{ChaosCluster, blocking, wait_until};
 use integration::spans::SpanRecorder;
-use integration::{cluster, unique_prefix};
+use integration::{cluster, name_in_slot, unique_prefix};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 use redis::{AsyncCommands as _, Msg};
@@ -42,14 +42,6 @@ fn connection(extra: &[(&str, &str)]) -> MonitoredClusterRedisConnection {
         .make_object_for_context("foo", &tracing::Span::none())
 }
 
-/// A channel name whose hash slot is `slot` (through a hash tag), unique to `prefix`.
-fn channel_in_slot(prefix: &str, slot: u16) -> String {
-    (0_u32..)
-        .map(|i| format!("{prefix}{{{i}}}"))
-        .find(|name| key_slot(name.as_bytes()) == slot)
-        .expect("every slot has a hash tag")
-}
-
 /// One channel in the first slot of every primary of the shared cluster.
 async fn channel_per_primary(prefix: &str) -> Vec<String> {
     let primaries: Vec<_> = cluster()
@@ -64,7 +56,7 @@ async fn channel_per_primary(prefix: &str) -> Vec<String> {
         .map(|node| {
             let first = node.slots[0].split('-').next().unwrap().parse().unwrap();
             assert!(node.serves(first));
-            channel_in_slot(prefix, first)
+            name_in_slot(prefix, first)
         })
         .collect()
 }
@@ -399,8 +391,8 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
     })
     .await;
     let slot = victim.slots[0].0;
-    let classic = channel_in_slot("classic", slot);
-    let sharded = channel_in_slot("sharded", slot);
+    let classic = name_in_slot("classic", slot);
+    let sharded = name_in_slot("sharded", slot);
     let mut foo = factory_for(
         &chaos.url_with_password(),
         &[("foo.timeout", "1 second")],
@@ -506,10 +498,7 @@ async fn sharded_subscriptions_follow_their_slot_to_another_primary() {
     // redis-cli moves slots from the start of the source's ranges: subscribe to the first ones.
     let moved = 5;
     let slots: Vec<u16> = (from.slots[0].0..).take(moved).collect();
-    let channels: Vec<String> = slots
-        .iter()
-        .map(|&s| channel_in_slot("moving", s))
-        .collect();
+    let channels: Vec<String> = slots.iter().map(|&s| name_in_slot("moving", s)).collect();
     let mut foo = factory_for(
         &chaos.url_with_password(),
         &[("foo.timeout", "1 second")],
