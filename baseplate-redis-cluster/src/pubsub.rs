@@ -50,13 +50,19 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// primary, the subscriber subscribes there again by itself.
 ///
 /// # What a subscriber may miss
-/// Redis delivers pub/sub messages at most once and keeps none. A message published while the
-/// node holding a subscription is down or not yet replaced (from the moment a primary dies until
-/// its replica is promoted and the subscriber has subscribed there again, typically the
-/// cluster's `cluster-node-timeout` plus a second), or while a sharded channel's slot moves, is
-/// lost. Messages published outside such a window all arrive, in the order each node sent them.
-/// After a slot move, a classic channel may be subscribed on two nodes for as long as both keep
-/// the connection, so its messages may arrive twice; use sharded channels when that matters.
+/// Redis delivers pub/sub messages at most once and keeps none. When the node holding a
+/// subscription dies, the subscriber subscribes again at once on another node: for a classic
+/// channel or pattern any node will do, and a sharded channel is served by the replicas of its
+/// primary (and then by the promoted one). Messages published between the node's death and the
+/// new subscription (in `cargo xtask chaos`'s `pubsub-kill-primary`, about a tenth of a second),
+/// and those the dying node had not yet written out, are lost; so are those published to a
+/// sharded channel while its slot moves to another primary, until the subscriber has followed
+/// it. `SPUBLISH` fails while a sharded channel's shard has no primary (as writes do).
+/// Messages published outside such a window all arrive, in the order their node sent them.
+///
+/// After a topology change a subscription may for a while be held by two nodes (a replica and
+/// the promoted primary, or a classic channel's old and new slot owners), and its messages then
+/// arrive twice: a consumer that must not act twice on one message should say so in the message.
 ///
 /// Messages wait in memory until the stream is read: a subscriber that stops reading keeps
 /// receiving. Dropping it closes its connection.
