@@ -49,18 +49,25 @@ pub type Arrivals = BTreeMap<u64, (usize, Duration)>;
 /// A channel's losses around the death of the primary holding it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Losses {
-    /// When the subscriber received again: the publish time of the first message sent after the
-    /// node was gone that arrived; `None` when none did.
+    /// The publish time of the first message sent after the node was gone that arrived (on
+    /// whichever node the subscriber subscribed again); `None` when none did.
+    pub first_after_kill: Option<Duration>,
+    /// When the subscriber received again for good, closing the window: the publish time of the
+    /// first message sent after the failover was over that arrived; `None` when none did.
     pub resumed_at: Option<Duration>,
-    /// Acknowledged messages published inside the window (from [`BUFFERED`] before the fault
-    /// until the subscriber received again).
+    /// Acknowledged messages published inside the window (from [`BUFFERED`] before the kill
+    /// until the subscriber received again after the failover).
     pub in_window: usize,
     /// Of those, the ones that never arrived.
     pub lost_in_window: usize,
+    /// When the first and the last message lost inside the window were published.
+    pub lost_in_window_between: Option<(Duration, Duration)>,
     /// Acknowledged messages published outside the window.
     pub outside: usize,
     /// Of those, the ones that never arrived.
     pub lost_outside: usize,
+    /// When the first and the last message lost outside the window were published.
+    pub lost_outside_between: Option<(Duration, Duration)>,
     /// Publishes that failed (the client returned an error).
     pub failed_publishes: usize,
     /// Messages that arrived more than once.
@@ -72,34 +79,56 @@ pub struct Losses {
 pub const BUFFERED: Duration = Duration::from_millis(100);
 
 impl ChannelRecords {
-    /// The channel's losses when its node was killed at `fault_at` and was gone at `killed_at`.
-    pub fn losses(&self, fault_at: Duration, killed_at: Duration) -> Losses {
+    /// The channel's losses when its node was killed at `fault_at`, was gone at `killed_at`, and
+    /// the failover was over at `healed_at` (if it ended).
+    pub fn losses(
+        &self,
+        fault_at: Duration,
+        killed_at: Duration,
+        healed_at: Option<Duration>,
+    ) -> Losses {
         let window_start = fault_at.saturating_sub(BUFFERED);
-        let resumed_at = self
-            .sent
-            .iter()
-            .filter(|s| s.at > killed_at && self.received.contains_key(&s.n))
-            .map(|s| s.at)
-            .next();
+        let first_received_after = |after: Duration| {
+            self.sent
+                .iter()
+                .filter(|s| s.at > after && self.received.contains_key(&s.n))
+                .map(|s| s.at)
+                .next()
+        };
+        let over = healed_at.map_or(killed_at, |healed| healed.max(killed_at));
+        let resumed_at = first_received_after(over);
         let in_window =
             |s: &Sent| s.at >= window_start && resumed_at.is_none_or(|resumed| s.at < resumed);
         let mut losses = Losses {
+            first_after_kill: first_received_after(killed_at),
             resumed_at,
             in_window: 0,
             lost_in_window: 0,
+            lost_in_window_between: None,
             outside: 0,
             lost_outside: 0,
+            lost_outside_between: None,
             failed_publishes: self.sent.iter().filter(|s| !s.acknowledged).count(),
             duplicated: self.received.values().filter(|(n, _)| *n > 1).count(),
+        };
+        let widen = |between: &mut Option<(Duration, Duration)>, at: Duration| {
+            let (first, _) = between.unwrap_or((at, at));
+            *between = Some((first, at));
         };
         for sent in self.sent.iter().filter(|s| s.acknowledged) {
             let lost = !self.received.contains_key(&sent.n);
             if in_window(sent) {
                 losses.in_window += 1;
                 losses.lost_in_window += usize::from(lost);
+                if lost {
+                    widen(&mut losses.lost_in_window_between, sent.at);
+                }
             } else {
                 losses.outside += 1;
                 losses.lost_outside += usize::from(lost);
+                if lost {
+                    widen(&mut losses.lost_outside_between, sent.at);
+                }
             }
         }
         losses
@@ -299,7 +328,7 @@ mod tests {
             received,
         };
         // Nothing published after the fault arrived: the window never closes.
-        let losses = records.losses(ms(1_000), ms(1_010));
+        let losses = records.losses(ms(1_000), ms(1_010), None);
         assert_eq!(losses.resumed_at, None);
         assert_eq!((losses.in_window, losses.lost_in_window), (8, 7));
         assert_eq!((losses.outside, losses.lost_outside), (18, 0));
@@ -310,13 +339,23 @@ mod tests {
         for n in 28..30 {
             records.received.insert(n, (1, ms(n * 50)));
         }
-        let losses = records.losses(ms(1_000), ms(1_010));
+        let losses = records.losses(ms(1_000), ms(1_010), None);
         assert_eq!(losses.resumed_at, Some(ms(1_400)));
         assert_eq!((losses.in_window, losses.lost_in_window), (6, 5));
         assert_eq!((losses.outside, losses.lost_outside), (20, 0));
 
+        // With the failover over at 1.42 s, the window closes at 1.45 s, the first message
+        // published after it that arrived; the first to arrive after the kill came at 1.4 s.
+        let losses = records.losses(ms(1_000), ms(1_010), Some(ms(1_420)));
+        assert_eq!(losses.first_after_kill, Some(ms(1_400)));
+        assert_eq!(losses.resumed_at, Some(ms(1_450)));
+        assert_eq!((losses.in_window, losses.lost_in_window), (7, 5));
+        assert_eq!(losses.lost_in_window_between, Some((ms(950), ms(1_150))));
+
         // A message lost before the window is a loss outside it.
         records.received.remove(&2);
-        assert_eq!(records.losses(ms(1_000), ms(1_010)).lost_outside, 1);
+        let losses = records.losses(ms(1_000), ms(1_010), None);
+        assert_eq!(losses.lost_outside, 1);
+        assert_eq!(losses.lost_outside_between, Some((ms(100), ms(100))));
     }
 }

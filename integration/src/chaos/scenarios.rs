@@ -247,20 +247,33 @@ async fn pubsub_kill_primary(options: &ChaosOptions) -> (Report, LoadResult) {
         } else {
             "classic"
         };
-        let losses = channel.losses(fault_at, killed_at);
-        let resumed = losses
-            .resumed_at
-            .map_or("never".to_owned(), |at| secs(at.saturating_sub(fault_at)));
+        let losses = channel.losses(fault_at, killed_at, healed_at);
+        let after_kill = |at: Option<Duration>| {
+            at.map_or("never".to_owned(), |at| secs(at.saturating_sub(fault_at)))
+        };
+        let between = |lost: Option<(Duration, Duration)>| {
+            lost.map_or(String::new(), |(first, last)| {
+                format!(
+                    ", published from {} to {} after the kill",
+                    secs(first.saturating_sub(fault_at)),
+                    secs(last.saturating_sub(fault_at))
+                )
+            })
+        };
+        let resumed = after_kill(losses.resumed_at);
         report.note(format!(
-            "{kind} channel: {} published ({} acknowledged, {} failed); failover window from \
-             {} before the kill until the subscriber received again {resumed} after it: {} \
-             published in it, {} of them lost; outside it {} published, {} lost; {} duplicated",
+            "{kind} channel: {} published ({} acknowledged, {} failed); the first message \
+             published after the kill arrived {} after it, the first after the failover {resumed} \
+             after it; failover window from {} before the kill to then: {} published in it, {} \
+             of them lost{}; outside it {} published, {} lost; {} duplicated",
             channel.sent.len(),
             losses.in_window + losses.outside,
             losses.failed_publishes,
+            after_kill(losses.first_after_kill),
             secs(crate::chaos::pubsub::BUFFERED),
             losses.in_window,
             losses.lost_in_window,
+            between(losses.lost_in_window_between),
             losses.outside,
             losses.lost_outside,
             losses.duplicated,
@@ -272,12 +285,19 @@ async fn pubsub_kill_primary(options: &ChaosOptions) -> (Report, LoadResult) {
         report.check(
             format!("the {kind} subscriber receives again within 5 s of the promotion"),
             after_healed,
-            format!("received again {resumed} after the kill"),
+            format!(
+                "the first message published after the failover arrived ({resumed} after the kill)"
+            ),
         );
         report.check(
             format!("the {kind} subscriber loses no message published outside the failover window"),
             losses.lost_outside == 0 && losses.outside > 0,
-            format!("{} of {} lost", losses.lost_outside, losses.outside),
+            format!(
+                "{} of {} lost{}",
+                losses.lost_outside,
+                losses.outside,
+                between(losses.lost_outside_between)
+            ),
         );
         report.check(
             format!("the {kind} subscriber receives each message at most once"),
