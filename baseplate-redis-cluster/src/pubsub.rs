@@ -53,12 +53,14 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Redis delivers pub/sub messages at most once and keeps none. When the node holding a
 /// subscription dies, the subscriber subscribes again at once on another node: for a classic
 /// channel or pattern any node will do, and a sharded channel is served by the replicas of its
-/// primary (and then by the promoted one). Messages published between the node's death and the
-/// new subscription (in `cargo xtask chaos`'s `pubsub-kill-primary`, about a tenth of a second),
-/// and those the dying node had not yet written out, are lost; so are those published to a
-/// sharded channel while its slot moves to another primary, until the subscriber has followed
-/// it. `SPUBLISH` fails while a sharded channel's shard has no primary (as writes do).
-/// Messages published outside such a window all arrive, in the order their node sent them.
+/// primary (and then by the promoted one). Messages published during the failover may be lost:
+/// those the dying node had not yet written out, those published before the subscriber
+/// subscribed again (about a tenth of a second in `cargo xtask chaos`'s `pubsub-kill-primary`),
+/// and sharded ones published while the shard's replicas change primary (a quarter of a second
+/// around the promotion in some of its runs). So are those published to a sharded channel while
+/// its slot moves to another primary, until the subscriber has followed it. `SPUBLISH` fails
+/// while a shard has no node serving it. Messages published outside such a window all arrive,
+/// in the order their node sent them.
 ///
 /// After a topology change a subscription may for a while be held by two nodes (a replica and
 /// the promoted primary, or a classic channel's old and new slot owners), and its messages then
