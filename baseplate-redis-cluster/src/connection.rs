@@ -35,6 +35,7 @@ use crate::metrics::{
 };
 use crate::pipeline::MonitoredPipeline;
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
+use crate::pubsub::primary_route;
 use crate::routing::{CmdRoute, ScriptRoute, blocks, route_of, script_route, slot_of};
 
 /// A monitored connection to the cluster, bound to one request's span.
@@ -113,7 +114,8 @@ impl MonitoredClusterRedisConnection {
         self.pool.stats()
     }
 
-    /// The pool this connection's calls run through.
+    /// The pool this connection's calls run through (also for the connections a caller holds
+    /// on its own, a subscriber's).
     pub(crate) fn pool(&self) -> &ClusterPool {
         &self.pool
     }
@@ -121,6 +123,50 @@ impl MonitoredClusterRedisConnection {
     /// Offers a command that ran to the hot-key tracker.
     pub(crate) fn observe(&self, cmd: &Cmd) {
         self.tracker.observe(cmd);
+    }
+
+    /// Runs `work`, a command on a connection the caller holds on its own (a subscriber's), as
+    /// every call is observed: a span `{client}.{COMMAND}`, the call's deadline, its metrics and
+    /// the observer. It takes no permit: the connection is not the pool's. Errors that `work`
+    /// did not name yet name the client and `described` (`SUBSCRIBE "news"`).
+    pub(crate) async fn traced_on_own_connection(
+        &self,
+        command: &[u8],
+        described: &dyn fmt::Display,
+        work: impl Future<Output = RedisResult<()>>,
+    ) -> RedisResult<()> {
+        let name = CommandName::Command(command);
+        let span = self.span(name, name, None);
+        let series = self.series.command(name);
+        let started = Instant::now();
+        let outcome = Outcome {
+            conn: self,
+            name,
+            cmd: None,
+            _active: series.start(),
+            series,
+            started,
+            span: span.clone(),
+            finished: false,
+        };
+        let after = self.pool.call_timeout();
+        let result = within(after.map(|after| started + after), work)
+            .instrument(span)
+            .await
+            .unwrap_or_else(|_| {
+                Err(CallTimeout {
+                    client: self.name.to_string(),
+                    command: described.to_string(),
+                    node: None,
+                    after: after.unwrap_or_default(),
+                    waited_for_permit: Duration::ZERO,
+                    source: None,
+                }
+                .into())
+            })
+            .map_err(|error| name_call_error(error, &self.name, described));
+        outcome.finish(&result);
+        result
     }
 
     /// A named pipeline: its commands run in one span `{client}.pipeline_{name}`. Commands may
@@ -586,6 +632,9 @@ impl MonitoredClusterRedisConnection {
             }
             .into());
         }
+        if let Some(route) = primary_route(cmd) {
+            return Ok(Some(route));
+        }
         match script_route(cmd) {
             ScriptRoute::NotAScript | ScriptRoute::OneSlot => Ok(None),
             ScriptRoute::Keyless => Ok(Some(RoutingInfo::SingleNode(
@@ -837,6 +886,12 @@ impl Replies for Value {
             }),
             _ => None,
         }
+    }
+}
+
+impl Replies for () {
+    fn first_error(&self) -> Option<&redis::ServerError> {
+        None
     }
 }
 

@@ -11,6 +11,7 @@ mod metrics;
 mod nodes;
 mod pipeline;
 mod pool;
+mod pubsub;
 mod routing;
 mod scan;
 mod tls;
@@ -32,6 +33,7 @@ pub use metrics::{
 pub use nodes::NodeConnection;
 pub use pipeline::MonitoredPipeline;
 pub use pool::{ClusterPool, PoolStats};
+pub use pubsub::Subscriber;
 pub use routing::key_slot;
 pub use scan::{CLUSTER_SCAN_PATIENCE, ClusterScan, ClusterScanOptions};
 pub use tls::{CertReqs, TlsOptions};

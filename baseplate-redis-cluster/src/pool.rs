@@ -51,6 +51,9 @@ pub struct PoolStats {
     /// Blocking commands running now, each on a connection of its own (counted in
     /// `open_connections` too).
     pub blocking: usize,
+    /// Pub/sub subscribers open now, each on a cluster connection of its own (counted in
+    /// `open_connections` too), none taking a slot of `size`.
+    pub subscribers: usize,
 }
 
 /// A pool of commands in flight over shared, multiplexed redis-rs cluster connections.
@@ -70,6 +73,7 @@ struct PoolInner {
     /// Connections lent to one blocking command at a time.
     dedicated: mobc::Pool<ClusterManager>,
     blocking: AtomicUsize,
+    subscribers: AtomicUsize,
     open: Arc<AtomicUsize>,
     permits: Semaphore,
     waiting: AtomicUsize,
@@ -116,25 +120,9 @@ impl ClusterPool {
             });
         }
         let router = Router::new(options.read_from_replicas);
-        let mut builder = ClusterClientBuilder::new(options.seeds.iter().map(|s| s.expose()))
+        let builder = client_builder(&name, &options)?
             .read_routing_strategy(RouterFactory(Arc::clone(&router)));
-        if let Some(timeout) = options.connect_timeout {
-            builder = builder.connection_timeout(timeout);
-        }
-        #[cfg(feature = "tls")]
-        if let Some(tls) = &options.tls {
-            builder = crate::tls::configure(builder, tls, &name)?;
-        }
-        if let Some(timeout) = options.response_timeout {
-            // Bound each attempt and the whole request, retries and redirections included.
-            builder = builder
-                .response_timeout(timeout)
-                .overall_response_timeout(Some(timeout));
-        }
-        let client = builder.build().map_err(|e| ClusterConfigError::Invalid {
-            key: format!("{name}.url"),
-            reason: format!("redis-rs rejected the seed list ({:?})", e.kind()),
-        })?;
+        let client = build_client(&name, builder)?;
         let open = Arc::new(AtomicUsize::new(0));
         let manager = ClusterManager {
             client: client.clone(),
@@ -177,6 +165,7 @@ impl ClusterPool {
                 connections,
                 dedicated,
                 blocking: AtomicUsize::new(0),
+                subscribers: AtomicUsize::new(0),
                 open,
                 waiting: AtomicUsize::new(0),
                 current: Mutex::new(None),
@@ -204,6 +193,7 @@ impl ClusterPool {
             open_connections: self.inner.open.load(Ordering::Relaxed),
             waiting: self.inner.waiting.load(Ordering::Relaxed),
             blocking: self.inner.blocking.load(Ordering::Relaxed),
+            subscribers: self.inner.subscribers.load(Ordering::Relaxed),
         }
     }
 
@@ -211,6 +201,17 @@ impl ClusterPool {
     /// neither take a caller's permit nor be observed as the caller's commands.
     pub(crate) fn client(&self) -> &ClusterClient {
         &self.inner.client
+    }
+
+    /// Counts a subscriber just connected, and its sockets, for as long as the guard lives.
+    pub(crate) fn subscriber_opened(&self) -> SubscriberGuard {
+        let sockets = self.inner.router.node_count().unwrap_or(1).max(1);
+        self.inner.subscribers.fetch_add(1, Ordering::Relaxed);
+        self.inner.open.fetch_add(sockets, Ordering::Relaxed);
+        SubscriberGuard {
+            pool: self.clone(),
+            sockets,
+        }
     }
 
     /// The bound on opening a connection.
@@ -373,6 +374,41 @@ impl ClusterPool {
     }
 }
 
+#[cfg_attr(not(feature = "tls"), allow(unused_variables))]
+/// A cluster client builder with the client's seeds, TLS and timeouts: what every connection of
+/// the client, pooled or a subscriber's, is built from.
+pub(crate) fn client_builder(
+    name: &str,
+    options: &ClusterOptions,
+) -> Result<ClusterClientBuilder, ClusterConfigError> {
+    let mut builder = ClusterClientBuilder::new(options.seeds.iter().map(|s| s.expose()));
+    if let Some(timeout) = options.connect_timeout {
+        builder = builder.connection_timeout(timeout);
+    }
+    #[cfg(feature = "tls")]
+    if let Some(tls) = &options.tls {
+        builder = crate::tls::configure(builder, tls, name)?;
+    }
+    if let Some(timeout) = options.response_timeout {
+        // Bound each attempt and the whole request, retries and redirections included.
+        builder = builder
+            .response_timeout(timeout)
+            .overall_response_timeout(Some(timeout));
+    }
+    Ok(builder)
+}
+
+/// The client `builder` describes, or an error naming `{name}.url` (never the URL).
+pub(crate) fn build_client(
+    name: &str,
+    builder: ClusterClientBuilder,
+) -> Result<ClusterClient, ClusterConfigError> {
+    builder.build().map_err(|e| ClusterConfigError::Invalid {
+        key: format!("{name}.url"),
+        reason: format!("redis-rs rejected the seed list ({:?})", e.kind()),
+    })
+}
+
 /// A clone of the shared cluster connection (cheap: a channel sender) and the flag that retires it.
 #[derive(Clone)]
 pub(crate) struct SharedConnection {
@@ -403,6 +439,21 @@ impl SharedConnection {
 /// back.
 fn retires_connection(error: &RedisError) -> bool {
     error.is_connection_dropped() || error.kind() == redis::ErrorKind::ClusterConnectionNotFound
+}
+
+/// Counts a subscriber in [`PoolStats::subscribers`] and its sockets in
+/// [`PoolStats::open_connections`] for as long as it lives.
+pub(crate) struct SubscriberGuard {
+    pool: ClusterPool,
+    sockets: usize,
+}
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        let inner = &self.pool.inner;
+        inner.subscribers.fetch_sub(1, Ordering::Relaxed);
+        inner.open.fetch_sub(self.sockets, Ordering::Relaxed);
+    }
 }
 
 /// Counts a caller in [`PoolStats::waiting`] for as long as it lives.

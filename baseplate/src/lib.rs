@@ -30,7 +30,7 @@ pub use baseplate_hotkeys::{HotKeyTracker, TrackKeyMode};
 pub use baseplate_redis_cluster::{
     CallFailed, CallTimeout, ClusterRedisClient, ClusterRedisContextFactory, ClusterScan,
     ClusterScanOptions, MonitoredClusterRedisConnection, MonitoredPipeline, NodeConnection,
-    PoolStats, PoolTimeout, RedisClientMetrics,
+    PoolStats, PoolTimeout, RedisClientMetrics, Subscriber,
 };
 #[doc(inline)]
 pub use baseplate_runtime_metrics::{MetricsClient, TaggedBatch};

@@ -13,12 +13,15 @@
 //! - [`cluster`]: the scenario's cluster and the faults (SIGKILL, SIGSTOP, restart, reshard, config).
 //! - [`load`]: the load generator (paced readers and writers, `BLPOP` callers) and its
 //!   per-operation records.
+//! - [`pubsub`]: the pub/sub traffic of `pubsub-kill-primary` (a numbered publisher, a subscriber)
+//!   and what it lost inside and outside the failover window.
 //! - [`observe`]: the process's `tracing` subscriber, which scans every span field, event and `log`
 //!   record for the password, and a statsd sink that scans every metric packet.
 //! - [`report`]: the figures of one run, the invariants they are checked against, and the table.
-//! - [`scenarios`]: the nine scenarios, one function each, in [`Scenario::ALL`]'s order:
+//! - [`scenarios`]: the ten scenarios, one function each, in [`Scenario::ALL`]'s order:
 //!   kill-primary, hang-primary, restart-node, reshard, pool-exhaustion,
-//!   tracker-and-metrics-faults, blocking-commands, cluster-down, cluster-restart.
+//!   tracker-and-metrics-faults, blocking-commands, cluster-down, cluster-restart,
+//!   pubsub-kill-primary.
 //!
 //! The `chaos` binary runs them with a long load and prints the table; `tests/chaos.rs` runs each
 //! with a short load and asserts its invariants.
@@ -27,6 +30,7 @@ pub mod census;
 pub mod cluster;
 pub mod load;
 pub mod observe;
+pub mod pubsub;
 pub mod report;
 pub mod scenarios;
 
@@ -37,7 +41,7 @@ use std::time::Duration;
 pub use report::Report;
 pub use scenarios::{run, run_with_records};
 
-/// The nine faults.
+/// The ten faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scenario {
     /// SIGKILL the seed primary; its replica is promoted and the client follows without a restart.
@@ -69,11 +73,16 @@ pub enum Scenario {
     /// so that no acknowledged write is lost: as [`ClusterDown`](Scenario::ClusterDown), and
     /// every acknowledged write is there afterwards.
     ClusterRestart,
+    /// As [`KillPrimary`](Scenario::KillPrimary), with a subscriber of the client on a sharded
+    /// and a classic channel held by the killed primary, and a publisher sending them numbered
+    /// messages at a steady rate: the subscriber receives again after the failover, and loses
+    /// no message published outside the failover window.
+    PubsubKillPrimary,
 }
 
 impl Scenario {
     /// Every scenario, in the order the table lists them.
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::KillPrimary,
         Scenario::HangPrimary,
         Scenario::RestartNode,
@@ -83,6 +92,7 @@ impl Scenario {
         Scenario::BlockingCommands,
         Scenario::ClusterDown,
         Scenario::ClusterRestart,
+        Scenario::PubsubKillPrimary,
     ];
 
     /// The scenario's name on the command line and in the table.
@@ -97,6 +107,7 @@ impl Scenario {
             Scenario::BlockingCommands => "blocking-commands",
             Scenario::ClusterDown => "cluster-down",
             Scenario::ClusterRestart => "cluster-restart",
+            Scenario::PubsubKillPrimary => "pubsub-kill-primary",
         }
     }
 }

@@ -204,6 +204,15 @@ pub async fn eventually(
     }
 }
 
+/// A name starting with `prefix` whose hash slot is `slot` (through a hash tag), for a key or a
+/// channel that must live on a given node.
+pub fn name_in_slot(prefix: &str, slot: u16) -> String {
+    (0_u32..)
+        .map(|i| format!("{prefix}{{{i}}}"))
+        .find(|name| baseplate_redis_cluster::key_slot(name.as_bytes()) == slot)
+        .expect("every slot has a hash tag")
+}
+
 /// A key prefix unique to this test run, so tests sharing one cluster never see each other's keys.
 pub fn unique_prefix(test: &str) -> String {
     let nanos = SystemTime::now()

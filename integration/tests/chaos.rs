@@ -177,3 +177,19 @@ fn the_password_scanner_sees_span_fields_events_and_errors() {
     assert_eq!(seen.warnings_total, 1);
     assert!(seen.scanned >= 5, "{seen:?}");
 }
+
+#[test]
+fn pubsub_kill_primary_the_subscriber_receives_again_and_loses_nothing_outside_the_window() {
+    let report = chaos(Scenario::PubsubKillPrimary);
+    assert_invariants(&report);
+    assert!(report.healed_at.is_some(), "no failover: {report}");
+    // One note per channel, sharded then classic, with its figures.
+    let notes: Vec<&String> = report
+        .notes
+        .iter()
+        .filter(|n| n.contains(" channel: "))
+        .collect();
+    assert_eq!(notes.len(), 2, "{report}");
+    assert!(notes[0].starts_with("sharded channel: "), "{report}");
+    assert!(notes[1].starts_with("classic channel: "), "{report}");
+}

@@ -1,6 +1,7 @@
 //! `rediss://` against a real TLS cluster: certificates checked against `ssl_ca_certs`, refused
 //! without it, hostnames checked unless `ssl_check_hostname = false`, no verification with
-//! `ssl_cert_reqs = none`, and client certificates for nodes that require them.
+//! `ssl_cert_reqs = none`, client certificates for nodes that require them, and subscribers
+//! connecting with the same settings.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -307,4 +308,33 @@ async fn unreadable_or_malformed_certificate_files_fail_configuration_naming_the
     }
     std::fs::remove_file(not_pem).unwrap();
     std::fs::remove_file(bad_der).unwrap();
+}
+
+#[tokio::test]
+async fn subscribers_connect_with_the_clients_tls_settings() {
+    use futures_util::StreamExt as _;
+
+    let _shared = NODE_SETTINGS.read().await;
+    let channel = format!("{}news", unique_prefix("tls-pubsub"));
+    let mut foo = connection(&[ca()]);
+    let mut subscriber = foo.subscriber().await.unwrap();
+    subscriber.subscribe(&channel).await.unwrap();
+    subscriber.ssubscribe(&channel).await.unwrap();
+    let _: i64 = foo.publish(&channel, "classic").await.unwrap();
+    let _: i64 = foo.spublish(&channel, "sharded").await.unwrap();
+    let mut payloads = Vec::new();
+    for _ in 0..2 {
+        let message = tokio::time::timeout(Duration::from_secs(10), subscriber.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the subscriber's stream goes on");
+        payloads.push(String::from_utf8_lossy(message.get_payload_bytes()).into_owned());
+    }
+    payloads.sort();
+    assert_eq!(payloads, ["classic", "sharded"]);
+
+    // Without the CA the subscriber is refused as commands are, naming the client.
+    let error = connection(&[]).subscriber().await.unwrap_err().to_string();
+    assert!(error.contains("redis cluster client \"foo\""), "{error}");
+    assert!(error.contains("UnknownIssuer"), "{error}");
 }

@@ -20,7 +20,7 @@ pub const USER: &str = "user";
 pub const PASSWORD: &str = "secret";
 
 /// Extra `redis-server` arguments for every chaos node: the user the client logs in as.
-const NODE_ARGS: [&str; 6] = ["--user", USER, "on", ">secret", "~*", "+@all"];
+const NODE_ARGS: [&str; 7] = ["--user", USER, "on", ">secret", "~*", "&*", "+@all"];
 
 /// Node arguments that make every acknowledged write survive the node's death: an append-only
 /// file, written and fsynced before the node answers (`appendfsync always`). Without them a node

@@ -1,4 +1,4 @@
-//! The nine scenarios: each starts its cluster, configures the client as a service would, runs the
+//! The ten scenarios: each starts its cluster, configures the client as a service would, runs the
 //! load, injects its fault, and checks its invariants on top of the ones every scenario shares.
 
 use std::collections::BTreeSet;
@@ -13,9 +13,11 @@ use crate::chaos::census::{Census, process_cpu_time, settles_to};
 use crate::chaos::cluster::{ChaosCluster, PASSWORD, PERSISTENT, StateWatcher, blocking};
 use crate::chaos::load::{Load, LoadOptions, LoadResult, OpKind, OpRecord, Outcome, verify};
 use crate::chaos::observe::{StatsdSink, observer};
+use crate::chaos::pubsub::{Channel, PubsubTraffic};
 use crate::chaos::report::{LATE_MARGIN, Report, RunFacts, longest_gap, quantile, secs};
 use crate::chaos::{ChaosOptions, Scenario, key_slot};
 use crate::eventually;
+use crate::name_in_slot;
 
 /// The context name the client is registered under.
 const CLIENT: &str = "foo";
@@ -48,6 +50,7 @@ pub async fn run_with_records(scenario: Scenario, options: &ChaosOptions) -> (Re
         Scenario::BlockingCommands => blocking_commands(options).await,
         Scenario::ClusterDown => cluster_down(options).await,
         Scenario::ClusterRestart => cluster_restart(options).await,
+        Scenario::PubsubKillPrimary => pubsub_kill_primary(options).await,
     }
 }
 
@@ -55,46 +58,13 @@ pub async fn run_with_records(scenario: Scenario, options: &ChaosOptions) -> (Re
 async fn kill_primary(options: &ChaosOptions) -> (Report, LoadResult) {
     let mut run = Harness::start(Scenario::KillPrimary, options, 1_000, &[]).await;
     let cluster = Arc::clone(&run.cluster);
-    let c = Arc::clone(&cluster);
-    let (victim, replicas) = blocking(move || {
-        let seed = c.seed_port();
-        let nodes = c.nodes();
-        let victim = nodes
-            .iter()
-            .find(|n| n.port == seed && n.primary)
-            .or_else(|| nodes.iter().find(|n| n.primary && n.slot_count() > 0))
-            .cloned()
-            .expect("a primary");
-        let replicas: Vec<u16> = nodes
-            .iter()
-            .filter(|n| n.primary_id.as_deref() == Some(victim.id.as_str()))
-            .map(|n| n.port)
-            .collect();
-        (victim, replicas)
-    })
-    .await;
+    let (victim, replicas) = seed_primary(&cluster).await;
     let mut avoid = replicas.clone();
     avoid.push(victim.port);
     let owners = run.start_load(None, &avoid).await;
     let fault_at = run.baseline().await;
-    let c = Arc::clone(&cluster);
-    let victim_port = victim.port;
-    blocking(move || c.kill(victim_port)).await;
-    let c = Arc::clone(&cluster);
-    let candidates = replicas.clone();
-    let failover = blocking(move || {
-        let mut promoted = None;
-        let took = wait_until(Duration::from_secs(30), || {
-            let nodes = c.nodes_except(Some(victim_port));
-            promoted = nodes
-                .iter()
-                .find(|n| candidates.contains(&n.port) && n.primary && n.slot_count() > 0)
-                .map(|n| n.port);
-            promoted.is_some() && c.all_ok()
-        });
-        took.zip(promoted)
-    })
-    .await;
+    kill(&cluster, victim.port).await;
+    let failover = await_promotion(&cluster, victim.port, &replicas).await;
     let healed_at = failover.map(|_| run.elapsed());
     run.settle(healed_at.unwrap_or(fault_at)).await;
     let result = run.stop_load().await;
@@ -157,6 +127,181 @@ async fn kill_primary(options: &ChaosOptions) -> (Report, LoadResult) {
                 "{ok} of {} operations on the failed-over slots succeeded from 1 s after the promotion",
                 after.len()
             ),
+        );
+    }
+    (report, result)
+}
+
+/// The primary the client's URL names (or any primary serving slots), and its replicas' ports.
+async fn seed_primary(cluster: &Arc<ChaosCluster>) -> (ClusterNode, Vec<u16>) {
+    let c = Arc::clone(cluster);
+    blocking(move || {
+        let seed = c.seed_port();
+        let nodes = c.nodes();
+        let victim = nodes
+            .iter()
+            .find(|n| n.port == seed && n.primary)
+            .or_else(|| nodes.iter().find(|n| n.primary && n.slot_count() > 0))
+            .cloned()
+            .expect("a primary");
+        let replicas: Vec<u16> = nodes
+            .iter()
+            .filter(|n| n.primary_id.as_deref() == Some(victim.id.as_str()))
+            .map(|n| n.port)
+            .collect();
+        (victim, replicas)
+    })
+    .await
+}
+
+/// SIGKILLs the node on `port` and waits until it is gone.
+async fn kill(cluster: &Arc<ChaosCluster>, port: u16) {
+    let c = Arc::clone(cluster);
+    blocking(move || c.kill(port)).await;
+}
+
+/// Waits (up to 30 s) until one of `replicas` of the killed primary `victim` serves its slots and
+/// every node says the cluster is ok; returns how long that took and the promoted port.
+async fn await_promotion(
+    cluster: &Arc<ChaosCluster>,
+    victim: u16,
+    replicas: &[u16],
+) -> Option<(Duration, u16)> {
+    let c = Arc::clone(cluster);
+    let candidates = replicas.to_vec();
+    blocking(move || {
+        let mut promoted = None;
+        let took = wait_until(Duration::from_secs(30), || {
+            let nodes = c.nodes_except(Some(victim));
+            promoted = nodes
+                .iter()
+                .find(|n| candidates.contains(&n.port) && n.primary && n.slot_count() > 0)
+                .map(|n| n.port);
+            promoted.is_some() && c.all_ok()
+        });
+        took.zip(promoted)
+    })
+    .await
+}
+
+/// How many numbered messages a second the pub/sub scenario publishes to each channel.
+const PUBLISH_RATE: f64 = 50.0;
+
+/// SIGKILL the seed primary while a subscriber of the client listens on a sharded and a classic
+/// channel that it holds, and a publisher sends both numbered messages through the client.
+async fn pubsub_kill_primary(options: &ChaosOptions) -> (Report, LoadResult) {
+    let mut run = Harness::start(Scenario::PubsubKillPrimary, options, 1_000, &[]).await;
+    let cluster = Arc::clone(&run.cluster);
+    let (victim, replicas) = seed_primary(&cluster).await;
+    // Both channels hash to the victim's first slot: the sharded one lives there, and the
+    // subscriber holds the classic one on the primary of its slot.
+    let slot = victim.slots[0].0;
+    let channels = vec![
+        Channel {
+            name: name_in_slot("chaos:sharded", slot),
+            sharded: true,
+        },
+        Channel {
+            name: name_in_slot("chaos:classic", slot),
+            sharded: false,
+        },
+    ];
+    let mut avoid = replicas.clone();
+    avoid.push(victim.port);
+    run.start_load(None, &avoid).await;
+    let origin = run.load.as_ref().expect("the load runs").origin();
+    let traffic = PubsubTraffic::start(run.client(), channels, PUBLISH_RATE, origin).await;
+    let fault_at = run.baseline().await;
+    kill(&cluster, victim.port).await;
+    let killed_at = run.elapsed();
+    let failover = await_promotion(&cluster, victim.port, &replicas).await;
+    let healed_at = failover.map(|_| run.elapsed());
+    run.settle(healed_at.unwrap_or(fault_at)).await;
+    let records = traffic.finish(Duration::from_secs(5)).await;
+    let result = run.stop_load().await;
+    let fault = format!(
+        "SIGKILL primary 127.0.0.1:{} holding a sharded and a classic channel ({PUBLISH_RATE} \
+         numbered messages a second each); {}",
+        victim.port,
+        match failover {
+            Some((took, port)) => format!(
+                "its replica 127.0.0.1:{port} was promoted and the cluster was ok again {} later",
+                secs(took)
+            ),
+            None => format!("none of its replicas {replicas:?} was promoted within 30 s"),
+        }
+    );
+    let mut report = run.report(&result, fault, fault_at, healed_at).await;
+    report.check(
+        "Redis promotes the replica (the fault is real)",
+        failover.is_some(),
+        match failover {
+            Some((took, port)) => format!("127.0.0.1:{port} after {}", secs(took)),
+            None => "no promotion".into(),
+        },
+    );
+    for channel in &records {
+        let kind = if channel.channel.sharded {
+            "sharded"
+        } else {
+            "classic"
+        };
+        let losses = channel.losses(fault_at, killed_at, healed_at);
+        let after_kill = |at: Option<Duration>| {
+            at.map_or("never".to_owned(), |at| secs(at.saturating_sub(fault_at)))
+        };
+        let between = |lost: Option<(Duration, Duration)>| {
+            lost.map_or(String::new(), |(first, last)| {
+                format!(
+                    ", published from {} to {} after the kill",
+                    secs(first.saturating_sub(fault_at)),
+                    secs(last.saturating_sub(fault_at))
+                )
+            })
+        };
+        let resumed = after_kill(losses.resumed_at);
+        report.note(format!(
+            "{kind} channel: {} published ({} acknowledged, {} failed); the first message \
+             published after the kill arrived {} after it, the first after the failover {resumed} \
+             after it; failover window from {} before the kill to then: {} published in it, {} \
+             of them lost{}; outside it {} published, {} lost; {} duplicated",
+            channel.sent.len(),
+            losses.in_window + losses.outside,
+            losses.failed_publishes,
+            after_kill(losses.first_after_kill),
+            secs(crate::chaos::pubsub::BUFFERED),
+            losses.in_window,
+            losses.lost_in_window,
+            between(losses.lost_in_window_between),
+            losses.outside,
+            losses.lost_outside,
+            losses.duplicated,
+        ));
+        let after_healed = match (losses.resumed_at, healed_at) {
+            (Some(resumed), Some(healed)) => resumed <= healed + Duration::from_secs(5),
+            _ => false,
+        };
+        report.check(
+            format!("the {kind} subscriber receives again within 5 s of the promotion"),
+            after_healed,
+            format!(
+                "the first message published after the failover arrived ({resumed} after the kill)"
+            ),
+        );
+        report.check(
+            format!("the {kind} subscriber loses no message published outside the failover window"),
+            losses.lost_outside == 0 && losses.outside > 0,
+            format!(
+                "{} of {} lost{}",
+                losses.lost_outside,
+                losses.outside,
+                between(losses.lost_outside_between)
+            ),
+        );
+        report.check(
+            format!("the {kind} subscriber receives each message at most once"),
+            losses.duplicated == 0,
+            format!("{} duplicated", losses.duplicated),
         );
     }
     (report, result)
