@@ -35,7 +35,7 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
             "-p",
             "baseplate-redis-cluster",
             "-p",
-            "baseplate-hotkeys",
+            "baseplate-hotkeys-cli",
             "--no-default-features",
         ];
         cargo(
