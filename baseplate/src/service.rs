@@ -216,9 +216,25 @@ impl Baseplate {
     ///   measured, their metrics marked `|@rate`.
     ///
     /// The runtime-metrics reporter starts when this is called on a tokio runtime (otherwise the
-    /// first request context starts it). Request metrics are recorded where each call runs, not
-    /// from `tracing` spans: this installs no subscriber, and metrics are the same whatever
-    /// subscriber and filter the service sets.
+    /// first request context starts it).
+    ///
+    /// Statsd metrics configured to go nowhere are a warning naming what is lost, logged once
+    /// here and kept in [`config_warnings`](Self::config_warnings): no `metrics.endpoint` (the
+    /// metrics are discarded, or only logged at `debug` level with
+    /// `metrics.log_if_unconfigured = true`, as baseplate.py does), or neither
+    /// `metrics.namespace` nor `metrics.tagging = true` (no statsd metrics at all, as in
+    /// baseplate.py; the Prometheus series are recorded either way).
+    ///
+    /// # Tracing subscribers
+    ///
+    /// This installs no `tracing` subscriber, global or scoped, and needs none: request metrics
+    /// are recorded where each call runs, not from spans, so they are the same with no
+    /// subscriber, the service's own (set before or after this call, with
+    /// `tracing_subscriber::fmt().init()` or `set_global_default`) and any log filter. The
+    /// subscriber is the service's choice alone; baseplate's spans (`baseplate.server`,
+    /// `foo.GET`) and warnings go to whichever is current when they happen, so a service that
+    /// wants this call's warnings in its logs sets its subscriber first (they are in
+    /// [`config_warnings`](Self::config_warnings) either way).
     ///
     /// # Errors
     /// A config error naming the key (an unknown one too, with
@@ -226,7 +242,7 @@ impl Baseplate {
     /// where no socket receives.
     pub fn configure_observers(&mut self) -> Result<(), BaseplateError> {
         let inner = Arc::make_mut(&mut self.inner);
-        let (metrics, mut warnings): (MetricsConfig, _) = inner
+        let (mut metrics, mut warnings): (MetricsConfig, _) = inner
             .app_config
             .parse_with("metrics.", inner.unknown_keys)?;
         let (observer, observer_warnings): (ObserverConfig, _) = inner
@@ -245,7 +261,7 @@ impl Baseplate {
                 .into());
             }
             Some(true) => Some(Style::Tagged {
-                allowlist: metrics.allowlist.into(),
+                allowlist: std::mem::take(&mut metrics.allowlist).into(),
             }),
             _ if namespace_set => Some(Style::Plain),
             _ => None,
@@ -265,6 +281,9 @@ impl Baseplate {
                           statsd metrics are sent, as in baseplate.py"
                     .into(),
             });
+        }
+        if let Some(lost) = metrics_lost(style.as_ref(), &metrics) {
+            warnings.push(lost);
         }
         inner.warn(None, warnings);
         let Some(style) = style else {
@@ -422,6 +441,51 @@ impl Baseplate {
             metrics.client.flush_pending();
         }
     }
+}
+
+/// The warning that statsd metrics are configured to go nowhere, naming what is lost, or `None`
+/// when they are sent (or when the `metrics.endpoint` warning says it already). baseplate.py
+/// says nothing in these cases: a service that sees no metrics had to find out by itself why.
+fn metrics_lost(style: Option<&Style>, metrics: &MetricsConfig) -> Option<ConfigWarning> {
+    let runtime = metrics.enabled.unwrap_or(true);
+    let lost = |server: &str, client: &str| {
+        if runtime {
+            format!("{server}, {client} and runtime.pool.*")
+        } else {
+            format!("{server} and {client}")
+        }
+    };
+    let (key, message) = match (style, &metrics.endpoint) {
+        (_, Some(_)) => return None,
+        (None, None) => (
+            "metrics.namespace",
+            format!(
+                "unset, and metrics.tagging is not true: no statsd metrics ({}) are sent, as in \
+                 baseplate.py; the Prometheus series are recorded all the same",
+                lost("server.*", "clients.*")
+            ),
+        ),
+        (Some(style), None) => {
+            let lost = match style {
+                Style::Plain => lost("server.*", "clients.*"),
+                Style::Tagged { .. } => lost("baseplate.server.*", "baseplate.client.*"),
+            };
+            let fate = if metrics.log_if_unconfigured {
+                "are not sent, only logged at debug level (metrics.log_if_unconfigured = true)"
+            } else {
+                "are discarded; set it to send them, or metrics.log_if_unconfigured = true to \
+                 log them at debug level"
+            };
+            (
+                "metrics.endpoint",
+                format!("unset: the statsd metrics ({lost}) {fate}"),
+            )
+        }
+    };
+    Some(ConfigWarning::Note {
+        key: key.into(),
+        message,
+    })
 }
 
 impl Inner {
