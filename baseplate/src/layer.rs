@@ -52,8 +52,8 @@ pub struct BaseplateLayer {
 }
 
 impl BaseplateLayer {
-    /// A layer over `baseplate`'s clients and observers (a clone shares them: pass
-    /// `baseplate.clone()` to keep using it, as the router's state say).
+    /// A layer over `baseplate`'s clients and observers. A clone shares them, so pass
+    /// `baseplate.clone()` to keep using it elsewhere (as the router's state, for instance).
     pub fn new(baseplate: Baseplate) -> Self {
         Self { baseplate }
     }
