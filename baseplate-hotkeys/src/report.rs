@@ -1,10 +1,9 @@
-//! The top-keys report the CLI prints: fetched from both sets, rendered as text with bars or as JSON.
+//! The top-keys report: fetched from both sets, rendered as text with bars (the
+//! `baseplate-hotkeys` command, in the `baseplate-hotkeys-cli` crate, also renders it as JSON).
 //!
 //! Rendering is pure (figures in, string out) so demos and tests can reuse it without a cluster.
 
 use std::fmt::Write as _;
-
-use serde::Serialize;
 
 use crate::query::{TrackedSet, top_keys};
 
@@ -36,6 +35,23 @@ impl Report {
             TrackedSet::Reads => &self.reads,
             TrackedSet::Writes => &self.writes,
         }
+    }
+
+    /// The sum of one set's listed scores, `0.0` when it lists none: what shares are shares of.
+    ///
+    /// # Examples
+    /// ```
+    /// use baseplate_hotkeys::TrackedSet;
+    /// use baseplate_hotkeys::report::{Report, share};
+    ///
+    /// let report = Report::new(vec![(b"a".to_vec(), 3.0), (b"b".to_vec(), 1.0)], vec![]);
+    /// assert_eq!(report.total(TrackedSet::Reads), 4.0);
+    /// assert_eq!(share(3.0, report.total(TrackedSet::Reads)), 0.75);
+    /// assert_eq!(report.total(TrackedSet::Writes), 0.0);
+    /// assert_eq!(share(0.0, 0.0), 0.0);
+    /// ```
+    pub fn total(&self, set: TrackedSet) -> f64 {
+        total(self.entries(set))
     }
 }
 
@@ -137,65 +153,6 @@ fn render_set(out: &mut String, set: TrackedSet, entries: &[(Vec<u8>, f64)]) {
     }
 }
 
-/// Renders the report as a JSON object: for `reads` and `writes`, the set's key, the listed total and the
-/// keys with rank, escaped key, the key's bytes in hex (exact even for binary keys), score and share.
-///
-/// # Examples
-/// ```
-/// use baseplate_hotkeys::report::{Report, render_json};
-///
-/// let json = render_json(&Report::new(vec![(b"k".to_vec(), 2.0)], vec![]));
-/// let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-/// assert_eq!(value["reads"]["keys"][0]["key_hex"], "6b");
-/// assert_eq!(value["writes"]["total"], 0.0);
-/// ```
-pub fn render_json(report: &Report) -> String {
-    #[derive(Serialize)]
-    struct Json {
-        reads: JsonSet,
-        writes: JsonSet,
-    }
-    #[derive(Serialize)]
-    struct JsonSet {
-        set: &'static str,
-        total: f64,
-        keys: Vec<JsonKey>,
-    }
-    #[derive(Serialize)]
-    struct JsonKey {
-        rank: usize,
-        key: String,
-        key_hex: String,
-        score: f64,
-        share: f64,
-    }
-    let set = |set: TrackedSet| {
-        let entries = report.entries(set);
-        let total = total(entries);
-        JsonSet {
-            set: set.key(),
-            total,
-            keys: entries
-                .iter()
-                .enumerate()
-                .map(|(i, (key, score))| JsonKey {
-                    rank: i + 1,
-                    key: escape_key(key),
-                    key_hex: hex(key),
-                    score: *score,
-                    share: share(*score, total),
-                })
-                .collect(),
-        }
-    };
-    let json = Json {
-        reads: set(TrackedSet::Reads),
-        writes: set(TrackedSet::Writes),
-    };
-    // Serialising plain strings and finite numbers cannot fail; `null` would be the honest fallback.
-    serde_json::to_string_pretty(&json).unwrap_or_else(|_| "null".to_owned())
-}
-
 /// A key made printable: valid UTF-8 is shown as is, except control and invisible formatting characters
 /// (`\x0a`, `\u{202e}`); bytes that are not UTF-8 become `\xNN`; a backslash becomes `\\`, so the output
 /// is unambiguous.
@@ -249,7 +206,9 @@ fn total(entries: &[(Vec<u8>, f64)]) -> f64 {
     entries.iter().fold(0.0, |sum, (_, score)| sum + score)
 }
 
-fn share(score: f64, total: f64) -> f64 {
+/// The share of `score` in `total` (0..=1 for scores of the total); `0.0` when `total` is not
+/// positive. See [`Report::total`].
+pub fn share(score: f64, total: f64) -> f64 {
     if total > 0.0 { score / total } else { 0.0 }
 }
 
@@ -270,14 +229,6 @@ fn format_score(score: f64) -> String {
     } else {
         format!("{score}")
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 #[cfg(test)]

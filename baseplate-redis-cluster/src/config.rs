@@ -768,7 +768,7 @@ fn tls_options(
             "ssl_keyfile is set without ssl_certfile, the certificate it belongs to".into(),
         ));
     }
-    Ok(Some(TlsOptions {
+    let tls = TlsOptions {
         ca_certs: o
             .ssl_ca_certs
             .clone()
@@ -780,7 +780,65 @@ fn tls_options(
             .ssl_check_hostname
             .or(raw.ssl_check_hostname)
             .unwrap_or(true),
-    }))
+    };
+    // A setting in code is reported under its key, even where the URL has one too.
+    let key = |key: &'static str, in_code: bool| if in_code { key } else { source(key) };
+    insecure_needs_the_feature(
+        &tls,
+        key("ssl_cert_reqs", o.ssl_cert_reqs.is_some()),
+        key("ssl_check_hostname", o.ssl_check_hostname.is_some()),
+    )?;
+    Ok(Some(tls))
+}
+
+/// The cargo feature that allows TLS without its checks, named in the error that refuses them.
+const INSECURE_FEATURE: &str = "tls-insecure";
+
+/// `ssl_cert_reqs = none` and `ssl_check_hostname = false` turn off what TLS guarantees, so a
+/// build allows them only with the `tls-insecure` feature (redis-rs implements them in its
+/// `tls-rustls-insecure`): without it they are refused at start-up, naming the key (`url` when
+/// the setting came from the URL) and the feature, rather than silently connecting otherwise than
+/// the config says.
+fn insecure_needs_the_feature(
+    tls: &TlsOptions,
+    cert_reqs_key: &'static str,
+    check_hostname_key: &'static str,
+) -> Result<(), (&'static str, String)> {
+    if cfg!(feature = "tls-insecure") {
+        return Ok(());
+    }
+    let refuse = |key: &'static str, name: &str, value: &str, what: &str| {
+        // Under the URL's key the parameter is named; under its own key the value says it all.
+        let setting = if key == "url" {
+            format!("{name}={value}")
+        } else {
+            value.to_owned()
+        };
+        Err((
+            key,
+            format!(
+                "{setting} turns off {what}, which needs the `{INSECURE_FEATURE}` cargo feature \
+                 (of baseplate or baseplate-redis-cluster); this build does not enable it"
+            ),
+        ))
+    };
+    if tls.cert_reqs == CertReqs::None {
+        return refuse(
+            cert_reqs_key,
+            "ssl_cert_reqs",
+            "none",
+            "certificate verification",
+        );
+    }
+    if !tls.check_hostname {
+        return refuse(
+            check_hostname_key,
+            "ssl_check_hostname",
+            "false",
+            "hostname verification",
+        );
+    }
+    Ok(())
 }
 
 /// Sets an unset `slot` to what `parse` gives; whether it did.
@@ -1116,7 +1174,7 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "tls")]
+    #[cfg(feature = "tls-insecure")]
     fn ssl_keys_come_from_overrides_then_config_then_the_url() {
         let url = "rediss://h:1/0?ssl_ca_certs=/url/ca.pem&ssl_cert_reqs=none\
                    &ssl_check_hostname=False&ssl_certfile=/url/c.pem";
@@ -1217,6 +1275,60 @@ mod tests {
         for (pairs, expected) in cases {
             let error = options(pairs).unwrap_err().to_string();
             assert_eq!(&error, expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    #[cfg(feature = "tls")]
+    fn turning_tls_checks_off_needs_the_tls_insecure_feature() {
+        let needs = "which needs the `tls-insecure` cargo feature (of baseplate or \
+                     baseplate-redis-cluster); this build does not enable it";
+        let cases: &[(&[(&str, &str)], String)] = &[
+            (
+                &[("foo.url", "rediss://h:1"), ("foo.ssl_cert_reqs", "none")],
+                format!("foo.ssl_cert_reqs: none turns off certificate verification, {needs}"),
+            ),
+            (
+                &[("foo.url", "rediss://h:1/0?ssl_cert_reqs=NONE")],
+                format!("foo.url: ssl_cert_reqs=none turns off certificate verification, {needs}"),
+            ),
+            (
+                &[
+                    ("foo.url", "rediss://h:1"),
+                    ("foo.ssl_check_hostname", "false"),
+                ],
+                format!("foo.ssl_check_hostname: false turns off hostname verification, {needs}"),
+            ),
+            (
+                &[("foo.url", "rediss://h:1/0?ssl_check_hostname=False")],
+                format!(
+                    "foo.url: ssl_check_hostname=false turns off hostname verification, {needs}"
+                ),
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let result = options(pairs);
+            if cfg!(feature = "tls-insecure") {
+                let tls = result.unwrap().tls.unwrap();
+                assert!(tls.cert_reqs == CertReqs::None || !tls.check_hostname);
+            } else {
+                assert_eq!(&result.unwrap_err().to_string(), expected, "{pairs:?}");
+            }
+        }
+        // A setting in code is named by its key, even where the URL says otherwise.
+        let in_code = ClusterRedisClient::new()
+            .ssl_cert_reqs(CertReqs::None)
+            .options_from_config(
+                &config(&[("foo.url", "rediss://h:1/0?ssl_cert_reqs=required")]),
+                "foo.",
+            );
+        if cfg!(feature = "tls-insecure") {
+            assert_eq!(in_code.unwrap().tls.unwrap().cert_reqs, CertReqs::None);
+        } else {
+            assert_eq!(
+                in_code.unwrap_err().to_string(),
+                format!("foo.ssl_cert_reqs: none turns off certificate verification, {needs}")
+            );
         }
     }
 

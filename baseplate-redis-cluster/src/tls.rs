@@ -11,7 +11,13 @@ use serde::{Deserialize, Deserializer};
 /// parameters of the URL, where redis-py reads them).
 ///
 /// The defaults verify every node's certificate against the system's roots and check that it
-/// names the host it was reached at.
+/// names the host it was reached at. Turning either check off (`ssl_cert_reqs = none`,
+/// `ssl_check_hostname = false`) needs the `tls-insecure` cargo feature; without it the config
+/// is refused at start-up, naming the key.
+///
+/// rustls needs a process-wide crypto provider: when a `rediss://` client is configured and the
+/// process has none, ring's is installed (and logged at `debug` level). An application that wants
+/// another one installs it before configuring its clients, and it is kept.
 ///
 /// ```
 /// use std::path::Path;
@@ -25,12 +31,13 @@ use serde::{Deserialize, Deserializer};
 /// .into_iter()
 /// .collect();
 /// let options = ClusterRedisClient::new()
-///     .ssl_check_hostname(false)
+///     .ssl_certfile("/etc/redis/client.pem")
 ///     .options_from_config(&config, "foo.")?;
 /// let tls = options.tls.expect("rediss:// seeds");
 /// assert_eq!(tls.ca_certs.as_deref(), Some(Path::new("/etc/redis/ca.pem")));
+/// assert_eq!(tls.certfile.as_deref(), Some(Path::new("/etc/redis/client.pem")));
 /// assert_eq!(tls.cert_reqs, CertReqs::Required);
-/// assert!(!tls.check_hostname);
+/// assert!(tls.check_hostname);
 /// # Ok::<(), baseplate_redis_cluster::ClusterConfigError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,11 +50,13 @@ pub struct TlsOptions {
     pub certfile: Option<PathBuf>,
     /// PEM file of the client certificate's key (`ssl_keyfile`); `None` reads it from `certfile`.
     pub keyfile: Option<PathBuf>,
-    /// Whether the nodes' certificates are verified (`ssl_cert_reqs`).
+    /// Whether the nodes' certificates are verified (`ssl_cert_reqs`); `none` needs the
+    /// `tls-insecure` feature.
     pub cert_reqs: CertReqs,
     /// Whether a node's certificate must name the host it was reached at (`ssl_check_hostname`).
     /// Cluster nodes are reached at the addresses `CLUSTER SLOTS` gives, usually IPs, so their
-    /// certificates need those IPs among their names unless this is off.
+    /// certificates need those IPs among their names unless this is off, which needs the
+    /// `tls-insecure` feature.
     pub check_hostname: bool,
 }
 
@@ -72,7 +81,8 @@ pub enum CertReqs {
     Required,
     /// As `Required`: a server always presents a certificate, so for a client the two are one.
     Optional,
-    /// Do not verify them: the connection is encrypted but anyone can pose as the cluster.
+    /// Do not verify them: the connection is encrypted but anyone can pose as the cluster. Only
+    /// with the `tls-insecure` feature; without it this is a config error.
     None,
 }
 
@@ -121,7 +131,9 @@ mod build {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use rustls::{ClientConfig, RootCertStore};
 
-    use super::{CertReqs, TlsOptions};
+    #[cfg(feature = "tls-insecure")]
+    use super::CertReqs;
+    use super::TlsOptions;
     use crate::error::ClusterConfigError;
 
     /// Applies `tls` to `builder`, reading and checking the PEM files now so that a missing or
@@ -131,10 +143,7 @@ mod build {
         tls: &TlsOptions,
         name: &str,
     ) -> Result<ClusterClientBuilder, ClusterConfigError> {
-        // rustls needs one process-wide crypto provider; with several compiled in (other crates
-        // may enable aws-lc-rs) it cannot pick one itself and would panic on the first connect.
-        // An `Err` here means one is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider_if_none();
 
         let invalid = |key: &str, reason: String| ClusterConfigError::Invalid {
             key: format!("{name}.{key}"),
@@ -220,12 +229,42 @@ mod build {
                 root_cert,
             });
         }
-        let mode = match tls.cert_reqs {
-            CertReqs::Required | CertReqs::Optional => TlsMode::Secure,
-            CertReqs::None => TlsMode::Insecure,
+        // Without `tls-insecure` the config refused `none` and `ssl_check_hostname = false`
+        // already (see `config::insecure_needs_the_feature`), so this build is always secure.
+        #[cfg(feature = "tls-insecure")]
+        let builder = {
+            let mode = match tls.cert_reqs {
+                CertReqs::Required | CertReqs::Optional => TlsMode::Secure,
+                CertReqs::None => TlsMode::Insecure,
+            };
+            builder
+                .tls(mode)
+                .danger_accept_invalid_hostnames(!tls.check_hostname)
         };
-        Ok(builder
-            .tls(mode)
-            .danger_accept_invalid_hostnames(!tls.check_hostname))
+        #[cfg(not(feature = "tls-insecure"))]
+        let builder = builder.tls(TlsMode::Secure);
+        Ok(builder)
+    }
+
+    /// Makes sure rustls has its process-wide crypto provider, which redis-rs's TLS connections
+    /// use: when the process has none yet, this installs ring's (the one this crate compiles
+    /// in), and logs that at `debug` level; a provider the application installed first (aws-lc-rs,
+    /// a FIPS build) is kept as it is. rustls cannot pick a provider by itself when several are
+    /// compiled in (another crate may enable aws-lc-rs), and would then panic on the first
+    /// connection; doing it here makes a `rediss://` client work whatever else the service links.
+    pub(crate) fn install_crypto_provider_if_none() {
+        if rustls::crypto::CryptoProvider::get_default().is_some() {
+            return;
+        }
+        // Another thread may install one between the check and here: then its provider stays,
+        // which is as good.
+        if rustls::crypto::ring::default_provider()
+            .install_default()
+            .is_ok()
+        {
+            tracing::debug!(
+                "no rustls crypto provider was installed: installed ring's as the process default"
+            );
+        }
     }
 }

@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::{FromRequestParts, MatchedPath};
@@ -32,7 +31,6 @@ use crate::service::Baseplate;
 /// With axum, add it with `route_layer`, which runs after routing, so the route is known:
 ///
 /// ```
-/// use std::sync::Arc;
 /// use axum::extract::Path;
 /// use axum::http::StatusCode;
 /// use axum::{Router, routing::get};
@@ -53,17 +51,18 @@ use crate::service::Baseplate;
 /// baseplate.configure_context("foo", ClusterRedisClient::new())?;
 /// let app: Router = Router::new()
 ///     .route("/users/{id}", get(user))
-///     .route_layer(BaseplateLayer::new(Arc::new(baseplate)));
+///     .route_layer(BaseplateLayer::new(baseplate));
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct BaseplateLayer {
-    baseplate: Arc<Baseplate>,
+    baseplate: Baseplate,
 }
 
 impl BaseplateLayer {
-    /// A layer over `baseplate`'s clients and observers.
-    pub fn new(baseplate: Arc<Baseplate>) -> Self {
+    /// A layer over `baseplate`'s clients and observers. A clone shares them, so pass
+    /// `baseplate.clone()` to keep using it elsewhere (as the router's state, for instance).
+    pub fn new(baseplate: Baseplate) -> Self {
         Self { baseplate }
     }
 }
@@ -74,7 +73,7 @@ impl<S> tower_layer::Layer<S> for BaseplateLayer {
     fn layer(&self, inner: S) -> BaseplateService<S> {
         BaseplateService {
             inner,
-            baseplate: Arc::clone(&self.baseplate),
+            baseplate: self.baseplate.clone(),
         }
     }
 }
@@ -83,7 +82,7 @@ impl<S> tower_layer::Layer<S> for BaseplateLayer {
 #[derive(Debug, Clone)]
 pub struct BaseplateService<S> {
     inner: S,
-    baseplate: Arc<Baseplate>,
+    baseplate: Baseplate,
 }
 
 impl<S, B, R> tower_service::Service<Request<B>> for BaseplateService<S>

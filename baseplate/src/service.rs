@@ -41,10 +41,49 @@ const COALESCE: Duration = Duration::from_millis(50);
 ///     .await?;
 /// # Ok(()) }
 /// ```
+///
+/// A `Baseplate` clones cheaply (its state sits behind one `Arc`, shared by the clones), so it
+/// is a web framework's state as it is, and [`BaseplateLayer`](crate::BaseplateLayer) takes
+/// one too. Configure it before cloning it: a clone keeps what was configured when it was made.
+///
+/// ```
+/// use axum::{Router, extract::State, routing::get};
+/// use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
+///
+/// async fn clients(State(baseplate): State<Baseplate>) -> String {
+///     format!("{baseplate:?}")
+/// }
+///
+/// let config: RawConfig = [("foo.url", "redis://127.0.0.1:7000")].into_iter().collect();
+/// let mut baseplate = Baseplate::new(config);
+/// baseplate.configure_context("foo", ClusterRedisClient::new())?;
+/// let app: Router = Router::new()
+///     .route("/clients", get(clients))
+///     .with_state(baseplate.clone());
+/// // The clone shares the original's clients.
+/// assert_eq!(
+///     format!("{baseplate:?}"),
+///     r#"Baseplate { clients: ["foo"], metrics: None }"#
+/// );
+/// let ctx = baseplate.clone().make_context_object();
+/// assert_eq!(ctx.redis_cluster("foo")?.name(), "foo");
+/// # drop(app);
+/// # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+/// ```
+#[derive(Clone)]
 pub struct Baseplate {
+    inner: Arc<Inner>,
+}
+
+/// What a baseplate holds. Clones share it, so a clone costs a reference count and a baseplate
+/// can be a web framework's state as it is. Configuring changes it in place while nothing else
+/// holds it; a clone taken before keeps what was configured when it was taken, as a request
+/// context keeps the clients it was made with.
+#[derive(Clone)]
+struct Inner {
     app_config: RawConfig,
     registry: Arc<Registry>,
-    metrics: Option<Metrics>,
+    metrics: Option<Arc<Metrics>>,
     reporter_interval: Option<Duration>,
     unknown_keys: UnknownKeys,
     config_warnings: Vec<ConfigWarning>,
@@ -62,10 +101,10 @@ struct Metrics {
 impl std::fmt::Debug for Baseplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Baseplate")
-            .field("clients", &self.registry.keys().collect::<Vec<_>>())
+            .field("clients", &self.inner.registry.keys().collect::<Vec<_>>())
             .field(
                 "metrics",
-                &self.metrics.as_ref().map(|m| m.client.namespace()),
+                &self.inner.metrics.as_ref().map(|m| m.client.namespace()),
             )
             .finish()
     }
@@ -98,12 +137,14 @@ impl Baseplate {
     /// A baseplate over the service's app config (the `[app:main]` keys).
     pub fn new(app_config: RawConfig) -> Self {
         Self {
-            app_config,
-            registry: Arc::new(Registry::new()),
-            metrics: None,
-            reporter_interval: None,
-            unknown_keys: UnknownKeys::Warn,
-            config_warnings: Vec::new(),
+            inner: Arc::new(Inner {
+                app_config,
+                registry: Arc::new(Registry::new()),
+                metrics: None,
+                reporter_interval: None,
+                unknown_keys: UnknownKeys::Warn,
+                config_warnings: Vec::new(),
+            }),
         }
     }
 
@@ -134,7 +175,7 @@ impl Baseplate {
     /// ```
     #[must_use]
     pub fn with_unknown_keys(mut self, unknown_keys: UnknownKeys) -> Self {
-        self.unknown_keys = unknown_keys;
+        Arc::make_mut(&mut self.inner).unknown_keys = unknown_keys;
         self
     }
 
@@ -142,18 +183,18 @@ impl Baseplate {
     /// reads (with the nearest known key), and settings that do something their author may not
     /// expect. Each was logged at `warn` level when found.
     pub fn config_warnings(&self) -> &[ConfigWarning] {
-        &self.config_warnings
+        &self.inner.config_warnings
     }
 
     /// The app config.
     pub fn app_config(&self) -> &RawConfig {
-        &self.app_config
+        &self.inner.app_config
     }
 
     /// Reports runtime metrics every `interval` instead of every 10 seconds (for tests); call
     /// before [`configure_observers`](Self::configure_observers).
     pub fn with_runtime_metrics_interval(mut self, interval: Duration) -> Self {
-        self.reporter_interval = Some(interval);
+        Arc::make_mut(&mut self.inner).reporter_interval = Some(interval);
         self
     }
 
@@ -175,24 +216,42 @@ impl Baseplate {
     ///   measured, their metrics marked `|@rate`.
     ///
     /// The runtime-metrics reporter starts when this is called on a tokio runtime (otherwise the
-    /// first request context starts it). Request metrics are recorded where each call runs, not
-    /// from `tracing` spans: this installs no subscriber, and metrics are the same whatever
-    /// subscriber and filter the service sets.
+    /// first request context starts it).
+    ///
+    /// Statsd metrics configured to go nowhere are a warning naming what is lost, logged once
+    /// here and kept in [`config_warnings`](Self::config_warnings): no `metrics.endpoint` (the
+    /// metrics are discarded, or only logged at `debug` level with
+    /// `metrics.log_if_unconfigured = true`, as baseplate.py does), or neither
+    /// `metrics.namespace` nor `metrics.tagging = true` (no statsd metrics at all, as in
+    /// baseplate.py; the Prometheus series are recorded either way).
+    ///
+    /// # Tracing subscribers
+    ///
+    /// This installs no `tracing` subscriber, global or scoped, and needs none: request metrics
+    /// are recorded where each call runs, not from spans, so they are the same with no
+    /// subscriber, the service's own (set before or after this call, with
+    /// `tracing_subscriber::fmt().init()` or `set_global_default`) and any log filter. The
+    /// subscriber is the service's choice alone; baseplate's spans (`baseplate.server`,
+    /// `foo.GET`) and warnings go to whichever is current when they happen, so a service that
+    /// wants this call's warnings in its logs sets its subscriber first (they are in
+    /// [`config_warnings`](Self::config_warnings) either way).
     ///
     /// # Errors
     /// A config error naming the key (an unknown one too, with
     /// [`UnknownKeys::Reject`](Self::with_unknown_keys)), or an endpoint that does not resolve or
     /// where no socket receives.
     pub fn configure_observers(&mut self) -> Result<(), BaseplateError> {
-        let (metrics, mut warnings): (MetricsConfig, _) =
-            self.app_config.parse_with("metrics.", self.unknown_keys)?;
-        let (observer, observer_warnings): (ObserverConfig, _) = self
+        let inner = Arc::make_mut(&mut self.inner);
+        let (mut metrics, mut warnings): (MetricsConfig, _) = inner
             .app_config
-            .parse_with("metrics_observer.", self.unknown_keys)?;
+            .parse_with("metrics.", inner.unknown_keys)?;
+        let (observer, observer_warnings): (ObserverConfig, _) = inner
+            .app_config
+            .parse_with("metrics_observer.", inner.unknown_keys)?;
         warnings.extend(observer_warnings);
 
         // baseplate.py decides on the keys' presence: an empty namespace is still a namespace.
-        let namespace_set = self.app_config.get("metrics.namespace").is_some();
+        let namespace_set = inner.app_config.get("metrics.namespace").is_some();
         let style = match metrics.tagging {
             Some(true) if namespace_set => {
                 return Err(ConfigError::Invalid {
@@ -202,7 +261,7 @@ impl Baseplate {
                 .into());
             }
             Some(true) => Some(Style::Tagged {
-                allowlist: metrics.allowlist.into(),
+                allowlist: std::mem::take(&mut metrics.allowlist).into(),
             }),
             _ if namespace_set => Some(Style::Plain),
             _ => None,
@@ -223,9 +282,12 @@ impl Baseplate {
                     .into(),
             });
         }
-        self.warn(None, warnings);
+        if let Some(lost) = metrics_lost(style.as_ref(), &metrics) {
+            warnings.push(lost);
+        }
+        inner.warn(None, warnings);
         let Some(style) = style else {
-            self.metrics = None;
+            inner.metrics = None;
             return Ok(());
         };
 
@@ -245,13 +307,13 @@ impl Baseplate {
         let sample_rate = observer.sample_rate.map_or(1.0, |p| p.0);
 
         let reporter = metrics.enabled.unwrap_or(true).then(|| {
-            let options = self
+            let options = inner
                 .reporter_interval
                 .map_or_else(ReporterOptions::default, |i| {
                     ReporterOptions::default().with_interval(i)
                 });
             let reporter = RuntimeMetricsReporter::with_options(client.clone(), options);
-            for (name, factory) in self.registry.iter() {
+            for (name, factory) in inner.registry.iter() {
                 reporter.register(name.clone(), FactorySource(Arc::clone(factory)));
             }
             reporter
@@ -265,28 +327,18 @@ impl Baseplate {
             handle: Mutex::new(None),
         };
         metrics.start_reporter();
-        self.metrics = Some(metrics);
+        inner.metrics = Some(Arc::new(metrics));
         Ok(())
     }
 
     /// Whether `metrics.enabled` leaves metrics on (it does unless it is `false`), for what reads
     /// it with or without `configure_observers` (which logged any warning already).
     pub(crate) fn metrics_enabled(&self) -> Result<bool, ConfigError> {
-        let (metrics, _): (MetricsConfig, _) =
-            self.app_config.parse_with("metrics.", UnknownKeys::Warn)?;
+        let (metrics, _): (MetricsConfig, _) = self
+            .inner
+            .app_config
+            .parse_with("metrics.", UnknownKeys::Warn)?;
         Ok(metrics.enabled.unwrap_or(true))
-    }
-
-    /// Logs `warnings` (of the client `client`, if any) and keeps them for
-    /// [`config_warnings`](Self::config_warnings).
-    fn warn(&mut self, client: Option<&str>, warnings: Vec<ConfigWarning>) {
-        for warning in &warnings {
-            match client {
-                Some(client) => tracing::warn!(client, key = warning.key(), "{warning}"),
-                None => tracing::warn!(key = warning.key(), "{warning}"),
-            }
-        }
-        self.config_warnings.extend(warnings);
     }
 
     /// Parses the client `name` (keys `{name}.*`, dotted names nest: `cache.foo.url`) and
@@ -302,34 +354,35 @@ impl Baseplate {
         name: &str,
         parser: P,
     ) -> Result<&mut Self, BaseplateError> {
-        if self.registry.contains_key(name) {
+        let inner = Arc::make_mut(&mut self.inner);
+        if inner.registry.contains_key(name) {
             return Err(BaseplateError::Duplicate {
                 name: name.to_owned(),
             });
         }
         let (factory, warnings) = parser
-            .parse_with_warnings(name, &self.app_config, self.unknown_keys)
+            .parse_with_warnings(name, &inner.app_config, inner.unknown_keys)
             .map_err(BaseplateError::Context)?;
-        self.warn(Some(name), warnings);
+        inner.warn(Some(name), warnings);
         let factory: Arc<dyn AnyFactory> = Arc::new(factory);
-        if let Some(reporter) = self.metrics.as_ref().and_then(|m| m.reporter.as_ref()) {
+        if let Some(reporter) = inner.metrics.as_ref().and_then(|m| m.reporter.as_ref()) {
             reporter.register(name, FactorySource(Arc::clone(&factory)));
         }
         // Contexts made so far keep the registry they were made with; this one is for the next.
-        let mut registry = (*self.registry).clone();
+        let mut registry = (*inner.registry).clone();
         registry.insert(name.to_owned(), factory);
-        self.registry = Arc::new(registry);
+        inner.registry = Arc::new(registry);
         Ok(self)
     }
 
     /// A new request context, before its server span exists.
     pub fn make_context_object(&self) -> RequestContext {
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &self.inner.metrics {
             metrics.start_reporter();
         }
         RequestContext::new(
-            Arc::clone(&self.registry),
-            self.metrics.as_ref().map(|m| m.observer.clone()),
+            Arc::clone(&self.inner.registry),
+            self.inner.metrics.as_ref().map(|m| m.observer.clone()),
         )
     }
 
@@ -375,18 +428,77 @@ impl Baseplate {
     /// Stops the runtime-metrics reporter and lets every client finish its background work
     /// (the hot-key tracker's last flush, say).
     pub async fn shutdown(&self) {
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &self.inner.metrics {
             let handle = metrics.handle.lock().ok().and_then(|mut h| h.take());
             if let Some(handle) = handle {
                 handle.shutdown().await;
             }
         }
-        for factory in self.registry.values() {
+        for factory in self.inner.registry.values() {
             factory.shutdown().await;
         }
-        if let Some(metrics) = &self.metrics {
+        if let Some(metrics) = &self.inner.metrics {
             metrics.client.flush_pending();
         }
+    }
+}
+
+/// The warning that statsd metrics are configured to go nowhere, naming what is lost, or `None`
+/// when they are sent (or when the `metrics.endpoint` warning says it already). baseplate.py
+/// says nothing in these cases: a service that sees no metrics had to find out by itself why.
+fn metrics_lost(style: Option<&Style>, metrics: &MetricsConfig) -> Option<ConfigWarning> {
+    let runtime = metrics.enabled.unwrap_or(true);
+    let lost = |server: &str, client: &str| {
+        if runtime {
+            format!("{server}, {client} and runtime.pool.*")
+        } else {
+            format!("{server} and {client}")
+        }
+    };
+    let (key, message) = match (style, &metrics.endpoint) {
+        (_, Some(_)) => return None,
+        (None, None) => (
+            "metrics.namespace",
+            format!(
+                "unset, and metrics.tagging is not true: no statsd metrics ({}) are sent, as in \
+                 baseplate.py; the Prometheus series are recorded all the same",
+                lost("server.*", "clients.*")
+            ),
+        ),
+        (Some(style), None) => {
+            let lost = match style {
+                Style::Plain => lost("server.*", "clients.*"),
+                Style::Tagged { .. } => lost("baseplate.server.*", "baseplate.client.*"),
+            };
+            let fate = if metrics.log_if_unconfigured {
+                "are not sent, only logged at debug level (metrics.log_if_unconfigured = true)"
+            } else {
+                "are discarded; set it to send them, or metrics.log_if_unconfigured = true to \
+                 log them at debug level"
+            };
+            (
+                "metrics.endpoint",
+                format!("unset: the statsd metrics ({lost}) {fate}"),
+            )
+        }
+    };
+    Some(ConfigWarning::Note {
+        key: key.into(),
+        message,
+    })
+}
+
+impl Inner {
+    /// Logs `warnings` (of the client `client`, if any) and keeps them for
+    /// [`config_warnings`](Self::config_warnings).
+    fn warn(&mut self, client: Option<&str>, warnings: Vec<ConfigWarning>) {
+        for warning in &warnings {
+            match client {
+                Some(client) => tracing::warn!(client, key = warning.key(), "{warning}"),
+                None => tracing::warn!(key = warning.key(), "{warning}"),
+            }
+        }
+        self.config_warnings.extend(warnings);
     }
 }
 

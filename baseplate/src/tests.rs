@@ -122,6 +122,10 @@ fn unknown_keys_are_warnings_logged_once_each_unless_strict() {
         "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?",
         "metrics.endpont: unknown key, ignored; did you mean metrics.endpoint?",
         "metrics_observer.sample_rat: unknown key, ignored; did you mean metrics_observer.sample_rate?",
+        // The misspelt endpoint leaves the real one unset.
+        "metrics.endpoint: unset: the statsd metrics (server.*, clients.* and runtime.pool.*) are \
+         discarded; set it to send them, or metrics.log_if_unconfigured = true to log them at \
+         debug level",
     ];
     assert_eq!(shown, expected);
     // Requests do not log them again.
@@ -169,6 +173,81 @@ fn metrics_need_a_namespace_or_tagging_as_in_baseplate_py() {
     );
 }
 
+#[test]
+fn statsd_metrics_configured_to_go_nowhere_are_a_warning_naming_them() {
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[],
+            "metrics.namespace: unset, and metrics.tagging is not true: no statsd metrics \
+             (server.*, clients.* and runtime.pool.*) are sent, as in baseplate.py; the \
+             Prometheus series are recorded all the same",
+        ),
+        (
+            &[("metrics.namespace", "ns")],
+            "metrics.endpoint: unset: the statsd metrics (server.*, clients.* and \
+             runtime.pool.*) are discarded; set it to send them, or \
+             metrics.log_if_unconfigured = true to log them at debug level",
+        ),
+        (
+            &[("metrics.namespace", "ns"), ("metrics.enabled", "false")],
+            "metrics.endpoint: unset: the statsd metrics (server.* and clients.*) are \
+             discarded; set it to send them, or metrics.log_if_unconfigured = true to log them \
+             at debug level",
+        ),
+        (
+            &[("metrics.tagging", "true"), ("metrics.endpoint", "")],
+            "metrics.endpoint: unset: the statsd metrics (baseplate.server.*, \
+             baseplate.client.* and runtime.pool.*) are discarded; set it to send them, or \
+             metrics.log_if_unconfigured = true to log them at debug level",
+        ),
+        (
+            &[
+                ("metrics.namespace", "ns"),
+                ("metrics.log_if_unconfigured", "true"),
+            ],
+            "metrics.endpoint: unset: the statsd metrics (server.*, clients.* and \
+             runtime.pool.*) are not sent, only logged at debug level \
+             (metrics.log_if_unconfigured = true)",
+        ),
+    ];
+    for (pairs, expected) in cases {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let mut baseplate = Baseplate::new(config(pairs));
+        baseplate.configure_observers().unwrap();
+        let shown: Vec<String> = baseplate
+            .config_warnings()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, [expected], "{pairs:?}");
+        // Once, at start-up: requests do not repeat it.
+        drop(baseplate.make_context_object());
+        let logged = logs.text();
+        let warned = logged
+            .lines()
+            .filter(|line| line.contains(" WARN ") && line.contains(expected))
+            .count();
+        assert_eq!(warned, 1, "{pairs:?}: {logged}");
+    }
+
+    // Sent somewhere: nothing to say.
+    let mut baseplate = Baseplate::new(config(&[
+        ("metrics.namespace", "ns"),
+        ("metrics.endpoint", "127.0.0.1:8125"),
+    ]));
+    baseplate.configure_observers().unwrap();
+    assert!(
+        baseplate.config_warnings().is_empty(),
+        "{:?}",
+        baseplate.config_warnings()
+    );
+}
+
 /// The `metrics.*` keys baseplate.py 2.7.1 reads, with a value each.
 const METRICS_KEYS: [(&str, &str); 8] = [
     ("metrics.namespace", ""),
@@ -189,6 +268,7 @@ fn every_metrics_key_baseplate_py_reads_is_accepted_and_documented() {
     let mut tagged = Baseplate::new(config(&[
         ("metrics.tagging", "true"),
         ("metrics.allowlist", "region"),
+        ("metrics.endpoint", "127.0.0.1:8125"),
     ]))
     .with_unknown_keys(UnknownKeys::Reject);
     tagged.configure_observers().unwrap();

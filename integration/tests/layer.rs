@@ -3,8 +3,6 @@
 //! and the handler's Redis commands land in the same request's batch.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
@@ -44,11 +42,10 @@ async fn requests_through_the_layer_are_measured_by_route_with_their_redis_comma
     baseplate
         .configure_context("foo", ClusterRedisClient::new())
         .unwrap();
-    let baseplate = Arc::new(baseplate);
     let app = Router::new()
         .route("/counters/{key}", get(counter))
         .route("/broken", get(broken))
-        .route_layer(BaseplateLayer::new(Arc::clone(&baseplate)));
+        .route_layer(BaseplateLayer::new(baseplate.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });

@@ -81,7 +81,7 @@ impl Service {
             .route("/conventions", get(conventions))
             .route("/get", get(plain_get))
             .route("/nested", get(nested))
-            .route_layer(BaseplateLayer::new(Arc::new(baseplate)))
+            .route_layer(BaseplateLayer::new(baseplate))
             .with_state(Arc::clone(&prefix));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -9,8 +9,8 @@ use clap::Args;
 /// Options of `cargo xtask test`.
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
-    /// Skip `cargo fmt --check`, `cargo clippy` and the build without default features (for quick
-    /// local iterations; CI never skips).
+    /// Skip `cargo fmt --check`, `cargo clippy` and the builds with other features than the
+    /// workspace's (for quick local iterations; CI never skips).
     #[arg(long)]
     no_lint: bool,
     /// Extra arguments for `cargo test`, e.g. `-- --test-threads 1` or a test name filter.
@@ -35,7 +35,7 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
             "-p",
             "baseplate-redis-cluster",
             "-p",
-            "baseplate-hotkeys",
+            "baseplate-hotkeys-cli",
             "--no-default-features",
         ];
         cargo(
@@ -47,6 +47,19 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
             .concat(),
         )?;
         cargo(&[&["test"], &no_tls[..], &["--lib"]].concat())?;
+        // The client with its default features alone: `tls` without `tls-insecure`, which the
+        // workspace's build turns on for the integration tests. Lints, and the unit tests that pin
+        // the errors refusing `ssl_cert_reqs = none` and `ssl_check_hostname = false` there.
+        let default = ["-p", "baseplate-redis-cluster"];
+        cargo(
+            &[
+                &["clippy"],
+                &default[..],
+                &["--all-targets", "--", "-D", "warnings"],
+            ]
+            .concat(),
+        )?;
+        cargo(&[&["test"], &default[..], &["--lib", "--tests"]].concat())?;
     }
 
     // A cluster of the tests' own on free ports, so a developer's `cluster up` on 7000 is untouched;

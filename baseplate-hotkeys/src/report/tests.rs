@@ -1,4 +1,4 @@
-//! Unit tests of the report: rendering fixed figures to exact text and JSON, and key escaping.
+//! Unit tests of the report: rendering fixed figures to exact text, and key escaping.
 
 use super::*;
 
@@ -76,39 +76,6 @@ fn zero_scores_render_without_dividing_by_zero() {
         text.contains("   1      0    0.0%                                  a\n"),
         "{text}"
     );
-}
-
-#[test]
-fn json_has_both_sets_with_exact_key_bytes() {
-    let report = Report::new(entries(&[(b"user:1", 3.0), (b"\xff", 1.0)]), vec![]);
-    let expected = r#"{
-  "reads": {
-    "set": "baseplate-hot-key-tracker-reads",
-    "total": 4.0,
-    "keys": [
-      {
-        "rank": 1,
-        "key": "user:1",
-        "key_hex": "757365723a31",
-        "score": 3.0,
-        "share": 0.75
-      },
-      {
-        "rank": 2,
-        "key": "\\xff",
-        "key_hex": "ff",
-        "score": 1.0,
-        "share": 0.25
-      }
-    ]
-  },
-  "writes": {
-    "set": "baseplate-hot-key-tracker-writes",
-    "total": 0.0,
-    "keys": []
-  }
-}"#;
-    assert_eq!(render_json(&report), expected);
 }
 
 #[test]

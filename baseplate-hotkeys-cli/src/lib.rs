@@ -1,21 +1,43 @@
-//! The `baseplate-hotkeys` CLI: `baseplate-hotkeys top --url redis://127.0.0.1:7000 [--limit 10] [--json]`
-//! (`rediss://` with `--ssl-ca-certs` and the other TLS options of the cluster client).
+//! Crate root: the `baseplate-hotkeys` command line, parsed and run as a library (so tests drive
+//! it in process); the crate's documentation is its README.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
+mod json;
+
+use std::fmt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
-use baseplate_hotkeys::report::{fetch_report, render_json, render_text};
+use baseplate_hotkeys::report::{fetch_report, render_text};
 use clap::{Parser, Subcommand};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 
+pub use json::render_json;
+
 /// Lists the keys baseplate's hot-key tracker found hottest, from its sorted sets in a Redis Cluster.
+///
+/// Parse it with clap's [`Parser`] (`Cli::parse()` in `main`, `Cli::try_parse_from` elsewhere)
+/// and hand it to [`run`].
 #[derive(Debug, Parser)]
 #[command(name = "baseplate-hotkeys", version)]
-struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// Why a command failed, in words for its user (a URL's password never among them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CliError(String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CliError {}
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -61,8 +83,11 @@ impl TlsArgs {
     #[cfg(feature = "tls")]
     fn apply(&self, builder: ClusterClientBuilder) -> Result<ClusterClientBuilder, String> {
         use redis::{ClientTlsConfig, TlsCertificates};
-        // rustls needs one process-wide crypto provider (see baseplate-redis-cluster's tls.rs).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // rustls needs one process-wide crypto provider; a command run inside a process that
+        // installed its own keeps it, and otherwise gets ring's, the one this crate compiles in.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         if !self.is_set() {
             return Ok(builder);
         }
@@ -92,31 +117,27 @@ impl TlsArgs {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("baseplate-hotkeys: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command)) {
-        Ok(output) => {
-            println!("{output}");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("baseplate-hotkeys: {message}");
-            ExitCode::FAILURE
-        }
-    }
+/// Runs the command `cli` names and returns what it prints: the report, as text or JSON.
+///
+/// # Errors
+/// What went wrong, for the user: a bad URL or TLS file, no answer from the cluster within the
+/// timeout, a refused connection, a failed query. A URL's password is shown as `***`.
+///
+/// # Examples
+/// ```no_run
+/// use baseplate_hotkeys_cli::{Cli, run};
+/// use clap::Parser as _;
+///
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let cli = Cli::try_parse_from(["baseplate-hotkeys", "top", "--url", "redis://127.0.0.1:7000"])?;
+/// print!("{}", run(cli).await?);
+/// # Ok(()) }
+/// ```
+pub async fn run(cli: Cli) -> Result<String, CliError> {
+    run_command(cli.command).await.map_err(CliError)
 }
 
-async fn run(command: Command) -> Result<String, String> {
+async fn run_command(command: Command) -> Result<String, String> {
     let Command::Top {
         url,
         tls,
@@ -235,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_cluster_is_a_clear_error() {
-        let err = run(Command::Top {
+        let err = run_command(Command::Top {
             url: "redis://:hunter2@127.0.0.1:1".into(),
             tls: TlsArgs::default(),
             limit: 10,
