@@ -22,8 +22,9 @@ use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serving while Redis answers.
-struct RedisHealth;
+/// Serving while Redis answers. (`pub(crate)` so that a test can serve it too:
+/// `integration/tests/examples.rs` does.)
+pub(crate) struct RedisHealth;
 
 #[tonic::async_trait]
 impl Health for RedisHealth {
