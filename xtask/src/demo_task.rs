@@ -1,6 +1,6 @@
 //! `cargo xtask demo`: the main job in one command. A throwaway cluster, a statsd listener, and the
-//! demo service (`baseplate/examples/demo.rs`) configured from an INI file like a real service's,
-//! driven with traffic; then the statsd metrics it sent, summarised.
+//! demo service (`baseplate/examples/demo.rs`, an axum HTTP service) configured from an INI file
+//! like a real service's, driven with HTTP traffic; then the statsd metrics it sent, summarised.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -176,25 +176,33 @@ fn summarize(packets: &[String]) -> String {
             _ => {}
         }
     }
+    // Names line up in one column, at least 44 wide, wider when a route's name needs it.
+    let width = timers
+        .keys()
+        .chain(counters.keys())
+        .map(|name| name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(44);
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<44} {:>9} {:>9} {:>9}",
+        "{:<width$} {:>9} {:>9} {:>9}",
         "timer", "count", "p50 ms", "p99 ms"
     );
     for (name, values) in &mut timers {
         values.sort_by(f64::total_cmp);
         let _ = writeln!(
             out,
-            "{name:<44} {:>9} {:>9.3} {:>9.3}",
+            "{name:<width$} {:>9} {:>9.3} {:>9.3}",
             values.len(),
             percentile(values, 0.50),
             percentile(values, 0.99)
         );
     }
-    let _ = writeln!(out, "\n{:<44} {:>9}", "counter", "total");
+    let _ = writeln!(out, "\n{:<width$} {:>9}", "counter", "total");
     for (name, total) in &counters {
-        let _ = writeln!(out, "{name:<44} {total:>9}");
+        let _ = writeln!(out, "{name:<width$} {total:>9}");
     }
     let _ = writeln!(out, "\ngauges (last report):");
     for (name, value) in &gauges {
@@ -247,6 +255,29 @@ mod tests {
             text.contains("  demo.runtime.pool.size,hostname=h,PID=1,client=foo:99|g"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_long_name_widens_the_name_column() {
+        let long = "demo.clients.foo.pipeline_leaderboard.success";
+        let packets = vec![format!("demo.server./users/{{id}}:2|ms\n{long}:1|c")];
+        let text = summarize(&packets);
+        let width = long.len();
+        assert!(
+            text.contains(&format!(
+                "{:<width$} {:>9} {:>9} {:>9}\n",
+                "timer", "count", "p50 ms", "p99 ms"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{:<width$} {:>9} {:>9.3} {:>9.3}\n",
+                "demo.server./users/{id}", 1, 2.0, 2.0
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{long} {:>9}\n", 1)), "{text}");
     }
 
     #[test]
