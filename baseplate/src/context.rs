@@ -266,14 +266,14 @@ impl RequestContext {
         result
     }
 
-    /// Marks the request failed: its server span's status is an error with `error` as its
-    /// message, and its counter is `server.{route}.failure`.
+    /// Marks the request failed: its server span's status is an error described by `error` (as
+    /// OpenTelemetry's status description), and its counter is `server.{route}.failure`.
     pub fn record_failure(&self, error: &dyn fmt::Display) {
         let request = self.lock();
         request.span.record("otel.status_code", "ERROR");
         request
             .span
-            .record("error.message", tracing::field::display(error));
+            .record("otel.status_description", tracing::field::display(error));
         if let Some(scope) = &request.scope {
             scope.record_failure();
         }

@@ -397,7 +397,7 @@ impl Baseplate {
             otel.name = %name,
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
-            error.message = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
         );
         ctx.start_request(span.clone(), name);
         span
