@@ -194,13 +194,13 @@ impl MonitoredClusterRedisConnection {
         count: usize,
         label: &str,
     ) -> RedisResult<Vec<Value>> {
-        let (term, command) = if pipeline.is_transaction() {
-            ("MULTI", TRANSACTION_COMMAND)
+        let command = if pipeline.is_transaction() {
+            TRANSACTION_COMMAND
         } else {
-            ("PIPELINE", PIPELINE_COMMAND)
+            PIPELINE_COMMAND
         };
         let name = CommandName::Label(label);
-        let operation = BatchOperation { pipeline, term };
+        let operation = BatchOperation::of(pipeline);
         let span = self.span(name, operation, Some(pipeline.len()));
         // The whole pipeline goes where a blocking command in it must: its replies come back in
         // order on one connection.
@@ -914,9 +914,21 @@ pub(crate) fn command_name(cmd: &Cmd) -> &[u8] {
 /// else Redis's term, `PIPELINE` or `MULTI`; a single command is named as itself (the
 /// conventions count two commands or more as a batch).
 pub(crate) struct BatchOperation<'a> {
-    pub(crate) pipeline: &'a Pipeline,
+    pipeline: &'a Pipeline,
     /// `PIPELINE` or `MULTI`.
-    pub(crate) term: &'static str,
+    term: &'static str,
+}
+
+impl<'a> BatchOperation<'a> {
+    /// The operation of `pipeline`, a transaction (`MULTI`) or not (`PIPELINE`).
+    pub(crate) fn of(pipeline: &'a Pipeline) -> Self {
+        let term = if pipeline.is_transaction() {
+            "MULTI"
+        } else {
+            "PIPELINE"
+        };
+        Self { pipeline, term }
+    }
 }
 
 impl fmt::Display for BatchOperation<'_> {

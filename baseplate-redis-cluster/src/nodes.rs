@@ -209,12 +209,7 @@ impl ConnectionLike for NodeConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             let name = CommandName::Label(PIPELINE_COMMAND);
-            let term = if pipeline.is_transaction() {
-                "MULTI"
-            } else {
-                "PIPELINE"
-            };
-            let operation = BatchOperation { pipeline, term };
+            let operation = BatchOperation::of(pipeline);
             let span = self.span(name, operation, Some(pipeline.len()));
             let route = self.route();
             let work = async |conn: &mut ClusterConnection| {

@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
 use tokio::net::{UdpSocket, UnixDatagram};
+
+use crate::cluster;
 
 /// What a test sends itself after the service's packets, to know it has read them all.
 const MARKER: &str = "--statsd-test-marker--";
@@ -23,6 +26,29 @@ enum Socket {
 }
 
 impl Statsd {
+    /// A service whose statsd lines come here, under the namespace `ns`, with the client `foo` on
+    /// the test cluster; `extra` keys are added on top (a key given again replaces the default).
+    ///
+    /// # Panics
+    /// When the config is refused.
+    pub fn service(&self, extra: &[(&str, &str)]) -> Baseplate {
+        let endpoint = self.endpoint();
+        let mut config: RawConfig = [
+            ("metrics.namespace", "ns"),
+            ("metrics.endpoint", endpoint.as_str()),
+            ("foo.url", cluster().url()),
+        ]
+        .into_iter()
+        .collect();
+        config.extend(extra.iter().copied());
+        let mut baseplate = Baseplate::new(config);
+        baseplate.configure_observers().expect("the metrics config");
+        baseplate
+            .configure_context("foo", ClusterRedisClient::new())
+            .expect("the client's config");
+        baseplate
+    }
+
     /// A UDP endpoint on `127.0.0.1` and a port the system chose.
     ///
     /// # Panics

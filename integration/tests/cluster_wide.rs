@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
+use baseplate::{ClusterRedisClient, RawConfig};
 use baseplate_hotkeys::{TrackedSet, top_keys};
 use baseplate_redis_cluster::{
     ClusterRedisContextFactory, ClusterScanOptions, MonitoredClusterRedisConnection,
@@ -253,18 +253,7 @@ async fn a_plain_scan_fails_with_an_error_that_points_to_the_cluster_scan() {
 async fn commands_go_to_one_named_node_or_to_every_primary_traced_and_measured() {
     let recorder = SpanRecorder::install();
     let statsd = Statsd::bind().await;
-    let config: RawConfig = [
-        ("metrics.namespace", "ns"),
-        ("metrics.endpoint", statsd.endpoint().as_str()),
-        ("foo.url", cluster().url()),
-    ]
-    .into_iter()
-    .collect();
-    let mut baseplate = Baseplate::new(config);
-    baseplate.configure_observers().unwrap();
-    baseplate
-        .configure_context("foo", ClusterRedisClient::new())
-        .unwrap();
+    let baseplate = statsd.service(&[]);
     let nodes = cluster().nodes().await;
     let primaries: BTreeSet<String> = nodes
         .iter()

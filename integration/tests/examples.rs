@@ -3,7 +3,7 @@
 //! route's or method's name, so the code a service copies from them is known to work.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use baseplate::{Baseplate, BaseplateLayer, ClusterRedisClient, RawConfig};
+use baseplate::{Baseplate, BaseplateLayer};
 use integration::statsd::{Statsd, is_runtime_line};
 use integration::{cluster, unique_prefix};
 use tonic_health::pb::HealthCheckRequest;
@@ -22,19 +22,7 @@ mod tonic_example;
 
 /// A service configured like the examples, its statsd lines sent to `statsd` under `ns`.
 fn baseplate(statsd: &Statsd) -> Baseplate {
-    let config: RawConfig = [
-        ("metrics.namespace", "ns"),
-        ("metrics.endpoint", statsd.endpoint().as_str()),
-        ("foo.url", cluster().url()),
-    ]
-    .into_iter()
-    .collect();
-    let mut baseplate = Baseplate::new(config);
-    baseplate.configure_observers().unwrap();
-    baseplate
-        .configure_context("foo", ClusterRedisClient::new())
-        .unwrap();
-    baseplate
+    statsd.service(&[])
 }
 
 /// The request lines `statsd` got once `baseplate` shut down, sorted, timers' values left out.

@@ -4,10 +4,10 @@
 //! of its own, as a process sets its global subscriber once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use baseplate::{Baseplate, ClusterRedisClient, RawConfig, SERVER_SPAN};
+use baseplate::SERVER_SPAN;
 use integration::logs::Logs;
 use integration::statsd::{Statsd, is_runtime_line};
-use integration::{cluster, unique_prefix};
+use integration::unique_prefix;
 use redis::AsyncCommands as _;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -15,18 +15,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[tokio::test]
 async fn a_service_installs_its_global_subscriber_after_configure_observers_and_metrics_flow() {
     let statsd = Statsd::bind().await;
-    let config: RawConfig = [
-        ("metrics.namespace", "ns".to_owned()),
-        ("metrics.endpoint", statsd.endpoint()),
-        ("foo.url", cluster().url().to_owned()),
-    ]
-    .into_iter()
-    .collect();
-    let mut baseplate = Baseplate::new(config);
-    baseplate.configure_observers().unwrap();
-    baseplate
-        .configure_context("foo", ClusterRedisClient::new())
-        .unwrap();
+    let baseplate = statsd.service(&[]);
     assert!(
         !tracing::dispatcher::has_been_set(),
         "configure_observers installed a global subscriber"

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
-use baseplate::{Baseplate, BaseplateLayer, ClusterRedisClient, RawConfig, RequestContext};
+use baseplate::{BaseplateLayer, RequestContext};
 use integration::statsd::Statsd;
 use integration::{cluster, unique_prefix};
 use redis::AsyncCommands as _;
@@ -30,18 +30,7 @@ async fn broken(_ctx: RequestContext) -> StatusCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_through_the_layer_are_measured_by_route_with_their_redis_commands() {
     let statsd = Statsd::bind().await;
-    let config: RawConfig = [
-        ("metrics.namespace", "ns"),
-        ("metrics.endpoint", statsd.endpoint().as_str()),
-        ("foo.url", cluster().url()),
-    ]
-    .into_iter()
-    .collect();
-    let mut baseplate = Baseplate::new(config);
-    baseplate.configure_observers().unwrap();
-    baseplate
-        .configure_context("foo", ClusterRedisClient::new())
-        .unwrap();
+    let baseplate = statsd.service(&[]);
     let app = Router::new()
         .route("/counters/{key}", get(counter))
         .route("/broken", get(broken))

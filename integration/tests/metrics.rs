@@ -12,23 +12,10 @@ use redis::AsyncCommands as _;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn baseplate(endpoint: &str, extra: &[(&str, &str)]) -> Baseplate {
-    let mut config: RawConfig = [
-        ("metrics.namespace", "ns"),
-        ("metrics.endpoint", endpoint),
-        ("foo.url", cluster().url()),
-        // A read right after a write may reach a replica that has not applied it yet.
-        ("foo.read_from_replicas", "false"),
-    ]
-    .into_iter()
-    .collect();
-    config.extend(extra.iter().copied());
-    let mut baseplate = Baseplate::new(config);
-    baseplate.configure_observers().unwrap();
-    baseplate
-        .configure_context("foo", ClusterRedisClient::new())
-        .unwrap();
-    baseplate
+/// The service the tests measure; reads go to primaries, since a read right after a write may
+/// reach a replica that has not applied it yet.
+fn baseplate(statsd: &Statsd) -> Baseplate {
+    statsd.service(&[("foo.read_from_replicas", "false")])
 }
 
 /// The metric names of a packet's lines with their type and value, timers' values dropped.
@@ -70,7 +57,7 @@ async fn request_metrics_arrive_whatever_the_log_filter() {
 
 async fn one_request_sends_one_batch() {
     let statsd = Statsd::bind().await;
-    let baseplate = baseplate(&statsd.endpoint(), &[]);
+    let baseplate = baseplate(&statsd);
     let prefix = unique_prefix("metrics");
 
     baseplate
@@ -118,7 +105,7 @@ async fn one_request_sends_one_batch() {
 #[tokio::test]
 async fn a_failed_command_and_request_count_as_failures() {
     let statsd = Statsd::bind().await;
-    let baseplate = baseplate(&statsd.endpoint(), &[]);
+    let baseplate = baseplate(&statsd);
 
     let result = baseplate
         .server_context("broken", |ctx| async move {
@@ -220,7 +207,7 @@ async fn a_dead_statsd_endpoint_changes_no_result() {
     // port let go could be handed to another test's listener.)
     let path = std::env::temp_dir().join(format!("{}.sock", unique_prefix("dead-statsd")));
     let statsd = Statsd::bind_unix(&path);
-    let baseplate = baseplate(&statsd.endpoint(), &[]);
+    let baseplate = baseplate(&statsd);
     drop(statsd);
     assert!(!path.exists());
     let prefix = unique_prefix("dead");
