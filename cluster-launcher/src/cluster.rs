@@ -764,6 +764,33 @@ pub fn redis_cli(port: u16, args: &[&str]) -> Result<String> {
     Ok(text)
 }
 
+/// Moves `slots` slots from the primary `from` to the primary `to` (node ids) of the cluster
+/// `seed` (`host:port` of any node) with `redis-cli --cluster reshard`, keys and all; returns
+/// redis-cli's output.
+///
+/// # Errors
+/// When redis-cli cannot run or reports a failure; the error carries its output.
+pub fn reshard(seed: &str, from: &str, to: &str, slots: usize) -> Result<String> {
+    let slots = slots.to_string();
+    let output = Command::new("redis-cli")
+        .args(["--cluster", "reshard", seed])
+        .args(["--cluster-from", from, "--cluster-to", to])
+        .args(["--cluster-slots", &slots, "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running redis-cli --cluster reshard")?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(
+        output.status.success() && !text.contains("[ERR]"),
+        "redis-cli --cluster reshard failed: {text}"
+    );
+    Ok(text)
+}
+
 /// The value of `field` in an `INFO`-style `field:value` text.
 pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines().find_map(|line| {

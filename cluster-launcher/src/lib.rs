@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 pub use cluster::{
     Cluster, ClusterSpec, NodeStatus, check_redis_server, free_base_port, info_field, redis_cli,
-    status, stop_dir,
+    reshard, status, stop_dir,
 };
 pub use nodes::{ClusterNode, cluster_nodes};
 

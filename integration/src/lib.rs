@@ -171,8 +171,8 @@ impl TestCluster {
     /// When redis-cli fails; the message has its output.
     pub fn reshard(&self, from: &str, to: &str, slots: usize) {
         let seed = self.url.trim_start_matches("redis://");
-        if let Err(output) = chaos::cluster::reshard(seed, from, to, slots) {
-            panic!("resharding {slots} slots from {from} to {to}: {output}");
+        if let Err(error) = cluster_launcher::reshard(seed, from, to, slots) {
+            panic!("resharding {slots} slots from {from} to {to}: {error:#}");
         }
     }
 

@@ -5,12 +5,11 @@
 //! through [`blocking`].
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cluster_launcher::{
-    Cluster, ClusterNode, ClusterSpec, free_base_port, info_field, redis_cli, wait_until,
+    Cluster, ClusterNode, ClusterSpec, free_base_port, info_field, redis_cli, reshard, wait_until,
 };
 
 /// The ACL user the client logs in as; every node knows it from its command line.
@@ -320,33 +319,7 @@ impl ChaosCluster {
     /// redis-cli's output when it fails.
     pub fn reshard(&self, from: &str, to: &str, slots: usize) -> Result<String, String> {
         reshard(&format!("127.0.0.1:{}", self.seed_port()), from, to, slots)
-    }
-}
-
-/// Moves `slots` slots from the primary `from` to the primary `to` (node ids) of the cluster
-/// `seed` (`host:port` of any node) with `redis-cli --cluster reshard`, keys and all; returns
-/// redis-cli's output.
-///
-/// # Errors
-/// redis-cli's output when it fails.
-pub fn reshard(seed: &str, from: &str, to: &str, slots: usize) -> Result<String, String> {
-    let slots = slots.to_string();
-    let output = Command::new("redis-cli")
-        .args(["--cluster", "reshard", seed])
-        .args(["--cluster-from", from, "--cluster-to", to])
-        .args(["--cluster-slots", &slots, "--cluster-yes"])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("running redis-cli --cluster reshard: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    if output.status.success() && !text.contains("[ERR]") {
-        Ok(text)
-    } else {
-        Err(text)
+            .map_err(|e| format!("{e:#}"))
     }
 }
 
