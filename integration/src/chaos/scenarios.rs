@@ -77,23 +77,10 @@ async fn kill_primary(options: &ChaosOptions) -> (Report, LoadResult) {
         "SIGKILL primary 127.0.0.1:{}{seed_note}, serving {} slots; {}",
         victim.port,
         victim.slot_count(),
-        match failover {
-            Some((took, port)) => format!(
-                "its replica 127.0.0.1:{port} was promoted and the cluster was ok again {} later",
-                secs(took)
-            ),
-            None => format!("none of its replicas {replicas:?} was promoted within 30 s"),
-        }
+        promotion_text(failover, &replicas)
     );
     let mut report = run.report(&result, fault, fault_at, healed_at).await;
-    report.check(
-        "Redis promotes the replica (the fault is real)",
-        failover.is_some(),
-        match failover {
-            Some((took, port)) => format!("127.0.0.1:{port} after {}", secs(took)),
-            None => "no promotion".into(),
-        },
-    );
+    check_promoted(&mut report, failover);
     no_stale_reads(&mut report);
     let on_victim = |r: &OpRecord| owners[usize::from(r.slot)] == victim.port;
     let (victim_failed, other_failed) = split_failures(&result.records, on_victim);
@@ -184,6 +171,30 @@ async fn await_promotion(
     .await
 }
 
+/// How a killed primary's failover went, for a fault's description.
+fn promotion_text(failover: Option<(Duration, u16)>, replicas: &[u16]) -> String {
+    match failover {
+        Some((took, port)) => format!(
+            "its replica 127.0.0.1:{port} was promoted and the cluster was ok again {} later",
+            secs(took)
+        ),
+        None => format!("none of its replicas {replicas:?} was promoted within 30 s"),
+    }
+}
+
+/// The check of every scenario that kills a primary: Redis promoted a replica, so the fault was
+/// real.
+fn check_promoted(report: &mut Report, failover: Option<(Duration, u16)>) {
+    report.check(
+        "Redis promotes the replica (the fault is real)",
+        failover.is_some(),
+        match failover {
+            Some((took, port)) => format!("127.0.0.1:{port} after {}", secs(took)),
+            None => "no promotion".into(),
+        },
+    );
+}
+
 /// How many numbered messages a second the pub/sub scenario publishes to each channel.
 const PUBLISH_RATE: f64 = 50.0;
 
@@ -223,23 +234,10 @@ async fn pubsub_kill_primary(options: &ChaosOptions) -> (Report, LoadResult) {
         "SIGKILL primary 127.0.0.1:{} holding a sharded and a classic channel ({PUBLISH_RATE} \
          numbered messages a second each); {}",
         victim.port,
-        match failover {
-            Some((took, port)) => format!(
-                "its replica 127.0.0.1:{port} was promoted and the cluster was ok again {} later",
-                secs(took)
-            ),
-            None => format!("none of its replicas {replicas:?} was promoted within 30 s"),
-        }
+        promotion_text(failover, &replicas)
     );
     let mut report = run.report(&result, fault, fault_at, healed_at).await;
-    report.check(
-        "Redis promotes the replica (the fault is real)",
-        failover.is_some(),
-        match failover {
-            Some((took, port)) => format!("127.0.0.1:{port} after {}", secs(took)),
-            None => "no promotion".into(),
-        },
-    );
+    check_promoted(&mut report, failover);
     for channel in &records {
         let kind = if channel.channel.sharded {
             "sharded"
