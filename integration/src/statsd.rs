@@ -9,6 +9,21 @@ use tokio::net::{UdpSocket, UnixDatagram};
 
 use crate::cluster;
 
+/// `lines` as a test compares them: the request's lines only (runtime reports dropped), timers
+/// without their values (`ns.clients.foo.GET|ms`), sorted.
+pub fn request_lines(lines: Vec<String>) -> Vec<String> {
+    let mut lines: Vec<String> = lines
+        .into_iter()
+        .filter(|line| !is_runtime_line(line))
+        .map(|line| match line.split_once(':') {
+            Some((name, value)) if value.ends_with("|ms") => format!("{name}|ms"),
+            _ => line,
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
 /// What a test sends itself after the service's packets, to know it has read them all.
 const MARKER: &str = "--statsd-test-marker--";
 

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use baseplate::{Baseplate, BaseplateLayer};
-use integration::statsd::{Statsd, is_runtime_line};
+use integration::statsd::Statsd;
 use integration::{cluster, unique_prefix};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -28,18 +28,7 @@ fn baseplate(statsd: &Statsd) -> Baseplate {
 /// The request lines `statsd` got once `baseplate` shut down, sorted, timers' values left out.
 async fn request_lines(baseplate: &Baseplate, statsd: &Statsd) -> Vec<String> {
     baseplate.shutdown().await;
-    let mut lines: Vec<String> = statsd
-        .lines_until_marker()
-        .await
-        .into_iter()
-        .filter(|line| !is_runtime_line(line))
-        .map(|line| match line.split_once(':') {
-            Some((name, value)) if value.ends_with("|ms") => format!("{name}|ms"),
-            _ => line,
-        })
-        .collect();
-    lines.sort();
-    lines
+    integration::statsd::request_lines(statsd.lines_until_marker().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 
 use baseplate::SERVER_SPAN;
 use integration::logs::Logs;
-use integration::statsd::{Statsd, is_runtime_line};
+use integration::statsd::{Statsd, request_lines};
 use integration::unique_prefix;
 use redis::AsyncCommands as _;
 
@@ -43,17 +43,11 @@ async fn a_service_installs_its_global_subscriber_after_configure_observers_and_
     assert_eq!(value.as_deref(), Some("v"));
 
     // The request's batch, flushed when it ended; runtime reports may come in between.
-    let mut lines: Vec<String> = statsd
-        .lines_until(|line| line.starts_with("ns.server.visit.success"))
-        .await
-        .into_iter()
-        .filter(|line| !is_runtime_line(line))
-        .map(|line| match line.split_once(':') {
-            Some((name, value)) if value.ends_with("|ms") => format!("{name}|ms"),
-            _ => line,
-        })
-        .collect();
-    lines.sort();
+    let lines = request_lines(
+        statsd
+            .lines_until(|line| line.starts_with("ns.server.visit.success"))
+            .await,
+    );
     assert_eq!(
         lines,
         [

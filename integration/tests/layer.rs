@@ -55,17 +55,7 @@ async fn requests_through_the_layer_are_measured_by_route_with_their_redis_comma
     assert_eq!(response.status(), 404);
 
     baseplate.shutdown().await;
-    let mut lines: Vec<String> = statsd
-        .lines_until_marker()
-        .await
-        .into_iter()
-        .filter(|line| !integration::statsd::is_runtime_line(line))
-        .map(|line| match line.split_once(':') {
-            Some((name, value)) if value.ends_with("|ms") => format!("{name}|ms"),
-            _ => line,
-        })
-        .collect();
-    lines.sort();
+    let lines = integration::statsd::request_lines(statsd.lines_until_marker().await);
     assert_eq!(
         lines,
         [
