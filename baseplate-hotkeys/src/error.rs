@@ -11,7 +11,7 @@ pub enum TrackerError {
     /// A sample rate outside `0..=1` (or not a number).
     #[error("{option} must be between 0 and 1, got {value}")]
     SampleRate {
-        /// The option's name, `reads_sample_rate` or `writes_sample_rate`.
+        /// The option's name: `reads_sample_rate`, `writes_sample_rate` or `hot_reads_sample_rate`.
         option: &'static str,
         /// The rejected value.
         value: f64,

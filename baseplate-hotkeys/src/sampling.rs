@@ -148,7 +148,7 @@ thread_local! {
 }
 
 /// One uniform draw from this thread's generator, seeded on first use.
-fn thread_draw() -> u64 {
+pub(crate) fn thread_draw() -> u64 {
     THREAD_RNG
         .try_with(|rng| {
             let mut rng = rng.borrow_mut();

@@ -123,6 +123,16 @@ impl SpaceSaving {
         all
     }
 
+    /// Halves every count (and what it may have inherited), so old hits weigh less than new ones.
+    /// Halving keeps the counts' order, so the heap stays valid.
+    pub(crate) fn halve(&mut self) {
+        for slot in &mut self.slots {
+            slot.count /= 2;
+            slot.error /= 2;
+        }
+        self.total /= 2;
+    }
+
     /// Forgets every count, for the next interval.
     pub(crate) fn clear(&mut self) {
         self.slots.clear();

@@ -1,6 +1,7 @@
 //! The hot-key tracker: samples observed commands on the caller's thread and hands the sampled keys to a
 //! background writer, which records them in baseplate's sorted sets in aggregated or direct mode.
 
+mod hot;
 mod options;
 mod worker;
 
@@ -12,9 +13,10 @@ use redis::{Arg, Cmd, Pipeline};
 use tokio::sync::oneshot;
 
 use crate::TrackerError;
-use crate::classify::{KeyPositions, command_spec};
+use crate::classify::{CommandSpec, KeyPositions, command_spec};
 use crate::query::TrackedSet;
-use crate::sampling::SampleRate;
+use crate::sampling::{SampleRate, thread_draw};
+use hot::HotSet;
 pub use options::{SET_TTL_SECONDS, TrackKeyMode, TrackerOptions};
 use worker::{Channels, Control, Counters, Sample};
 
@@ -23,7 +25,8 @@ use worker::{Channels, Control, Counters, Sample};
 #[non_exhaustive]
 pub struct TrackerStats {
     /// Samples taken: a command sampled for reads (or writes) that has at least one key to read (write).
-    /// A command sampled in both directions counts twice.
+    /// A command sampled in both directions counts twice. Reads counted only towards finding the hot
+    /// reads are not samples here.
     pub sampled: u64,
     /// Samples dropped because the queue to the background writer was full or the tracker stopped.
     pub dropped: u64,
@@ -54,6 +57,14 @@ struct Inner {
     /// `None` when disabled: nothing is sampled and there is no background task.
     channels: Option<Channels>,
     counters: Arc<Counters>,
+    /// `None` unless the tracker finds hot reads.
+    hot: Option<Hot>,
+}
+
+/// How reads are sampled for finding the hot ones, and where they are published.
+struct Hot {
+    rate: SampleRate,
+    set: Arc<HotSet>,
 }
 
 impl HotKeyTracker {
@@ -73,12 +84,14 @@ impl HotKeyTracker {
                 mode: TrackKeyMode::default(),
                 channels: None,
                 counters: Arc::default(),
+                hot: None,
             }),
         }
     }
 
     /// Starts a tracker writing through `conn`, spawning its background writer on the current tokio
-    /// runtime. With both sample rates 0 it is [`disabled`](Self::disabled) and spawns nothing.
+    /// runtime. With both sample rates 0 and no [`hot_reads`](TrackerOptions::hot_reads) to find it is
+    /// [`disabled`](Self::disabled) and spawns nothing.
     ///
     /// `conn` is the tracker's own connection (a raw redis-rs `ClusterConnection`, not a monitored one), so
     /// its writes are never observed.
@@ -108,12 +121,21 @@ impl HotKeyTracker {
         options.validate()?;
         let reads = SampleRate::new("reads_sample_rate", options.reads_sample_rate)?;
         let writes = SampleRate::new("writes_sample_rate", options.writes_sample_rate)?;
-        if !reads.is_enabled() && !writes.is_enabled() {
+        if !options.is_enabled() {
             return Ok(Self::disabled());
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(TrackerError::NoRuntime)?;
         let counters = Arc::new(Counters::default());
-        let channels = worker::spawn(&runtime, conn, &options, Arc::clone(&counters));
+        let hot = (options.hot_reads > 0)
+            .then(|| -> Result<Hot, TrackerError> {
+                Ok(Hot {
+                    rate: SampleRate::new("hot_reads_sample_rate", options.hot_reads_sample_rate)?,
+                    set: Arc::new(HotSet::new()),
+                })
+            })
+            .transpose()?;
+        let published = hot.as_ref().map(|hot| Arc::clone(&hot.set));
+        let channels = worker::spawn(&runtime, conn, &options, Arc::clone(&counters), published);
         Ok(Self {
             inner: Arc::new(Inner {
                 reads,
@@ -121,6 +143,7 @@ impl HotKeyTracker {
                 mode: options.mode,
                 channels: Some(channels),
                 counters,
+                hot,
             }),
         })
     }
@@ -153,9 +176,13 @@ impl HotKeyTracker {
         let Some(spec) = command_spec(name) else {
             return;
         };
-        let reads = spec.reads() != KeyPositions::None && inner.reads.sample();
+        let (reads, hot) = if spec.reads() == KeyPositions::None {
+            (false, false)
+        } else {
+            inner.sample_read(spec)
+        };
         let writes = spec.writes() != KeyPositions::None && inner.writes.sample();
-        if !reads && !writes {
+        if !reads && !writes && !hot {
             return;
         }
         let args: Vec<&[u8]> = cmd
@@ -166,11 +193,16 @@ impl HotKeyTracker {
                 _ => &[][..],
             })
             .collect();
-        if reads {
-            inner.enqueue(channels, TrackedSet::Reads, spec.reads().keys(&args));
+        if reads || hot {
+            let to = Destination { set: reads, hot };
+            inner.enqueue(channels, TrackedSet::Reads, to, spec.reads().keys(&args));
         }
         if writes {
-            inner.enqueue(channels, TrackedSet::Writes, spec.writes().keys(&args));
+            let to = Destination {
+                set: true,
+                hot: false,
+            };
+            inner.enqueue(channels, TrackedSet::Writes, to, spec.writes().keys(&args));
         }
     }
 
@@ -193,6 +225,36 @@ impl HotKeyTracker {
         for cmd in pipe.cmd_iter() {
             self.observe(cmd);
         }
+    }
+
+    /// Whether `cmd` reads exactly one key, at argument 1, writes none, and its key is among the
+    /// process's hottest read keys (see [`TrackerOptions::hot_reads`]). Always false for a tracker
+    /// that finds no hot reads. Cheap: no allocation, one hash lookup once any key is hot.
+    ///
+    /// # Examples
+    /// ```
+    /// let tracker = baseplate_hotkeys::HotKeyTracker::disabled();
+    /// assert!(!tracker.is_hot_read(redis::cmd("GET").arg("k")));
+    /// ```
+    pub fn is_hot_read(&self, cmd: &Cmd) -> bool {
+        let Some(hot) = &self.inner.hot else {
+            return false;
+        };
+        let mut args = cmd.args_iter();
+        let (Some(Arg::Simple(name)), Some(Arg::Simple(key))) = (args.next(), args.next()) else {
+            return false;
+        };
+        command_spec(name).is_some_and(reads_one_key) && hot.set.contains(key)
+    }
+
+    /// The hot read keys published last, in no particular order (empty for a tracker that finds
+    /// none).
+    pub fn hot_reads(&self) -> Vec<Vec<u8>> {
+        self.inner
+            .hot
+            .as_ref()
+            .map(|hot| hot.set.snapshot())
+            .unwrap_or_default()
     }
 
     /// The tracker's counters so far.
@@ -271,11 +333,38 @@ impl fmt::Debug for HotKeyTracker {
     }
 }
 
+/// Whether a command reads one key, argument 1, and writes none: the reads whose replies depend on
+/// that key alone.
+fn reads_one_key(spec: CommandSpec) -> bool {
+    spec.reads() == KeyPositions::First && spec.writes() == KeyPositions::None
+}
+
+/// Where a sample goes: the sorted set, the hot-read finder, or both.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Destination {
+    pub(super) set: bool,
+    pub(super) hot: bool,
+}
+
 impl Inner {
+    /// Whether a read is sampled for the reads set, and whether for finding hot reads. One draw
+    /// decides both, so a read sampled for the set is always counted as a hot-read candidate too.
+    fn sample_read(&self, spec: CommandSpec) -> (bool, bool) {
+        match &self.hot {
+            Some(hot) if reads_one_key(spec) => {
+                let draw = thread_draw();
+                let set = self.reads.sample_from(draw);
+                (set, set || hot.rate.sample_from(draw))
+            }
+            _ => (self.reads.sample(), false),
+        }
+    }
+
     fn enqueue<'a>(
         &self,
         channels: &Channels,
         set: TrackedSet,
+        to: Destination,
         keys: impl Iterator<Item = &'a [u8]>,
     ) {
         let mut keys: Vec<&[u8]> = keys.collect();
@@ -285,9 +374,11 @@ impl Inner {
         // Each key counts once per sampled command, however often the command names it.
         keys.sort_unstable();
         keys.dedup();
-        self.counters.sampled.fetch_add(1, Ordering::Relaxed);
+        if to.set {
+            self.counters.sampled.fetch_add(1, Ordering::Relaxed);
+        }
         let keys = keys.into_iter().map(<[u8]>::to_vec).collect();
-        if channels.samples.try_send(Sample { set, keys }).is_err() {
+        if channels.samples.try_send(Sample { set, to, keys }).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -69,6 +69,16 @@ pub struct TrackerOptions {
     /// per interval, whatever the traffic: at 1% sampling, under 1% of what direct mode sends once a
     /// set sees more than about 340,000 commands per interval. 32.
     pub flush_keys: usize,
+    /// How many of the process's hottest read keys the tracker finds and publishes for
+    /// [`HotKeyTracker::is_hot_read`](crate::HotKeyTracker::is_hot_read); 0 (the default) finds none.
+    /// Found locally, from single-key reads sampled at
+    /// [`hot_reads_sample_rate`](Self::hot_reads_sample_rate), whatever the sets' rates are:
+    /// finding them sends nothing to Redis.
+    pub hot_reads: usize,
+    /// Probability that a single-key read is counted towards finding the hot reads (a read sampled
+    /// for the reads set always is). 0.25: enough samples that the thousandth hottest key of a
+    /// busy client is found, at the cost of one small allocation per sampled read.
+    pub hot_reads_sample_rate: f64,
 }
 
 impl Default for TrackerOptions {
@@ -82,6 +92,8 @@ impl Default for TrackerOptions {
             queue_capacity: 4096,
             summary_capacity: 1024,
             flush_keys: 32,
+            hot_reads: 0,
+            hot_reads_sample_rate: 0.25,
         }
     }
 }
@@ -143,6 +155,25 @@ impl TrackerOptions {
         self
     }
 
+    /// Sets [`hot_reads`](Self::hot_reads).
+    #[must_use]
+    pub fn with_hot_reads(mut self, keys: usize) -> Self {
+        self.hot_reads = keys;
+        self
+    }
+
+    /// Sets [`hot_reads_sample_rate`](Self::hot_reads_sample_rate).
+    #[must_use]
+    pub fn with_hot_reads_sample_rate(mut self, rate: f64) -> Self {
+        self.hot_reads_sample_rate = rate;
+        self
+    }
+
+    /// Whether the tracker has anything to do: a set to write or hot reads to find.
+    pub fn is_enabled(&self) -> bool {
+        self.reads_sample_rate > 0.0 || self.writes_sample_rate > 0.0 || self.hot_reads > 0
+    }
+
     /// Checks every option, as [`HotKeyTracker::start`](crate::HotKeyTracker::start) does.
     ///
     /// # Errors
@@ -159,6 +190,7 @@ impl TrackerOptions {
     pub fn validate(&self) -> Result<(), TrackerError> {
         SampleRate::new("reads_sample_rate", self.reads_sample_rate)?;
         SampleRate::new("writes_sample_rate", self.writes_sample_rate)?;
+        SampleRate::new("hot_reads_sample_rate", self.hot_reads_sample_rate)?;
         let zero = [
             ("flush_interval", self.flush_interval.is_zero()),
             ("max_keys", self.max_keys == 0),

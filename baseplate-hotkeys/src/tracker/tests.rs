@@ -627,3 +627,69 @@ fn modes_parse_and_deserialise_from_their_names() {
     );
     assert_eq!(TrackKeyMode::Direct.to_string(), "direct");
 }
+
+#[tokio::test]
+async fn hot_reads_are_found_locally_with_both_rates_zero_and_nothing_is_sent() {
+    let conn = FakeConn::new(Answer::Ok);
+    let options = TrackerOptions::default()
+        .with_hot_reads(2)
+        .with_hot_reads_sample_rate(1.0);
+    let tracker = HotKeyTracker::start(conn.clone(), options).unwrap();
+    assert!(tracker.is_enabled());
+    for _ in 0..50 {
+        tracker.observe(&cmd("GET hot"));
+        tracker.observe(&cmd("HGET warm field"));
+        // Multi-key reads and writes never make a key a hot read.
+        tracker.observe(&cmd("MGET multi other"));
+        tracker.observe(&cmd("SET written 1"));
+    }
+    tracker.observe(&cmd("GET cold"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tracker.is_hot_read(&cmd("GET hot")) {
+        assert!(
+            Instant::now() < deadline,
+            "no hot reads published within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut hot = tracker.hot_reads();
+    hot.sort();
+    assert_eq!(hot, [b"hot".to_vec(), b"warm".to_vec()]);
+    assert!(tracker.is_hot_read(&cmd("HGET warm other-field")));
+    assert!(tracker.is_hot_read(&cmd("get hot")), "names in any case");
+    assert!(!tracker.is_hot_read(&cmd("GET cold")));
+    assert!(
+        !tracker.is_hot_read(&cmd("MGET hot warm")),
+        "reads two keys"
+    );
+    assert!(!tracker.is_hot_read(&cmd("GETDEL hot")), "writes its key");
+    assert!(!tracker.is_hot_read(&cmd("SET hot 1")));
+    tracker.flush().await;
+    assert!(
+        conn.pipelines().is_empty(),
+        "finding hot reads writes nothing"
+    );
+    assert_eq!(tracker.stats().sampled, 0, "no sample for the sets");
+}
+
+#[tokio::test]
+async fn reads_sampled_for_the_set_also_count_towards_hot_reads() {
+    let conn = FakeConn::new(Answer::Ok);
+    let options = all(TrackKeyMode::Aggregated)
+        .with_hot_reads(1)
+        .with_hot_reads_sample_rate(0.0);
+    let tracker = HotKeyTracker::start(conn.clone(), options).unwrap();
+    for _ in 0..3 {
+        tracker.observe(&cmd("GET a"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !tracker.is_hot_read(&cmd("GET a")) {
+        assert!(
+            Instant::now() < deadline,
+            "no hot reads published within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracker.flush().await;
+    assert_eq!(conn.pipelines()[0][0], format!("ZINCRBY {READS} 3 a"));
+}

@@ -13,7 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{SET_TTL_SECONDS, TrackKeyMode, TrackerOptions, TrackerStats};
+use super::hot::{HotReads, HotSet, PUBLISH_INTERVAL};
+use super::{Destination, SET_TTL_SECONDS, TrackKeyMode, TrackerOptions, TrackerStats};
 use crate::query::TrackedSet;
 use crate::sampling::fresh_rng;
 use crate::summary::SpaceSaving;
@@ -55,9 +56,10 @@ pub(super) struct Channels {
     pub(super) control: mpsc::Sender<Control>,
 }
 
-/// The distinct keys of one sampled command, for one set.
+/// The distinct keys of one sampled command, for one set, the hot-read finder, or both.
 pub(super) struct Sample {
     pub(super) set: TrackedSet,
+    pub(super) to: Destination,
     pub(super) keys: Vec<Vec<u8>>,
 }
 
@@ -83,6 +85,7 @@ pub(super) fn spawn<C>(
     conn: C,
     options: &TrackerOptions,
     counters: Arc<Counters>,
+    hot: Option<Arc<HotSet>>,
 ) -> Channels
 where
     C: redis::aio::ConnectionLike + Clone + Send + Sync + 'static,
@@ -104,6 +107,7 @@ where
         counters,
         rng: fresh_rng(),
         warn: WarnLimiter::new(options.flush_interval),
+        hot: hot.map(|published| HotReads::new(options.hot_reads, published)),
     };
     runtime.spawn(worker.run());
     Channels {
@@ -128,6 +132,7 @@ struct Worker<C> {
     counters: Arc<Counters>,
     rng: SmallRng,
     warn: WarnLimiter,
+    hot: Option<HotReads>,
 }
 
 impl<C> Worker<C>
@@ -138,6 +143,8 @@ where
         let mut next_flush = deadline_after(self.jittered_interval());
         let mut drain = tokio::time::interval(DRAIN_INTERVAL);
         drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut publish = tokio::time::interval(PUBLISH_INTERVAL);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 control = self.control.recv() => match control {
@@ -158,6 +165,7 @@ where
                     }
                 },
                 _ = drain.tick() => self.drain().await,
+                _ = publish.tick(), if self.hot.is_some() => self.publish_hot().await,
                 Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
                     self.on_written(joined);
                 }
@@ -179,7 +187,23 @@ where
         }
     }
 
-    async fn on_sample(&mut self, Sample { set, keys }: Sample) {
+    /// Publishes the hot reads counted so far, the queued samples included.
+    async fn publish_hot(&mut self) {
+        self.drain().await;
+        if let Some(hot) = &mut self.hot {
+            hot.publish();
+        }
+    }
+
+    async fn on_sample(&mut self, Sample { set, to, keys }: Sample) {
+        if let (true, Some(hot)) = (to.hot, &mut self.hot) {
+            for key in &keys {
+                hot.add(key);
+            }
+        }
+        if !to.set {
+            return;
+        }
         match self.mode {
             TrackKeyMode::Direct => {
                 let mut pipe = redis::pipe();
