@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use baseplate_config::{ConfigWarning, RawConfig, UnknownKeys};
 use baseplate_hotkeys::{TrackKeyMode, TrackerOptions};
 use serde::Deserialize;
 
+use crate::cache::{DEFAULT_CACHE_MAX_KEYS, DEFAULT_CACHE_TTL, HotKeyCacheOptions};
 use crate::error::ClusterConfigError;
 use crate::factory::ClusterRedisContextFactory;
 use crate::metrics::RedisClientMetrics;
@@ -52,6 +54,9 @@ pub const DEFAULT_PREFIX: &str = "rediscluster.";
 /// | `track_key_mode` | `aggregated` or `direct` | aggregated | how the tracker writes its sorted sets |
 /// | `track_key_flush_interval` | timespan | 10 seconds | aggregated mode's flush period |
 /// | `track_key_max_keys` | integer | 10000 | members each tracker set keeps at most |
+/// | `cache_hot_keys` | boolean | false | serve reads of the process's hottest keys from memory, invalidated by the server (RESP3 `CLIENT TRACKING`) |
+/// | `cache_max_keys` | integer | 1000 | hot read keys cached, and replies kept, at most |
+/// | `cache_ttl` | timespan | 10 seconds | the longest a cached reply is kept, whatever the server says |
 /// | `ssl_ca_certs` | path | system roots | PEM CA certificates that sign the nodes' certificates (`rediss://` only) |
 /// | `ssl_certfile`, `ssl_keyfile` | path | none | PEM client certificate and its key, for nodes that require one (the key may be in `ssl_certfile`) |
 /// | `ssl_cert_reqs` | `required`, `optional` or `none` | required | whether the nodes' certificates are verified (`optional` is `required` for a client) |
@@ -87,6 +92,8 @@ pub struct ClusterOptions {
     pub tracker: TrackerOptions,
     /// TLS settings when the seeds are `rediss://`; `None` for `redis://`.
     pub tls: Option<TlsOptions>,
+    /// The hot-key cache's bounds when `cache_hot_keys` is on; `None` when it is off.
+    pub cache: Option<HotKeyCacheOptions>,
     /// The `redis_client_name` label of the Prometheus series, empty unless set in code with
     /// [`ClusterRedisClient::redis_client_name`].
     pub redis_client_name: String,
@@ -167,6 +174,9 @@ struct Overrides {
     ssl_keyfile: Option<PathBuf>,
     ssl_cert_reqs: Option<CertReqs>,
     ssl_check_hostname: Option<bool>,
+    cache_hot_keys: Option<bool>,
+    cache_max_keys: Option<usize>,
+    cache_ttl: Option<Duration>,
     redis_client_name: Option<String>,
     prometheus: Option<RedisClientMetrics>,
     unknown_keys: Option<UnknownKeys>,
@@ -253,6 +263,24 @@ impl ClusterRedisClient {
     /// Overrides `ssl_check_hostname`.
     pub fn ssl_check_hostname(mut self, check: bool) -> Self {
         self.overrides.ssl_check_hostname = Some(check);
+        self
+    }
+
+    /// Overrides `cache_hot_keys`.
+    pub fn cache_hot_keys(mut self, cache: bool) -> Self {
+        self.overrides.cache_hot_keys = Some(cache);
+        self
+    }
+
+    /// Overrides `cache_max_keys`.
+    pub fn cache_max_keys(mut self, max_keys: usize) -> Self {
+        self.overrides.cache_max_keys = Some(max_keys);
+        self
+    }
+
+    /// Overrides `cache_ttl`.
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.overrides.cache_ttl = Some(ttl);
         self
     }
 
@@ -413,7 +441,18 @@ impl ClusterRedisClient {
                 "must be longer than zero".into(),
             ));
         }
+        let cache_max_keys = NonZeroUsize::new(o.cache_max_keys.unwrap_or(raw.cache_max_keys))
+            .ok_or_else(|| invalid("cache_max_keys", "must be at least 1".into()))?;
+        let cache_ttl = o.cache_ttl.unwrap_or(raw.cache_ttl);
+        if cache_ttl.is_zero() {
+            return Err(invalid("cache_ttl", "must be longer than zero".into()));
+        }
+        let cache = o
+            .cache_hot_keys
+            .unwrap_or(raw.cache_hot_keys)
+            .then(|| HotKeyCacheOptions::new(cache_max_keys, cache_ttl));
         let tracker = TrackerOptions::default()
+            .with_hot_reads(cache.map_or(0, |cache| cache.max_keys.get()))
             .with_reads_sample_rate(reads)
             .with_writes_sample_rate(writes)
             .with_mode(o.track_key_mode.unwrap_or(raw.track_key_mode))
@@ -449,6 +488,7 @@ impl ClusterRedisClient {
             read_from_replicas,
             tracker,
             tls,
+            cache,
             config_warnings,
         })
     }
@@ -503,6 +543,12 @@ struct RawOptions {
     ssl_keyfile: Option<String>,
     ssl_cert_reqs: Option<CertReqs>,
     ssl_check_hostname: Option<bool>,
+    #[serde(default)]
+    cache_hot_keys: bool,
+    #[serde(default = "default_cache_max_keys")]
+    cache_max_keys: usize,
+    #[serde(default = "default_cache_ttl")]
+    cache_ttl: Duration,
     // Accepted because baseplate.py accepts them; redis-rs has no use for them: connections are
     // multiplexed (per-node limits), coverage and node discovery are its own, replies are bytes.
     #[serde(rename = "max_connections_per_node")]
@@ -521,6 +567,14 @@ fn default_true() -> bool {
 
 fn default_flush_interval() -> Duration {
     TrackerOptions::default().flush_interval
+}
+
+fn default_cache_max_keys() -> usize {
+    DEFAULT_CACHE_MAX_KEYS
+}
+
+fn default_cache_ttl() -> Duration {
+    DEFAULT_CACHE_TTL
 }
 
 fn default_max_keys() -> usize {
@@ -872,6 +926,53 @@ mod tests {
 
     fn options(pairs: &[(&str, &str)]) -> Result<ClusterOptions, ClusterConfigError> {
         ClusterRedisClient::new().options_from_config(&config(pairs), "foo.")
+    }
+
+    #[test]
+    fn the_hot_key_cache_is_off_unless_asked_and_its_bounds_are_checked() {
+        let url = ("foo.url", "redis://127.0.0.1:7000/0");
+        let off = options(&[url]).unwrap();
+        assert_eq!(off.cache, None);
+        assert_eq!(off.tracker.hot_reads, 0);
+        assert!(!off.tracker.is_enabled(), "nothing for the tracker to do");
+
+        let on = options(&[url, ("foo.cache_hot_keys", "true")]).unwrap();
+        let cache = on.cache.unwrap();
+        assert_eq!(cache.max_keys.get(), DEFAULT_CACHE_MAX_KEYS);
+        assert_eq!(cache.ttl, DEFAULT_CACHE_TTL);
+        assert_eq!(on.tracker.hot_reads, 1000);
+        assert_eq!(on.tracker.reads_sample_rate, 0.0, "the sets stay off");
+        assert!(on.tracker.is_enabled());
+
+        let bounded = options(&[
+            url,
+            ("foo.cache_hot_keys", "true"),
+            ("foo.cache_max_keys", "50"),
+            ("foo.cache_ttl", "2 seconds"),
+        ])
+        .unwrap();
+        assert_eq!(
+            bounded.cache,
+            Some(HotKeyCacheOptions::new(
+                NonZeroUsize::new(50).unwrap(),
+                Duration::from_secs(2)
+            ))
+        );
+        let overridden = ClusterRedisClient::new()
+            .cache_hot_keys(true)
+            .cache_max_keys(7)
+            .cache_ttl(Duration::from_secs(1))
+            .options_from_config(&config(&[url, ("foo.cache_max_keys", "50")]), "foo.")
+            .unwrap();
+        assert_eq!(overridden.cache.unwrap().max_keys.get(), 7);
+
+        for (key, value, reason) in [
+            ("foo.cache_max_keys", "0", "foo.cache_max_keys: must be at least 1"),
+            ("foo.cache_ttl", "0 seconds", "foo.cache_ttl: must be longer than zero"),
+        ] {
+            let error = options(&[url, (key, value)]).unwrap_err();
+            assert_eq!(error.to_string(), reason);
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
+use crate::cache::opted_in;
 use crate::error::{
     CallTimeout, ConnectTimeout, CrossSlotScript, CrossSlotTransaction, PlainScan, error_type,
     name_call_error, names_client,
@@ -679,6 +680,9 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
                 let result = match self.refusal_or_route(cmd) {
                     Err(refusal) => Err(refusal),
                     Ok(Some(routing)) => conn.route_command(cmd.clone(), routing).await,
+                    Ok(None) if self.tracker.is_hot_read(cmd) => {
+                        conn.req_packed_command(&opted_in(cmd)).await
+                    }
                     Ok(None) => conn.req_packed_command(cmd).await,
                 };
                 (result, ())

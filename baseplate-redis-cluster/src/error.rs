@@ -86,6 +86,47 @@ impl From<ConnectTimeout> for redis::RedisError {
     }
 }
 
+/// `cache_hot_keys` is on and a node refused what the cache needs: RESP3 (`HELLO 3`) or
+/// `CLIENT TRACKING` (Redis 6 and later have both). Every command of the client fails with it
+/// until the cache is turned off or the server upgraded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "redis cluster client {client:?}: cache_hot_keys needs RESP3 and CLIENT TRACKING (Redis 6 or \
+     later), and the cluster refused them ({refusal}); turn {client}.cache_hot_keys off or \
+     upgrade the servers"
+)]
+pub struct CacheUnsupported {
+    /// The client's name.
+    pub client: String,
+    /// What the server answered.
+    pub refusal: String,
+}
+
+impl CacheUnsupported {
+    /// `error` as a [`CacheUnsupported`] if it is a node refusing RESP3 or tracking while
+    /// connecting; any other error as it is.
+    pub(crate) fn from_refusal(client: &str, error: redis::RedisError) -> redis::RedisError {
+        let refused_resp3 = error.kind() == redis::ErrorKind::RESP3NotSupported;
+        let text = error.to_string();
+        let refused_tracking = text.contains("TRACKING") || text.contains("Client-side caching");
+        if !refused_resp3 && !refused_tracking {
+            return error;
+        }
+        let refusal = CacheUnsupported {
+            client: client.to_owned(),
+            refusal: text,
+        };
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            CACHE_UNSUPPORTED,
+            refusal.to_string(),
+        ))
+    }
+}
+
+/// The description of a [`CacheUnsupported`] carried in a `RedisError`.
+const CACHE_UNSUPPORTED: &str = "hot-key cache unsupported";
+
 /// A transaction's commands do not all hash to one slot, so it cannot run atomically on one node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(

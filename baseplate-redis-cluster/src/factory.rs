@@ -1,7 +1,7 @@
 //! `ClusterRedisContextFactory`: hands each request a monitored connection bound to its span, and
 //! owns the client's hot-key tracker.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use baseplate_hotkeys::{HotKeyTracker, TrackerError};
@@ -12,6 +12,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tokio::sync::OnceCell;
 use tracing::Span;
 
+use crate::cache::CacheStats;
 use crate::connection::MonitoredClusterRedisConnection;
 use crate::error::ConnectTimeout;
 use crate::metrics::ClientSeries;
@@ -38,6 +39,8 @@ pub struct ClusterRedisContextFactory {
     pool: ClusterPool,
     tracker: Arc<OnceLock<HotKeyTracker>>,
     series: ClientSeries,
+    /// The hot-key cache's counters at the last [`cache_report`](Self::cache_report).
+    cache_reported: Arc<Mutex<CacheStats>>,
 }
 
 impl ClusterRedisContextFactory {
@@ -50,6 +53,7 @@ impl ClusterRedisContextFactory {
             pool,
             tracker: Arc::new(OnceLock::new()),
             series,
+            cache_reported: Arc::default(),
         }
     }
 
@@ -79,6 +83,20 @@ impl ClusterRedisContextFactory {
         self.pool.stats()
     }
 
+    /// What the hot-key cache did since the previous call (for a reporter that sends counters,
+    /// as the runtime metrics do every 10 s); `None` when `cache_hot_keys` is off. Totals since the
+    /// client was made are [`ClusterPool::cache_stats`].
+    pub fn cache_report(&self) -> Option<CacheStats> {
+        let now = self.pool.cache_stats()?;
+        let mut reported = self
+            .cache_reported
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let since = now.since(&reported);
+        *reported = now;
+        Some(since)
+    }
+
     /// The pool.
     pub fn pool(&self) -> &ClusterPool {
         &self.pool
@@ -96,8 +114,7 @@ impl ClusterRedisContextFactory {
             return tracker.clone();
         }
         let options = self.pool.options().tracker.clone();
-        let enabled = options.reads_sample_rate > 0.0 || options.writes_sample_rate > 0.0;
-        if !enabled {
+        if !options.is_enabled() {
             return self.tracker.get_or_init(HotKeyTracker::disabled).clone();
         }
         let conn = TrackerConnection {

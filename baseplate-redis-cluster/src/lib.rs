@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod cache;
 mod config;
 mod connection;
 mod error;
@@ -16,13 +17,14 @@ mod routing;
 mod scan;
 mod tls;
 
+pub use cache::{CacheStats, DEFAULT_CACHE_MAX_KEYS, DEFAULT_CACHE_TTL, HotKeyCacheOptions};
 pub use config::{
     ClusterOptions, ClusterRedisClient, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_WAIT, DEFAULT_PREFIX,
     RedisUrl, cluster_pool_from_config,
 };
 pub use connection::MonitoredClusterRedisConnection;
 pub use error::{
-    CallFailed, CallTimeout, ClusterConfigError, ConnectTimeout, CrossSlotScript,
+    CacheUnsupported, CallFailed, CallTimeout, ClusterConfigError, ConnectTimeout, CrossSlotScript,
     CrossSlotTransaction, PlainScan, PoolTimeout,
 };
 pub use factory::ClusterRedisContextFactory;

@@ -4,15 +4,18 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::cache::CacheStats;
 
 /// The latency histogram's bucket bounds in seconds, as baseplate.py 2.7.1 declares them.
 pub const LATENCY_BUCKETS: [f64; 15] = [
@@ -101,6 +104,7 @@ struct Families {
     active: Family<ActiveLabels, Gauge>,
     pool_max_size: Family<PoolLabels, Gauge>,
     pool_active: Family<PoolLabels, Gauge>,
+    caches: Arc<CacheSources>,
 }
 
 impl Default for Families {
@@ -111,6 +115,7 @@ impl Default for Families {
             active: Family::default(),
             pool_max_size: Family::default(),
             pool_active: Family::default(),
+            caches: Arc::default(),
         }
     }
 }
@@ -185,6 +190,18 @@ impl RedisClientMetrics {
             "Number of open connections in this redis client connection pool",
             f.pool_active.clone(),
         );
+        registry.register_collector(Box::new(Arc::clone(&f.caches)));
+    }
+
+    /// Reads the hot-key cache counters of the client `pool` from `read` at each scrape, until
+    /// `read` returns `None` (the client is gone).
+    pub(crate) fn cache(&self, pool: &str, read: CacheReader) {
+        self.families
+            .caches
+            .sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((pool.to_owned(), read));
     }
 
     /// The series of one client, labelled `redis_client_name = client_name`.
@@ -204,6 +221,74 @@ impl RedisClientMetrics {
         let max = self.families.pool_max_size.get_or_create_owned(&labels);
         max.set(i64::try_from(max_size).unwrap_or(i64::MAX));
         self.families.pool_active.get_or_create_owned(&labels)
+    }
+}
+
+/// Reads one client's hot-key cache counters; `None` once the client is gone.
+pub(crate) type CacheReader = Box<dyn Fn() -> Option<CacheStats> + Send + Sync>;
+
+/// A cache series: its name, its help and how its value is read.
+type CacheSeries = (&'static str, &'static str, fn(&CacheStats) -> u64);
+
+/// The series of each client's hot-key cache, read when scraped:
+/// `redis_client_cache_hits_total`, `redis_client_cache_misses_total` and
+/// `redis_client_cache_invalidations_total`, labelled `redis_pool` like the pool's series.
+#[derive(Default)]
+struct CacheSources {
+    sources: Mutex<Vec<(String, CacheReader)>>,
+}
+
+impl fmt::Debug for CacheSources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheSources").finish_non_exhaustive()
+    }
+}
+
+impl Collector for CacheSources {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut read = Vec::with_capacity(sources.len());
+        sources.retain(|(pool, reader)| match reader() {
+            Some(stats) => {
+                read.push((
+                    PoolLabels {
+                        redis_pool: pool.clone(),
+                    },
+                    stats,
+                ));
+                true
+            }
+            None => false,
+        });
+        drop(sources);
+        if read.is_empty() {
+            return Ok(());
+        }
+        let series: [CacheSeries; 3] = [
+            (
+                "redis_client_cache_hits",
+                "Reads of hot keys answered from the client's memory",
+                |s| s.hits,
+            ),
+            (
+                "redis_client_cache_misses",
+                "Reads of hot keys that went to Redis",
+                |s| s.misses,
+            ),
+            (
+                "redis_client_cache_invalidations",
+                "Cached replies dropped because their key changed or to make room",
+                |s| s.invalidations,
+            ),
+        ];
+        for (name, help, value) in series {
+            let counter = ConstCounter::new(0_u64);
+            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            for (labels, stats) in &read {
+                ConstCounter::new(value(stats)).encode(family.encode_family(labels)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -398,5 +483,34 @@ mod tests {
         }
         assert!(during.contains("redis_client_pool_max_size{redis_pool=\"foo\"} 7\n"));
         assert!(during.contains("redis_client_pool_active_connections{redis_pool=\"foo\"} 1\n"));
+    }
+
+    #[test]
+    fn cache_counters_are_read_at_each_scrape_until_their_client_is_gone() {
+        let metrics = RedisClientMetrics::new();
+        assert!(
+            !text(&metrics).contains("redis_client_cache"),
+            "no cache, no series"
+        );
+        let stats = Arc::new(Mutex::new(Some(CacheStats {
+            hits: 7,
+            misses: 2,
+            invalidations: 1,
+        })));
+        let shared = Arc::clone(&stats);
+        metrics.cache("foo", Box::new(move || *shared.lock().unwrap()));
+        let scraped = text(&metrics);
+        for line in [
+            "# TYPE redis_client_cache_hits counter\n",
+            "redis_client_cache_hits_total{redis_pool=\"foo\"} 7\n",
+            "redis_client_cache_misses_total{redis_pool=\"foo\"} 2\n",
+            "redis_client_cache_invalidations_total{redis_pool=\"foo\"} 1\n",
+        ] {
+            assert!(scraped.contains(line), "{line} in {scraped}");
+        }
+        stats.lock().unwrap().as_mut().unwrap().hits = 9;
+        assert!(text(&metrics).contains("redis_client_cache_hits_total{redis_pool=\"foo\"} 9\n"));
+        *stats.lock().unwrap() = None;
+        assert!(!text(&metrics).contains("redis_client_cache"));
     }
 }

@@ -26,8 +26,9 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{RedisError, RedisResult};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::cache::CacheStats;
 use crate::config::ClusterOptions;
-use crate::error::{ClusterConfigError, ConnectTimeout, PoolTimeout};
+use crate::error::{CacheUnsupported, ClusterConfigError, ConnectTimeout, PoolTimeout};
 use crate::routing::{Router, RouterFactory};
 
 /// Bound on opening a connection when no connect timeout is configured, so a black-holed seed
@@ -79,6 +80,8 @@ struct PoolInner {
     waiting: AtomicUsize,
     current: Mutex<Option<Current>>,
     refresh: tokio::sync::Mutex<()>,
+    /// The hot-key cache's counters when last read from a connection.
+    cache_stats: Mutex<CacheStats>,
 }
 
 /// The connection commands use now, checked out of mobc for as long as it stays healthy.
@@ -120,8 +123,14 @@ impl ClusterPool {
             });
         }
         let router = Router::new(options.read_from_replicas);
-        let builder = client_builder(&name, &options)?
+        let mut builder = client_builder(&name, &options)?
             .read_routing_strategy(RouterFactory(Arc::clone(&router)));
+        if let Some(cache) = &options.cache {
+            // Server-assisted invalidation needs RESP3's push messages.
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .cache_config(cache.redis_config());
+        }
         let client = build_client(&name, builder)?;
         let open = Arc::new(AtomicUsize::new(0));
         let manager = ClusterManager {
@@ -132,6 +141,7 @@ impl ClusterPool {
             open_gauge: options.prometheus.pool(&name, options.max_connections),
             router: Arc::clone(&router),
             failing: Arc::new(AtomicBool::new(false)),
+            caching: options.cache.is_some(),
         };
         let max_dedicated = u64::try_from(options.max_connections).unwrap_or(u64::MAX);
         let dedicated = mobc::Pool::builder()
@@ -155,7 +165,7 @@ impl ClusterPool {
             .test_on_check_out(true)
             .health_check_interval(Some(Duration::from_secs(5)))
             .build(manager);
-        Ok(Self {
+        let pool = Self {
             inner: Arc::new(PoolInner {
                 permits: Semaphore::new(options.max_connections),
                 name,
@@ -170,8 +180,20 @@ impl ClusterPool {
                 waiting: AtomicUsize::new(0),
                 current: Mutex::new(None),
                 refresh: tokio::sync::Mutex::new(()),
+                cache_stats: Mutex::default(),
             }),
-        })
+        };
+        if pool.inner.options.cache.is_some() {
+            let weak = Arc::downgrade(&pool.inner);
+            let read = move || {
+                ClusterPool::cache_stats(&ClusterPool {
+                    inner: weak.upgrade()?,
+                })
+            };
+            let options = &pool.inner.options;
+            options.prometheus.cache(&pool.inner.name, Box::new(read));
+        }
+        Ok(pool)
     }
 
     /// The client's name (its config prefix without the trailing dot).
@@ -195,6 +217,28 @@ impl ClusterPool {
             blocking: self.inner.blocking.load(Ordering::Relaxed),
             subscribers: self.inner.subscribers.load(Ordering::Relaxed),
         }
+    }
+
+    /// What the hot-key cache has done since the pool was made (every connection of the client
+    /// shares one cache); `None` when `cache_hot_keys` is off.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.options.cache?;
+        let read = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|current| current.shared.conn.get_cache_statistics());
+        let mut last = self
+            .inner
+            .cache_stats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(read) = read {
+            *last = read.into();
+        }
+        Some(*last)
     }
 
     /// A raw connection outside the pool's accounting, for the hot-key tracker: its writes must
@@ -535,6 +579,8 @@ pub(crate) struct ClusterManager {
     /// Whether the last attempt to connect failed: failures are logged when they start and
     /// recoveries when they end, not once per caller while the cluster stays unreachable.
     failing: Arc<AtomicBool>,
+    /// Whether connections turn on RESP3 and `CLIENT TRACKING` for the hot-key cache.
+    caching: bool,
 }
 
 #[mobc::async_trait]
@@ -552,7 +598,14 @@ impl mobc::Manager for ClusterManager {
                         after: self.connect_timeout,
                     })
                 })
-                .and_then(|result| result);
+                .and_then(|result| result)
+                .map_err(|error| {
+                    if self.caching {
+                        CacheUnsupported::from_refusal(&self.name, error)
+                    } else {
+                        error
+                    }
+                });
         let conn = match connected {
             Ok(conn) => {
                 if self.failing.swap(false, Ordering::Relaxed) {

@@ -68,7 +68,9 @@ impl ContextFactory for ClusterRedisContextFactory {
     }
 
     /// `pool.size` (max_connections), `pool.in_use` (commands in flight), `pool.open_connections`,
-    /// `pool.waiting` and `pool.blocking` (blocking commands on connections of their own).
+    /// `pool.waiting` and `pool.blocking` (blocking commands on connections of their own); with
+    /// `cache_hot_keys` on, the counters `cache.hits`, `cache.misses` and `cache.invalidations`
+    /// (what the hot-key cache did since the previous report).
     fn report_runtime_metrics(&self, batch: &mut TaggedBatch<'_>) {
         let stats = self.pool_stats();
         batch.gauge("pool.size", stats.size as f64);
@@ -76,6 +78,11 @@ impl ContextFactory for ClusterRedisContextFactory {
         batch.gauge("pool.open_connections", stats.open_connections as f64);
         batch.gauge("pool.waiting", stats.waiting as f64);
         batch.gauge("pool.blocking", stats.blocking as f64);
+        if let Some(cache) = self.cache_report() {
+            batch.counter("cache.hits", cache.hits as f64);
+            batch.counter("cache.misses", cache.misses as f64);
+            batch.counter("cache.invalidations", cache.invalidations as f64);
+        }
     }
 
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
