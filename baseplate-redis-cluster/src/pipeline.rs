@@ -1,11 +1,23 @@
-//! `MonitoredPipeline`: a named pipeline or transaction that runs in one span when executed.
+//! Pipelines and transactions: [`MonitoredPipeline`], a named one that runs in one span when
+//! executed, and `run`, how every pipeline a monitored connection sends runs: in one span and
+//! one call, a transaction on its slot's primary, any other pipeline split by node (`split`).
+
+mod split;
 
 use std::ops::{Deref, DerefMut};
 
 use redis::aio::ConnectionLike;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+use tracing::Span;
 
-use crate::connection::MonitoredClusterRedisConnection;
+use crate::connection::{
+    BatchOperation, Call, MonitoredClusterRedisConnection, ran_on_server, record_node,
+};
+use crate::error::CrossSlotTransaction;
+use crate::metrics::{CommandName, PIPELINE_COMMAND, TRANSACTION_COMMAND};
+use crate::routing::{blocks, slot_of};
 
 /// A named pipeline (or transaction) made by [`MonitoredClusterRedisConnection::pipeline`] or
 /// [`MonitoredClusterRedisConnection::transaction`].
@@ -98,10 +110,111 @@ impl ConnectionLike for Named<'_> {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(self.conn.run_pipeline(pipeline, offset, count, self.label))
+        Box::pin(run(self.conn, pipeline, offset, count, self.label))
     }
 
     fn get_db(&self) -> i64 {
         0
     }
+}
+
+/// Runs `pipeline[offset..offset + count]` for `conn` as redis-rs's `Pipeline::query_async` asks,
+/// in a span `{client}.{label}`.
+pub(crate) async fn run(
+    conn: &MonitoredClusterRedisConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+    label: &str,
+) -> RedisResult<Vec<Value>> {
+    let command = if pipeline.is_transaction() {
+        TRANSACTION_COMMAND
+    } else {
+        PIPELINE_COMMAND
+    };
+    let name = CommandName::Label(label);
+    let operation = BatchOperation::of(pipeline);
+    let span = conn.span(name, operation, Some(pipeline.len()));
+    // The whole pipeline goes where a blocking command in it must: its replies come back in
+    // order on one connection.
+    let blocking = pipeline.cmd_iter().any(blocks);
+    let work = async |cluster: &mut ClusterConnection| {
+        run_on(conn, cluster, pipeline, offset, count, label).await
+    };
+    let call = Call {
+        name,
+        command,
+        cmd: None,
+        blocking,
+        node: None,
+    };
+    let (result, ran) = conn.call(call, &mut None, span, work).await;
+    if !ran.is_empty() {
+        let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+        for index in ran {
+            conn.observe(commands[index]);
+        }
+    }
+    result
+}
+
+async fn run_on(
+    conn: &MonitoredClusterRedisConnection,
+    cluster: &ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+    label: &str,
+) -> (RedisResult<Vec<Value>>, Vec<usize>) {
+    if pipeline.is_transaction() {
+        run_transaction(conn, cluster, pipeline, offset, count, label).await
+    } else {
+        split::run_split(conn, cluster, pipeline).await
+    }
+}
+
+async fn run_transaction(
+    conn: &MonitoredClusterRedisConnection,
+    cluster: &ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+    label: &str,
+) -> (RedisResult<Vec<Value>>, Vec<usize>) {
+    let mut slot = None;
+    for cmd in pipeline.cmd_iter() {
+        match (slot, slot_of(cmd)) {
+            (_, None) => {}
+            (None, found) => slot = found,
+            (Some(a), Some(b)) if a == b => {}
+            (Some(_), Some(_)) => {
+                let error = CrossSlotTransaction {
+                    client: conn.name().to_owned(),
+                    name: label.trim_start_matches("transaction_").to_owned(),
+                };
+                return (Err(error.into()), Vec::new());
+            }
+        }
+    }
+    let route = match slot {
+        Some(slot) => {
+            let span = Span::current();
+            if !span.is_disabled() {
+                let node = conn.pool().router().node_for(slot, false);
+                record_node(&span, node.as_ref());
+            }
+            SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))
+        }
+        None => SingleNodeRoutingInfo::RandomPrimary,
+    };
+    let result = cluster
+        .clone()
+        .route_pipeline(pipeline.clone(), offset, count, route)
+        .await;
+    let ran = if ran_on_server(&result) {
+        (0..pipeline.len()).collect()
+    } else {
+        Vec::new()
+    };
+    (result, ran)
 }
