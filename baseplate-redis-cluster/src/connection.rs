@@ -28,7 +28,7 @@ use crate::error::{
     names_client,
 };
 use crate::metrics::{ActiveGuard, ClientSeries, CommandName, CommandObserver, CommandSeries};
-use crate::pipeline::{self, MonitoredPipeline};
+use crate::pipeline::{self, BatchLabel, MonitoredPipeline};
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
 use crate::pubsub::primary_route;
 use crate::routing::{CmdRoute, ScriptRoute, blocks, route_of, script_route, slot_of};
@@ -168,16 +168,14 @@ impl MonitoredClusterRedisConnection {
     /// address any slots: they are grouped by node, each node gets one pipeline, and results come
     /// back in the order the commands were queued.
     pub fn pipeline(&self, name: &str) -> MonitoredPipeline {
-        MonitoredPipeline::new(self.clone(), format!("pipeline_{name}"), redis::pipe())
+        MonitoredPipeline::new(self.clone(), BatchLabel::pipeline(name))
     }
 
     /// A named transaction (`MULTI`/`EXEC`) in one span `{client}.transaction_{name}`. All its
     /// keys must hash to one slot (use a `{hash tag}`); otherwise it fails with a
     /// [`CrossSlotTransaction`] error before anything is sent.
     pub fn transaction(&self, name: &str) -> MonitoredPipeline {
-        let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        MonitoredPipeline::new(self.clone(), format!("transaction_{name}"), pipeline)
+        MonitoredPipeline::new(self.clone(), BatchLabel::transaction(name))
     }
 
     /// Runs one call, a command or a pipeline, as every call runs: it takes a permit, then a
@@ -483,7 +481,9 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move { pipeline::run(self, pipeline, offset, count, "pipeline").await })
+        Box::pin(
+            async move { pipeline::run(self, pipeline, offset, count, &BatchLabel::UNNAMED).await },
+        )
     }
 
     fn get_db(&self) -> i64 {

@@ -4,6 +4,7 @@
 
 mod split;
 
+use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 
 use redis::aio::ConnectionLike;
@@ -38,16 +39,17 @@ use crate::routing::{blocks, slot_of};
 #[derive(Debug)]
 pub struct MonitoredPipeline {
     conn: MonitoredClusterRedisConnection,
-    label: String,
+    label: BatchLabel,
     pipeline: Pipeline,
 }
 
 impl MonitoredPipeline {
-    pub(crate) fn new(
-        conn: MonitoredClusterRedisConnection,
-        label: String,
-        pipeline: Pipeline,
-    ) -> Self {
+    /// An empty pipeline called `label`, atomic when `label` names a transaction.
+    pub(crate) fn new(conn: MonitoredClusterRedisConnection, label: BatchLabel) -> Self {
+        let mut pipeline = redis::pipe();
+        if label.kind == LabelKind::Transaction {
+            pipeline.atomic();
+        }
         Self {
             conn,
             label,
@@ -92,10 +94,82 @@ impl DerefMut for MonitoredPipeline {
     }
 }
 
+/// What a pipeline is called after the client's name, where it is traced and measured: a named
+/// pipeline `pipeline_{name}`, a named transaction `transaction_{name}`, and a pipeline sent with
+/// no name (`redis::pipe().query_async(&mut conn)`, atomic or not) `pipeline`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BatchLabel {
+    kind: LabelKind,
+    /// The label as spans and statsd show it, formatted once.
+    text: Cow<'static, str>,
+}
+
+/// How the caller made the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LabelKind {
+    Unnamed,
+    Pipeline,
+    Transaction,
+}
+
+/// What a named transaction's label starts with, before its name.
+const TRANSACTION_PREFIX: &str = "transaction_";
+
+impl BatchLabel {
+    /// A pipeline sent with no name of its own.
+    pub(crate) const UNNAMED: Self = Self {
+        kind: LabelKind::Unnamed,
+        text: Cow::Borrowed(PIPELINE_COMMAND),
+    };
+
+    /// A pipeline named `name`: `pipeline_{name}`.
+    pub(crate) fn pipeline(name: &str) -> Self {
+        Self {
+            kind: LabelKind::Pipeline,
+            text: Cow::Owned(format!("{PIPELINE_COMMAND}_{name}")),
+        }
+    }
+
+    /// A transaction named `name`: `transaction_{name}`.
+    pub(crate) fn transaction(name: &str) -> Self {
+        Self {
+            kind: LabelKind::Transaction,
+            text: Cow::Owned(format!("{TRANSACTION_PREFIX}{name}")),
+        }
+    }
+
+    /// The name of its span after the client's, and of its statsd timer and counters.
+    pub(crate) fn name(&self) -> CommandName<'_> {
+        CommandName::Label(&self.text)
+    }
+
+    /// Its Prometheus `redis_command` label when it runs as `pipeline` does: `transaction` when
+    /// that is atomic (also a named pipeline the caller made atomic), else `pipeline`.
+    pub(crate) fn redis_command(&self, pipeline: &Pipeline) -> &'static str {
+        if self.kind == LabelKind::Transaction || pipeline.is_transaction() {
+            TRANSACTION_COMMAND
+        } else {
+            PIPELINE_COMMAND
+        }
+    }
+
+    /// What a [`CrossSlotTransaction`] calls it: a named transaction by its name, any other
+    /// atomic pipeline by its label.
+    fn transaction_name(&self) -> &str {
+        match self.kind {
+            LabelKind::Transaction => self
+                .text
+                .strip_prefix(TRANSACTION_PREFIX)
+                .unwrap_or(&self.text),
+            LabelKind::Pipeline | LabelKind::Unnamed => &self.text,
+        }
+    }
+}
+
 /// Carries the pipeline's name into `req_packed_commands`, which redis-rs's `Pipeline` calls.
 struct Named<'a> {
     conn: &'a MonitoredClusterRedisConnection,
-    label: &'a str,
+    label: &'a BatchLabel,
 }
 
 impl ConnectionLike for Named<'_> {
@@ -125,14 +199,10 @@ pub(crate) async fn run(
     pipeline: &Pipeline,
     offset: usize,
     count: usize,
-    label: &str,
+    label: &BatchLabel,
 ) -> RedisResult<Vec<Value>> {
-    let command = if pipeline.is_transaction() {
-        TRANSACTION_COMMAND
-    } else {
-        PIPELINE_COMMAND
-    };
-    let name = CommandName::Label(label);
+    let command = label.redis_command(pipeline);
+    let name = label.name();
     let operation = BatchOperation::of(pipeline);
     let span = conn.span(name, operation, Some(pipeline.len()));
     // The whole pipeline goes where a blocking command in it must: its replies come back in
@@ -164,7 +234,7 @@ async fn run_on(
     pipeline: &Pipeline,
     offset: usize,
     count: usize,
-    label: &str,
+    label: &BatchLabel,
 ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
     if pipeline.is_transaction() {
         run_transaction(conn, cluster, pipeline, offset, count, label).await
@@ -179,7 +249,7 @@ async fn run_transaction(
     pipeline: &Pipeline,
     offset: usize,
     count: usize,
-    label: &str,
+    label: &BatchLabel,
 ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
     let mut slot = None;
     for cmd in pipeline.cmd_iter() {
@@ -190,7 +260,7 @@ async fn run_transaction(
             (Some(_), Some(_)) => {
                 let error = CrossSlotTransaction {
                     client: conn.name().to_owned(),
-                    name: label.trim_start_matches("transaction_").to_owned(),
+                    name: label.transaction_name().to_owned(),
                 };
                 return (Err(error.into()), Vec::new());
             }
@@ -217,4 +287,52 @@ async fn run_transaction(
         Vec::new()
     };
     (result, ran)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_name_spans_statsd_and_prometheus_as_baseplate_does() {
+        let mut plain = redis::pipe();
+        plain.get("a");
+        let mut atomic = plain.clone();
+        atomic.atomic();
+        let cases = [
+            (
+                BatchLabel::pipeline("bar"),
+                "pipeline_bar",
+                "pipeline",
+                "transaction",
+            ),
+            (
+                BatchLabel::transaction("tx"),
+                "transaction_tx",
+                "transaction",
+                "transaction",
+            ),
+            (BatchLabel::UNNAMED, "pipeline", "pipeline", "transaction"),
+        ];
+        for (label, name, plain_command, atomic_command) in cases {
+            assert_eq!(label.name(), CommandName::Label(name));
+            assert_eq!(label.name().to_string(), name);
+            assert_eq!(label.redis_command(&plain), plain_command, "{name}");
+            assert_eq!(label.redis_command(&atomic), atomic_command, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_cross_slot_transaction_is_called_by_its_name() {
+        assert_eq!(BatchLabel::transaction("split").transaction_name(), "split");
+        assert_eq!(
+            BatchLabel::transaction("transaction_x").transaction_name(),
+            "transaction_x"
+        );
+        assert_eq!(
+            BatchLabel::pipeline("bar").transaction_name(),
+            "pipeline_bar"
+        );
+        assert_eq!(BatchLabel::UNNAMED.transaction_name(), "pipeline");
+    }
 }
