@@ -219,13 +219,46 @@ pub(crate) async fn run(
         node: None,
     };
     let (result, ran) = conn.call(call, &mut None, span, work).await;
-    if !ran.is_empty() {
-        let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
-        for index in ran {
-            conn.observe(commands[index]);
+    ran.offer(conn, pipeline);
+    result
+}
+
+/// Which commands of a pipeline ran on a server: those the hot-key tracker is offered.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// None: the pipeline never reached a server, or was refused before it was sent.
+    #[default]
+    Nothing,
+    /// All of them.
+    All,
+    /// These, by their place in the pipeline.
+    Only(Vec<usize>),
+}
+
+impl Ran {
+    /// What ran of a pipeline sent to one node as a whole: all of it once it got its replies
+    /// (error replies too), else nothing.
+    pub(crate) fn whole<T>(result: &RedisResult<T>) -> Self {
+        if ran_on_server(result) {
+            Self::All
+        } else {
+            Self::Nothing
         }
     }
-    result
+
+    /// Offers the commands of `pipeline` that ran to `conn`'s hot-key tracker.
+    pub(crate) fn offer(self, conn: &MonitoredClusterRedisConnection, pipeline: &Pipeline) {
+        match self {
+            Self::Nothing => {}
+            Self::All => pipeline.cmd_iter().for_each(|cmd| conn.observe(cmd)),
+            Self::Only(indices) => {
+                let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+                for cmd in indices.into_iter().filter_map(|index| commands.get(index)) {
+                    conn.observe(cmd);
+                }
+            }
+        }
+    }
 }
 
 async fn run_on(
@@ -235,7 +268,7 @@ async fn run_on(
     offset: usize,
     count: usize,
     label: &BatchLabel,
-) -> (RedisResult<Vec<Value>>, Vec<usize>) {
+) -> (RedisResult<Vec<Value>>, Ran) {
     if pipeline.is_transaction() {
         run_transaction(conn, cluster, pipeline, offset, count, label).await
     } else {
@@ -250,7 +283,7 @@ async fn run_transaction(
     offset: usize,
     count: usize,
     label: &BatchLabel,
-) -> (RedisResult<Vec<Value>>, Vec<usize>) {
+) -> (RedisResult<Vec<Value>>, Ran) {
     let mut slot = None;
     for cmd in pipeline.cmd_iter() {
         match (slot, slot_of(cmd)) {
@@ -262,7 +295,7 @@ async fn run_transaction(
                     client: conn.name().to_owned(),
                     name: label.transaction_name().to_owned(),
                 };
-                return (Err(error.into()), Vec::new());
+                return (Err(error.into()), Ran::Nothing);
             }
         }
     }
@@ -281,11 +314,7 @@ async fn run_transaction(
         .clone()
         .route_pipeline(pipeline.clone(), offset, count, route)
         .await;
-    let ran = if ran_on_server(&result) {
-        (0..pipeline.len()).collect()
-    } else {
-        Vec::new()
-    };
+    let ran = Ran::whole(&result);
     (result, ran)
 }
 
@@ -320,6 +349,18 @@ mod tests {
             assert_eq!(label.redis_command(&plain), plain_command, "{name}");
             assert_eq!(label.redis_command(&atomic), atomic_command, "{name}");
         }
+    }
+
+    #[test]
+    fn a_pipeline_sent_whole_ran_once_a_server_replied() {
+        let replies: RedisResult<Vec<Value>> = Ok(vec![Value::Okay]);
+        assert_eq!(Ran::whole(&replies), Ran::All);
+        let wrong_type = redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError);
+        let refused = redis::RedisError::from((wrong_type, "an error reply"));
+        assert_eq!(Ran::whole::<()>(&Err(refused)), Ran::All);
+        let dropped =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(Ran::whole::<()>(&Err(dropped)), Ran::Nothing);
     }
 
     #[test]

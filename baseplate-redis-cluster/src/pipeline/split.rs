@@ -9,7 +9,8 @@ use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Value};
 use tracing::Span;
 
-use crate::connection::{MonitoredClusterRedisConnection, count, ran_on_server, record_node};
+use super::Ran;
+use crate::connection::{MonitoredClusterRedisConnection, count, record_node};
 use crate::routing::{CmdRoute, route_of};
 
 /// Sends one sub-pipeline per node, concurrently, and puts the replies back in queue order.
@@ -17,7 +18,7 @@ pub(super) async fn run_split(
     conn: &MonitoredClusterRedisConnection,
     cluster: &ClusterConnection,
     pipeline: &Pipeline,
-) -> (RedisResult<Vec<Value>>, Vec<usize>) {
+) -> (RedisResult<Vec<Value>>, Ran) {
     let groups = group_by_node(conn, pipeline);
     let span = Span::current();
     span.record("db.redis.nodes", count(groups.len().max(1)));
@@ -36,11 +37,7 @@ pub(super) async fn run_split(
             .clone()
             .route_pipeline(pipeline.clone(), 0, pipeline.len(), route)
             .await;
-        let ran = if ran_on_server(&result) {
-            (0..pipeline.len()).collect()
-        } else {
-            Vec::new()
-        };
+        let ran = Ran::whole(&result);
         return (result, ran);
     }
     let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
@@ -79,6 +76,7 @@ pub(super) async fn run_split(
             }
         }
     }
+    let ran = Ran::Only(ran);
     match first_error {
         Some(error) => (Err(error), ran),
         None => (Ok(values), ran),
