@@ -166,32 +166,6 @@ impl BatchLabel {
     }
 }
 
-/// Carries the pipeline's name into `req_packed_commands`, which redis-rs's `Pipeline` calls.
-struct Named<'a> {
-    conn: &'a MonitoredClusterRedisConnection,
-    label: &'a BatchLabel,
-}
-
-impl ConnectionLike for Named<'_> {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let mut conn = self.conn.clone();
-        Box::pin(async move { conn.req_packed_command(cmd).await })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(run(self.conn, pipeline, offset, count, self.label))
-    }
-
-    fn get_db(&self) -> i64 {
-        0
-    }
-}
-
 /// Runs `pipeline[offset..offset + count]` for `conn` as redis-rs's `Pipeline::query_async` asks,
 /// in a span `{client}.{label}`.
 pub(crate) async fn run(
@@ -261,6 +235,33 @@ impl Ran {
     }
 }
 
+/// Carries the pipeline's name into `req_packed_commands`, which redis-rs's `Pipeline` calls.
+struct Named<'a> {
+    conn: &'a MonitoredClusterRedisConnection,
+    label: &'a BatchLabel,
+}
+
+impl ConnectionLike for Named<'_> {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        let mut conn = self.conn.clone();
+        Box::pin(async move { conn.req_packed_command(cmd).await })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(run(self.conn, pipeline, offset, count, self.label))
+    }
+
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+/// Runs the pipeline on `cluster`: a transaction as a whole, any other pipeline split by node.
 async fn run_on(
     conn: &MonitoredClusterRedisConnection,
     cluster: &ClusterConnection,
@@ -276,6 +277,8 @@ async fn run_on(
     }
 }
 
+/// Runs a transaction on the primary serving its slot (any primary when it has no key), or
+/// refuses it, unsent, when its keys span slots.
 async fn run_transaction(
     conn: &MonitoredClusterRedisConnection,
     cluster: &ClusterConnection,
