@@ -3,7 +3,6 @@
 //! (Prometheus series, and the request's [`CommandObserver`]), and is offered to the hot-key
 //! tracker once it ran.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -11,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use baseplate_hotkeys::HotKeyTracker;
-use futures_util::future::join_all;
 use opentelemetry_semantic_conventions::attribute::{
     DB_OPERATION_BATCH_SIZE, DB_OPERATION_NAME, DB_RESPONSE_STATUS_CODE, DB_SYSTEM_NAME,
     ERROR_TYPE, SERVER_ADDRESS, SERVER_PORT,
@@ -19,7 +17,7 @@ use opentelemetry_semantic_conventions::attribute::{
 use redis::aio::ConnectionLike;
 use redis::cluster::NodeAddress;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
@@ -27,14 +25,11 @@ use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
 use crate::cache::opted_in;
 use crate::error::{
-    CallTimeout, ConnectTimeout, CrossSlotScript, CrossSlotTransaction, PlainScan, error_type,
-    name_call_error, names_client,
+    CallTimeout, ConnectTimeout, CrossSlotScript, PlainScan, error_type, name_call_error,
+    names_client,
 };
-use crate::metrics::{
-    ActiveGuard, ClientSeries, CommandName, CommandObserver, CommandSeries, PIPELINE_COMMAND,
-    TRANSACTION_COMMAND,
-};
-use crate::pipeline::MonitoredPipeline;
+use crate::metrics::{ActiveGuard, ClientSeries, CommandName, CommandObserver, CommandSeries};
+use crate::pipeline::{self, BatchLabel, MonitoredPipeline};
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
 use crate::pubsub::primary_route;
 use crate::routing::{CmdRoute, ScriptRoute, blocks, route_of, script_route, slot_of};
@@ -174,73 +169,14 @@ impl MonitoredClusterRedisConnection {
     /// address any slots: they are grouped by node, each node gets one pipeline, and results come
     /// back in the order the commands were queued.
     pub fn pipeline(&self, name: &str) -> MonitoredPipeline {
-        MonitoredPipeline::new(self.clone(), format!("pipeline_{name}"), redis::pipe())
+        MonitoredPipeline::new(self.clone(), BatchLabel::pipeline(name))
     }
 
     /// A named transaction (`MULTI`/`EXEC`) in one span `{client}.transaction_{name}`. All its
     /// keys must hash to one slot (use a `{hash tag}`); otherwise it fails with a
     /// [`CrossSlotTransaction`] error before anything is sent.
     pub fn transaction(&self, name: &str) -> MonitoredPipeline {
-        let mut pipeline = redis::pipe();
-        pipeline.atomic();
-        MonitoredPipeline::new(self.clone(), format!("transaction_{name}"), pipeline)
-    }
-
-    /// Runs `pipeline[offset..offset + count]` as redis-rs's `Pipeline::query_async` asks, in a span
-    /// `{client}.{label}`.
-    pub(crate) async fn run_pipeline(
-        &self,
-        pipeline: &Pipeline,
-        offset: usize,
-        count: usize,
-        label: &str,
-    ) -> RedisResult<Vec<Value>> {
-        let command = if pipeline.is_transaction() {
-            TRANSACTION_COMMAND
-        } else {
-            PIPELINE_COMMAND
-        };
-        let name = CommandName::Label(label);
-        let operation = BatchOperation::of(pipeline);
-        let span = self.span(name, operation, Some(pipeline.len()));
-        // The whole pipeline goes where a blocking command in it must: its replies come back in
-        // order on one connection.
-        let blocking = pipeline.cmd_iter().any(blocks);
-        let work = async |conn: &mut ClusterConnection| {
-            self.run_pipeline_on(conn, pipeline, offset, count, label)
-                .await
-        };
-        let call = Call {
-            name,
-            command,
-            cmd: None,
-            blocking,
-            node: None,
-        };
-        let (result, ran) = self.call(call, &mut None, span, work).await;
-        if !ran.is_empty() {
-            let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
-            for index in ran {
-                self.tracker.observe(commands[index]);
-            }
-        }
-        result
-    }
-
-    async fn run_pipeline_on(
-        &self,
-        conn: &ClusterConnection,
-        pipeline: &Pipeline,
-        offset: usize,
-        count: usize,
-        label: &str,
-    ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
-        if pipeline.is_transaction() {
-            self.run_transaction(conn, pipeline, offset, count, label)
-                .await
-        } else {
-            self.run_split(conn, pipeline).await
-        }
+        MonitoredPipeline::new(self.clone(), BatchLabel::transaction(name))
     }
 
     /// Runs one call, a command or a pipeline, as every call runs: it takes a permit, then a
@@ -319,166 +255,6 @@ impl MonitoredClusterRedisConnection {
         let result = result.map_err(|error| self.named(error, name, cmd, node));
         outcome.finish(&result);
         (result, extra)
-    }
-
-    async fn run_transaction(
-        &self,
-        conn: &ClusterConnection,
-        pipeline: &Pipeline,
-        offset: usize,
-        count: usize,
-        label: &str,
-    ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
-        let mut slot = None;
-        for cmd in pipeline.cmd_iter() {
-            match (slot, slot_of(cmd)) {
-                (_, None) => {}
-                (None, found) => slot = found,
-                (Some(a), Some(b)) if a == b => {}
-                (Some(_), Some(_)) => {
-                    let error = CrossSlotTransaction {
-                        client: self.name.to_string(),
-                        name: label.trim_start_matches("transaction_").to_owned(),
-                    };
-                    return (Err(error.into()), Vec::new());
-                }
-            }
-        }
-        let route = match slot {
-            Some(slot) => {
-                let span = Span::current();
-                if !span.is_disabled() {
-                    let node = self.pool.router().node_for(slot, false);
-                    record_node(&span, node.as_ref());
-                }
-                SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master))
-            }
-            None => SingleNodeRoutingInfo::RandomPrimary,
-        };
-        let result = conn
-            .clone()
-            .route_pipeline(pipeline.clone(), offset, count, route)
-            .await;
-        let ran = if ran_on_server(&result) {
-            (0..pipeline.len()).collect()
-        } else {
-            Vec::new()
-        };
-        (result, ran)
-    }
-
-    /// Sends one sub-pipeline per node, concurrently, and puts the replies back in queue order.
-    async fn run_split(
-        &self,
-        conn: &ClusterConnection,
-        pipeline: &Pipeline,
-    ) -> (RedisResult<Vec<Value>>, Vec<usize>) {
-        let groups = self.group_by_node(pipeline);
-        let span = Span::current();
-        span.record("db.redis.nodes", count(groups.len().max(1)));
-        if let [group] = groups.as_slice()
-            && !span.is_disabled()
-        {
-            let node = self.pool.router().node_for(group.slot, group.read_only);
-            record_node(&span, node.as_ref());
-        }
-        if groups.len() <= 1 {
-            let route = groups
-                .first()
-                .map(|g| g.route())
-                .unwrap_or(SingleNodeRoutingInfo::Random);
-            let result = conn
-                .clone()
-                .route_pipeline(pipeline.clone(), 0, pipeline.len(), route)
-                .await;
-            let ran = if ran_on_server(&result) {
-                (0..pipeline.len()).collect()
-            } else {
-                Vec::new()
-            };
-            return (result, ran);
-        }
-        let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
-        let requests = groups.iter().map(|group| {
-            let mut sub = redis::pipe();
-            for &index in &group.indices {
-                sub.add_command(commands[index].clone());
-            }
-            let len = group.indices.len();
-            let mut conn = conn.clone();
-            async move { conn.route_pipeline(sub, 0, len, group.route()).await }
-        });
-        let replies = join_all(requests).await;
-
-        let mut values = vec![Value::Nil; pipeline.len()];
-        let mut ran = Vec::with_capacity(pipeline.len());
-        let mut first_error = None;
-        for (group, reply) in groups.iter().zip(replies) {
-            match reply {
-                Ok(group_values) if group_values.len() == group.indices.len() => {
-                    for (&index, value) in group.indices.iter().zip(group_values) {
-                        values[index] = value;
-                    }
-                    ran.extend(&group.indices);
-                }
-                Ok(_) => {
-                    first_error.get_or_insert_with(|| {
-                        RedisError::from((
-                            ErrorKind::UnexpectedReturnType,
-                            "a node returned the wrong number of pipeline replies",
-                        ))
-                    });
-                }
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        match first_error {
-            Some(error) => (Err(error), ran),
-            None => (Ok(values), ran),
-        }
-    }
-
-    /// Groups the pipeline's commands by the primary serving their slot (by slot while the
-    /// topology is not known yet); keyless commands join the first group.
-    fn group_by_node(&self, pipeline: &Pipeline) -> Vec<NodeGroup> {
-        let mut groups: BTreeMap<String, NodeGroup> = BTreeMap::new();
-        let mut keyless = Vec::new();
-        for (index, cmd) in pipeline.cmd_iter().enumerate() {
-            let Some(CmdRoute { slot, read_only }) = route_of(cmd) else {
-                keyless.push(index);
-                continue;
-            };
-            let node = self
-                .pool
-                .router()
-                .primary_of(slot)
-                .unwrap_or_else(|| format!("slot {slot}"));
-            let group = groups.entry(node).or_insert_with(|| NodeGroup {
-                slot,
-                read_only: true,
-                indices: Vec::new(),
-            });
-            group.read_only &= read_only;
-            group.indices.push(index);
-        }
-        let mut groups: Vec<NodeGroup> = groups.into_values().collect();
-        if !keyless.is_empty() {
-            match groups.first_mut() {
-                Some(first) => {
-                    first.read_only = false;
-                    first.indices.extend(keyless);
-                    first.indices.sort_unstable();
-                }
-                None => groups.push(NodeGroup {
-                    slot: 0,
-                    read_only: false,
-                    indices: keyless,
-                }),
-            }
-        }
-        groups
     }
 
     /// `error` naming this client and the call, and the node when the call named one; a timeout
@@ -709,7 +485,9 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move { self.run_pipeline(pipeline, offset, count, "pipeline").await })
+        Box::pin(
+            async move { pipeline::run(self, pipeline, offset, count, &BatchLabel::UNNAMED).await },
+        )
     }
 
     fn get_db(&self) -> i64 {
@@ -786,24 +564,6 @@ pub(crate) struct Call<'a> {
     pub(crate) node: Option<&'a str>,
 }
 
-struct NodeGroup {
-    slot: u16,
-    read_only: bool,
-    indices: Vec<usize>,
-}
-
-impl NodeGroup {
-    fn route(&self) -> SingleNodeRoutingInfo {
-        // A group of reads may go to a replica (the router decides, as for single reads).
-        let addr = if self.read_only {
-            SlotAddr::ReplicaOptional
-        } else {
-            SlotAddr::Master
-        };
-        SingleNodeRoutingInfo::SpecificNode(Route::new(self.slot, addr))
-    }
-}
-
 /// Whether the command reached a server and was executed (a reply, even an error reply).
 pub(crate) fn ran_on_server<T>(result: &RedisResult<T>) -> bool {
     match result {
@@ -863,12 +623,12 @@ fn record_error(span: &Span, kind: &str, code: Option<&str>, description: &dyn f
 
 /// A count as a span records it: OpenTelemetry's attributes are signed, and tracing-opentelemetry
 /// turns an unsigned field into a string.
-fn count(n: usize) -> i64 {
+pub(crate) fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// `server.address` and `server.port` of the node a call went to, when it is known.
-fn record_node(span: &Span, node: Option<&NodeAddress>) {
+pub(crate) fn record_node(span: &Span, node: Option<&NodeAddress>) {
     if let Some(node) = node {
         span.record(SERVER_ADDRESS, node.host());
         span.record(SERVER_PORT, i64::from(node.port()));

@@ -14,9 +14,9 @@ use tracing::Span;
 
 use crate::connection::{
     BatchOperation, Call, MonitoredClusterRedisConnection, command_name, ran_for_tracker,
-    ran_on_server,
 };
 use crate::metrics::{CommandName, PIPELINE_COMMAND};
+use crate::pipeline::Ran;
 use crate::routing::blocks;
 
 /// A connection to one node of the cluster, named by `host:port`, from
@@ -226,11 +226,7 @@ impl ConnectionLike for NodeConnection {
                 node: Some(&self.addr),
             };
             let (result, ()) = self.conn.call(call, &mut None, span, work).await;
-            if ran_on_server(&result) {
-                for cmd in pipeline.cmd_iter() {
-                    self.conn.observe(cmd);
-                }
-            }
+            Ran::whole(&result).offer(&self.conn, pipeline);
             result
         })
     }
