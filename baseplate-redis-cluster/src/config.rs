@@ -967,8 +967,16 @@ mod tests {
         assert_eq!(overridden.cache.unwrap().max_keys.get(), 7);
 
         for (key, value, reason) in [
-            ("foo.cache_max_keys", "0", "foo.cache_max_keys: must be at least 1"),
-            ("foo.cache_ttl", "0 seconds", "foo.cache_ttl: must be longer than zero"),
+            (
+                "foo.cache_max_keys",
+                "0",
+                "foo.cache_max_keys: must be at least 1",
+            ),
+            (
+                "foo.cache_ttl",
+                "0 seconds",
+                "foo.cache_ttl: must be longer than zero",
+            ),
         ] {
             let error = options(&[url, (key, value)]).unwrap_err();
             assert_eq!(error.to_string(), reason);

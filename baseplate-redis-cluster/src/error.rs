@@ -108,8 +108,12 @@ impl CacheUnsupported {
     pub(crate) fn from_refusal(client: &str, error: redis::RedisError) -> redis::RedisError {
         let refused_resp3 = error.kind() == redis::ErrorKind::RESP3NotSupported;
         let text = error.to_string();
-        let refused_tracking = text.contains("TRACKING") || text.contains("Client-side caching");
-        if !refused_resp3 && !refused_tracking {
+        // redis-rs passes the server's answer on: "unknown command 'HELLO'" from a server without
+        // RESP3, an error about CLIENT TRACKING from one without tracking.
+        let refused = ["HELLO", "TRACKING", "Client-side caching"]
+            .iter()
+            .any(|needle| text.contains(needle));
+        if !refused_resp3 && !refused {
             return error;
         }
         let refusal = CacheUnsupported {

@@ -1,0 +1,325 @@
+//! The hot-key cache on the real cluster: reads of a hot key are answered from memory (the node's
+//! own command counter does not move), a write from another connection reaches the caching reader
+//! through the server's invalidation (the window is measured and bounded well below the cache's
+//! TTL), a slot move of the key leaves no stale value, the counters reach Prometheus and the
+//! runtime statsd lines,
+//! and a cluster that refuses RESP3 fails every command with an error naming the client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use baseplate::Baseplate;
+use baseplate::{ClusterRedisClient, RawConfig};
+use baseplate_redis_cluster::{
+    ClusterRedisContextFactory, MonitoredClusterRedisConnection, RedisClientMetrics, key_slot,
+};
+use cluster_launcher::{Cluster, ClusterSpec, info_field};
+use integration::statsd::Statsd;
+use integration::{TestCluster, eventually, name_in_slot, own_cluster, unique_prefix};
+use redis::AsyncCommands as _;
+use tokio::sync::Mutex;
+
+/// The tests on [`own_cluster`] take turns: they read its nodes' command counters, and one moves
+/// a slot.
+static OWN: Mutex<()> = Mutex::const_new(());
+
+/// How long the cache may keep a reply in these tests: far longer than any test waits, so a
+/// reply that stops being served came from an invalidation, not from its age.
+const LONG_TTL: &str = "600 seconds";
+
+/// The bound the invalidation window is held to. The server pushes the invalidation before it
+/// answers the write, so the window is what it takes the push to be read: 77-95 µs measured on a
+/// 2-core machine (three runs of this binary). A second leaves room for a loaded machine and is
+/// still far below the TTL, which alone would end a stale read without invalidations.
+const INVALIDATION_BOUND: Duration = Duration::from_secs(1);
+
+fn factory(on: &TestCluster, extra: &[(&str, &str)]) -> ClusterRedisContextFactory {
+    let mut config: RawConfig = [
+        ("foo.url", on.url()),
+        ("foo.cache_hot_keys", "true"),
+        ("foo.cache_ttl", LONG_TTL),
+        // Every read of a key goes to its primary, whose counters the tests read.
+        ("foo.read_from_replicas", "false"),
+    ]
+    .into_iter()
+    .collect();
+    config.extend(extra.iter().copied());
+    ClusterRedisClient::new().parse("foo", &config).unwrap()
+}
+
+fn connection(factory: &ClusterRedisContextFactory) -> MonitoredClusterRedisConnection {
+    factory.make_object_for_context("foo", &tracing::Span::none())
+}
+
+/// Reads `key` through `foo` until the cache answers it from memory (the tracker found it hot
+/// and one read cached it).
+async fn read_until_cached(
+    factory: &ClusterRedisContextFactory,
+    foo: &mut MonitoredClusterRedisConnection,
+    key: &str,
+) {
+    let cached = eventually(Duration::from_secs(30), async || {
+        for _ in 0..50 {
+            let _: Option<String> = foo.get(key).await.unwrap();
+        }
+        factory.pool().cache_stats().unwrap().hits > 0
+    })
+    .await;
+    assert!(cached.is_some(), "{key} was never served from the cache");
+}
+
+/// The `GET` calls the node at `addr` has served.
+async fn gets_served(on: &TestCluster, addr: &str) -> u64 {
+    let mut node = on.node_connection(addr).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut node)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_get:"))
+        .and_then(|stats| info_field(stats, "calls"))
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
+/// The primary serving `key`, `host:port`.
+async fn primary_of(on: &TestCluster, key: &str) -> String {
+    let slot = key_slot(key.as_bytes());
+    let nodes = on.nodes().await;
+    let primary = nodes
+        .iter()
+        .find(|node| node.primary && node.serves(slot))
+        .expect("a primary serves every slot");
+    primary.addr.clone()
+}
+
+/// Reads `key` through `foo` as fast as it can until it reads `want`; how long that took, or
+/// `None` if it still read something else after `within`.
+async fn until_read(
+    foo: &mut MonitoredClusterRedisConnection,
+    key: &str,
+    want: &str,
+    within: Duration,
+) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let read: Option<String> = foo.get(key).await.unwrap();
+        if read.as_deref() == Some(want) {
+            return Some(started.elapsed());
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn reads_of_a_hot_key_stay_in_memory_until_another_connection_writes_it() {
+    let _turn = OWN.lock().await;
+    let on = own_cluster();
+    let key = format!("{}hot", unique_prefix("cache"));
+    let mut raw = on.connection().await;
+    let () = raw.set(&key, "v1").await.unwrap();
+    let factory = factory(on, &[]);
+    let mut foo = connection(&factory);
+    read_until_cached(&factory, &mut foo, &key).await;
+
+    let primary = primary_of(on, &key).await;
+    let before = (
+        gets_served(on, &primary).await,
+        factory.pool().cache_stats().unwrap(),
+    );
+    for _ in 0..1000 {
+        let read: Option<String> = foo.get(&key).await.unwrap();
+        assert_eq!(read.as_deref(), Some("v1"));
+    }
+    let after = (
+        gets_served(on, &primary).await,
+        factory.pool().cache_stats().unwrap(),
+    );
+    assert_eq!(
+        after.0 - before.0,
+        0,
+        "no GET of the 1000 reached {primary}"
+    );
+    assert_eq!(after.1.hits - before.1.hits, 1000);
+
+    // Another connection writes: the server's push drops the cached reply.
+    let () = raw.set(&key, "v2").await.unwrap();
+    let window = until_read(&mut foo, &key, "v2", INVALIDATION_BOUND).await;
+    let window = window.unwrap_or_else(|| {
+        panic!("{key} still read v1 {INVALIDATION_BOUND:?} after another connection wrote v2")
+    });
+    eprintln!("invalidation window: {window:?}");
+    let stats = factory.pool().cache_stats().unwrap();
+    assert!(stats.invalidations > before.1.invalidations, "{stats:?}");
+    assert!(
+        stats.misses > before.1.misses,
+        "the read after the write went to Redis"
+    );
+    let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_key_whose_slot_moves_is_never_read_stale() {
+    let _turn = OWN.lock().await;
+    let on = own_cluster();
+    let nodes = on.nodes().await;
+    let mut primaries: Vec<_> = nodes.iter().filter(|n| n.primary).collect();
+    primaries.sort_by_key(|n| n.slots.first().map(|r| r.0));
+    let (from, to) = (primaries[0], primaries[1]);
+    // The first slot of `from`: `reshard` moves a primary's slots from its first one on.
+    let slot = from.slots[0].0;
+    let key = name_in_slot(&unique_prefix("cache-moving"), slot);
+    let mut raw = on.connection().await;
+    let () = raw.set(&key, "before").await.unwrap();
+    let factory = factory(on, &[]);
+    let mut foo = connection(&factory);
+    read_until_cached(&factory, &mut foo, &key).await;
+
+    on.reshard(&from.id, &to.id, 1);
+    let () = raw.set(&key, "after").await.unwrap();
+    let read: Option<String> = foo.get(&key).await.unwrap();
+    assert_eq!(
+        read.as_deref(),
+        Some("after"),
+        "a stale value after the slot moved"
+    );
+    // And back, so the other tests find the topology they started with.
+    let moved_to = primary_of(on, &key).await;
+    assert_eq!(moved_to, to.addr);
+    on.reshard(&to.id, &from.id, 1);
+    let () = raw.set(&key, "back").await.unwrap();
+    let read: Option<String> = foo.get(&key).await.unwrap();
+    assert_eq!(read.as_deref(), Some("back"));
+    let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_cache_counters_reach_prometheus() {
+    let _turn = OWN.lock().await;
+    let on = own_cluster();
+    let metrics = RedisClientMetrics::new();
+    let config: RawConfig = [
+        ("foo.url", on.url()),
+        ("foo.cache_hot_keys", "true"),
+        ("foo.read_from_replicas", "false"),
+    ]
+    .into_iter()
+    .collect();
+    let factory = ClusterRedisClient::new()
+        .prometheus(metrics.clone())
+        .parse("foo", &config)
+        .unwrap();
+    let key = format!("{}counted", unique_prefix("cache"));
+    let mut foo = connection(&factory);
+    read_until_cached(&factory, &mut foo, &key).await;
+    let stats = factory.pool().cache_stats().unwrap();
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{redis_pool=\"foo\"}} ")))
+            .map(|v| v.parse::<u64>().unwrap())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert_eq!(value("redis_client_cache_hits_total"), stats.hits);
+    assert_eq!(value("redis_client_cache_misses_total"), stats.misses);
+    assert_eq!(
+        value("redis_client_cache_invalidations_total"),
+        stats.invalidations
+    );
+    assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
+}
+
+#[tokio::test]
+async fn the_runtime_reporter_sends_the_cache_counters_tagged_with_the_client() {
+    let _turn = OWN.lock().await;
+    let on = own_cluster();
+    let statsd = Statsd::bind().await;
+    let config: RawConfig = [
+        ("metrics.namespace", "ns"),
+        ("metrics.endpoint", statsd.endpoint().as_str()),
+        ("foo.url", on.url()),
+        ("foo.cache_hot_keys", "true"),
+    ]
+    .into_iter()
+    .collect();
+    let mut baseplate =
+        Baseplate::new(config).with_runtime_metrics_interval(Duration::from_millis(200));
+    baseplate.configure_observers().unwrap();
+    baseplate
+        .configure_context("foo", ClusterRedisClient::new())
+        .unwrap();
+    let key = format!("{}reported", unique_prefix("cache"));
+    let mut foo = baseplate
+        .make_context_object()
+        .redis_cluster("foo")
+        .unwrap();
+    // Reads until the reporter has counted hits.
+    let reader = tokio::spawn(async move {
+        loop {
+            let _: Option<String> = foo.get(&key).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+    // A report's three counters come in one packet, hits first.
+    let mut counted_hits = false;
+    let lines = statsd
+        .lines_until(|line| {
+            if line.starts_with("ns.runtime.cache.hits,") && !line.ends_with(":0|c") {
+                counted_hits = true;
+            }
+            counted_hits && line.starts_with("ns.runtime.cache.invalidations,")
+        })
+        .await;
+    reader.abort();
+    let report = &lines[lines.len() - 3..];
+    let tags = format!(",PID={},client=foo:", std::process::id());
+    for (line, counter) in report.iter().zip(["hits", "misses", "invalidations"]) {
+        assert!(
+            line.starts_with(&format!("ns.runtime.cache.{counter},hostname=")),
+            "{report:#?}"
+        );
+        assert!(line.contains(&tags) && line.ends_with("|c"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_that_refuses_resp3_fails_every_command_naming_the_client() {
+    let mut spec = ClusterSpec::new(
+        cluster_launcher::free_base_port(3).unwrap(),
+        std::env::temp_dir(),
+    );
+    spec.replicas_per_primary = 0;
+    spec.dir = std::env::temp_dir().join(format!(
+        "baseplate-rs-it-no-resp3-{}-{}",
+        std::process::id(),
+        spec.base_port
+    ));
+    // Without HELLO a server cannot speak RESP3, as Redis before 6 could not.
+    let cluster = Cluster::start_with_node_args(spec, &["--rename-command", "HELLO", "NOHELLO"])
+        .expect("starting a cluster without HELLO");
+    cluster.stop_when_process_exits(std::process::id()).unwrap();
+    let url = cluster.url();
+    let config: RawConfig = [("foo.url", url.as_str()), ("foo.cache_hot_keys", "true")]
+        .into_iter()
+        .collect();
+    let factory = ClusterRedisClient::new().parse("foo", &config).unwrap();
+    let mut foo = connection(&factory);
+    let error = foo.get::<_, Option<String>>("k").await.unwrap_err();
+    assert!(
+        error.to_string().contains(
+            "redis cluster client \"foo\": cache_hot_keys needs RESP3 and CLIENT TRACKING \
+             (Redis 6 or later), and the cluster refused them"
+        ),
+        "{error}"
+    );
+    // The same cluster serves a client without the cache.
+    let plain: RawConfig = [("foo.url", url.as_str())].into_iter().collect();
+    let factory = ClusterRedisClient::new().parse("foo", &plain).unwrap();
+    let () = connection(&factory).set("k", "v").await.unwrap();
+    cluster.stop().unwrap();
+}
