@@ -23,7 +23,7 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
-use crate::cache::opted_in;
+use crate::cache::{CacheStats, opted_in};
 use crate::error::{
     CallTimeout, ConnectTimeout, CrossSlotScript, PlainScan, error_type, name_call_error,
     names_client,
@@ -108,6 +108,17 @@ impl MonitoredClusterRedisConnection {
     /// The pool's statistics.
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    /// What the client's hot-key cache has done so far; `None` when `cache_hot_keys` is off.
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        self.pool.cache_stats()
+    }
+
+    /// The read keys the hot-key tracker finds hottest now, whose reads the cache answers (empty
+    /// when `cache_hot_keys` is off).
+    pub fn hot_reads(&self) -> Vec<Vec<u8>> {
+        self.tracker.hot_reads()
     }
 
     /// The pool this connection's calls run through (also for the connections a caller holds

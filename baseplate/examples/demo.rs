@@ -195,14 +195,13 @@ async fn main() -> Result<(), BoxError> {
     );
     print!("{}", trace.render(Duration::from_secs(5)).await);
 
-    let pool = baseplate
-        .make_context_object()
-        .redis_cluster("foo")?
-        .pool_stats();
+    let foo = baseplate.make_context_object().redis_cluster("foo")?;
+    let pool = foo.pool_stats();
     println!(
         "\nThe pool of foo: size {}, in use {}, open connections {}, waiting {}",
         pool.size, pool.in_use, pool.open_connections, pool.waiting
     );
+    let hot_reads = foo.hot_reads();
 
     let _ = stop.send(());
     server.await??;
@@ -220,6 +219,23 @@ async fn main() -> Result<(), BoxError> {
         .get_async_connection()
         .await?;
     print!("{}", render_text(&fetch_report(&mut conn, 10).await?));
+    if let Some(cache) = foo.cache_stats() {
+        println!(
+            "\nThe hot-key cache (foo.cache_hot_keys): {:.1}% of the reads of hot keys answered \
+             from memory ({} hits, {} misses, {} invalidations); the {} keys it found hottest:",
+            100.0 * cache.hit_share(),
+            cache.hits,
+            cache.misses,
+            cache.invalidations,
+            hot_reads.len()
+        );
+        let mut keys: Vec<String> = hot_reads
+            .iter()
+            .map(|key| String::from_utf8_lossy(key).into_owned())
+            .collect();
+        keys.sort();
+        println!("  {}", keys.join(", "));
+    }
 
     let url = format!("http://{}/metrics", metrics.local_addr());
     let scraped = reqwest::get(&url).await?.text().await?;

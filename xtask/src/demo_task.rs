@@ -102,7 +102,8 @@ fn write_config(port: u16, statsd_port: u16) -> Result<PathBuf> {
          foo.timeout = 3 seconds\n\
          foo.read_from_replicas = true\n\
          foo.track_key_reads_sample_rate = 0.01\n\
-         foo.track_key_writes_sample_rate = 0.01\n"
+         foo.track_key_writes_sample_rate = 0.01\n\
+         foo.cache_hot_keys = true\n"
     );
     fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
