@@ -1,5 +1,6 @@
 //! TLS for `rediss://` seeds: the options (redis-py's `ssl_*` names, which baseplate.py passes
-//! through) and how they become redis-rs's TLS settings.
+//! through) and how they become redis-rs's TLS settings. Where the options come from (code,
+//! config keys, the URL's query) is `config/tls_options.rs`'s.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -230,7 +231,8 @@ mod build {
             });
         }
         // Without `tls-insecure` the config refused `none` and `ssl_check_hostname = false`
-        // already (see `config::insecure_needs_the_feature`), so this build is always secure.
+        // already (see `config::tls_options::insecure_needs_the_feature`), so this build is
+        // always secure.
         #[cfg(feature = "tls-insecure")]
         let builder = {
             let mode = match tls.cert_reqs {

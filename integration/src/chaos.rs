@@ -18,7 +18,9 @@
 //! - [`observe`]: the process's `tracing` subscriber, which scans every span field, event and `log`
 //!   record for the password, and a statsd sink that scans every metric packet.
 //! - [`report`]: the figures of one run, the invariants they are checked against, and the table.
-//! - [`scenarios`]: the ten scenarios, one function each, in [`Scenario::ALL`]'s order:
+//! - [`scenarios`]: the ten scenarios, one function each, in files grouped by what they break
+//!   (a primary failed over, one node away, slots moved, the pool held, the tracker and statsd,
+//!   the whole cluster), and the harness they share; [`Scenario::ALL`]'s order is:
 //!   kill-primary, hang-primary, restart-node, reshard, pool-exhaustion,
 //!   tracker-and-metrics-faults, blocking-commands, cluster-down, cluster-restart,
 //!   pubsub-kill-primary.
