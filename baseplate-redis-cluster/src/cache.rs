@@ -15,7 +15,10 @@ use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use redis::caching::{CacheConfig, CacheMode, CacheStatistics};
-use redis::{Cmd, CommandCacheConfig};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Arg, Cmd, CommandCacheConfig};
+
+use crate::routing::key_slot;
 
 /// `cache_max_keys` when the config does not set it.
 pub const DEFAULT_CACHE_MAX_KEYS: usize = 1000;
@@ -23,12 +26,16 @@ pub const DEFAULT_CACHE_MAX_KEYS: usize = 1000;
 /// `cache_ttl` when the config does not set it.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(10);
 
+/// The LRU's size, in keys, per hot key: room for uneven shards.
+const LRU_ROOM: NonZeroUsize = NonZeroUsize::new(2).unwrap();
+
 /// The hot-key cache's bounds (`cache_max_keys`, `cache_ttl`), present when `cache_hot_keys` is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HotKeyCacheOptions {
-    /// How many hot read keys opt in to the cache, and how many replies it keeps at most (a reply
-    /// per key and command: `HGET k a` and `HGET k b` are two).
+    /// How many hot read keys opt in to the cache. The cache keeps the replies of at most twice as
+    /// many keys (each key's replies to its different commands, `HGET k a` and `HGET k b`,
+    /// together): its LRU is split in 32 shards by key, and the room absorbs uneven shards.
     pub max_keys: NonZeroUsize,
     /// The longest any reply stays cached, whatever the server says (a key with a shorter TTL on
     /// the server leaves when it does).
@@ -45,7 +52,7 @@ impl HotKeyCacheOptions {
     pub(crate) fn redis_config(&self) -> CacheConfig {
         CacheConfig::new()
             .set_mode(CacheMode::OptIn)
-            .set_size(self.max_keys)
+            .set_size(self.max_keys.saturating_mul(LRU_ROOM))
             .set_default_client_ttl(self.ttl)
     }
 }
@@ -106,12 +113,26 @@ impl From<CacheStatistics> for CacheStats {
     }
 }
 
-/// `cmd`, opted in to the cache. redis-rs caches it if it is one of the reads it can cache
-/// (`GET`, `HGET`, `HGETALL`, `LRANGE`, `SMEMBERS`, `ZRANGE`, ...) and sends it as it is otherwise.
-pub(crate) fn opted_in(cmd: &Cmd) -> Cmd {
+/// `cmd`, a read of one key (its first argument), opted in to the cache, and its route: the
+/// primary of the key's slot, replica reads or not. redis-rs caches it if it is one of the reads
+/// it can cache (`GET`, `HGET`, `HGETALL`, `LRANGE`, `SMEMBERS`, `ZRANGE`, ...) and sends it as it
+/// is otherwise.
+///
+/// Each node connection caches on its own, and a key's cached replies are dropped when a read
+/// comes through another node's connection; reads spread over a shard's nodes would keep
+/// replacing each other. On the primary a key is cached once, and it sees writes first.
+pub(crate) fn opted_in(cmd: &Cmd) -> (Cmd, RoutingInfo) {
+    let key = match cmd.args_iter().nth(1) {
+        Some(Arg::Simple(key)) => key,
+        _ => &[],
+    };
+    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
+        key_slot(key),
+        SlotAddr::Master,
+    )));
     let mut cmd = cmd.clone();
     cmd.set_cache_config(CommandCacheConfig::new());
-    cmd
+    (cmd, route)
 }
 
 #[cfg(test)]

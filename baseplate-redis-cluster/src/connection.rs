@@ -468,7 +468,8 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
                     Err(refusal) => Err(refusal),
                     Ok(Some(routing)) => conn.route_command(cmd.clone(), routing).await,
                     Ok(None) if self.tracker.is_hot_read(cmd) => {
-                        conn.req_packed_command(&opted_in(cmd)).await
+                        let (cmd, route) = opted_in(cmd);
+                        conn.route_command(cmd, route).await
                     }
                     Ok(None) => conn.req_packed_command(cmd).await,
                 };

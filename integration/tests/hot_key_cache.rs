@@ -160,6 +160,26 @@ async fn reads_of_a_hot_key_stay_in_memory_until_another_connection_writes_it() 
 }
 
 #[tokio::test]
+async fn with_replica_reads_on_a_hot_key_is_still_read_from_memory() {
+    let _turn = OWN.lock().await;
+    let on = own_cluster();
+    let key = format!("{}replicas", unique_prefix("cache"));
+    let mut raw = on.connection().await;
+    let () = raw.set(&key, "v").await.unwrap();
+    let factory = factory(on, &[("foo.read_from_replicas", "true")]);
+    let mut foo = connection(&factory);
+    read_until_cached(&factory, &mut foo, &key).await;
+    let before = factory.pool().cache_stats().unwrap();
+    for _ in 0..1000 {
+        let _: Option<String> = foo.get(&key).await.unwrap();
+    }
+    let after = factory.pool().cache_stats().unwrap();
+    // Reads spread over the shard's nodes would drop each other's cached reply.
+    assert_eq!(after.hits - before.hits, 1000, "{before:?} -> {after:?}");
+    let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_cached_key_whose_slot_moves_is_never_read_stale() {
     let _turn = OWN.lock().await;
     let on = own_cluster();
