@@ -18,8 +18,6 @@ use redis::caching::{CacheConfig, CacheMode, CacheStatistics};
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Arg, Cmd, CommandCacheConfig};
 
-use crate::routing::key_slot;
-
 /// `cache_max_keys` when the config does not set it.
 pub const DEFAULT_CACHE_MAX_KEYS: usize = 1000;
 
@@ -126,8 +124,8 @@ pub(crate) fn opted_in(cmd: &Cmd) -> (Cmd, RoutingInfo) {
         Some(Arg::Simple(key)) => key,
         _ => &[],
     };
-    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-        key_slot(key),
+    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+        key,
         SlotAddr::Master,
     )));
     let mut cmd = cmd.clone();

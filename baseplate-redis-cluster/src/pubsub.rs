@@ -32,7 +32,6 @@ use tokio::task::JoinHandle;
 
 use crate::connection::MonitoredClusterRedisConnection;
 use crate::pool::{SubscriberGuard, build_client, client_builder};
-use crate::routing::key_slot;
 
 /// Longest pause between two attempts to subscribe again after a failover or a slot move.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -512,8 +511,8 @@ pub(crate) fn primary_route(cmd: &Cmd) -> Option<RoutingInfo> {
         return None;
     };
     name.eq_ignore_ascii_case(b"SPUBLISH").then(|| {
-        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(
-            key_slot(channel),
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
+            channel,
             SlotAddr::Master,
         )))
     })
@@ -530,6 +529,7 @@ fn client_error(client: &str, what: &'static str, detail: String) -> RedisError 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::key_slot;
 
     #[test]
     fn spublish_goes_to_the_primary_of_its_channel_and_nothing_else_is_rerouted() {
