@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use baseplate_hotkeys::TrackedSet;
-use baseplate_hotkeys::escape_key;
+use baseplate_hotkeys::report::escape_key;
 use baseplate_hotkeys::report::{Report, share};
 use serde::Serialize;
 

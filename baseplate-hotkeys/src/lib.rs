@@ -14,6 +14,5 @@ mod tracker;
 pub use classify::{Classification, CommandSpec, KeyPositions, classify, command_spec, commands};
 pub use error::TrackerError;
 pub use query::{TrackedSet, top_keys};
-pub use report::escape_key;
 pub use sampling::{SampleRate, seed_thread_rng};
 pub use tracker::{HotKeyTracker, SET_TTL_SECONDS, TrackKeyMode, TrackerOptions, TrackerStats};

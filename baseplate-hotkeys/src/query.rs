@@ -56,7 +56,8 @@ impl fmt::Display for TrackedSet {
 ///
 /// # Examples
 /// ```no_run
-/// use baseplate_hotkeys::{TrackedSet, escape_key, top_keys};
+/// use baseplate_hotkeys::report::escape_key;
+/// use baseplate_hotkeys::{TrackedSet, top_keys};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut conn = redis::cluster::ClusterClient::new(vec!["redis://127.0.0.1:7000"])?

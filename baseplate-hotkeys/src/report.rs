@@ -159,7 +159,7 @@ fn render_set(out: &mut String, set: TrackedSet, entries: &[(Vec<u8>, f64)]) {
 ///
 /// # Examples
 /// ```
-/// use baseplate_hotkeys::escape_key;
+/// use baseplate_hotkeys::report::escape_key;
 ///
 /// assert_eq!(escape_key(b"user:42"), "user:42");
 /// assert_eq!(escape_key("café".as_bytes()), "café");

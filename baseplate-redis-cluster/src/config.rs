@@ -146,6 +146,8 @@ struct Overrides {
     track_key_reads_sample_rate: Option<f64>,
     track_key_writes_sample_rate: Option<f64>,
     track_key_mode: Option<TrackKeyMode>,
+    track_key_flush_interval: Option<Duration>,
+    track_key_max_keys: Option<usize>,
     ssl_ca_certs: Option<PathBuf>,
     ssl_certfile: Option<PathBuf>,
     ssl_keyfile: Option<PathBuf>,
@@ -210,6 +212,18 @@ impl ClusterRedisClient {
     /// Overrides `track_key_mode`.
     pub fn track_key_mode(mut self, mode: TrackKeyMode) -> Self {
         self.overrides.track_key_mode = Some(mode);
+        self
+    }
+
+    /// Overrides `track_key_flush_interval`.
+    pub fn track_key_flush_interval(mut self, interval: Duration) -> Self {
+        self.overrides.track_key_flush_interval = Some(interval);
+        self
+    }
+
+    /// Overrides `track_key_max_keys`.
+    pub fn track_key_max_keys(mut self, max_keys: usize) -> Self {
+        self.overrides.track_key_max_keys = Some(max_keys);
         self
     }
 
@@ -409,10 +423,14 @@ impl ClusterRedisClient {
             o.track_key_writes_sample_rate
                 .unwrap_or(raw.track_key_writes_sample_rate),
         )?;
-        if raw.track_key_max_keys == 0 {
+        let track_key_max_keys = o.track_key_max_keys.unwrap_or(raw.track_key_max_keys);
+        let track_key_flush_interval = o
+            .track_key_flush_interval
+            .unwrap_or(raw.track_key_flush_interval);
+        if track_key_max_keys == 0 {
             return Err(invalid("track_key_max_keys", "must be at least 1".into()));
         }
-        if raw.track_key_flush_interval.is_zero() {
+        if track_key_flush_interval.is_zero() {
             return Err(invalid(
                 "track_key_flush_interval",
                 "must be longer than zero".into(),
@@ -433,8 +451,8 @@ impl ClusterRedisClient {
             .with_reads_sample_rate(reads)
             .with_writes_sample_rate(writes)
             .with_mode(o.track_key_mode.unwrap_or(raw.track_key_mode))
-            .with_flush_interval(raw.track_key_flush_interval)
-            .with_max_keys(raw.track_key_max_keys);
+            .with_flush_interval(track_key_flush_interval)
+            .with_max_keys(track_key_max_keys);
 
         // An explicit socket timeout, wherever it is set, wins over the one `timeout` implies.
         let connect_timeout = o
@@ -878,5 +896,35 @@ mod tests {
         listed.sort();
         accepted.sort();
         assert_eq!(listed, accepted);
+    }
+
+    #[test]
+    fn every_key_that_means_something_has_its_override_in_code() {
+        // The field names of `Overrides`, read from its Debug form: `Overrides { a: None, .. }`.
+        let debug = format!("{:?}", Overrides::default());
+        let mut overridden: Vec<String> = debug
+            .trim_start_matches("Overrides {")
+            .split(", ")
+            .filter_map(|field| field.split(':').next())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| {
+                !["redis_client_name", "prometheus", "unknown_keys"].contains(&name.as_str())
+            })
+            .collect();
+        // The seeds are the config's to say; the four compatibility keys mean nothing here.
+        let no_override = [
+            "url",
+            "max_connections_per_node",
+            "skip_full_coverage_check",
+            "nodemanager_follow_cluster",
+            "decode_responses",
+        ];
+        let mut keys: Vec<String> = accepted_keys()
+            .into_iter()
+            .filter(|key| !no_override.contains(&key.as_str()))
+            .collect();
+        overridden.sort();
+        keys.sort();
+        assert_eq!(overridden, keys);
     }
 }

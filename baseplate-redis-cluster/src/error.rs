@@ -80,6 +80,23 @@ pub struct ConnectTimeout {
     pub after: Duration,
 }
 
+impl ConnectTimeout {
+    /// The connect timeout inside `error`, if that is what it is.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baseplate_redis_cluster::ConnectTimeout;
+    ///
+    /// let timeout = ConnectTimeout { client: "foo".into(), after: Duration::from_secs(1) };
+    /// let error = redis::RedisError::from(timeout.clone());
+    /// assert!(error.is_timeout());
+    /// assert_eq!(ConnectTimeout::find(&error), Some(&timeout));
+    /// ```
+    pub fn find(error: &redis::RedisError) -> Option<&ConnectTimeout> {
+        find_io(error)
+    }
+}
+
 impl From<ConnectTimeout> for redis::RedisError {
     fn from(timeout: ConnectTimeout) -> Self {
         io::Error::new(io::ErrorKind::TimedOut, timeout).into()

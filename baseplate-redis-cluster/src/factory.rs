@@ -14,9 +14,8 @@ use tracing::Span;
 
 use crate::cache::CacheStats;
 use crate::connection::MonitoredClusterRedisConnection;
-use crate::error::ConnectTimeout;
 use crate::metrics::ClientSeries;
-use crate::pool::{ClusterPool, PoolStats};
+use crate::pool::{ClusterPool, PoolStats, connect};
 
 /// Makes a [`MonitoredClusterRedisConnection`] per request; what `configure_context` registers.
 ///
@@ -150,14 +149,7 @@ struct TrackerConnection {
 impl TrackerConnection {
     async fn get(&self) -> redis::RedisResult<ClusterConnection> {
         self.conn
-            .get_or_try_init(|| async {
-                tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
-                    .await
-                    .map_err(|_| ConnectTimeout {
-                        client: self.name.to_string(),
-                        after: self.connect_timeout,
-                    })?
-            })
+            .get_or_try_init(|| connect(&self.client, &self.name, self.connect_timeout))
             .await
             .cloned()
     }

@@ -568,6 +568,23 @@ impl Drop for OpenGuard {
     }
 }
 
+/// Opens a cluster connection of `client`, or fails with a [`ConnectTimeout`] naming the client
+/// `name` once `timeout` passed: redis-rs alone can wait on a black-holed seed indefinitely.
+pub(crate) async fn connect(
+    client: &ClusterClient,
+    name: &str,
+    timeout: Duration,
+) -> RedisResult<ClusterConnection> {
+    tokio::time::timeout(timeout, client.get_async_connection())
+        .await
+        .map_err(|_| {
+            RedisError::from(ConnectTimeout {
+                client: name.to_owned(),
+                after: timeout,
+            })
+        })?
+}
+
 #[derive(Clone)]
 pub(crate) struct ClusterManager {
     client: ClusterClient,
@@ -589,23 +606,15 @@ impl mobc::Manager for ClusterManager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Managed, RedisError> {
-        let connected =
-            tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
-                .await
-                .map_err(|_| {
-                    RedisError::from(ConnectTimeout {
-                        client: self.name.clone(),
-                        after: self.connect_timeout,
-                    })
-                })
-                .and_then(|result| result)
-                .map_err(|error| {
-                    if self.caching {
-                        CacheUnsupported::from_refusal(&self.name, error)
-                    } else {
-                        error
-                    }
-                });
+        let connected = connect(&self.client, &self.name, self.connect_timeout)
+            .await
+            .map_err(|error| {
+                if self.caching {
+                    CacheUnsupported::from_refusal(&self.name, error)
+                } else {
+                    error
+                }
+            });
         let conn = match connected {
             Ok(conn) => {
                 if self.failing.swap(false, Ordering::Relaxed) {

@@ -31,7 +31,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::connection::MonitoredClusterRedisConnection;
-use crate::pool::{SubscriberGuard, build_client, client_builder};
+use crate::error::ConnectTimeout;
+use crate::pool::{SubscriberGuard, build_client, client_builder, connect};
 
 /// Longest pause between two attempts to subscribe again after a failover or a slot move.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -176,24 +177,15 @@ impl MonitoredClusterRedisConnection {
         let client = build_client(name, builder)
             .map_err(|e| client_error(name, "cannot configure a subscriber", e.to_string()))?;
         let connect_timeout = pool.connect_timeout();
-        let conn = match tokio::time::timeout(connect_timeout, client.get_async_connection()).await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(error)) => {
-                return Err(crate::error::name_call_error(
-                    error,
-                    name,
-                    &"opening a subscriber",
-                ));
-            }
-            Err(_) => {
-                return Err(crate::error::ConnectTimeout {
-                    client: name.to_owned(),
-                    after: connect_timeout,
+        let conn = connect(&client, name, connect_timeout)
+            .await
+            .map_err(|error| {
+                if ConnectTimeout::find(&error).is_some() {
+                    error
+                } else {
+                    crate::error::name_call_error(error, name, &"opening a subscriber")
                 }
-                .into());
-            }
-        };
+            })?;
         let wanted = Arc::new(Mutex::new(Wanted::default()));
         let (messages_in, messages) = mpsc::unbounded_channel();
         let repair = Arc::new(Notify::new());

@@ -47,7 +47,7 @@ impl FakeConn {
                 pipe.iter()
                     .map(|cmd| {
                         cmd.iter()
-                            .map(|a| crate::escape_key(a))
+                            .map(|a| crate::report::escape_key(a))
                             .collect::<Vec<_>>()
                             .join(" ")
                     })
