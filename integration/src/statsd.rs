@@ -47,6 +47,19 @@ impl Statsd {
     /// # Panics
     /// When the config is refused.
     pub fn service(&self, extra: &[(&str, &str)]) -> Baseplate {
+        self.service_with(extra, |baseplate| baseplate)
+    }
+
+    /// [`service`](Self::service), with `setup` applied to the service before it is configured
+    /// (a shorter runtime-metrics interval, say).
+    ///
+    /// # Panics
+    /// When the config is refused.
+    pub fn service_with(
+        &self,
+        extra: &[(&str, &str)],
+        setup: impl FnOnce(Baseplate) -> Baseplate,
+    ) -> Baseplate {
         let endpoint = self.endpoint();
         let mut config: RawConfig = [
             ("metrics.namespace", "ns"),
@@ -56,7 +69,7 @@ impl Statsd {
         .into_iter()
         .collect();
         config.extend(extra.iter().copied());
-        let mut baseplate = Baseplate::new(config);
+        let mut baseplate = setup(Baseplate::new(config));
         baseplate.configure_observers().expect("the metrics config");
         baseplate
             .configure_context("foo", ClusterRedisClient::new())

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, Instant};
 
-use baseplate::Baseplate;
 use baseplate::{ClusterRedisClient, RawConfig};
 use baseplate_redis_cluster::{
     ClusterRedisContextFactory, MonitoredClusterRedisConnection, RedisClientMetrics, key_slot,
@@ -259,20 +258,10 @@ async fn the_runtime_reporter_sends_the_cache_counters_tagged_with_the_client() 
     let _turn = OWN.lock().await;
     let on = own_cluster();
     let statsd = Statsd::bind().await;
-    let config: RawConfig = [
-        ("metrics.namespace", "ns"),
-        ("metrics.endpoint", statsd.endpoint().as_str()),
-        ("foo.url", on.url()),
-        ("foo.cache_hot_keys", "true"),
-    ]
-    .into_iter()
-    .collect();
-    let mut baseplate =
-        Baseplate::new(config).with_runtime_metrics_interval(Duration::from_millis(200));
-    baseplate.configure_observers().unwrap();
-    baseplate
-        .configure_context("foo", ClusterRedisClient::new())
-        .unwrap();
+    let baseplate = statsd.service_with(
+        &[("foo.url", on.url()), ("foo.cache_hot_keys", "true")],
+        |baseplate| baseplate.with_runtime_metrics_interval(Duration::from_millis(200)),
+    );
     let key = format!("{}reported", unique_prefix("cache"));
     let mut foo = baseplate
         .make_context_object()

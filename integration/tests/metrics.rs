@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
+use baseplate::Baseplate;
 use integration::statsd::Statsd;
 use integration::{cluster, unique_prefix};
 use redis::AsyncCommands as _;
@@ -134,21 +134,13 @@ async fn a_failed_command_and_request_count_as_failures() {
 #[tokio::test]
 async fn the_runtime_reporter_sends_pool_gauges_tagged_with_the_client() {
     let statsd = Statsd::bind().await;
-    let config: RawConfig = [
-        ("metrics.namespace", "ns"),
-        ("metrics.endpoint", statsd.endpoint().as_str()),
-        ("foo.url", cluster().url()),
-        ("foo.max_connections", "7"),
-        ("foo.socket_timeout", "20 seconds"),
-    ]
-    .into_iter()
-    .collect();
-    let mut baseplate =
-        Baseplate::new(config).with_runtime_metrics_interval(Duration::from_millis(200));
-    baseplate.configure_observers().unwrap();
-    baseplate
-        .configure_context("foo", ClusterRedisClient::new())
-        .unwrap();
+    let baseplate = statsd.service_with(
+        &[
+            ("foo.max_connections", "7"),
+            ("foo.socket_timeout", "20 seconds"),
+        ],
+        |baseplate| baseplate.with_runtime_metrics_interval(Duration::from_millis(200)),
+    );
     let prefix = unique_prefix("gauges");
 
     // Two blocking commands in flight until the RPUSHes below end them.
