@@ -268,6 +268,30 @@ impl MonitoredClusterRedisConnection {
         (result, extra)
     }
 
+    /// Runs `cmd` as [`call`](Self::call) runs every call (addressed to `node`, when the caller
+    /// named one), then offers it to the hot-key tracker if it ran.
+    pub(crate) async fn call_command(
+        &self,
+        cmd: &Cmd,
+        node: Option<&str>,
+        cached: &mut Option<SharedConnection>,
+        span: Span,
+        work: impl AsyncFnOnce(&mut ClusterConnection) -> (RedisResult<Value>, ()),
+    ) -> RedisResult<Value> {
+        let call = Call {
+            name: CommandName::Command(command_name(cmd)),
+            command: "",
+            cmd: Some(cmd),
+            blocking: blocks(cmd),
+            node,
+        };
+        let (result, ()) = self.call(call, cached, span, work).await;
+        if ran_for_tracker(&result) {
+            self.tracker.observe(cmd);
+        }
+        result
+    }
+
     /// `error` naming this client and the call, and the node when the call named one; a timeout
     /// names the node too.
     fn named(
@@ -475,18 +499,8 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
                 };
                 (result, ())
             };
-            let call = Call {
-                name,
-                command: "",
-                cmd: Some(cmd),
-                blocking: blocks(cmd),
-                node: None,
-            };
-            let (result, ()) = self.call(call, &mut cached, span, work).await;
+            let result = self.call_command(cmd, None, &mut cached, span, work).await;
             self.shared = cached;
-            if ran_for_tracker(&result) {
-                self.tracker.observe(cmd);
-            }
             result
         })
     }

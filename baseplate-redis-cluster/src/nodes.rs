@@ -12,9 +12,7 @@ use redis::{
 };
 use tracing::Span;
 
-use crate::connection::{
-    BatchOperation, Call, MonitoredClusterRedisConnection, command_name, ran_for_tracker,
-};
+use crate::connection::{BatchOperation, Call, MonitoredClusterRedisConnection, command_name};
 use crate::metrics::{CommandName, PIPELINE_COMMAND};
 use crate::pipeline::Ran;
 use crate::routing::blocks;
@@ -186,18 +184,10 @@ impl ConnectionLike for NodeConnection {
             let work = async |conn: &mut ClusterConnection| {
                 (conn.route_command(cmd.clone(), routing).await, ())
             };
-            let call = Call {
-                name,
-                command: "",
-                cmd: Some(cmd),
-                blocking: blocks(cmd),
-                node: Some(&self.addr),
-            };
-            let (result, ()) = self.conn.call(call, &mut None, span, work).await;
-            if ran_for_tracker(&result) {
-                self.conn.observe(cmd);
-            }
-            result
+            let node = Some(self.addr.as_str());
+            self.conn
+                .call_command(cmd, node, &mut None, span, work)
+                .await
         })
     }
 
