@@ -219,10 +219,9 @@ impl Batch {
         if !self.fits(name) {
             return self.record_sampled_timer(&name.name, None, elapsed, sample_rate);
         }
-        let rate_above_zero = sample_rate > 0.0;
-        if rate_above_zero {
+        if let Some(rate) = writable_rate(&name.name, Kind::Timer, 0.0, sample_rate) {
             let millis = elapsed.as_secs_f64() * 1000.0;
-            let line = finish_line(name.line_start(), millis, Kind::Timer, sample_rate.min(1.0));
+            let line = finish_line(name.line_start(), millis, Kind::Timer, rate);
             self.lines.push(line);
         }
     }
@@ -234,9 +233,8 @@ impl Batch {
         if !self.fits(name) {
             return self.record_counter(&name.name, None, delta, sample_rate);
         }
-        let rate_above_zero = sample_rate > 0.0;
-        if delta.is_finite() && rate_above_zero {
-            self.add_to_counter(&name.ready, delta, sample_rate.min(1.0));
+        if let Some(rate) = writable_rate(&name.name, Kind::Counter, delta, sample_rate) {
+            self.add_to_counter(&name.ready, delta, rate);
         }
     }
 
@@ -416,17 +414,9 @@ impl Batch {
         elapsed: Duration,
         sample_rate: f64,
     ) {
-        // A NaN rate is not above zero either.
-        let rate_above_zero = sample_rate > 0.0;
-        if !rate_above_zero {
-            tracing::debug!(
-                metric = name,
-                sample_rate,
-                "dropped a timer statsd cannot represent"
-            );
-            return;
+        if let Some(rate) = writable_rate(name, Kind::Timer, 0.0, sample_rate) {
+            self.record_timer(name, extra_tags, elapsed, rate);
         }
-        self.record_timer(name, extra_tags, elapsed, sample_rate.min(1.0));
     }
 
     fn record_gauge(&mut self, name: &str, extra_tags: Option<&Tags>, value: f64) {
@@ -449,19 +439,10 @@ impl Batch {
         delta: f64,
         sample_rate: f64,
     ) {
-        // A NaN rate is not above zero either.
-        let rate_above_zero = sample_rate > 0.0;
-        if !delta.is_finite() || !rate_above_zero {
-            tracing::debug!(
-                metric = name,
-                delta,
-                sample_rate,
-                "dropped a counter statsd cannot represent"
-            );
-            return;
+        if let Some(rate) = writable_rate(name, Kind::Counter, delta, sample_rate) {
+            let prefix = self.prefix(name, extra_tags);
+            self.add_to_counter(&prefix, delta, rate);
         }
-        let prefix = self.prefix(name, extra_tags);
-        self.add_to_counter(&prefix, delta, sample_rate.min(1.0));
     }
 
     fn add_to_counter(&mut self, prefix: &str, delta: f64, sample_rate: f64) {
@@ -664,6 +645,27 @@ impl TaggedBatch<'_> {
             tags: merged,
         }
     }
+}
+
+/// The rate to write a timer or counter line with, at most 1; `None` (logged at debug level)
+/// when statsd cannot represent the event: a rate not above zero (NaN included), or a counter's
+/// delta that is not finite (a timer passes 0).
+fn writable_rate(name: &str, kind: Kind, delta: f64, sample_rate: f64) -> Option<f64> {
+    if delta.is_finite() && sample_rate > 0.0 {
+        return Some(sample_rate.min(1.0));
+    }
+    let kind = match kind {
+        Kind::Timer => "timer",
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+    };
+    tracing::debug!(
+        metric = name,
+        delta,
+        sample_rate,
+        "dropped a {kind} statsd cannot represent"
+    );
+    None
 }
 
 #[cfg(test)]
