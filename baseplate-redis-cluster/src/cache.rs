@@ -1,22 +1,34 @@
 //! The hot-key cache: replies to reads of the process's hottest keys kept in memory and
-//! invalidated by the server (RESP3 `CLIENT TRACKING`, through redis-rs's client-side cache).
+//! invalidated by the server (RESP3 `CLIENT TRACKING` in `OPTIN` mode).
 //!
 //! The hot-key tracker finds the hottest single-key reads locally ([`HotKeyTracker::is_hot_read`]);
-//! a read of one of them opts in to redis-rs's cache (`CLIENT CACHING YES` before it, tracking in
-//! `OPTIN` mode), every other command goes to Redis as before. Entries are dropped when the server
-//! says their key changed, when the node connection they came through is replaced (each node
-//! connection has an epoch of its own, so after a reconnect, a failover or a slot move a key's
-//! reads no longer find what an earlier connection cached), by LRU beyond `max_keys`, and after
-//! `ttl` whatever happened.
+//! such a read is answered from here when its reply is cached, and otherwise sent to its key's
+//! primary right after `CLIENT CACHING YES`, so the server tracks the key for this connection, and
+//! its reply cached. Every other command goes to Redis as before.
+//!
+//! A reply leaves the cache when the server says its key changed (an invalidation push), when a
+//! node connection drops (its tracking ends with it: everything is dropped), after `ttl`, and by
+//! LRU beyond the bound. A reply whose key was invalidated while the read was in flight is not
+//! cached: the server sends one invalidation per tracked read, and a reply cached after it would
+//! stay stale until `ttl` (redis-rs 1.8's own client-side cache has this race, which is why the
+//! client keeps its own store and uses redis-rs only to turn tracking on).
+//!
+//! Pushes arrive on a channel from the connections' reader tasks; the cache reads the channel
+//! before every lookup and before caching a reply, so a lookup never misses an invalidation that
+//! reached the client before it, and no task of its own is needed.
 //!
 //! [`HotKeyTracker::is_hot_read`]: baseplate_hotkeys::HotKeyTracker::is_hot_read
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, mpsc};
+use std::time::{Duration, Instant};
 
-use redis::caching::{CacheConfig, CacheMode, CacheStatistics};
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Arg, Cmd, CommandCacheConfig};
+use lru::LruCache;
+use redis::caching::{CacheConfig, CacheMode};
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Arg, Cmd, PushInfo, PushKind, Value};
 
 /// `cache_max_keys` when the config does not set it.
 pub const DEFAULT_CACHE_MAX_KEYS: usize = 1000;
@@ -24,16 +36,12 @@ pub const DEFAULT_CACHE_MAX_KEYS: usize = 1000;
 /// `cache_ttl` when the config does not set it.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(10);
 
-/// The LRU's size, in keys, per hot key: room for uneven shards.
-const LRU_ROOM: NonZeroUsize = NonZeroUsize::new(2).unwrap();
-
 /// The hot-key cache's bounds (`cache_max_keys`, `cache_ttl`), present when `cache_hot_keys` is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HotKeyCacheOptions {
-    /// How many hot read keys opt in to the cache. The cache keeps the replies of at most twice as
-    /// many keys (each key's replies to its different commands, `HGET k a` and `HGET k b`,
-    /// together): its LRU is split in 32 shards by key, and the room absorbs uneven shards.
+    /// How many hot read keys are cached, and how many keys' replies the cache keeps at most
+    /// (each key's replies to its different commands, `HGET k a` and `HGET k b`, together).
     pub max_keys: NonZeroUsize,
     /// The longest any reply stays cached, whatever the server says (a key with a shorter TTL on
     /// the server leaves when it does).
@@ -46,12 +54,12 @@ impl HotKeyCacheOptions {
         Self { max_keys, ttl }
     }
 
-    /// redis-rs's cache configuration: only commands that opt in are cached.
-    pub(crate) fn redis_config(&self) -> CacheConfig {
+    /// What makes redis-rs send `CLIENT TRACKING ON OPTIN` on every node connection it opens.
+    /// No command ever opts in to redis-rs's own store, which stays empty.
+    pub(crate) fn redis_config() -> CacheConfig {
         CacheConfig::new()
             .set_mode(CacheMode::OptIn)
-            .set_size(self.max_keys.saturating_mul(LRU_ROOM))
-            .set_default_client_ttl(self.ttl)
+            .set_size(NonZeroUsize::MIN)
     }
 }
 
@@ -100,42 +108,363 @@ impl CacheStats {
     }
 }
 
-impl From<CacheStatistics> for CacheStats {
-    fn from(stats: CacheStatistics) -> Self {
-        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        Self {
-            hits: count(stats.hit),
-            misses: count(stats.miss),
-            invalidations: count(stats.invalidate),
+/// A client's store of cached replies, and the pushes that invalidate them.
+pub(crate) struct HotKeyCache {
+    ttl: Duration,
+    state: Mutex<State>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    invalidations: AtomicU64,
+}
+
+struct State {
+    /// Each key's cached replies, by the packed command that read it.
+    replies: LruCache<Vec<u8>, Cached>,
+    /// Reads in flight, by key, and whether their key was invalidated meanwhile.
+    in_flight: HashMap<Vec<u8>, InFlight>,
+    pushes: mpsc::Receiver<PushInfo>,
+}
+
+struct Cached {
+    expires: Instant,
+    replies: Vec<(Vec<u8>, Value)>,
+}
+
+#[derive(Default)]
+struct InFlight {
+    reads: usize,
+    invalidated: bool,
+}
+
+/// A read of a key on its way to the server, to be cached (or not) when its reply comes; dropped
+/// unfinished (the caller gave up), it leaves nothing behind.
+pub(crate) struct Fill<'a> {
+    cache: &'a HotKeyCache,
+    key: Vec<u8>,
+    command: Vec<u8>,
+}
+
+impl HotKeyCache {
+    /// A cache bounded by `options`, and the sender its pushes must come through (handed to
+    /// redis-rs as the client's push sender).
+    pub(crate) fn new(options: HotKeyCacheOptions) -> (Self, mpsc::Sender<PushInfo>) {
+        let (sender, pushes) = mpsc::channel();
+        let cache = Self {
+            ttl: options.ttl,
+            state: Mutex::new(State {
+                replies: LruCache::new(options.max_keys),
+                in_flight: HashMap::new(),
+                pushes,
+            }),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+        };
+        (cache, sender)
+    }
+
+    /// The cached reply to `cmd`, a read of `key`; a miss counts and returns the [`Fill`] to hand
+    /// the reply to.
+    pub(crate) fn get(&self, key: &[u8], cmd: &Cmd) -> Result<Value, Fill<'_>> {
+        let command = cmd.get_packed_command();
+        let mut state = self.lock();
+        if let Some(cached) = state.replies.get(key) {
+            if cached.expires > Instant::now() {
+                if let Some((_, value)) = cached.replies.iter().find(|(c, _)| *c == command) {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(value.clone());
+                }
+            } else if let Some(expired) = state.replies.pop(key) {
+                self.dropped(expired.replies.len());
+            }
+        }
+        state.in_flight.entry(key.to_vec()).or_default().reads += 1;
+        drop(state);
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        Err(Fill {
+            cache: self,
+            key: key.to_vec(),
+            command,
+        })
+    }
+
+    /// What the cache has done so far.
+    pub(crate) fn stats(&self) -> CacheStats {
+        // Pushes waiting are counted once they are read.
+        drop(self.lock());
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The state, with every push that arrived so far applied.
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut dropped = 0;
+        while let Ok(push) = state.pushes.try_recv() {
+            dropped += state.apply(&push);
+        }
+        self.dropped(dropped);
+        state
+    }
+
+    fn dropped(&self, replies: usize) {
+        let replies = u64::try_from(replies).unwrap_or(u64::MAX);
+        self.invalidations.fetch_add(replies, Ordering::Relaxed);
+    }
+}
+
+impl State {
+    /// Applies a push; how many cached replies it dropped.
+    fn apply(&mut self, push: &PushInfo) -> usize {
+        match push.kind {
+            PushKind::Invalidate => match push.data.first() {
+                Some(Value::Array(keys)) => keys
+                    .iter()
+                    .filter_map(|key| match key {
+                        Value::BulkString(key) => Some(self.invalidate(key)),
+                        _ => None,
+                    })
+                    .sum(),
+                // After FLUSHALL or FLUSHDB the server names no key: every key changed.
+                _ => self.invalidate_all(),
+            },
+            // A node connection dropped, and the tracking of the keys read through it with it.
+            PushKind::Disconnection => self.invalidate_all(),
+            _ => 0,
+        }
+    }
+
+    fn invalidate(&mut self, key: &[u8]) -> usize {
+        if let Some(in_flight) = self.in_flight.get_mut(key) {
+            in_flight.invalidated = true;
+        }
+        self.replies
+            .pop(key)
+            .map_or(0, |cached| cached.replies.len())
+    }
+
+    fn invalidate_all(&mut self) -> usize {
+        for in_flight in self.in_flight.values_mut() {
+            in_flight.invalidated = true;
+        }
+        let dropped = self.replies.iter().map(|(_, c)| c.replies.len()).sum();
+        self.replies.clear();
+        dropped
+    }
+}
+
+impl Fill<'_> {
+    /// Caches `reply`, unless the key was invalidated while the read was in flight (or the
+    /// reply is an error).
+    pub(crate) fn finish(self, reply: &Value) {
+        let cache = self.cache;
+        let mut state = cache.lock();
+        let invalidated = state
+            .in_flight
+            .get(&self.key)
+            .is_some_and(|f| f.invalidated);
+        if invalidated || matches!(reply, Value::ServerError(_)) {
+            return;
+        }
+        let expires = Instant::now() + cache.ttl;
+        let key = self.key.clone();
+        let command = self.command.clone();
+        match state.replies.get_mut(&key) {
+            Some(cached) => {
+                cached.replies.retain(|(c, _)| *c != command);
+                cached.replies.push((command, reply.clone()));
+                cached.expires = cached.expires.min(expires);
+            }
+            None => {
+                let cached = Cached {
+                    expires,
+                    replies: vec![(command, reply.clone())],
+                };
+                if let Some((_, evicted)) = state.replies.push(key, cached) {
+                    cache.dropped(evicted.replies.len());
+                }
+            }
         }
     }
 }
 
-/// `cmd`, a read of one key (its first argument), opted in to the cache, and its route: the
-/// primary of the key's slot, replica reads or not. redis-rs caches it if it is one of the reads
-/// it can cache (`GET`, `HGET`, `HGETALL`, `LRANGE`, `SMEMBERS`, `ZRANGE`, ...) and sends it as it
-/// is otherwise.
-///
-/// Each node connection caches on its own, and a key's cached replies are dropped when a read
-/// comes through another node's connection; reads spread over a shard's nodes would keep
-/// replacing each other. On the primary a key is cached once, and it sees writes first.
-pub(crate) fn opted_in(cmd: &Cmd) -> (Cmd, RoutingInfo) {
-    let key = match cmd.args_iter().nth(1) {
+impl Drop for Fill<'_> {
+    fn drop(&mut self) {
+        let mut state = self
+            .cache
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(in_flight) = state.in_flight.get_mut(&self.key) {
+            in_flight.reads -= 1;
+            if in_flight.reads == 0 {
+                state.in_flight.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// The key a single-key read reads (its first argument).
+pub(crate) fn read_key(cmd: &Cmd) -> &[u8] {
+    match cmd.args_iter().nth(1) {
         Some(Arg::Simple(key)) => key,
         _ => &[],
-    };
-    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_key(
-        key,
-        SlotAddr::Master,
-    )));
-    let mut cmd = cmd.clone();
-    cmd.set_cache_config(CommandCacheConfig::new());
-    (cmd, route)
+    }
+}
+
+/// A read of `key` sent so that the server tracks it: `CLIENT CACHING YES` then the read, in one
+/// pipeline to the key's primary (one write on its connection, nothing in between). Its second
+/// reply is the read's.
+pub(crate) fn tracked_read(cmd: &Cmd, key: &[u8]) -> (redis::Pipeline, SingleNodeRoutingInfo) {
+    let mut pipe = redis::pipe();
+    pipe.cmd("CLIENT").arg("CACHING").arg("YES");
+    pipe.add_command(cmd.clone());
+    let route = SingleNodeRoutingInfo::SpecificNode(Route::with_key(key, SlotAddr::Master));
+    (pipe, route)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn store(max_keys: usize, ttl: Duration) -> (HotKeyCache, mpsc::Sender<PushInfo>) {
+        HotKeyCache::new(HotKeyCacheOptions::new(
+            NonZeroUsize::new(max_keys).unwrap(),
+            ttl,
+        ))
+    }
+
+    fn get(key: &str) -> Cmd {
+        redis::cmd("GET").arg(key).clone()
+    }
+
+    fn invalidate(pushes: &mpsc::Sender<PushInfo>, key: &str) {
+        let data = vec![Value::Array(vec![Value::BulkString(
+            key.as_bytes().to_vec(),
+        )])];
+        pushes
+            .send(PushInfo {
+                kind: PushKind::Invalidate,
+                data,
+            })
+            .unwrap();
+    }
+
+    fn value(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn cached(cache: &HotKeyCache, key: &str) -> Option<Value> {
+        cache.get(key.as_bytes(), &get(key)).ok()
+    }
+
+    #[test]
+    fn a_reply_is_cached_until_its_key_is_invalidated() {
+        let (cache, pushes) = store(10, Duration::from_secs(60));
+        let Err(fill) = cache.get(b"k", &get("k")) else {
+            panic!("an empty cache has nothing");
+        };
+        fill.finish(&value("v1"));
+        assert_eq!(cached(&cache, "k"), Some(value("v1")));
+        assert_eq!(cached(&cache, "other"), None);
+        let hset = redis::cmd("HGET").arg("k").arg("f").clone();
+        assert!(
+            cache.get(b"k", &hset).is_err(),
+            "another command of the key"
+        );
+        invalidate(&pushes, "k");
+        assert_eq!(cached(&cache, "k"), None);
+        let stats = cache.stats();
+        assert_eq!((stats.hits, stats.misses, stats.invalidations), (1, 4, 1));
+    }
+
+    #[test]
+    fn a_reply_whose_key_was_invalidated_while_it_was_read_is_not_cached() {
+        let (cache, pushes) = store(10, Duration::from_secs(60));
+        let Err(fill) = cache.get(b"k", &get("k")) else {
+            panic!("an empty cache has nothing");
+        };
+        // The server answered the read with the old value, then another client wrote the key:
+        // its invalidation is read before the reply is cached.
+        invalidate(&pushes, "k");
+        fill.finish(&value("old"));
+        assert_eq!(
+            cached(&cache, "k"),
+            None,
+            "the old value would stay until the TTL"
+        );
+        // A later read caches again.
+        let Err(fill) = cache.get(b"k", &get("k")) else {
+            panic!("nothing cached");
+        };
+        fill.finish(&value("new"));
+        assert_eq!(cached(&cache, "k"), Some(value("new")));
+    }
+
+    #[test]
+    fn an_invalidation_read_after_the_reply_was_cached_drops_it() {
+        let (cache, pushes) = store(10, Duration::from_secs(60));
+        let Err(fill) = cache.get(b"k", &get("k")) else {
+            panic!("an empty cache has nothing");
+        };
+        fill.finish(&value("old"));
+        invalidate(&pushes, "k");
+        assert_eq!(cached(&cache, "k"), None);
+    }
+
+    #[test]
+    fn a_dropped_connection_or_a_flush_drops_everything() {
+        let (cache, pushes) = store(10, Duration::from_secs(60));
+        for (kind, data) in [
+            (PushKind::Disconnection, vec![]),
+            (PushKind::Invalidate, vec![Value::Nil]),
+        ] {
+            for key in ["a", "b"] {
+                if let Err(fill) = cache.get(key.as_bytes(), &get(key)) {
+                    fill.finish(&value(key));
+                }
+            }
+            assert_eq!(cached(&cache, "a"), Some(value("a")));
+            pushes.send(PushInfo { kind, data }).unwrap();
+            assert_eq!(cached(&cache, "a"), None);
+            assert_eq!(cached(&cache, "b"), None);
+        }
+    }
+
+    #[test]
+    fn replies_expire_after_the_ttl_and_the_bound_evicts_the_least_recent_key() {
+        let (cache, _pushes) = store(2, Duration::ZERO);
+        if let Err(fill) = cache.get(b"k", &get("k")) {
+            fill.finish(&value("v"));
+        }
+        assert_eq!(cached(&cache, "k"), None, "expired at once");
+
+        let (cache, _pushes) = store(2, Duration::from_secs(60));
+        for key in ["a", "b", "c"] {
+            if let Err(fill) = cache.get(key.as_bytes(), &get(key)) {
+                fill.finish(&value(key));
+            }
+        }
+        assert_eq!(cached(&cache, "a"), None, "evicted for c");
+        assert_eq!(cached(&cache, "c"), Some(value("c")));
+        assert_eq!(cache.stats().invalidations, 1);
+    }
+
+    #[test]
+    fn error_replies_and_abandoned_reads_cache_nothing() {
+        let (cache, _pushes) = store(10, Duration::from_secs(60));
+        if let Err(fill) = cache.get(b"k", &get("k")) {
+            let error = redis::parse_redis_value(b"-WRONGTYPE not a string\r\n").unwrap();
+            assert!(matches!(error, Value::ServerError(_)));
+            fill.finish(&error);
+        }
+        assert_eq!(cached(&cache, "k"), None);
+        drop(cache.get(b"k", &get("k")));
+        assert!(cache.lock().in_flight.is_empty(), "nothing left behind");
+    }
 
     #[test]
     fn counts_since_an_earlier_reading_restart_from_zero_when_they_went_back() {

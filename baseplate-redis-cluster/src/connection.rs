@@ -23,7 +23,7 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
-use crate::cache::{CacheStats, opted_in};
+use crate::cache::{CacheStats, HotKeyCache, read_key, tracked_read};
 use crate::error::{
     CallTimeout, ConnectTimeout, CrossSlotScript, PlainScan, error_type, name_call_error,
     names_client,
@@ -470,6 +470,45 @@ impl MonitoredClusterRedisConnection {
     }
 }
 
+/// The reply to `cmd`, a read of a hot key: from the cache, or from the key's primary, which then
+/// tracks the key, and cached. A reply the primary does not give (the slot moved: `MOVED`) comes
+/// the usual way, following redirections, and is not cached.
+async fn cached_read(
+    cache: &HotKeyCache,
+    conn: &mut ClusterConnection,
+    cmd: &Cmd,
+) -> RedisResult<Value> {
+    let key = read_key(cmd);
+    let fill = match cache.get(key, cmd) {
+        Ok(cached) => return Ok(cached),
+        Err(fill) => fill,
+    };
+    let (pipe, route) = tracked_read(cmd, key);
+    let reply = conn
+        .route_pipeline(pipe, 1, 1, route)
+        .await
+        .ok()
+        .and_then(|mut replies| replies.pop());
+    match reply {
+        Some(Value::ServerError(error))
+            if error.kind().is_some_and(|kind| {
+                matches!(
+                    kind,
+                    redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask
+                )
+            }) =>
+        {
+            conn.req_packed_command(cmd).await
+        }
+        Some(Value::ServerError(error)) => Err(error.into()),
+        Some(value) => {
+            fill.finish(&value);
+            Ok(value)
+        }
+        None => conn.req_packed_command(cmd).await,
+    }
+}
+
 /// Runs `work` until `deadline`, if there is one.
 async fn within<T>(
     deadline: Option<Instant>,
@@ -491,11 +530,12 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
                 let result = match self.refusal_or_route(cmd) {
                     Err(refusal) => Err(refusal),
                     Ok(Some(routing)) => conn.route_command(cmd.clone(), routing).await,
-                    Ok(None) if self.tracker.is_hot_read(cmd) => {
-                        let (cmd, route) = opted_in(cmd);
-                        conn.route_command(cmd, route).await
-                    }
-                    Ok(None) => conn.req_packed_command(cmd).await,
+                    Ok(None) => match self.pool.cache() {
+                        Some(cache) if self.tracker.is_hot_read(cmd) => {
+                            cached_read(cache, conn, cmd).await
+                        }
+                        _ => conn.req_packed_command(cmd).await,
+                    },
                 };
                 (result, ())
             };

@@ -26,7 +26,7 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{RedisError, RedisResult};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::cache::CacheStats;
+use crate::cache::{CacheStats, HotKeyCache, HotKeyCacheOptions};
 use crate::config::ClusterOptions;
 use crate::error::{CacheUnsupported, ClusterConfigError, ConnectTimeout, PoolTimeout};
 use crate::routing::{Router, RouterFactory};
@@ -80,8 +80,8 @@ struct PoolInner {
     waiting: AtomicUsize,
     current: Mutex<Option<Current>>,
     refresh: tokio::sync::Mutex<()>,
-    /// The hot-key cache's counters when last read from a connection.
-    cache_stats: Mutex<CacheStats>,
+    /// The hot-key cache, when `cache_hot_keys` is on.
+    cache: Option<HotKeyCache>,
 }
 
 /// The connection commands use now, checked out of mobc for as long as it stays healthy.
@@ -125,11 +125,16 @@ impl ClusterPool {
         let router = Router::new(options.read_from_replicas);
         let mut builder = client_builder(&name, &options)?
             .read_routing_strategy(RouterFactory(Arc::clone(&router)));
-        if let Some(cache) = &options.cache {
-            // Server-assisted invalidation needs RESP3's push messages.
+        let mut cache = None;
+        if let Some(options) = options.cache {
+            // Server-assisted invalidation needs RESP3's push messages, and every connection of
+            // the client tracking the keys it reads after `CLIENT CACHING YES`.
+            let (store, pushes) = HotKeyCache::new(options);
+            cache = Some(store);
             builder = builder
                 .use_protocol(redis::ProtocolVersion::RESP3)
-                .cache_config(cache.redis_config());
+                .cache_config(HotKeyCacheOptions::redis_config())
+                .push_sender(pushes);
         }
         let client = build_client(&name, builder)?;
         let open = Arc::new(AtomicUsize::new(0));
@@ -180,10 +185,10 @@ impl ClusterPool {
                 waiting: AtomicUsize::new(0),
                 current: Mutex::new(None),
                 refresh: tokio::sync::Mutex::new(()),
-                cache_stats: Mutex::default(),
+                cache,
             }),
         };
-        if pool.inner.options.cache.is_some() {
+        if pool.inner.cache.is_some() {
             let weak = Arc::downgrade(&pool.inner);
             let read = move || {
                 ClusterPool::cache_stats(&ClusterPool {
@@ -219,26 +224,15 @@ impl ClusterPool {
         }
     }
 
-    /// What the hot-key cache has done since the pool was made (every connection of the client
-    /// shares one cache); `None` when `cache_hot_keys` is off.
+    /// What the hot-key cache has done since the pool was made; `None` when `cache_hot_keys` is
+    /// off.
     pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.inner.options.cache?;
-        let read = self
-            .inner
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .and_then(|current| current.shared.conn.get_cache_statistics());
-        let mut last = self
-            .inner
-            .cache_stats
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(read) = read {
-            *last = read.into();
-        }
-        Some(*last)
+        self.cache().map(HotKeyCache::stats)
+    }
+
+    /// The hot-key cache, when `cache_hot_keys` is on.
+    pub(crate) fn cache(&self) -> Option<&HotKeyCache> {
+        self.inner.cache.as_ref()
     }
 
     /// A raw connection outside the pool's accounting, for the hot-key tracker: its writes must
