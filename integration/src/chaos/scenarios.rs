@@ -19,6 +19,8 @@ use crate::chaos::{ChaosOptions, Scenario, key_slot};
 use crate::eventually;
 use crate::name_in_slot;
 
+mod hot_key_cache;
+
 /// The context name the client is registered under.
 const CLIENT: &str = "foo";
 
@@ -51,6 +53,7 @@ pub async fn run_with_records(scenario: Scenario, options: &ChaosOptions) -> (Re
         Scenario::ClusterDown => cluster_down(options).await,
         Scenario::ClusterRestart => cluster_restart(options).await,
         Scenario::PubsubKillPrimary => pubsub_kill_primary(options).await,
+        Scenario::HotKeyCache => hot_key_cache::hot_key_cache(options).await,
     }
 }
 
