@@ -18,12 +18,13 @@
 //! - [`observe`]: the process's `tracing` subscriber, which scans every span field, event and `log`
 //!   record for the password, and a statsd sink that scans every metric packet.
 //! - [`report`]: the figures of one run, the invariants they are checked against, and the table.
-//! - [`scenarios`]: the ten scenarios, one function each, in files grouped by what they break
+//! - [`scenarios`]: the eleven scenarios, one function each, in files grouped by what they break
 //!   (a primary failed over, one node away, slots moved, the pool held, the tracker and statsd,
-//!   the whole cluster), and the harness they share; [`Scenario::ALL`]'s order is:
+//!   the whole cluster, the hot-key cache), and the harness they share; [`Scenario::ALL`]'s order is:
 //!   kill-primary, hang-primary, restart-node, reshard, pool-exhaustion,
 //!   tracker-and-metrics-faults, blocking-commands, cluster-down, cluster-restart,
-//!   pubsub-kill-primary.
+//!   pubsub-kill-primary, hot-key-cache (in a module of its own, with its caching reader, writer
+//!   and reference reader, and its stale-read judgment).
 //!
 //! The `chaos` binary runs them with a long load and prints the table; `tests/chaos.rs` runs each
 //! with a short load and asserts its invariants.
@@ -43,7 +44,7 @@ use std::time::Duration;
 pub use report::Report;
 pub use scenarios::{run, run_with_records};
 
-/// The ten faults.
+/// The eleven faults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scenario {
     /// SIGKILL the seed primary; its replica is promoted and the client follows without a restart.
@@ -80,11 +81,16 @@ pub enum Scenario {
     /// messages at a steady rate: the subscriber receives again after the failover, and loses
     /// no message published outside the failover window.
     PubsubKillPrimary,
+    /// A client with `cache_hot_keys = true` reads 20 hot keys while a plain client writes them
+    /// increasing sequence numbers; the primary of some of them is killed (its replica promoted),
+    /// then their slots are resharded to another primary: no cached read returns a lower number
+    /// than a read from the primary that finished more than 100 ms before it started.
+    HotKeyCache,
 }
 
 impl Scenario {
     /// Every scenario, in the order the table lists them.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::KillPrimary,
         Scenario::HangPrimary,
         Scenario::RestartNode,
@@ -95,6 +101,7 @@ impl Scenario {
         Scenario::ClusterDown,
         Scenario::ClusterRestart,
         Scenario::PubsubKillPrimary,
+        Scenario::HotKeyCache,
     ];
 
     /// The scenario's name on the command line and in the table.
@@ -110,6 +117,7 @@ impl Scenario {
             Scenario::ClusterDown => "cluster-down",
             Scenario::ClusterRestart => "cluster-restart",
             Scenario::PubsubKillPrimary => "pubsub-kill-primary",
+            Scenario::HotKeyCache => "hot-key-cache",
         }
     }
 }

@@ -193,3 +193,17 @@ fn pubsub_kill_primary_the_subscriber_receives_again_and_loses_nothing_outside_t
     assert!(notes[0].starts_with("sharded channel: "), "{report}");
     assert!(notes[1].starts_with("classic channel: "), "{report}");
 }
+
+#[test]
+fn hot_key_cache_no_cached_read_is_stale_across_a_failover_and_a_reshard() {
+    let report = chaos(Scenario::HotKeyCache);
+    assert_invariants(&report);
+    assert!(report.healed_at.is_some(), "{report}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|note| note.starts_with("hot-key cache: ")),
+        "{report}"
+    );
+}

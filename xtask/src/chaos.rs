@@ -15,7 +15,7 @@ use cluster_launcher::check_redis_server;
 pub(crate) struct ChaosArgs {
     /// Run only this scenario (repeatable): kill-primary, hang-primary, restart-node, reshard,
     /// pool-exhaustion, tracker-and-metrics-faults, blocking-commands, cluster-down,
-    /// cluster-restart, pubsub-kill-primary. All ten by default.
+    /// cluster-restart, pubsub-kill-primary, hot-key-cache. All eleven by default.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
     /// Seconds of load per scenario, the fault included (20 by default).

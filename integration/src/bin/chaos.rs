@@ -17,7 +17,7 @@ use integration::chaos::{ChaosOptions, Report, Scenario};
 struct Args {
     /// Run only this scenario (repeatable): kill-primary, hang-primary, restart-node, reshard,
     /// pool-exhaustion, tracker-and-metrics-faults, blocking-commands, cluster-down,
-    /// cluster-restart, pubsub-kill-primary.
+    /// cluster-restart, pubsub-kill-primary, hot-key-cache.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<Scenario>,
     /// Seconds of load per scenario, the fault included (a scenario runs longer when its fault

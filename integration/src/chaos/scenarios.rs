@@ -1,4 +1,4 @@
-//! The ten scenarios: each starts its cluster, configures the client as a service would, runs the
+//! The eleven scenarios: each starts its cluster, configures the client as a service would, runs the
 //! load, injects its fault, and checks its invariants on top of the ones every scenario shares.
 //!
 //! - `harness`: what every scenario does around its fault (the cluster, the client, the statsd
@@ -11,10 +11,13 @@
 //! - `tracker_and_metrics`: the tracker's writes refused and statsd gone:
 //!   tracker-and-metrics-faults.
 //! - `whole_cluster`: every node away at once: cluster-down, cluster-restart.
+//! - `hot_key_cache`: a caching reader of hot keys through a failover and a reshard:
+//!   hot-key-cache.
 
 mod checks;
 mod failover;
 mod harness;
+mod hot_key_cache;
 mod one_node;
 mod pool;
 mod reshard;
@@ -51,5 +54,6 @@ pub async fn run_with_records(scenario: Scenario, options: &ChaosOptions) -> (Re
         Scenario::ClusterDown => whole_cluster::cluster_down(options).await,
         Scenario::ClusterRestart => whole_cluster::cluster_restart(options).await,
         Scenario::PubsubKillPrimary => failover::pubsub_kill_primary(options).await,
+        Scenario::HotKeyCache => hot_key_cache::hot_key_cache(options).await,
     }
 }

@@ -214,14 +214,14 @@ async fn seed_primary(cluster: &Arc<ChaosCluster>) -> (ClusterNode, Vec<u16>) {
 }
 
 /// SIGKILLs the node on `port` and waits until it is gone.
-async fn kill(cluster: &Arc<ChaosCluster>, port: u16) {
+pub(super) async fn kill(cluster: &Arc<ChaosCluster>, port: u16) {
     let c = Arc::clone(cluster);
     blocking(move || c.kill(port)).await;
 }
 
 /// Waits (up to 30 s) until one of `replicas` of the killed primary `victim` serves its slots and
 /// every node says the cluster is ok; returns how long that took and the promoted port.
-async fn await_promotion(
+pub(super) async fn await_promotion(
     cluster: &Arc<ChaosCluster>,
     victim: u16,
     replicas: &[u16],
@@ -244,7 +244,7 @@ async fn await_promotion(
 }
 
 /// How a killed primary's failover went, for a fault's description.
-fn promotion_text(failover: Option<(Duration, u16)>, replicas: &[u16]) -> String {
+pub(super) fn promotion_text(failover: Option<(Duration, u16)>, replicas: &[u16]) -> String {
     match failover {
         Some((took, port)) => format!(
             "its replica 127.0.0.1:{port} was promoted and the cluster was ok again {} later",
@@ -256,7 +256,7 @@ fn promotion_text(failover: Option<(Duration, u16)>, replicas: &[u16]) -> String
 
 /// The check of every scenario that kills a primary: Redis promoted a replica, so the fault was
 /// real.
-fn check_promoted(report: &mut Report, failover: Option<(Duration, u16)>) {
+pub(super) fn check_promoted(report: &mut Report, failover: Option<(Duration, u16)>) {
     report.check(
         "Redis promotes the replica (the fault is real)",
         failover.is_some(),
