@@ -1,7 +1,9 @@
 //! The hot-key cache's memory per cached key: a client reads N distinct preloaded keys until they
-//! are answered from memory, and the process's resident memory (`VmRSS`) before and after gives
-//! the bytes each cached key costs (its reply, its entry in the cache and its place in the
-//! published hot set).
+//! are answered from memory, and the process's live heap bytes (counted by the global allocator of
+//! the `bench-cache-memory` program) before and after give the bytes each cached key costs (its
+//! reply, its entry in the cache and its place in the published hot set). Resident memory
+//! (`VmRSS`) is taken too, for reference: it under-counts, as the allocator reuses what earlier
+//! reads freed.
 //!
 //! The client's `cache_max_keys` is 2 × N: redis-rs splits the cache into 32 LRU shards of
 //! `cache_max_keys / 32` entries, chosen by the key's hash, so N keys in a cache of N overflow
@@ -10,8 +12,7 @@
 //!
 //! Before the "before" reading, the client reads 16 × `cache_max_keys` other (absent) keys once
 //! each: that fills the tracker's Space-Saving summary (4 × `cache_max_keys` counters, sampled at a
-//! quarter) and warms the allocator, so the growth after it is the cache's and the hot set's, not
-//! the summary's. None of those keys becomes hot: a key read once is sampled at most once, below
+//! quarter), so the growth after it is the cache's and the hot set's, not the summary's. None of those keys becomes hot: a key read once is sampled at most once, below
 //! the two samples a hot key needs.
 
 use std::sync::Arc;
@@ -46,6 +47,10 @@ pub struct CacheMemory {
     pub cached: u64,
     /// The size of each cached value, in bytes.
     pub value_size: usize,
+    /// Live heap bytes with the summary full and nothing cached.
+    pub heap_before_bytes: u64,
+    /// Live heap bytes with `cached` keys cached.
+    pub heap_after_bytes: u64,
     /// Resident memory with the summary full and nothing cached, KiB.
     pub rss_before_kib: u64,
     /// Resident memory with `cached` keys cached, KiB.
@@ -55,12 +60,21 @@ pub struct CacheMemory {
 }
 
 impl CacheMemory {
-    /// Resident bytes per cached key; 0 when nothing was cached.
+    /// Live heap bytes per cached key; 0 when nothing was cached.
     pub fn bytes_per_key(&self) -> f64 {
+        self.per_key(self.heap_after_bytes.saturating_sub(self.heap_before_bytes))
+    }
+
+    /// Resident bytes per cached key (a lower bound: freed memory is reused); 0 when nothing was
+    /// cached.
+    pub fn rss_bytes_per_key(&self) -> f64 {
+        self.per_key(self.rss_after_kib.saturating_sub(self.rss_before_kib) * 1024)
+    }
+
+    fn per_key(&self, grown: u64) -> f64 {
         if self.cached == 0 {
             return 0.0;
         }
-        let grown = self.rss_after_kib.saturating_sub(self.rss_before_kib) * 1024;
         #[allow(clippy::cast_precision_loss)]
         let per_key = grown as f64 / self.cached as f64;
         per_key
@@ -68,14 +82,18 @@ impl CacheMemory {
 }
 
 /// Measures the memory of `keys` cached keys (at most the key space's size) through a client of
-/// the cluster at `url`, in this process (whose resident memory it reads: run it in a process of
-/// its own).
+/// the cluster at `url`, in this process, whose live heap bytes `live_heap` tells (run it in a
+/// process of its own).
 ///
 /// Reads pass over the keys until 99% of a pass are hits, or for at most a minute.
 ///
 /// # Errors
 /// When the client cannot be configured or a read fails, or when no key was cached.
-pub async fn measure(url: &str, keys: usize) -> Result<CacheMemory, BenchError> {
+pub async fn measure(
+    url: &str,
+    keys: usize,
+    live_heap: impl Fn() -> u64,
+) -> Result<CacheMemory, BenchError> {
     let space = Arc::new(KeySpace::new());
     let keys = keys.min(space.len()).max(1);
     let max_keys = keys * 2;
@@ -90,6 +108,7 @@ pub async fn measure(url: &str, keys: usize) -> Result<CacheMemory, BenchError> 
             .collect(),
     );
     let rss_before_kib = rss_kib().ok_or("no VmRSS in /proc/self/status")?;
+    let heap_before_bytes = live_heap();
     let started = Instant::now();
     let mut passes = 0;
     loop {
@@ -104,11 +123,14 @@ pub async fn measure(url: &str, keys: usize) -> Result<CacheMemory, BenchError> 
                     format!("after {passes} passes over {keys} keys, none was cached").into(),
                 );
             }
+            let heap_after_bytes = live_heap();
             let rss_after_kib = rss_kib().ok_or("no VmRSS in /proc/self/status")?;
             return Ok(CacheMemory {
                 keys,
                 cached,
                 value_size: VALUE_SIZE,
+                heap_before_bytes,
+                heap_after_bytes,
                 rss_before_kib,
                 rss_after_kib,
                 passes,
@@ -171,18 +193,23 @@ mod tests {
     fn bytes_per_key_is_the_growth_over_the_keys_cached() {
         let memory = CacheMemory {
             keys: 10_000,
-            cached: 10_000,
+            cached: 8_000,
             value_size: 100,
+            heap_before_bytes: 1_000_000,
+            heap_after_bytes: 4_200_000,
             rss_before_kib: 20_000,
             rss_after_kib: 24_000,
             passes: 3,
         };
-        assert!((memory.bytes_per_key() - 409.6).abs() < 1e-9);
+        assert!((memory.bytes_per_key() - 400.0).abs() < 1e-9);
+        assert!((memory.rss_bytes_per_key() - 512.0).abs() < 1e-9);
         let shrunk = CacheMemory {
+            heap_after_bytes: 900_000,
             rss_after_kib: 19_000,
             ..memory.clone()
         };
         assert_eq!(shrunk.bytes_per_key(), 0.0);
+        assert_eq!(shrunk.rss_bytes_per_key(), 0.0);
         let none = CacheMemory {
             cached: 0,
             ..memory

@@ -725,16 +725,18 @@ impl Report {
         if let Some(memory) = &self.cache_memory {
             let _ = writeln!(
                 out,
-                "\nCache memory: {:.0} bytes of resident memory per cached key ({} keys of {}-byte \
-                 values cached with `cache_max_keys = {}`: VmRSS {} KiB before, {} KiB after, {} \
-                 passes over the keys).",
+                "\nCache memory: {:.0} bytes of live heap per cached key ({} keys of {}-byte values \
+                 cached with `cache_max_keys = {}`, after {} passes over the keys: {} bytes of \
+                 heap before, {} after; VmRSS grew {:.0} bytes per key, a lower bound as the \
+                 allocator reuses freed memory).",
                 memory.bytes_per_key(),
                 memory.cached,
                 memory.value_size,
                 memory.keys * 2,
-                memory.rss_before_kib,
-                memory.rss_after_kib,
-                memory.passes
+                memory.passes,
+                memory.heap_before_bytes,
+                memory.heap_after_bytes,
+                memory.rss_bytes_per_key(),
             );
         }
     }
@@ -763,14 +765,14 @@ impl Report {
              not credited for it. The hit share is the cache's hits over hits and misses in the \
              window."
                 .to_owned(),
-            "Cache memory: a process of its own configures a client with `cache_max_keys` 2 × N \
-             (redis-rs splits the cache into 32 LRU shards by key hash, so N keys in room for N \
-             overflow some shards) and `cache_ttl` 600 s, reads 32 × N absent keys once each \
-             (filling the tracker's summary and warming the allocator), takes VmRSS, then reads N \
-             preloaded keys over and over until 99% of a pass are cache hits (or a minute passed), \
-             and takes VmRSS again: the growth over the keys hit in the last pass is the cost of \
-             one cached key (the reply, its cache entry, its place in the hot set), to the \
-             resolution of RSS pages."
+            "Cache memory: the `bench-cache-memory` program, whose global allocator counts every \
+             allocation, configures a client with `cache_max_keys` 2 × N (redis-rs splits the \
+             cache into 32 LRU shards by key hash, so N keys in room for N overflow some shards) \
+             and `cache_ttl` 600 s, reads 32 × N absent keys once each (filling the tracker's \
+             summary), takes the live heap bytes, then reads N preloaded keys over and over until \
+             99% of a pass are cache hits (or a minute passed), and takes them again: the growth \
+             over the keys hit in the last pass is the cost of one cached key (the reply, its \
+             cache entry, its place in the hot set)."
                 .to_owned(),
         ]
     }

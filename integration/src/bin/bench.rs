@@ -2,8 +2,8 @@
 //!
 //! `bench run` preloads the keys, runs every workload against every contender for several rounds,
 //! each cell in a child process (`bench cell ...`, this same binary), and writes `report.md`,
-//! `report.json` and `chart.svg`. With the hot-key workload it also measures the hot-key cache's
-//! memory per cached key in a child of its own (`bench cache-memory`). The cluster is `REDIS_CLUSTER_URL` (or a throwaway one the
+//! `report.json` and `chart.svg`. With the hot-key workload it also runs `bench-cache-memory` (built
+//! beside it) for the hot-key cache's memory per cached key. The cluster is `REDIS_CLUSTER_URL` (or a throwaway one the
 //! integration harness starts when it is unset).
 // A benchmark that cannot reach its cluster or write its report has nothing better to do than fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -53,9 +53,6 @@ enum Mode {
     Run(RunArgs),
     /// Run one cell in this process and print its figures as one JSON line (used by `run`).
     Cell(CellArgs),
-    /// Measure the hot-key cache's memory per cached key in this process and print it as one
-    /// JSON line (used by `run`).
-    CacheMemory(CacheMemoryArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,30 +113,12 @@ struct CellArgs {
     requests: u64,
 }
 
-#[derive(Debug, clap::Args)]
-struct CacheMemoryArgs {
-    /// Keys to cache (`cache_max_keys`).
-    #[arg(long, default_value_t = CACHED_KEYS)]
-    keys: usize,
-}
-
 fn main() -> Result<(), BenchError> {
     match Cli::parse().mode {
         Mode::Run(args) => run(args),
         Mode::Cell(args) => {
             let figures = cell(args)?;
             println!("{}", serde_json::to_string(&figures)?);
-            Ok(())
-        }
-        Mode::CacheMemory(args) => {
-            let memory = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(integration::bench::cache_memory::measure(
-                    integration::cluster().url(),
-                    args.keys,
-                ))?;
-            println!("{}", serde_json::to_string(&memory)?);
             Ok(())
         }
     }
@@ -334,20 +313,7 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
 
     let cache_memory =
         if cache_memory_keys > 0 && chosen_workloads.iter().any(Workload::is_hot_keys) {
-            let memory: CacheMemory = run_child(
-                &exe,
-                &["cache-memory", "--keys", &cache_memory_keys.to_string()],
-                cluster.url(),
-                Duration::from_secs(180),
-            )?;
-            eprintln!(
-                "cache memory: {:.0} bytes per cached key ({} keys cached, VmRSS {} -> {} KiB)",
-                memory.bytes_per_key(),
-                memory.cached,
-                memory.rss_before_kib,
-                memory.rss_after_kib
-            );
-            Some(memory)
+            cache_memory(&exe, cluster.url(), cache_memory_keys)?
         } else {
             None
         };
@@ -435,6 +401,35 @@ fn redis_benchmark_requests(cells: &[Cell], workload: Workload, measure: f64) ->
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let requests = (rate * measure) as u64;
     requests.max(20_000)
+}
+
+/// Runs `bench-cache-memory` (beside `exe`) for `keys` keys; `None` when it was not built.
+fn cache_memory(
+    exe: &std::path::Path,
+    url: &str,
+    keys: usize,
+) -> Result<Option<CacheMemory>, BenchError> {
+    let program = exe.with_file_name("bench-cache-memory");
+    if !program.exists() {
+        eprintln!(
+            "no {} (cargo build --release -p integration --bin bench-cache-memory): cache memory not measured",
+            program.display()
+        );
+        return Ok(None);
+    }
+    let memory: CacheMemory = run_child(
+        &program,
+        &["--keys", &keys.to_string()],
+        url,
+        Duration::from_secs(180),
+    )?;
+    eprintln!(
+        "cache memory: {:.0} bytes of heap per cached key ({} keys cached; VmRSS grew {:.0} bytes per key)",
+        memory.bytes_per_key(),
+        memory.cached,
+        memory.rss_bytes_per_key()
+    );
+    Ok(Some(memory))
 }
 
 /// `  busiest primary N cmds  cache hits S%` for a hot-key cell, or nothing.

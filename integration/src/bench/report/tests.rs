@@ -511,6 +511,8 @@ fn hot_fixture() -> Report {
         keys: 10_000,
         cached: 10_000,
         value_size: 100,
+        heap_before_bytes: 2_000_000,
+        heap_after_bytes: 5_070_000,
         rss_before_kib: 30_000,
         rss_after_kib: 33_000,
         passes: 4,
@@ -570,8 +572,9 @@ fn the_hot_key_section_has_its_table_memory_and_notes() {
         "| (a) raw redis-rs | 50000 | 50000–50000 | 250.0 | 1000.0 | 2000.0 | 10.0 | 240000 | 2.400 | — | 0 |"
     ));
     assert!(markdown.contains(
-        "Cache memory: 307 bytes of resident memory per cached key (10000 keys of 100-byte values \
-         cached with `cache_max_keys = 20000`"
+        "Cache memory: 307 bytes of live heap per cached key (10000 keys of 100-byte values \
+         cached with `cache_max_keys = 20000`, after 4 passes over the keys: 2000000 bytes of \
+         heap before, 5070000 after; VmRSS grew 307 bytes per key"
     ));
     assert!(markdown.contains("| (a)/(f) busiest primary commands | hot keys, Zipf(1.2), 50 tasks | 5.000 | 4.000–6.000 | ≥ 5 | yes |"));
     assert!(markdown.contains(
