@@ -167,6 +167,8 @@ pub struct CellOptions {
     pub max_connections: usize,
     /// For `redis-benchmark`: commands to send (split 90/10 between its GET and SET tests).
     pub requests: u64,
+    /// For (f): `cache_max_keys`, when not the default.
+    pub cache_max_keys: Option<usize>,
 }
 
 /// What one cell measured.
@@ -330,7 +332,7 @@ pub fn monitored_baseplate_with_pool(
         _ => "aggregated",
     };
     let rate = TRACKER_SAMPLE_RATE.to_string();
-    let config: RawConfig = [
+    let mut config: RawConfig = [
         ("metrics.namespace", "bench".to_owned()),
         ("metrics.endpoint", options.statsd.clone()),
         ("foo.url", options.url.clone()),
@@ -347,6 +349,9 @@ pub fn monitored_baseplate_with_pool(
     ]
     .into_iter()
     .collect();
+    if let (Contender::Cached, Some(keys)) = (contender, options.cache_max_keys) {
+        config.insert("foo.cache_max_keys", keys.to_string());
+    }
     let mut baseplate = Baseplate::new(config);
     baseplate.configure_observers()?;
     let parser = KeepPool::default();

@@ -12,6 +12,8 @@ use crate::bench::cache_memory::CacheMemory;
 use crate::bench::cluster::TrackerTraffic;
 use crate::bench::contenders::{CellFigures, Contender};
 use crate::bench::stats::Spread;
+use baseplate::crates::redis_cluster::DEFAULT_CACHE_MAX_KEYS;
+
 use crate::bench::workload::{HOT_WRITE_SHARE, HOT_ZIPF_EXPONENT, Workload};
 
 /// Everything a run measured, and how.
@@ -70,6 +72,9 @@ pub struct Settings {
     pub max_connections: String,
     /// The workloads, in order.
     pub workloads: Vec<Workload>,
+    /// (f)'s `cache_max_keys` when not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_max_keys: Option<usize>,
 }
 
 /// One workload run against one contender in one round, in a process of its own.
@@ -747,8 +752,8 @@ impl Report {
             format!(
                 "Hot keys: {}% SET / {}% GET of the same preloaded keys, drawn Zipf({}), single \
                  commands; (a), (b) and (f) only, alternating within each round like the others. \
-                 (f) is (b) with `cache_hot_keys = true` at its defaults (`cache_max_keys` 1000, \
-                 `cache_ttl` 10 s): the tracker samples a quarter of single-key reads into a local \
+                 (f) is (b) with `cache_hot_keys = true`, `cache_max_keys` {}, `cache_ttl` 10 s \
+                 (its default): the tracker samples a quarter of single-key reads into a local \
                  summary and publishes the hottest every second, and a GET of a published key is \
                  answered from redis-rs's client-side cache (RESP3, `CLIENT TRACKING` OPTIN) until \
                  the server invalidates it. Its warm-up is at least 3 s for every contender, so the \
@@ -756,6 +761,10 @@ impl Report {
                 fmt_num(HOT_WRITE_SHARE * 100.0),
                 fmt_num((1.0 - HOT_WRITE_SHARE) * 100.0),
                 fmt_num(HOT_ZIPF_EXPONENT),
+                self.settings.cache_max_keys.map_or_else(
+                    || format!("{DEFAULT_CACHE_MAX_KEYS} (its default)"),
+                    |keys| keys.to_string()
+                ),
             ),
             "Busiest primary commands: at both ends of the measured window the cell reads \
              `INFO commandstats` on every primary and sums `calls` over its `cmdstat_` lines (so \

@@ -84,6 +84,9 @@ struct RunArgs {
     /// cached); the hot-key workload runs raw, aggregated and cached, the others all but cached.
     #[arg(long, value_delimiter = ',')]
     contenders: Vec<String>,
+    /// `cache_max_keys` of contender (f) (default: the client's default, 1000).
+    #[arg(long)]
+    cache_max_keys: Option<usize>,
     /// Keys cached for the cache-memory measurement, which runs with the hot-key workload
     /// (default 10000, or 1000 with --quick; 0 skips it).
     #[arg(long)]
@@ -111,6 +114,8 @@ struct CellArgs {
     max_connections: usize,
     #[arg(long, default_value_t = 100_000)]
     requests: u64,
+    #[arg(long)]
+    cache_max_keys: Option<usize>,
 }
 
 fn main() -> Result<(), BenchError> {
@@ -135,6 +140,7 @@ fn cell(args: CellArgs) -> Result<CellFigures, BenchError> {
         statsd: args.statsd,
         max_connections: args.max_connections,
         requests: args.requests,
+        cache_max_keys: args.cache_max_keys,
     };
     if contender == Contender::RedisBenchmark {
         return run_redis_benchmark(&options);
@@ -255,27 +261,36 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                 let max_connections = workload.tasks.max(MIN_MAX_CONNECTIONS);
                 let before = runtime.block_on(tracker_nodes.snapshot(cluster))?;
                 let packets_before = sink.settled();
+                let cache_max_keys = args.cache_max_keys.map(|k| k.to_string());
+                let cache_args = match &cache_max_keys {
+                    Some(keys) => vec!["--cache-max-keys", keys.as_str()],
+                    None => Vec::new(),
+                };
                 let figures = run_child(
                     &exe,
                     &[
-                        "cell",
-                        "--contender",
-                        contender.id(),
-                        "--workload",
-                        &workload.id(),
-                        "--warmup",
-                        &warmup.to_string(),
-                        "--measure",
-                        &measure.to_string(),
-                        "--seed",
-                        &((round as u64) << 32 | w as u64).to_string(),
-                        "--statsd",
-                        &sink.addr,
-                        "--max-connections",
-                        &max_connections.to_string(),
-                        "--requests",
-                        &requests.to_string(),
-                    ],
+                        &[
+                            "cell",
+                            "--contender",
+                            contender.id(),
+                            "--workload",
+                            &workload.id(),
+                            "--warmup",
+                            &warmup.to_string(),
+                            "--measure",
+                            &measure.to_string(),
+                            "--seed",
+                            &((round as u64) << 32 | w as u64).to_string(),
+                            "--statsd",
+                            &sink.addr,
+                            "--max-connections",
+                            &max_connections.to_string(),
+                            "--requests",
+                            &requests.to_string(),
+                        ][..],
+                        &cache_args,
+                    ]
+                    .concat(),
                     cluster.url(),
                     Duration::from_secs_f64(warmup + measure) * 3 + Duration::from_secs(60),
                 )?;
@@ -341,6 +356,7 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                 "max({MIN_MAX_CONNECTIONS}, tasks), so the pool never caps concurrency below the raw connection's"
             ),
             workloads: chosen_workloads,
+            cache_max_keys: args.cache_max_keys,
         },
         cells,
         cache_memory,
