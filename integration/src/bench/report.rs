@@ -756,8 +756,8 @@ impl Report {
                  (its default): the tracker samples a quarter of single-key reads into a local \
                  summary and publishes the hottest every second, and a GET of a published key is \
                  answered from redis-rs's client-side cache (RESP3, `CLIENT TRACKING` OPTIN) until \
-                 the server invalidates it. Its warm-up is at least 3 s for every contender, so the \
-                 hot set is found before the window opens.",
+                 the server invalidates it. Its warm-up is at least 3 s (2 s with `--quick`) for \
+                 every contender, so the hot set is found before the window opens.",
                 fmt_num(HOT_WRITE_SHARE * 100.0),
                 fmt_num((1.0 - HOT_WRITE_SHARE) * 100.0),
                 fmt_num(HOT_ZIPF_EXPONENT),

@@ -37,6 +37,9 @@ const MIN_MAX_CONNECTIONS: usize = 50;
 /// the cache is warm before the window opens.
 const HOT_WARMUP: f64 = 3.0;
 
+/// The same with `--quick`: the first publication, a second in, finds the hottest keys.
+const QUICK_HOT_WARMUP: f64 = 2.0;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "bench",
@@ -73,7 +76,7 @@ struct RunArgs {
     #[arg(long)]
     measure: Option<f64>,
     /// Warm-up seconds per cell (default 1, or 0.3 with --quick); hot-key cells warm up for at
-    /// least 3 s.
+    /// least 3 s (2 s with --quick).
     #[arg(long)]
     warmup: Option<f64>,
     /// Only these workloads, comma-separated ids (single-1, single-50, single-500, pipeline16-50,
@@ -250,7 +253,11 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                 .filter(|c| c.runs_on(workload))
                 .collect();
             let warmup = if workload.is_hot_keys() {
-                warmup.max(HOT_WARMUP)
+                warmup.max(if args.quick {
+                    QUICK_HOT_WARMUP
+                } else {
+                    HOT_WARMUP
+                })
             } else {
                 warmup
             };
