@@ -8,12 +8,15 @@
 //!
 //! - [`workload`]: what is run (keys, the GET/SET mix, Zipf ranks, tasks, pipelines) and where keys live.
 //! - [`stats`]: latency percentiles (HDR histogram), medians and spreads, process CPU and memory.
+//! - [`cache_memory`]: the hot-key cache's resident bytes per cached key.
 //! - [`contenders`]: the raw redis-rs baseline, the monitored client through the facade (also with
-//!   a subscriber recording every span), and `redis-benchmark`.
-//! - [`cluster`]: the cluster's slot map and the tracker's commands from `INFO commandstats`.
+//!   a subscriber recording every span, and with the hot-key cache), and `redis-benchmark`.
+//! - [`cluster`]: the cluster's slot map, the tracker's commands and each primary's commands from
+//!   `INFO commandstats`.
 //! - [`report`]: the figures, the headline ratios, Markdown and JSON.
 //! - [`chart`]: ops/s and p99 against concurrency, as SVG.
 
+pub mod cache_memory;
 pub mod chart;
 pub mod cluster;
 pub mod contenders;

@@ -1,5 +1,5 @@
-//! `cargo xtask bench [--quick]`: the side-by-side benchmark. Builds the `bench` binary of the
-//! `integration` crate in release mode, runs it against a throwaway cluster on free ports (or
+//! `cargo xtask bench [--quick]`: the side-by-side benchmark. Builds the `bench` and
+//! `bench-cache-memory` binaries of the `integration` crate in release mode, runs it against a throwaway cluster on free ports (or
 //! `REDIS_CLUSTER_URL`), and stops the cluster. The binary writes `target/bench/report.md`,
 //! `report.json` and `chart.svg`.
 
@@ -16,7 +16,7 @@ pub(crate) struct BenchArgs {
     /// A smaller run (short cells) for a smoke check, under two minutes.
     #[arg(long)]
     quick: bool,
-    /// Extra arguments for the bench binary, e.g. `-- --rounds 5 --workloads single-50`
+    /// Extra arguments for the bench binary, e.g. `-- --rounds 5 --workloads single-50,hotkeys-50`
     /// (see `target/release/bench run --help`).
     #[arg(last = true)]
     bench_args: Vec<String>,
@@ -39,9 +39,19 @@ pub(crate) fn run(args: BenchArgs) -> Result<ExitCode> {
     }
 
     // Build first, so a cluster is not kept waiting through a compile.
-    eprintln!("$ cargo build --release -p integration --bin bench");
+    let build = [
+        "build",
+        "--release",
+        "-p",
+        "integration",
+        "--bin",
+        "bench",
+        "--bin",
+        "bench-cache-memory",
+    ];
+    eprintln!("$ cargo {}", build.join(" "));
     let built = Command::new(cargo_bin())
-        .args(["build", "--release", "-p", "integration", "--bin", "bench"])
+        .args(build)
         .status()
         .context("running cargo build")?;
     if !built.success() {

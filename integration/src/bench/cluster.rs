@@ -1,6 +1,6 @@
 //! What the benchmark asks the cluster: which primary serves each slot (to group pipelines and
-//! preload by node), and how many commands the hot-key tracker sent, from `INFO commandstats` on the
-//! primaries holding the tracker's sorted sets.
+//! preload by node), how many commands the hot-key tracker sent, from `INFO commandstats` on the
+//! primaries holding the tracker's sorted sets, and how many commands each primary served.
 
 use std::collections::BTreeMap;
 
@@ -151,6 +151,48 @@ impl TrackerNodes {
             }
         }
         Ok(total)
+    }
+}
+
+/// Every primary's count of commands served (the sum of `calls` over its `INFO commandstats`), for
+/// the busiest primary's load in a window.
+#[derive(Debug, Clone)]
+pub struct PrimaryCommands {
+    nodes: Vec<(String, redis::aio::MultiplexedConnection)>,
+}
+
+impl PrimaryCommands {
+    /// Connects to each of `primaries` (`host:port`, as [`SlotMap::primaries`] lists them).
+    ///
+    /// # Errors
+    /// When a primary cannot be reached.
+    pub async fn connect(primaries: &[String]) -> Result<Self, BenchError> {
+        let mut nodes = Vec::with_capacity(primaries.len());
+        for addr in primaries {
+            let conn = redis::Client::open(format!("redis://{addr}"))?
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| format!("connecting to primary {addr}: {e}"))?;
+            nodes.push((addr.clone(), conn));
+        }
+        Ok(Self { nodes })
+    }
+
+    /// Each primary's commands served so far, in the order of [`connect`](Self::connect)'s list.
+    ///
+    /// # Errors
+    /// When a primary does not answer `INFO commandstats`.
+    pub async fn calls(&self) -> Result<Vec<u64>, BenchError> {
+        let mut calls = Vec::with_capacity(self.nodes.len());
+        for (addr, conn) in &self.nodes {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut conn.clone())
+                .await
+                .map_err(|e| format!("INFO commandstats on primary {addr}: {e}"))?;
+            calls.push(parse_commandstats(&info).values().sum());
+        }
+        Ok(calls)
     }
 }
 

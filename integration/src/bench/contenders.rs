@@ -1,20 +1,25 @@
 //! The contenders and the loop that drives them: (a) one shared raw redis-rs `ClusterConnection`,
 //! (b) and (c) a `MonitoredClusterRedisConnection` made per request through the facade (aggregated
 //! and direct hot-key tracking), (d) `redis-benchmark --cluster`, (e) contender (b) under a global
-//! `tracing` subscriber that records every span.
+//! `tracing` subscriber that records every span, (f) contender (b) with the hot-key cache
+//! (`cache_hot_keys = true`), which runs on the hot-key workload only, against (a) and (b).
 //!
 //! Each cell runs in a process of its own (see the `bench` binary): `tasks` loops send requests
-//! through the contender for a warm-up, then for the measured window, then stop.
+//! through the contender for a warm-up, then for the measured window, then stop. On the hot-key
+//! workload the cell also reads every primary's `INFO commandstats` and the cache's counters at
+//! both ends of the window.
 
 use std::fmt;
 use std::future::Future;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use baseplate::crates::redis_cluster::{CacheStats, ClusterPool};
 use baseplate::{
-    Baseplate, ClusterRedisClient, MonitoredClusterRedisConnection, RawConfig, SERVER_SPAN,
+    Baseplate, ClusterRedisClient, ClusterRedisContextFactory, ConfigWarning, ContextParser,
+    MonitoredClusterRedisConnection, ParseError, RawConfig, SERVER_SPAN, UnknownKeys,
 };
 use futures_util::future::join_all;
 use redis::aio::ConnectionLike as _;
@@ -31,7 +36,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::bench::BenchError;
-use crate::bench::cluster::SlotMap;
+use crate::bench::cluster::{PrimaryCommands, SlotMap};
 use crate::bench::stats::{Latencies, Percentiles, cpu_times, peak_rss_kib};
 use crate::bench::workload::{KEY_COUNT, KeySpace, Op, OpGenerator, VALUE_SIZE, Workload};
 
@@ -53,16 +58,20 @@ pub enum Contender {
     /// (e) Exactly (b), plus a global `tracing` subscriber whose layer records every span: what
     /// tracing costs on top of the metrics.
     Traced,
+    /// (f) Exactly (b), plus the hot-key cache (`cache_hot_keys = true`, default bounds): reads of
+    /// the hottest keys are answered from memory.
+    Cached,
 }
 
 impl Contender {
     /// Every contender, in report order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Raw,
         Self::Aggregated,
         Self::Direct,
         Self::RedisBenchmark,
         Self::Traced,
+        Self::Cached,
     ];
 
     /// The letter the report uses: a, b, c, d, e.
@@ -73,6 +82,7 @@ impl Contender {
             Self::Direct => 'c',
             Self::RedisBenchmark => 'd',
             Self::Traced => 'e',
+            Self::Cached => 'f',
         }
     }
 
@@ -84,6 +94,7 @@ impl Contender {
             Self::Direct => "direct",
             Self::RedisBenchmark => "redis-benchmark",
             Self::Traced => "traced",
+            Self::Cached => "cached",
         }
     }
 
@@ -95,6 +106,7 @@ impl Contender {
             Self::Direct => "(c) monitored, direct",
             Self::RedisBenchmark => "(d) redis-benchmark",
             Self::Traced => "(e) monitored, traced (every span recorded)",
+            Self::Cached => "(f) monitored, hot-key cache",
         }
     }
 
@@ -112,7 +124,20 @@ impl Contender {
     /// Whether this contender runs the hot-key tracker (and sends statsd request metrics): the
     /// monitored client's contenders.
     pub fn tracks_keys(self) -> bool {
-        matches!(self, Self::Aggregated | Self::Direct | Self::Traced)
+        matches!(
+            self,
+            Self::Aggregated | Self::Direct | Self::Traced | Self::Cached
+        )
+    }
+
+    /// Whether this contender runs `workload`: the hot-key workload compares (a), (b) and (f);
+    /// (f) runs nothing else.
+    pub fn runs_on(self, workload: Workload) -> bool {
+        if workload.is_hot_keys() {
+            matches!(self, Self::Raw | Self::Aggregated | Self::Cached)
+        } else {
+            self != Self::Cached
+        }
     }
 }
 
@@ -142,6 +167,8 @@ pub struct CellOptions {
     pub max_connections: usize,
     /// For `redis-benchmark`: commands to send (split 90/10 between its GET and SET tests).
     pub requests: u64,
+    /// For (f): `cache_max_keys`, when not the default.
+    pub cache_max_keys: Option<usize>,
 }
 
 /// What one cell measured.
@@ -170,10 +197,54 @@ pub struct CellFigures {
     /// `None` for the others, which install no subscriber.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spans_closed: Option<u64>,
+    /// On the hot-key workload: the commands the busiest primary served in the measured window
+    /// (the sum of `calls` over its `INFO commandstats`, after minus before; the busiest is the
+    /// primary with the most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub busiest_primary_commands: Option<u64>,
+    /// For (f): what the hot-key cache did in the measured window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheWindow>,
 }
 
-/// Runs one cell of contender (a), (b), (c) or (e) in this process: preloaded keys are assumed.
-/// Contender (e) installs its global `tracing` subscriber, so call this once per process.
+/// What the hot-key cache did in a cell's measured window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheWindow {
+    /// Reads of hot keys answered from memory.
+    pub hits: u64,
+    /// Reads of hot keys that went to Redis.
+    pub misses: u64,
+    /// Replies dropped because their key changed, or to make room.
+    pub invalidations: u64,
+}
+
+impl CacheWindow {
+    /// The counters' growth from `before` to `after`.
+    pub fn between(before: CacheStats, after: CacheStats) -> Self {
+        Self {
+            hits: after.hits.saturating_sub(before.hits),
+            misses: after.misses.saturating_sub(before.misses),
+            invalidations: after.invalidations.saturating_sub(before.invalidations),
+        }
+    }
+
+    /// The share of hot-key reads answered from memory, 0 when there were none.
+    pub fn hit_share(&self) -> f64 {
+        let reads = self.hits + self.misses;
+        if reads == 0 {
+            0.0
+        } else {
+            #[allow(clippy::cast_precision_loss)]
+            let share = self.hits as f64 / reads as f64;
+            share
+        }
+    }
+}
+
+/// Runs one cell of contender (a), (b), (c), (e) or (f) in this process: preloaded keys are
+/// assumed. Contender (e) installs its global `tracing` subscriber, so call this once per process.
+/// With `primaries` (the hot-key workload), the busiest primary's commands in the window are
+/// measured.
 ///
 /// # Errors
 /// When the cluster cannot be reached or the facade rejects its configuration; for
@@ -182,8 +253,13 @@ pub async fn run_cell(
     contender: Contender,
     options: &CellOptions,
     slots: SlotMap,
+    primaries: Option<PrimaryCommands>,
 ) -> Result<CellFigures, BenchError> {
     let keys = Arc::new(KeySpace::new());
+    let mut probe = WindowProbe {
+        primaries,
+        pool: None,
+    };
     match contender {
         Contender::Raw => {
             let conn = redis::cluster::ClusterClient::new(vec![options.url.as_str()])?
@@ -194,20 +270,23 @@ pub async fn run_cell(
                 keys,
                 slots: Arc::new(slots),
             };
-            drive(raw, options).await
+            drive(raw, options, &probe).await
         }
-        Contender::Aggregated | Contender::Direct | Contender::Traced => {
+        Contender::Aggregated | Contender::Direct | Contender::Traced | Contender::Cached => {
             // Before the facade exists, so every span from the first request on is recorded.
             let spans = (contender == Contender::Traced)
                 .then(SpanCounts::install)
                 .transpose()?;
-            let baseplate = Arc::new(monitored_baseplate(contender, options)?);
+            let (baseplate, pool) = monitored_baseplate_with_pool(contender, options)?;
+            let baseplate = Arc::new(baseplate);
+            probe.pool = pool.filter(|_| contender == Contender::Cached);
             let figures = drive(
                 Monitored {
                     baseplate: Arc::clone(&baseplate),
                     keys,
                 },
                 options,
+                &probe,
             )
             .await;
             // The tracker's last flush belongs to this cell's traffic.
@@ -225,10 +304,11 @@ pub async fn run_cell(
     }
 }
 
-/// The facade as contenders (b), (c) and (e) use it: the facade's observers (statsd request and
-/// runtime metrics) sending to the statsd sink, the client `foo` (which records the
+/// The facade as contenders (b), (c), (e) and (f) use it: the facade's observers (statsd request
+/// and runtime metrics) sending to the statsd sink, the client `foo` (which records the
 /// `redis_client_*` Prometheus series whatever the observers) with the tracker at
-/// [`TRACKER_SAMPLE_RATE`] in the contender's mode. It installs no `tracing` subscriber.
+/// [`TRACKER_SAMPLE_RATE`] in the contender's mode, and for (f) `cache_hot_keys = true`. It
+/// installs no `tracing` subscriber.
 ///
 /// # Errors
 /// When the facade rejects the configuration.
@@ -236,12 +316,23 @@ pub fn monitored_baseplate(
     contender: Contender,
     options: &CellOptions,
 ) -> Result<Baseplate, BenchError> {
+    Ok(monitored_baseplate_with_pool(contender, options)?.0)
+}
+
+/// [`monitored_baseplate`], and the pool of its client `foo` (to read the cache's counters).
+///
+/// # Errors
+/// When the facade rejects the configuration.
+pub fn monitored_baseplate_with_pool(
+    contender: Contender,
+    options: &CellOptions,
+) -> Result<(Baseplate, Option<ClusterPool>), BenchError> {
     let mode = match contender {
         Contender::Direct => "direct",
         _ => "aggregated",
     };
     let rate = TRACKER_SAMPLE_RATE.to_string();
-    let config: RawConfig = [
+    let mut config: RawConfig = [
         ("metrics.namespace", "bench".to_owned()),
         ("metrics.endpoint", options.statsd.clone()),
         ("foo.url", options.url.clone()),
@@ -251,13 +342,89 @@ pub fn monitored_baseplate(
         ("foo.track_key_reads_sample_rate", rate.clone()),
         ("foo.track_key_writes_sample_rate", rate),
         ("foo.track_key_mode", mode.to_owned()),
+        (
+            "foo.cache_hot_keys",
+            (contender == Contender::Cached).to_string(),
+        ),
     ]
     .into_iter()
     .collect();
+    if let (Contender::Cached, Some(keys)) = (contender, options.cache_max_keys) {
+        config.insert("foo.cache_max_keys", keys.to_string());
+    }
     let mut baseplate = Baseplate::new(config);
     baseplate.configure_observers()?;
-    baseplate.configure_context("foo", ClusterRedisClient::new())?;
-    Ok(baseplate)
+    let parser = KeepPool::default();
+    baseplate.configure_context("foo", parser.clone())?;
+    let pool = parser.pool.get().cloned();
+    Ok((baseplate, pool))
+}
+
+/// The client's own parser, keeping a handle on the pool of the factory it makes: the facade
+/// hands out connections, not their pool, and the cache's counters live in the pool.
+#[derive(Clone, Default)]
+pub struct KeepPool {
+    pool: Arc<OnceLock<ClusterPool>>,
+}
+
+impl KeepPool {
+    /// The pool of the factory made last, once the parser has run.
+    pub fn pool(&self) -> Option<ClusterPool> {
+        self.pool.get().cloned()
+    }
+
+    fn keep(&self, factory: &ClusterRedisContextFactory) {
+        // A parser runs once per client here; a second run keeps the first pool.
+        let _ = self.pool.set(factory.pool().clone());
+    }
+}
+
+impl ContextParser for KeepPool {
+    type Factory = ClusterRedisContextFactory;
+
+    fn parse(&self, key_path: &str, raw_config: &RawConfig) -> Result<Self::Factory, ParseError> {
+        let factory = ContextParser::parse(&ClusterRedisClient::new(), key_path, raw_config)?;
+        self.keep(&factory);
+        Ok(factory)
+    }
+
+    fn parse_with_warnings(
+        &self,
+        key_path: &str,
+        raw_config: &RawConfig,
+        unknown_keys: UnknownKeys,
+    ) -> Result<(Self::Factory, Vec<ConfigWarning>), ParseError> {
+        let (factory, warnings) =
+            ClusterRedisClient::new().parse_with_warnings(key_path, raw_config, unknown_keys)?;
+        self.keep(&factory);
+        Ok((factory, warnings))
+    }
+}
+
+/// What a cell reads at both ends of its measured window besides its own counters: every
+/// primary's commands (on the hot-key workload) and the hot-key cache's counters (for (f)).
+struct WindowProbe {
+    primaries: Option<PrimaryCommands>,
+    pool: Option<ClusterPool>,
+}
+
+/// One reading of a [`WindowProbe`].
+struct ProbeReading {
+    calls: Option<Vec<u64>>,
+    cache: Option<CacheStats>,
+}
+
+impl WindowProbe {
+    async fn read(&self) -> Result<ProbeReading, BenchError> {
+        let calls = match &self.primaries {
+            Some(primaries) => Some(primaries.calls().await?),
+            None => None,
+        };
+        Ok(ProbeReading {
+            calls,
+            cache: self.pool.as_ref().and_then(ClusterPool::cache_stats),
+        })
+    }
 }
 
 /// One request's worth of work through a contender.
@@ -457,14 +624,19 @@ struct TaskResult {
     first_error: Option<String>,
 }
 
-async fn drive<D: Driver>(driver: D, options: &CellOptions) -> Result<CellFigures, BenchError> {
+async fn drive<D: Driver>(
+    driver: D,
+    options: &CellOptions,
+    probe: &WindowProbe,
+) -> Result<CellFigures, BenchError> {
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(WARMING),
         done: AtomicU64::new(0),
     });
     let mut handles = Vec::with_capacity(options.workload.tasks);
     for task in 0..options.workload.tasks {
-        let generator = OpGenerator::new(options.seed.wrapping_add(task as u64))?;
+        let generator =
+            OpGenerator::of_mix(options.workload.mix, options.seed.wrapping_add(task as u64))?;
         handles.push(tokio::spawn(run_task(
             driver.clone(),
             generator,
@@ -473,6 +645,7 @@ async fn drive<D: Driver>(driver: D, options: &CellOptions) -> Result<CellFigure
         )));
     }
     tokio::time::sleep(options.warmup).await;
+    let probed_before = probe.read().await?;
     let (started, cpu_before) = (Instant::now(), cpu_times().own);
     shared.phase.store(MEASURING, Ordering::Relaxed);
     let done_before = shared.done.load(Ordering::Relaxed);
@@ -483,6 +656,19 @@ async fn drive<D: Driver>(driver: D, options: &CellOptions) -> Result<CellFigure
         started.elapsed().as_secs_f64(),
         cpu_times().own.saturating_sub(cpu_before),
     );
+    let probed_after = probe.read().await?;
+    let busiest_primary_commands = match (probed_before.calls, probed_after.calls) {
+        (Some(before), Some(after)) => before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| a.saturating_sub(*b))
+            .max(),
+        _ => None,
+    };
+    let cache = match (probed_before.cache, probed_after.cache) {
+        (Some(before), Some(after)) => Some(CacheWindow::between(before, after)),
+        _ => None,
+    };
 
     let mut latencies = Latencies::new()?;
     let (mut errors, mut first_error) = (0, None);
@@ -509,6 +695,8 @@ async fn drive<D: Driver>(driver: D, options: &CellOptions) -> Result<CellFigure
         errors,
         first_error,
         spans_closed: None,
+        busiest_primary_commands,
+        cache,
     })
 }
 
@@ -696,6 +884,8 @@ pub fn run_redis_benchmark(options: &CellOptions) -> Result<CellFigures, BenchEr
         errors: 0,
         first_error: None,
         spans_closed: None,
+        busiest_primary_commands: None,
+        cache: None,
     })
 }
 
@@ -810,7 +1000,7 @@ mod tests {
         );
         assert!(Contender::parse("pigeon").is_err());
         let letters: String = Contender::ALL.iter().map(|c| c.letter()).collect();
-        assert_eq!(letters, "abcde", "ALL is in report order");
+        assert_eq!(letters, "abcdef", "ALL is in report order");
         for contender in Contender::ALL {
             assert!(
                 contender
@@ -818,6 +1008,48 @@ mod tests {
                     .starts_with(&format!("({}) ", contender.letter()))
             );
         }
+    }
+
+    #[test]
+    fn the_hot_key_workload_compares_raw_monitored_and_cached_only() {
+        let hot = Workload::hot_keys(50);
+        let on_hot: Vec<Contender> = Contender::ALL
+            .into_iter()
+            .filter(|c| c.runs_on(hot))
+            .collect();
+        assert_eq!(
+            on_hot,
+            [Contender::Raw, Contender::Aggregated, Contender::Cached]
+        );
+        for workload in [Workload::single(50), Workload::pipeline(50, 16)] {
+            let on: Vec<Contender> = Contender::ALL
+                .into_iter()
+                .filter(|c| c.runs_on(workload))
+                .collect();
+            assert_eq!(on, Contender::ALL[..5], "{workload}");
+        }
+    }
+
+    #[test]
+    fn cache_windows_take_deltas_and_hit_shares() {
+        let mut before = CacheStats::default();
+        before.hits = 10;
+        before.misses = 5;
+        let mut after = before;
+        after.hits = 100;
+        after.misses = 15;
+        after.invalidations = 3;
+        let window = CacheWindow::between(before, after);
+        assert_eq!(
+            window,
+            CacheWindow {
+                hits: 90,
+                misses: 10,
+                invalidations: 3
+            }
+        );
+        assert!((window.hit_share() - 0.9).abs() < 1e-12);
+        assert_eq!(CacheWindow::default().hit_share(), 0.0);
     }
 
     #[test]

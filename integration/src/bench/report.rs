@@ -1,15 +1,20 @@
 //! The benchmark's report: every cell's raw figures, the per-workload table of medians and spreads,
-//! the headline figures (ratios and client CPU) against the goals, rendered as Markdown and JSON.
+//! the headline figures (ratios and client CPU) against the goals, rendered as Markdown and JSON. The
+//! hot-key workload has a table of its own (the busiest primary's commands, the cache's hit share)
+//! and the cache's memory per key.
 
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bench::BenchError;
+use crate::bench::cache_memory::CacheMemory;
 use crate::bench::cluster::TrackerTraffic;
 use crate::bench::contenders::{CellFigures, Contender};
 use crate::bench::stats::Spread;
-use crate::bench::workload::Workload;
+use baseplate::crates::redis_cluster::DEFAULT_CACHE_MAX_KEYS;
+
+use crate::bench::workload::{HOT_WRITE_SHARE, HOT_ZIPF_EXPONENT, Workload};
 
 /// Everything a run measured, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +27,9 @@ pub struct Report {
     pub settings: Settings,
     /// One entry per round, workload and contender, in the order they ran.
     pub cells: Vec<Cell>,
+    /// The hot-key cache's memory per cached key, when the hot-key workload ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_memory: Option<CacheMemory>,
 }
 
 /// The machine and cluster a run used.
@@ -64,6 +72,9 @@ pub struct Settings {
     pub max_connections: String,
     /// The workloads, in order.
     pub workloads: Vec<Workload>,
+    /// (f)'s `cache_max_keys` when not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_max_keys: Option<usize>,
 }
 
 /// One workload run against one contender in one round, in a process of its own.
@@ -156,6 +167,13 @@ pub struct Row {
     pub statsd_packets_per_request: Option<f64>,
     /// Spans recorded per request (median over rounds), for (e).
     pub spans_per_request: Option<f64>,
+    /// Commands the busiest primary served in the measured window (median over rounds), on the
+    /// hot-key workload.
+    #[serde(default)]
+    pub busiest_primary_commands: Option<f64>,
+    /// The hot-key cache's hit share in the measured window (median over rounds), for (f).
+    #[serde(default)]
+    pub cache_hit_share: Option<f64>,
     /// Failed requests, summed over rounds.
     pub errors: u64,
 }
@@ -284,6 +302,11 @@ impl Report {
                         tracking.then(|| c.statsd_packets_per_request())
                     }),
                     spans_per_request: median(&Cell::spans_per_request),
+                    #[allow(clippy::cast_precision_loss)]
+                    busiest_primary_commands: median(&|c| {
+                        c.figures.busiest_primary_commands.map(|n| n as f64)
+                    }),
+                    cache_hit_share: median(&|c| c.figures.cache.map(|w| w.hit_share())),
                     errors: cells.iter().map(|c| c.figures.errors).sum(),
                 });
             }
@@ -293,11 +316,13 @@ impl Report {
 
     /// The headline figures, each on every workload: (b)/(a) and (e)/(a) ops/s and p99; client
     /// CPU per command of (a), (b) and (e), (b) − (a) and (e) − (b); (b)/(c) tracker commands and
-    /// round trips; (a)/(d) ops/s. With the issue's goals where it sets them.
+    /// round trips; (a)/(d) ops/s; then on the hot-key workload, the cache's figures (see
+    /// [`hot_key_headline`](Self::hot_key_headline)). With the issue's goals where it sets them.
     pub fn headline(&self) -> Vec<Headline> {
         use Contender::{Aggregated, Direct, Raw, RedisBenchmark, Traced};
         let goal_tasks = |w: &Workload, goal: Goal| {
-            (!w.is_pipeline() && (w.tasks == 50 || w.tasks == 500)).then_some(goal)
+            (!w.is_pipeline() && !w.is_hot_keys() && (w.tasks == 50 || w.tasks == 500))
+                .then_some(goal)
         };
         let ops = |c: &Cell| Some(c.figures.ops_per_sec);
         let p99 = |c: &Cell| c.figures.latency.map(|l| l.p99_us);
@@ -343,8 +368,62 @@ impl Report {
         for w in workloads {
             figures.push(self.ratio("(a)/(d) ops/s", *w, Raw, RedisBenchmark, ops, None));
         }
+        for w in workloads.iter().filter(|w| w.is_hot_keys()) {
+            figures.extend(self.hot_key_headline(*w));
+        }
         figures.retain(|f| f.value.is_some());
         figures
+    }
+
+    /// The hot-key workload's figures, within each round: the busiest primary's commands of (a)
+    /// and (b) over (f)'s (goal: at least 5), (f)/(a) ops/s (goal: at least 2), (f)/(b) ops/s,
+    /// (f)/(a) p99, and (f)'s hit share.
+    fn hot_key_headline(&self, w: Workload) -> Vec<Headline> {
+        use Contender::{Aggregated, Cached, Raw};
+        let ops = |c: &Cell| Some(c.figures.ops_per_sec);
+        let p99 = |c: &Cell| c.figures.latency.map(|l| l.p99_us);
+        #[allow(clippy::cast_precision_loss)]
+        let busiest = |c: &Cell| c.figures.busiest_primary_commands.map(|n| n as f64);
+        let fewer = Some(Goal::AtLeast(5.0));
+        vec![
+            self.ratio(
+                "(a)/(f) busiest primary commands",
+                w,
+                Raw,
+                Cached,
+                busiest,
+                fewer,
+            ),
+            self.ratio(
+                "(b)/(f) busiest primary commands",
+                w,
+                Aggregated,
+                Cached,
+                busiest,
+                fewer,
+            ),
+            self.ratio(
+                "(f)/(a) ops/s",
+                w,
+                Cached,
+                Raw,
+                ops,
+                Some(Goal::AtLeast(2.0)),
+            ),
+            self.ratio("(f)/(b) ops/s", w, Cached, Aggregated, ops, None),
+            self.ratio("(f)/(a) p99", w, Cached, Raw, p99, None),
+            self.over_rounds(
+                "(f) cache hit share".to_owned(),
+                Unit::Ratio,
+                w,
+                None,
+                |round| {
+                    self.figure_in(round, w, Cached, &|c| {
+                        c.figures.cache.map(|window| window.hit_share())
+                    })
+                },
+            ),
+        ]
     }
 
     /// `figure` of `contender`'s cell in `round` on `workload`, if it ran.
@@ -510,6 +589,10 @@ impl Report {
         let rows = self.rows();
         for workload in &s.workloads {
             let _ = writeln!(out, "\n## {workload}\n");
+            if workload.is_hot_keys() {
+                self.hot_key_table(&mut out, &rows, *workload);
+                continue;
+            }
             let _ = writeln!(
                 out,
                 "| contender | ops/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/op | peak RSS MiB | tracker cmds / 1M ops | tracker round trips / 1M ops | statsd packets / request | errors |"
@@ -600,7 +683,107 @@ impl Report {
         for note in notes {
             let _ = writeln!(out, "- {note}");
         }
+        if s.workloads.iter().any(Workload::is_hot_keys) {
+            for note in self.hot_key_notes() {
+                let _ = writeln!(out, "- {note}");
+            }
+        }
         out
+    }
+
+    /// The hot-key workload's table: throughput, latency, the busiest primary's commands and the
+    /// cache's hit share per contender; then the cache's memory per key, if measured.
+    fn hot_key_table(&self, out: &mut String, rows: &[Row], workload: Workload) {
+        let _ = writeln!(
+            out,
+            "| contender | ops/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/op | busiest primary commands in the window | busiest primary commands / ops | cache hit share | errors |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for row in rows.iter().filter(|r| r.workload == workload) {
+            let ops = row.ops_per_sec.median * self.settings.measure_s;
+            let _ = writeln!(
+                out,
+                "| {} | {} | {}–{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.contender,
+                fmt_int(row.ops_per_sec.median),
+                fmt_int(row.ops_per_sec.min),
+                fmt_int(row.ops_per_sec.max),
+                fmt_opt(row.p50_us, 1),
+                fmt_opt(row.p99_us.map(|p| p.median), 1),
+                fmt_opt(row.p999_us, 1),
+                fmt_opt(row.cpu_us_per_op, 1),
+                fmt_opt(row.busiest_primary_commands, 0),
+                fmt_opt(
+                    row.busiest_primary_commands
+                        .filter(|_| ops > 0.0)
+                        .map(|n| n / ops),
+                    3
+                ),
+                row.cache_hit_share
+                    .map_or("—".to_owned(), |share| format!("{:.1}%", share * 100.0)),
+                row.errors
+            );
+        }
+        if let Some(memory) = &self.cache_memory {
+            let _ = writeln!(
+                out,
+                "\nCache memory: {:.0} bytes of live heap per cached key ({} keys of {}-byte values \
+                 cached with `cache_max_keys = {}`, after {} passes over the keys: {} bytes of \
+                 heap before, {} after; VmRSS grew {:.0} bytes per key, a lower bound as the \
+                 allocator reuses freed memory).",
+                memory.bytes_per_key(),
+                memory.cached,
+                memory.value_size,
+                memory.keys * 2,
+                memory.passes,
+                memory.heap_before_bytes,
+                memory.heap_after_bytes,
+                memory.rss_bytes_per_key(),
+            );
+        }
+    }
+
+    /// How the hot-key workload was measured.
+    fn hot_key_notes(&self) -> Vec<String> {
+        vec![
+            format!(
+                "Hot keys: {}% SET / {}% GET of the same preloaded keys, drawn Zipf({}), single \
+                 commands; (a), (b) and (f) only, alternating within each round like the others. \
+                 (f) is (b) with `cache_hot_keys = true`, `cache_max_keys` {}, `cache_ttl` 10 s \
+                 (its default): the tracker samples a quarter of single-key reads into a local \
+                 summary and publishes the hottest every second, and a GET of a published key is \
+                 answered from redis-rs's client-side cache (RESP3, `CLIENT TRACKING` OPTIN) until \
+                 the server invalidates it. Its warm-up is at least 3 s (2 s with `--quick`) for \
+                 every contender, so the hot set is found before the window opens.",
+                fmt_num(HOT_WRITE_SHARE * 100.0),
+                fmt_num((1.0 - HOT_WRITE_SHARE) * 100.0),
+                fmt_num(HOT_ZIPF_EXPONENT),
+                self.settings.cache_max_keys.map_or_else(
+                    || format!("{DEFAULT_CACHE_MAX_KEYS} (its default)"),
+                    |keys| keys.to_string()
+                ),
+            ),
+            "Busiest primary commands: at both ends of the measured window the cell reads \
+             `INFO commandstats` on every primary and sums `calls` over its `cmdstat_` lines (so \
+             `CLIENT CACHING`, the tracker's writes and the probes' own `INFO` count too); the \
+             figure is the largest delta over the primaries. The ratios divide these counts as \
+             measured, not per operation: a contender serving more operations in the window is \
+             not credited for it. The hit share is the cache's hits over hits and misses in the \
+             window."
+                .to_owned(),
+            "Cache memory: the `bench-cache-memory` program, whose global allocator counts every \
+             allocation, configures a client with `cache_max_keys` 2 × N (redis-rs splits the \
+             cache into 32 LRU shards by key hash, so N keys in room for N overflow some shards) \
+             and `cache_ttl` 600 s, reads 32 × N absent keys once each (filling the tracker's \
+             summary), takes the live heap bytes, then reads N preloaded keys over and over until \
+             99% of a pass are cache hits (or a minute passed), and takes them again: the growth \
+             over the keys hit in the last pass is the cost of one cached key (the reply, its \
+             cache entry, its place in the hot set)."
+                .to_owned(),
+        ]
     }
 }
 

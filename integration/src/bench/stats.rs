@@ -1,5 +1,5 @@
 //! Figures from measurements: latency percentiles through an HDR histogram, the median and spread of
-//! repeated rounds, and a process's CPU time and peak memory from `/proc`.
+//! repeated rounds, and a process's CPU time, peak and current memory from `/proc`.
 
 use std::time::Duration;
 
@@ -161,9 +161,20 @@ pub fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
     parse_vm_hwm(&status)
 }
 
+/// Resident memory now (`VmRSS`) of this process, in KiB.
+pub fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_status_kib(&status, "VmRSS:")
+}
+
 fn parse_vm_hwm(status: &str) -> Option<u64> {
+    parse_status_kib(status, "VmHWM:")
+}
+
+/// The KiB figure of the `/proc/PID/status` line starting with `field` (`VmHWM:`).
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
     status.lines().find_map(|line| {
-        line.strip_prefix("VmHWM:")?
+        line.strip_prefix(field)?
             .trim()
             .trim_end_matches("kB")
             .trim()
@@ -243,6 +254,8 @@ mod tests {
         let status = "Name:\tbench\nVmPeak:\t  200 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n";
         assert_eq!(parse_vm_hwm(status), Some(12_345));
         assert_eq!(parse_vm_hwm("Name:\tbench\n"), None);
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(100));
+        assert!(rss_kib().is_some_and(|kib| kib > 0));
         // This process is alive, so both readers see it.
         assert!(peak_rss_kib(None).is_some_and(|kib| kib > 0));
         assert!(peak_rss_kib(Some(std::process::id())).is_some());

@@ -1,5 +1,6 @@
 //! What the benchmark runs: 100,000 preloaded keys of 100-byte values, drawn Zipf(1.0); 90% GET and
-//! 10% SET; single commands or named pipelines of 16 commands; a number of concurrent tasks.
+//! 10% SET; single commands or named pipelines of 16 commands; a number of concurrent tasks. The
+//! hot-key workload draws the same keys Zipf(1.2), 95% GET and 5% SET, in single commands.
 
 use std::fmt;
 
@@ -18,17 +19,57 @@ pub const VALUE_SIZE: usize = 100;
 pub const WRITE_SHARE: f64 = 0.1;
 /// The exponent of the Zipf distribution over key ranks.
 pub const ZIPF_EXPONENT: f64 = 1.0;
+/// The hot-key workload's share of `SET`s.
+pub const HOT_WRITE_SHARE: f64 = 0.05;
+/// The hot-key workload's Zipf exponent: a steeper skew, where a few keys take most reads.
+pub const HOT_ZIPF_EXPONENT: f64 = 1.2;
+/// Concurrent tasks of the hot-key workload.
+pub const HOT_TASKS: usize = 50;
 /// Commands per named pipeline in the pipeline workload.
 pub const PIPELINE_DEPTH: usize = 16;
 /// Redis Cluster's number of hash slots.
 pub const SLOT_COUNT: u16 = 16_384;
 
+/// Which keys and commands a workload draws.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mix {
+    /// Zipf([`ZIPF_EXPONENT`]) keys, [`WRITE_SHARE`] writes.
+    #[default]
+    Standard,
+    /// Zipf([`HOT_ZIPF_EXPONENT`]) keys, [`HOT_WRITE_SHARE`] writes: where a hot-key cache pays.
+    HotKeys,
+}
+
+impl Mix {
+    /// The exponent of the Zipf distribution over key ranks.
+    pub fn zipf_exponent(self) -> f64 {
+        match self {
+            Self::Standard => ZIPF_EXPONENT,
+            Self::HotKeys => HOT_ZIPF_EXPONENT,
+        }
+    }
+
+    /// The share of commands that are `SET`s.
+    pub fn write_share(self) -> f64 {
+        match self {
+            Self::Standard => WRITE_SHARE,
+            Self::HotKeys => HOT_WRITE_SHARE,
+        }
+    }
+}
+
 /// One workload: `tasks` concurrent loops, each sending `depth` commands per request (1: single
-/// commands, more: a named pipeline of that many commands spread over slots).
+/// commands, more: a named pipeline of that many commands spread over slots), drawn from `mix`.
 ///
-/// Ordered singles first (by tasks), then pipelines.
+/// Ordered standard before hot-key workloads, then singles first (by tasks), then pipelines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Workload {
+    /// Which keys and commands are drawn (standard when a report predates the field).
+    #[serde(default)]
+    pub mix: Mix,
     /// Commands per request.
     pub depth: usize,
     /// Concurrent tasks.
@@ -38,12 +79,29 @@ pub struct Workload {
 impl Workload {
     /// Single commands at `tasks` concurrent tasks.
     pub const fn single(tasks: usize) -> Self {
-        Self { depth: 1, tasks }
+        Self {
+            mix: Mix::Standard,
+            depth: 1,
+            tasks,
+        }
     }
 
     /// Named pipelines of `depth` commands at `tasks` concurrent tasks.
     pub const fn pipeline(tasks: usize, depth: usize) -> Self {
-        Self { depth, tasks }
+        Self {
+            mix: Mix::Standard,
+            depth,
+            tasks,
+        }
+    }
+
+    /// Single commands of the [`Mix::HotKeys`] mix at `tasks` concurrent tasks.
+    pub const fn hot_keys(tasks: usize) -> Self {
+        Self {
+            mix: Mix::HotKeys,
+            depth: 1,
+            tasks,
+        }
     }
 
     /// Whether requests are pipelines.
@@ -51,9 +109,16 @@ impl Workload {
         self.depth > 1
     }
 
-    /// A short id for command lines and JSON: `single-50`, `pipeline16-50`.
+    /// Whether this is the hot-key workload.
+    pub fn is_hot_keys(&self) -> bool {
+        self.mix == Mix::HotKeys
+    }
+
+    /// A short id for command lines and JSON: `single-50`, `pipeline16-50`, `hotkeys-50`.
     pub fn id(&self) -> String {
-        if self.is_pipeline() {
+        if self.is_hot_keys() {
+            format!("hotkeys-{}", self.tasks)
+        } else if self.is_pipeline() {
             format!("pipeline{}-{}", self.depth, self.tasks)
         } else {
             format!("single-{}", self.tasks)
@@ -65,10 +130,15 @@ impl Workload {
     /// # Errors
     /// When `id` is not of either form.
     pub fn parse(id: &str) -> Result<Self, BenchError> {
-        let bad = || format!("unknown workload `{id}` (expected single-N or pipelineD-N)");
+        let bad =
+            || format!("unknown workload `{id}` (expected single-N, pipelineD-N or hotkeys-N)");
         let (kind, tasks) = id.split_once('-').ok_or_else(bad)?;
         let tasks: usize = tasks.parse().map_err(|_| bad())?;
+        if tasks == 0 {
+            return Err(bad().into());
+        }
         let depth = match kind {
+            "hotkeys" => return Ok(Self::hot_keys(tasks)),
             "single" => 1,
             _ => kind
                 .strip_prefix("pipeline")
@@ -76,17 +146,16 @@ impl Workload {
                 .filter(|&d: &usize| d > 1)
                 .ok_or_else(bad)?,
         };
-        if tasks == 0 {
-            return Err(bad().into());
-        }
-        Ok(Self { depth, tasks })
+        Ok(Self::pipeline(tasks, depth))
     }
 }
 
 impl fmt::Display for Workload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = if self.tasks == 1 { "" } else { "s" };
-        if self.is_pipeline() {
+        if self.is_hot_keys() {
+            write!(f, "hot keys, Zipf(1.2), {} task{s}", self.tasks)
+        } else if self.is_pipeline() {
             write!(f, "pipelines of {}, {} task{s}", self.depth, self.tasks)
         } else {
             write!(f, "single commands, {} task{s}", self.tasks)
@@ -94,14 +163,15 @@ impl fmt::Display for Workload {
     }
 }
 
-/// The workloads of a benchmark run: single commands at 1, 50 and 500 tasks, then named pipelines of
-/// 16 commands at 50 tasks.
+/// The workloads of a benchmark run: single commands at 1, 50 and 500 tasks, named pipelines of
+/// 16 commands at 50 tasks, then the hot-key workload at [`HOT_TASKS`] tasks.
 pub fn workloads() -> Vec<Workload> {
     vec![
         Workload::single(1),
         Workload::single(50),
         Workload::single(500),
         Workload::pipeline(50, PIPELINE_DEPTH),
+        Workload::hot_keys(HOT_TASKS),
     ]
 }
 
@@ -114,25 +184,37 @@ pub struct Op {
     pub write: bool,
 }
 
-/// A seeded stream of [`Op`]s: Zipf(1.0) key ranks over [`KEY_COUNT`] keys, [`WRITE_SHARE`] writes.
+/// A seeded stream of [`Op`]s: Zipf key ranks over [`KEY_COUNT`] keys and writes, as a [`Mix`]
+/// says.
 #[derive(Debug, Clone)]
 pub struct OpGenerator {
     rng: SmallRng,
     zipf: Zipf<f64>,
+    write_share: f64,
 }
 
 impl OpGenerator {
-    /// A generator whose stream is fixed by `seed`.
+    /// A generator of the standard mix whose stream is fixed by `seed`.
     ///
     /// # Errors
     /// Never with the constants above; the Zipf parameters are checked all the same.
     pub fn new(seed: u64) -> Result<Self, BenchError> {
+        Self::of_mix(Mix::Standard, seed)
+    }
+
+    /// A generator of `mix` whose stream is fixed by `seed`.
+    ///
+    /// # Errors
+    /// Never with the constants above; the Zipf parameters are checked all the same.
+    pub fn of_mix(mix: Mix, seed: u64) -> Result<Self, BenchError> {
+        let exponent = mix.zipf_exponent();
         #[allow(clippy::cast_precision_loss)]
-        let zipf = Zipf::new(KEY_COUNT as f64, ZIPF_EXPONENT)
-            .map_err(|e| format!("Zipf({ZIPF_EXPONENT}) over {KEY_COUNT} keys: {e}"))?;
+        let zipf = Zipf::new(KEY_COUNT as f64, exponent)
+            .map_err(|e| format!("Zipf({exponent}) over {KEY_COUNT} keys: {e}"))?;
         Ok(Self {
             rng: SmallRng::seed_from_u64(seed),
             zipf,
+            write_share: mix.write_share(),
         })
     }
 
@@ -143,7 +225,7 @@ impl OpGenerator {
         let rank = self.zipf.sample(&mut self.rng) as u32;
         Op {
             key: rank.saturating_sub(1),
-            write: self.rng.random_bool(WRITE_SHARE),
+            write: self.rng.random_bool(self.write_share),
         }
     }
 }
@@ -263,6 +345,30 @@ mod tests {
     }
 
     #[test]
+    fn the_hot_key_mix_is_steeper_and_writes_one_command_in_twenty() {
+        let mut generator = OpGenerator::of_mix(Mix::HotKeys, 5).unwrap();
+        let ops: Vec<Op> = (0..SAMPLES).map(|_| generator.next_op()).collect();
+        let writes = ops.iter().filter(|op| op.write).count() as f64 / SAMPLES as f64;
+        assert!(
+            (writes - HOT_WRITE_SHARE).abs() < 0.003,
+            "write share {writes}"
+        );
+        // P(rank k) = k^-1.2 / H(100000, 1.2): the top 1000 keys take about 85% of the draws.
+        let norm: f64 = (1..=KEY_COUNT).map(|k| (k as f64).powf(-1.2)).sum();
+        let expected: f64 = (1..=1_000).map(|k| (k as f64).powf(-1.2)).sum::<f64>() / norm;
+        let top = ops.iter().filter(|op| op.key < 1_000).count() as f64 / SAMPLES as f64;
+        assert!(
+            (top - expected).abs() < 0.01,
+            "top 1000 share {top}, expected {expected}"
+        );
+        let first = ops.iter().filter(|op| op.key == 0).count() as f64 / SAMPLES as f64;
+        assert!(
+            (first - 1.0 / norm).abs() < 0.01,
+            "hottest key's share {first}"
+        );
+    }
+
+    #[test]
     fn the_stream_is_fixed_by_its_seed() {
         assert_eq!(ops(3, 1_000), ops(3, 1_000));
         assert_ne!(ops(3, 1_000), ops(4, 1_000));
@@ -279,6 +385,12 @@ mod tests {
         assert!(Workload::parse("single-0").is_err());
         assert!(Workload::parse("pipeline1-5").is_err());
         assert!(Workload::parse("burst-5").is_err());
+        assert!(Workload::parse("hotkeys-0").is_err());
+        let hot = Workload::parse("hotkeys-50").unwrap();
+        assert_eq!(hot, Workload::hot_keys(50));
+        assert_eq!(hot.to_string(), "hot keys, Zipf(1.2), 50 tasks");
+        assert!(hot.is_hot_keys() && !hot.is_pipeline());
+        assert_ne!(hot, Workload::single(50));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! `bench run` preloads the keys, runs every workload against every contender for several rounds,
 //! each cell in a child process (`bench cell ...`, this same binary), and writes `report.md`,
-//! `report.json` and `chart.svg`. The cluster is `REDIS_CLUSTER_URL` (or a throwaway one the
+//! `report.json` and `chart.svg`. With the hot-key workload it also runs `bench-cache-memory` (built
+//! beside it) for the hot-key cache's memory per cached key. The cluster is `REDIS_CLUSTER_URL` (or a throwaway one the
 //! integration harness starts when it is unset).
 // A benchmark that cannot reach its cluster or write its report has nothing better to do than fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use integration::bench::BenchError;
-use integration::bench::cluster::{SlotMap, TrackerNodes, traffic};
+use integration::bench::cache_memory::{CACHED_KEYS, CacheMemory};
+use integration::bench::cluster::{PrimaryCommands, SlotMap, TrackerNodes, traffic};
 use integration::bench::contenders::{
     CellFigures, CellOptions, Contender, TRACKER_SAMPLE_RATE, preload, run_cell,
     run_redis_benchmark, unload,
@@ -30,6 +32,13 @@ use integration::bench::workload::{
 /// The smallest pool the monitored client gets; above it, one slot per task, so the pool never
 /// caps concurrency below the raw contender's.
 const MIN_MAX_CONNECTIONS: usize = 50;
+
+/// The shortest warm-up of a hot-key cell: the tracker publishes the hot keys every second, so
+/// the cache is warm before the window opens.
+const HOT_WARMUP: f64 = 3.0;
+
+/// The same with `--quick`: the first publication, a second in, finds the hottest keys.
+const QUICK_HOT_WARMUP: f64 = 2.0;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -66,15 +75,25 @@ struct RunArgs {
     /// Measured seconds per cell (default 10, or 1 with --quick).
     #[arg(long)]
     measure: Option<f64>,
-    /// Warm-up seconds per cell (default 1, or 0.3 with --quick).
+    /// Warm-up seconds per cell (default 1, or 0.3 with --quick); hot-key cells warm up for at
+    /// least 3 s (2 s with --quick).
     #[arg(long)]
     warmup: Option<f64>,
-    /// Only these workloads, comma-separated ids (single-1, single-50, single-500, pipeline16-50).
+    /// Only these workloads, comma-separated ids (single-1, single-50, single-500, pipeline16-50,
+    /// hotkeys-50).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
-    /// Only these contenders, comma-separated (raw, aggregated, direct, redis-benchmark, traced).
+    /// Only these contenders, comma-separated (raw, aggregated, direct, redis-benchmark, traced,
+    /// cached); the hot-key workload runs raw, aggregated and cached, the others all but cached.
     #[arg(long, value_delimiter = ',')]
     contenders: Vec<String>,
+    /// `cache_max_keys` of contender (f) (default: the client's default, 1000).
+    #[arg(long)]
+    cache_max_keys: Option<usize>,
+    /// Keys cached for the cache-memory measurement, which runs with the hot-key workload
+    /// (default 10000, or 1000 with --quick; 0 skips it).
+    #[arg(long)]
+    cache_memory_keys: Option<usize>,
     /// Leave the preloaded keys in place (for a throwaway cluster).
     #[arg(long)]
     keep_keys: bool,
@@ -98,6 +117,8 @@ struct CellArgs {
     max_connections: usize,
     #[arg(long, default_value_t = 100_000)]
     requests: u64,
+    #[arg(long)]
+    cache_max_keys: Option<usize>,
 }
 
 fn main() -> Result<(), BenchError> {
@@ -122,6 +143,7 @@ fn cell(args: CellArgs) -> Result<CellFigures, BenchError> {
         statsd: args.statsd,
         max_connections: args.max_connections,
         requests: args.requests,
+        cache_max_keys: args.cache_max_keys,
     };
     if contender == Contender::RedisBenchmark {
         return run_redis_benchmark(&options);
@@ -131,7 +153,12 @@ fn cell(args: CellArgs) -> Result<CellFigures, BenchError> {
         .build()?
         .block_on(async {
             let slots = SlotMap::fetch(integration::cluster()).await?;
-            run_cell(contender, &options, slots).await
+            let primaries = if options.workload.is_hot_keys() {
+                Some(PrimaryCommands::connect(slots.primaries()).await?)
+            } else {
+                None
+            };
+            run_cell(contender, &options, slots, primaries).await
         })
 }
 
@@ -176,6 +203,9 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
     let rounds = args.rounds.unwrap_or(3).max(1);
     let measure = args.measure.unwrap_or(if args.quick { 1.0 } else { 10.0 });
     let warmup = args.warmup.unwrap_or(if args.quick { 0.3 } else { 1.0 });
+    let cache_memory_keys =
+        args.cache_memory_keys
+            .unwrap_or(if args.quick { 1_000 } else { CACHED_KEYS });
     let chosen_workloads: Vec<Workload> = if args.workloads.is_empty() {
         workloads()
     } else {
@@ -217,7 +247,20 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
     for round in 0..rounds {
         for (w, &workload) in chosen_workloads.iter().enumerate() {
             // Rotate the order each round and workload, so no contender always runs first.
-            let mut order = contenders.clone();
+            let mut order: Vec<Contender> = contenders
+                .iter()
+                .copied()
+                .filter(|c| c.runs_on(workload))
+                .collect();
+            let warmup = if workload.is_hot_keys() {
+                warmup.max(if args.quick {
+                    QUICK_HOT_WARMUP
+                } else {
+                    HOT_WARMUP
+                })
+            } else {
+                warmup
+            };
             let shift = (round + w) % order.len().max(1);
             order.rotate_left(shift);
             for contender in order {
@@ -225,27 +268,36 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                 let max_connections = workload.tasks.max(MIN_MAX_CONNECTIONS);
                 let before = runtime.block_on(tracker_nodes.snapshot(cluster))?;
                 let packets_before = sink.settled();
+                let cache_max_keys = args.cache_max_keys.map(|k| k.to_string());
+                let cache_args = match &cache_max_keys {
+                    Some(keys) => vec!["--cache-max-keys", keys.as_str()],
+                    None => Vec::new(),
+                };
                 let figures = run_child(
                     &exe,
                     &[
-                        "cell",
-                        "--contender",
-                        contender.id(),
-                        "--workload",
-                        &workload.id(),
-                        "--warmup",
-                        &warmup.to_string(),
-                        "--measure",
-                        &measure.to_string(),
-                        "--seed",
-                        &((round as u64) << 32 | w as u64).to_string(),
-                        "--statsd",
-                        &sink.addr,
-                        "--max-connections",
-                        &max_connections.to_string(),
-                        "--requests",
-                        &requests.to_string(),
-                    ],
+                        &[
+                            "cell",
+                            "--contender",
+                            contender.id(),
+                            "--workload",
+                            &workload.id(),
+                            "--warmup",
+                            &warmup.to_string(),
+                            "--measure",
+                            &measure.to_string(),
+                            "--seed",
+                            &((round as u64) << 32 | w as u64).to_string(),
+                            "--statsd",
+                            &sink.addr,
+                            "--max-connections",
+                            &max_connections.to_string(),
+                            "--requests",
+                            &requests.to_string(),
+                        ][..],
+                        &cache_args,
+                    ]
+                    .concat(),
                     cluster.url(),
                     Duration::from_secs_f64(warmup + measure) * 3 + Duration::from_secs(60),
                 )?;
@@ -260,7 +312,7 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                     statsd_packets,
                 };
                 eprintln!(
-                    "round {}/{rounds}  {:<28} {:<43} {:>9.0} ops/s  p99 {:>8.1} µs  CPU {:>5.1} µs/op  tracker {:>5} cmds{}{}",
+                    "round {}/{rounds}  {:<28} {:<43} {:>9.0} ops/s  p99 {:>8.1} µs  CPU {:>5.1} µs/op  tracker {:>5} cmds{}{}{}",
                     round + 1,
                     workload.to_string(),
                     contender.label(),
@@ -270,6 +322,7 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                     cell.tracker.commands,
                     cell.spans_per_request()
                         .map_or(String::new(), |s| format!("  {s:.2} spans/request")),
+                    hot_key_figures(&cell.figures),
                     match (&cell.figures.first_error, cell.figures.errors) {
                         (Some(e), n) => format!("  {n} errors, first: {e}"),
                         _ => String::new(),
@@ -279,6 +332,13 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
             }
         }
     }
+
+    let cache_memory =
+        if cache_memory_keys > 0 && chosen_workloads.iter().any(Workload::is_hot_keys) {
+            cache_memory(&exe, cluster.url(), cache_memory_keys)?
+        } else {
+            None
+        };
 
     if !args.keep_keys {
         runtime.block_on(async {
@@ -303,17 +363,28 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
                 "max({MIN_MAX_CONNECTIONS}, tasks), so the pool never caps concurrency below the raw connection's"
             ),
             workloads: chosen_workloads,
+            cache_max_keys: args.cache_max_keys,
         },
         cells,
+        cache_memory,
     };
     std::fs::create_dir_all(&args.out)?;
     let markdown = report.to_markdown();
     std::fs::write(args.out.join("report.md"), &markdown)?;
     std::fs::write(args.out.join("report.json"), report.to_json()?)?;
-    std::fs::write(
-        args.out.join("chart.svg"),
-        integration::bench::chart::render_svg(&report)?,
-    )?;
+    // The chart plots the standard single-command workloads against concurrency; a run of only
+    // pipelines or hot keys has none.
+    let charted = report
+        .settings
+        .workloads
+        .iter()
+        .any(|w| !w.is_pipeline() && !w.is_hot_keys());
+    if charted {
+        std::fs::write(
+            args.out.join("chart.svg"),
+            integration::bench::chart::render_svg(&report)?,
+        )?;
+    }
     let headline: String = markdown
         .split("\n## ")
         .find(|section| section.starts_with("Headline"))
@@ -321,8 +392,9 @@ fn run(args: RunArgs) -> Result<(), BenchError> {
         .to_owned();
     println!("## {}", headline.trim_end());
     println!(
-        "\nwrote {}/report.md, report.json and chart.svg in {:.0} s",
+        "\nwrote {}/report.md, report.json{} in {:.0} s",
         args.out.display(),
+        if charted { " and chart.svg" } else { "" },
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -354,13 +426,60 @@ fn redis_benchmark_requests(cells: &[Cell], workload: Workload, measure: f64) ->
     requests.max(20_000)
 }
 
+/// Runs `bench-cache-memory` (beside `exe`) for `keys` keys; `None` when it was not built.
+fn cache_memory(
+    exe: &std::path::Path,
+    url: &str,
+    keys: usize,
+) -> Result<Option<CacheMemory>, BenchError> {
+    let program = exe.with_file_name("bench-cache-memory");
+    if !program.exists() {
+        eprintln!(
+            "no {} (cargo build --release -p integration --bin bench-cache-memory): cache memory not measured",
+            program.display()
+        );
+        return Ok(None);
+    }
+    let memory: CacheMemory = run_child(
+        &program,
+        &["--keys", &keys.to_string()],
+        url,
+        Duration::from_secs(180),
+    )?;
+    eprintln!(
+        "cache memory: {:.0} bytes of heap per cached key ({} keys cached; VmRSS grew {:.0} bytes per key)",
+        memory.bytes_per_key(),
+        memory.cached,
+        memory.rss_bytes_per_key()
+    );
+    Ok(Some(memory))
+}
+
+/// `  busiest primary N cmds  cache hits S%` for a hot-key cell, or nothing.
+fn hot_key_figures(figures: &CellFigures) -> String {
+    let mut text = String::new();
+    if let Some(busiest) = figures.busiest_primary_commands {
+        text.push_str(&format!("  busiest primary {busiest} cmds"));
+    }
+    if let Some(cache) = figures.cache {
+        text.push_str(&format!(
+            "  cache hits {:.1}% ({} hits, {} misses, {} invalidations)",
+            cache.hit_share() * 100.0,
+            cache.hits,
+            cache.misses,
+            cache.invalidations
+        ));
+    }
+    text
+}
+
 /// Runs `exe args...` with the cluster's URL, waits at most `timeout`, and reads its JSON line.
-fn run_child(
+fn run_child<T: serde::de::DeserializeOwned>(
     exe: &std::path::Path,
     args: &[&str],
     url: &str,
     timeout: Duration,
-) -> Result<CellFigures, BenchError> {
+) -> Result<T, BenchError> {
     let mut child = Command::new(exe)
         .args(args)
         .env("REDIS_CLUSTER_URL", url)

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::bench::cache_memory::CacheMemory;
+use crate::bench::contenders::CacheWindow;
 use crate::bench::stats::Percentiles;
 
 fn figures(ops_per_sec: f64, p99_us: f64, cpu: f64) -> CellFigures {
@@ -23,6 +25,8 @@ fn figures(ops_per_sec: f64, p99_us: f64, cpu: f64) -> CellFigures {
         errors: 0,
         first_error: None,
         spans_closed: None,
+        busiest_primary_commands: None,
+        cache: None,
     }
 }
 
@@ -202,8 +206,10 @@ pub(crate) fn fixture() -> Report {
             tracker_sample_rate: 0.01,
             max_connections: "max(50, tasks)".to_owned(),
             workloads: vec![single, pipeline],
+            cache_max_keys: None,
         },
         cells,
+        cache_memory: None,
     }
 }
 
@@ -448,4 +454,154 @@ fn numbers_are_formatted_without_noise() {
     assert_eq!(fmt_ratio(0.00174), "0.00174");
     assert_eq!(fmt_ratio(0.0), "0.000");
     assert_eq!(fmt_opt(Some(1.26), 1), "1.3");
+}
+
+/// Figures of a hot-key cell: `busiest` commands on the busiest primary, and for (f) its cache.
+fn hot(ops_per_sec: f64, p99_us: f64, busiest: u64, hits: Option<u64>) -> CellFigures {
+    CellFigures {
+        busiest_primary_commands: Some(busiest),
+        cache: hits.map(|hits| CacheWindow {
+            hits,
+            misses: 1_000,
+            invalidations: 800,
+        }),
+        ..figures(ops_per_sec, p99_us, 10.0)
+    }
+}
+
+/// Two rounds of the hot-key workload: (a), (b) and (f), and the cache's memory.
+fn hot_fixture() -> Report {
+    let workload = Workload::hot_keys(50);
+    let cell = |round, contender, figures| Cell {
+        round,
+        workload,
+        contender,
+        figures,
+        tracker: tracker(0, 0),
+        statsd_packets: 0,
+    };
+    let mut report = fixture();
+    report.settings.workloads = vec![workload];
+    report.cells = vec![
+        // Round 0: (a)/(f) busiest = 6, (b)/(f) = 5.5, (f)/(a) ops/s = 2.2, hit share 0.95.
+        cell(0, Contender::Raw, hot(50_000.0, 1_000.0, 240_000, None)),
+        cell(
+            0,
+            Contender::Aggregated,
+            hot(45_000.0, 1_100.0, 220_000, None),
+        ),
+        cell(
+            0,
+            Contender::Cached,
+            hot(110_000.0, 900.0, 40_000, Some(19_000)),
+        ),
+        // Round 1: (a)/(f) busiest = 4, (b)/(f) = 3.5, (f)/(a) ops/s = 1.8, hit share 0.9.
+        cell(1, Contender::Raw, hot(50_000.0, 1_000.0, 240_000, None)),
+        cell(
+            1,
+            Contender::Aggregated,
+            hot(45_000.0, 1_100.0, 210_000, None),
+        ),
+        cell(
+            1,
+            Contender::Cached,
+            hot(90_000.0, 950.0, 60_000, Some(9_000)),
+        ),
+    ];
+    report.cache_memory = Some(CacheMemory {
+        keys: 10_000,
+        cached: 10_000,
+        value_size: 100,
+        heap_before_bytes: 2_000_000,
+        heap_after_bytes: 5_070_000,
+        rss_before_kib: 30_000,
+        rss_after_kib: 33_000,
+        passes: 4,
+    });
+    report
+}
+
+#[test]
+fn the_hot_key_workload_is_judged_by_the_busiest_primary_and_throughput() {
+    let report = hot_fixture();
+    let headline = report.headline();
+    let workload = Workload::hot_keys(50);
+    let find = |name: &str| {
+        headline
+            .iter()
+            .find(|r| r.name == name && r.workload == workload)
+            .unwrap_or_else(|| panic!("no {name}: {headline:#?}"))
+    };
+    let raw = find("(a)/(f) busiest primary commands");
+    assert_eq!(raw.goal, Some(Goal::AtLeast(5.0)));
+    assert!((raw.value.unwrap().median - 5.0).abs() < 1e-9);
+    assert_eq!(raw.met(), Some(true), "the bound itself meets it");
+    let monitored = find("(b)/(f) busiest primary commands");
+    assert!((monitored.value.unwrap().median - 4.5).abs() < 1e-9);
+    assert_eq!(monitored.met(), Some(false));
+    let ops = find("(f)/(a) ops/s");
+    assert_eq!(ops.goal, Some(Goal::AtLeast(2.0)));
+    assert!((ops.value.unwrap().median - 2.0).abs() < 1e-9);
+    assert_eq!(ops.met(), Some(true));
+    assert_eq!(find("(f)/(b) ops/s").goal, None);
+    assert!((find("(f) cache hit share").value.unwrap().median - 0.925).abs() < 1e-9);
+    // The standard workloads' goals do not judge the hot-key workload.
+    assert_eq!(find("(b)/(a) ops/s").goal, None);
+    assert!(headline.iter().all(|r| !r.name.contains("(b)/(c)")));
+
+    let rows = report.rows();
+    let contenders: Vec<Contender> = rows.iter().map(|r| r.contender).collect();
+    assert_eq!(
+        contenders,
+        [Contender::Raw, Contender::Aggregated, Contender::Cached]
+    );
+    assert_eq!(rows[0].busiest_primary_commands, Some(240_000.0));
+    assert_eq!(rows[0].cache_hit_share, None);
+    assert_eq!(rows[2].busiest_primary_commands, Some(50_000.0));
+    assert!((rows[2].cache_hit_share.unwrap() - 0.925).abs() < 1e-9);
+}
+
+#[test]
+fn the_hot_key_section_has_its_table_memory_and_notes() {
+    let report = hot_fixture();
+    let markdown = report.to_markdown();
+    assert!(markdown.contains("\n## hot keys, Zipf(1.2), 50 tasks\n"));
+    assert!(markdown.contains(
+        "| (f) monitored, hot-key cache | 100000 | 90000–110000 | 231.2 | 925.0 | 1850.0 | 10.0 | 50000 | 0.250 | 92.5% | 0 |"
+    ));
+    assert!(markdown.contains(
+        "| (a) raw redis-rs | 50000 | 50000–50000 | 250.0 | 1000.0 | 2000.0 | 10.0 | 240000 | 2.400 | — | 0 |"
+    ));
+    assert!(markdown.contains(
+        "Cache memory: 307 bytes of live heap per cached key (10000 keys of 100-byte values \
+         cached with `cache_max_keys = 20000`, after 4 passes over the keys: 2000000 bytes of \
+         heap before, 5070000 after; VmRSS grew 307 bytes per key"
+    ));
+    assert!(markdown.contains("| (a)/(f) busiest primary commands | hot keys, Zipf(1.2), 50 tasks | 5.000 | 4.000–6.000 | ≥ 5 | yes |"));
+    assert!(markdown.contains(
+        "| (f)/(a) ops/s | hot keys, Zipf(1.2), 50 tasks | 2.000 | 1.800–2.200 | ≥ 2 | yes |"
+    ));
+    assert!(markdown.contains("| (b)/(f) busiest primary commands | hot keys, Zipf(1.2), 50 tasks | 4.500 | 3.500–5.500 | ≥ 5 | **no** |"));
+    assert!(markdown.contains("- Hot keys: 5% SET / 95% GET"));
+    assert!(markdown.contains("`cache_max_keys` 1000 (its default), `cache_ttl` 10 s"));
+    let mut larger = report.clone();
+    larger.settings.cache_max_keys = Some(10_000);
+    assert!(
+        larger
+            .to_markdown()
+            .contains("`cache_max_keys` 10000, `cache_ttl` 10 s")
+    );
+    assert!(
+        !fixture().to_markdown().contains("Hot keys"),
+        "no hot-key notes without the workload"
+    );
+    let json = report.to_json().unwrap();
+    assert_eq!(Report::from_json(&json).unwrap(), report);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["report"]["cache_memory"]["cached"], 10_000);
+    assert_eq!(
+        value["report"]["cells"][2]["figures"]["cache"]["hits"],
+        19_000
+    );
+    assert_eq!(value["report"]["cells"][0]["workload"]["mix"], "hot-keys");
 }
