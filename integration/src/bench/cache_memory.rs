@@ -5,10 +5,9 @@
 //! (`VmRSS`) is taken too, for reference: it under-counts, as the allocator reuses what earlier
 //! reads freed.
 //!
-//! The client's `cache_max_keys` is 2 × N: redis-rs splits the cache into 32 LRU shards of
-//! `cache_max_keys / 32` entries, chosen by the key's hash, so N keys in a cache of N overflow
-//! some shards, whose keys then evict each other on every pass; with twice the room none does,
-//! and every key read is cached once.
+//! The client's `cache_max_keys` is 2 × N: the tracker publishes the `cache_max_keys` keys with
+//! the most samples as hot, and N keys read equally often tie; with twice the room every one of
+//! them is hot, and every key read is cached once.
 //!
 //! Before the "before" reading, the client reads 16 × `cache_max_keys` other (absent) keys once
 //! each: that fills the tracker's Space-Saving summary (4 × `cache_max_keys` counters, sampled at a
