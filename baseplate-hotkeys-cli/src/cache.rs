@@ -503,6 +503,28 @@ redis_client_cache_invalidations_total{redis_pool=\"foo\"} 3
     }
 
     #[tokio::test]
+    async fn a_service_that_never_answers_is_a_timeout() {
+        // Accepts connections and reads nothing: a request there waits until the timeout.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_url = format!("http://{}/metrics", silent.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((stream, _)) = silent.accept().await {
+                open.push(stream);
+            }
+        });
+        let scraped = scrape_all(std::slice::from_ref(&silent_url), Duration::from_secs(1)).await;
+        held.abort();
+        assert_eq!(
+            scraped,
+            [Scraped {
+                url: silent_url,
+                clients: Err("no answer within 1s".to_owned()),
+            }]
+        );
+    }
+
+    #[tokio::test]
     async fn a_refused_url_is_a_line_naming_it_redacted() {
         let scraped = scrape_all(
             &[

@@ -55,7 +55,8 @@ enum Command {
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
-        /// Give up connecting or waiting for a reply after this many seconds.
+        /// Give up connecting or waiting for a reply after this many seconds (from the cluster
+        /// and from each --metrics-url).
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
         /// A service instance's Prometheus endpoint, e.g. http://10.0.0.5:6060/metrics, whose
@@ -268,6 +269,30 @@ mod tests {
                 "k"
             ])
             .is_err()
+        );
+    }
+
+    #[test]
+    fn metrics_urls_are_repeated_in_order() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["baseplate-hotkeys", "top", "--url", "u"]
+                    .iter()
+                    .chain(args),
+            )
+            .unwrap();
+            let Command::Top { metrics_urls, .. } = cli.command;
+            metrics_urls
+        };
+        assert!(parse(&[]).is_empty());
+        assert_eq!(
+            parse(&[
+                "--metrics-url",
+                "http://a/metrics",
+                "--metrics-url",
+                "http://b/metrics"
+            ]),
+            ["http://a/metrics", "http://b/metrics"]
         );
     }
 
