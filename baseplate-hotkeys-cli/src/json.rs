@@ -7,6 +7,8 @@ use baseplate_hotkeys::report::escape_key;
 use baseplate_hotkeys::report::{Report, share};
 use serde::Serialize;
 
+use crate::cache::JsonCache;
+
 /// Renders the report as a JSON object: for `reads` and `writes`, the set's key, the listed total and the
 /// keys with rank, escaped key, the key's bytes in hex (exact even for binary keys), score and share.
 ///
@@ -21,10 +23,17 @@ use serde::Serialize;
 /// assert_eq!(value["writes"]["total"], 0.0);
 /// ```
 pub fn render_json(report: &Report) -> String {
+    render_json_with_cache(report, None)
+}
+
+/// [`render_json`], with the `--metrics-url` section under `cache` when there is one.
+pub(crate) fn render_json_with_cache(report: &Report, cache: Option<JsonCache>) -> String {
     #[derive(Serialize)]
     struct Json {
         reads: JsonSet,
         writes: JsonSet,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache: Option<JsonCache>,
     }
     #[derive(Serialize)]
     struct JsonSet {
@@ -62,6 +71,7 @@ pub fn render_json(report: &Report) -> String {
     let json = Json {
         reads: set(TrackedSet::Reads),
         writes: set(TrackedSet::Writes),
+        cache,
     };
     // Serialising plain strings and finite numbers cannot fail; `null` would be the honest fallback.
     serde_json::to_string_pretty(&json).unwrap_or_else(|_| "null".to_owned())

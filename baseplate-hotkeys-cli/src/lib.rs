@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod cache;
 mod json;
 
 use std::fmt;
@@ -54,9 +55,14 @@ enum Command {
         /// Print a JSON object instead of text.
         #[arg(long)]
         json: bool,
-        /// Give up connecting or waiting for a reply after this many seconds.
+        /// Give up connecting or waiting for a reply after this many seconds (from the cluster
+        /// and from each --metrics-url).
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
+        /// A service instance's Prometheus endpoint, e.g. http://10.0.0.5:6060/metrics, whose
+        /// hot-key cache counters to show after the sets (repeat for several instances).
+        #[arg(long = "metrics-url", value_name = "URL")]
+        metrics_urls: Vec<String>,
     },
 }
 
@@ -144,6 +150,7 @@ async fn run_command(command: Command) -> Result<String, String> {
         limit,
         json,
         timeout_secs,
+        metrics_urls,
     } = command;
     let shown = redact_url(&url);
     let timeout = Duration::from_secs(timeout_secs.max(1));
@@ -175,11 +182,22 @@ async fn run_command(command: Command) -> Result<String, String> {
         .await
         .map_err(|_| format!("no answer from {shown} within {timeout:?}"))?
         .map_err(|e| format!("querying the hot-key sets on {shown}: {e}"))?;
-    Ok(if json {
-        render_json(&report)
+    // The sets were read: from here on a service that does not answer is a line of the output.
+    let scraped = if metrics_urls.is_empty() {
+        None
     } else {
-        // render_text ends with a newline and println! adds one.
-        render_text(&report).trim_end().to_owned()
+        Some(cache::scrape_all(&metrics_urls, timeout).await)
+    };
+    Ok(if json {
+        json::render_json_with_cache(&report, scraped.as_deref().map(cache::cache_json))
+    } else {
+        let mut text = render_text(&report);
+        if let Some(scraped) = &scraped {
+            text.push('\n');
+            text.push_str(&cache::render_cache_text(scraped));
+        }
+        // The text ends with a newline and println! adds one.
+        text.trim_end().to_owned()
     })
 }
 
@@ -254,6 +272,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn metrics_urls_are_repeated_in_order() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(
+                ["baseplate-hotkeys", "top", "--url", "u"]
+                    .iter()
+                    .chain(args),
+            )
+            .unwrap();
+            let Command::Top { metrics_urls, .. } = cli.command;
+            metrics_urls
+        };
+        assert!(parse(&[]).is_empty());
+        assert_eq!(
+            parse(&[
+                "--metrics-url",
+                "http://a/metrics",
+                "--metrics-url",
+                "http://b/metrics"
+            ]),
+            ["http://a/metrics", "http://b/metrics"]
+        );
+    }
+
     #[tokio::test]
     async fn an_unreachable_cluster_is_a_clear_error() {
         let err = run_command(Command::Top {
@@ -262,6 +304,7 @@ mod tests {
             limit: 10,
             json: false,
             timeout_secs: 2,
+            metrics_urls: vec![],
         })
         .await
         .unwrap_err();

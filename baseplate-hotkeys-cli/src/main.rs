@@ -1,5 +1,6 @@
 //! The `baseplate-hotkeys` binary: `baseplate-hotkeys top --url redis://127.0.0.1:7000 [--limit 10]
-//! [--json]` (`rediss://` with `--ssl-ca-certs` and the other TLS options of the cluster client).
+//! [--json] [--metrics-url http://host:6060/metrics ...]` (`rediss://` with `--ssl-ca-certs` and the
+//! other TLS options of the cluster client).
 
 use std::process::ExitCode;
 
