@@ -120,7 +120,7 @@ pub(crate) struct HotKeyCache {
 struct State {
     /// Each key's cached replies, by the packed command that read it.
     replies: LruCache<Vec<u8>, Cached>,
-    /// Reads in flight, by key, and whether their key was invalidated meanwhile.
+    /// Reads in flight, by key, with the key's invalidations counted while any is.
     in_flight: HashMap<Vec<u8>, InFlight>,
     pushes: mpsc::Receiver<PushInfo>,
 }
@@ -133,7 +133,8 @@ struct Cached {
 #[derive(Default)]
 struct InFlight {
     reads: usize,
-    invalidated: bool,
+    /// Invalidations of the key since the first of these reads started.
+    invalidations: u64,
 }
 
 /// A read of a key on its way to the server, to be cached (or not) when its reply comes; dropped
@@ -142,6 +143,8 @@ pub(crate) struct Fill<'a> {
     cache: &'a HotKeyCache,
     key: Vec<u8>,
     command: Vec<u8>,
+    /// The key's invalidations counted when this read started.
+    invalidations: u64,
 }
 
 impl HotKeyCache {
@@ -178,13 +181,16 @@ impl HotKeyCache {
                 self.dropped(expired.replies.len());
             }
         }
-        state.in_flight.entry(key.to_vec()).or_default().reads += 1;
+        let in_flight = state.in_flight.entry(key.to_vec()).or_default();
+        in_flight.reads += 1;
+        let invalidations = in_flight.invalidations;
         drop(state);
         self.misses.fetch_add(1, Ordering::Relaxed);
         Err(Fill {
             cache: self,
             key: key.to_vec(),
             command,
+            invalidations,
         })
     }
 
@@ -239,7 +245,7 @@ impl State {
 
     fn invalidate(&mut self, key: &[u8]) -> usize {
         if let Some(in_flight) = self.in_flight.get_mut(key) {
-            in_flight.invalidated = true;
+            in_flight.invalidations += 1;
         }
         self.replies
             .pop(key)
@@ -248,7 +254,7 @@ impl State {
 
     fn invalidate_all(&mut self) -> usize {
         for in_flight in self.in_flight.values_mut() {
-            in_flight.invalidated = true;
+            in_flight.invalidations += 1;
         }
         let dropped = self.replies.iter().map(|(_, c)| c.replies.len()).sum();
         self.replies.clear();
@@ -265,7 +271,7 @@ impl Fill<'_> {
         let invalidated = state
             .in_flight
             .get(&self.key)
-            .is_some_and(|f| f.invalidated);
+            .is_some_and(|f| f.invalidations != self.invalidations);
         if invalidated || matches!(reply, Value::ServerError(_)) {
             return;
         }
@@ -401,6 +407,23 @@ mod tests {
             panic!("nothing cached");
         };
         fill.finish(&value("new"));
+        assert_eq!(cached(&cache, "k"), Some(value("new")));
+    }
+
+    #[test]
+    fn an_invalidation_during_one_read_spoils_only_the_reads_already_in_flight() {
+        let (cache, pushes) = store(10, Duration::from_secs(60));
+        let Err(early) = cache.get(b"k", &get("k")) else {
+            panic!("an empty cache has nothing");
+        };
+        invalidate(&pushes, "k");
+        // Sent after the write: its reply is the new value, though the early read is still out.
+        let Err(late) = cache.get(b"k", &get("k")) else {
+            panic!("nothing cached");
+        };
+        early.finish(&value("old"));
+        assert_eq!(cached(&cache, "k"), None);
+        late.finish(&value("new"));
         assert_eq!(cached(&cache, "k"), Some(value("new")));
     }
 
