@@ -313,6 +313,74 @@ impl Drop for Fill<'_> {
     }
 }
 
+/// The reads whose replies are cached: those redis-rs 1.8's client-side cache caches that read
+/// one key, their first argument, and write none. Each one's reply depends on its key's value and
+/// its arguments alone, so it changes only when the key does (unlike `TTL`, `SRANDMEMBER` or a
+/// `SCAN` cursor's).
+const CACHEABLE: [&str; 42] = [
+    "BITCOUNT",
+    "BITFIELD_RO",
+    "BITPOS",
+    "DUMP",
+    "GEODIST",
+    "GEOHASH",
+    "GEOPOS",
+    "GET",
+    "GETBIT",
+    "GETRANGE",
+    "HEXISTS",
+    "HGET",
+    "HGETALL",
+    "HKEYS",
+    "HLEN",
+    "HMGET",
+    "HSTRLEN",
+    "HVALS",
+    "LINDEX",
+    "LLEN",
+    "LPOS",
+    "LRANGE",
+    "SCARD",
+    "SISMEMBER",
+    "SMEMBERS",
+    "SMISMEMBER",
+    "STRLEN",
+    "SUBSTR",
+    "TYPE",
+    "ZCARD",
+    "ZCOUNT",
+    "ZLEXCOUNT",
+    "ZMSCORE",
+    "ZRANGE",
+    "ZRANGEBYLEX",
+    "ZRANGEBYSCORE",
+    "ZRANK",
+    "ZREVRANGE",
+    "ZREVRANGEBYLEX",
+    "ZREVRANGEBYSCORE",
+    "ZREVRANK",
+    "ZSCORE",
+];
+
+/// Whether `cmd` is one of the reads whose replies are cached.
+pub(crate) fn cacheable(cmd: &Cmd) -> bool {
+    let Some(Arg::Simple(name)) = cmd.args_iter().next() else {
+        return false;
+    };
+    // Every cacheable name is shorter; upper-cased on the stack, as names come in any case.
+    let mut upper = [0_u8; 16];
+    let Some(upper) = upper.get_mut(..name.len()) else {
+        return false;
+    };
+    for (to, from) in upper.iter_mut().zip(name) {
+        *to = from.to_ascii_uppercase();
+    }
+    let upper: &[u8] = upper;
+    CACHEABLE
+        .binary_search_by(|c| c.as_bytes().cmp(upper))
+        .is_ok()
+}
+
 /// The key a single-key read reads (its first argument).
 pub(crate) fn read_key(cmd: &Cmd) -> &[u8] {
     match cmd.args_iter().nth(1) {
@@ -487,6 +555,40 @@ mod tests {
         assert_eq!(cached(&cache, "k"), None);
         drop(cache.get(b"k", &get("k")));
         assert!(cache.lock().in_flight.is_empty(), "nothing left behind");
+    }
+
+    #[test]
+    fn the_cacheable_reads_are_sorted_read_one_key_and_are_the_ones_the_readme_lists() {
+        let mut sorted = CACHEABLE;
+        sorted.sort_unstable();
+        assert_eq!(sorted, CACHEABLE, "binary search needs them sorted");
+        for name in CACHEABLE {
+            let spec = baseplate_hotkeys::command_spec(name.as_bytes()).unwrap();
+            assert_eq!(
+                spec.reads(),
+                baseplate_hotkeys::KeyPositions::First,
+                "{name}"
+            );
+            assert_eq!(
+                spec.writes(),
+                baseplate_hotkeys::KeyPositions::None,
+                "{name}"
+            );
+        }
+        assert!(cacheable(&get("k")));
+        assert!(cacheable(redis::cmd("hgetall").arg("k")));
+        for not in ["TTL", "SRANDMEMBER", "HSCAN", "SET", "MGET"] {
+            assert!(!cacheable(redis::cmd(not).arg("k")), "{not}");
+        }
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("- Cacheable")
+            .nth(1)
+            .and_then(|rest| rest.split("\n- ").next())
+            .expect("the README lists the cacheable reads");
+        let mut listed: Vec<&str> = section.split('`').skip(1).step_by(2).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, CACHEABLE);
     }
 
     #[test]

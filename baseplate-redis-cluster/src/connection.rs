@@ -23,7 +23,7 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
-use crate::cache::{CacheStats, HotKeyCache, read_key, tracked_read};
+use crate::cache::{CacheStats, HotKeyCache, cacheable, read_key, tracked_read};
 use crate::error::{
     CallTimeout, ConnectTimeout, CrossSlotScript, PlainScan, error_type, name_call_error,
     names_client,
@@ -531,7 +531,7 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
                     Err(refusal) => Err(refusal),
                     Ok(Some(routing)) => conn.route_command(cmd.clone(), routing).await,
                     Ok(None) => match self.pool.cache() {
-                        Some(cache) if self.tracker.is_hot_read(cmd) => {
+                        Some(cache) if cacheable(cmd) && self.tracker.is_hot_read(cmd) => {
                             cached_read(cache, conn, cmd).await
                         }
                         _ => conn.req_packed_command(cmd).await,
