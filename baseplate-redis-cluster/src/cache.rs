@@ -23,7 +23,9 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
+
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 use lru::LruCache;
 use redis::caching::{CacheConfig, CacheMode};
@@ -122,6 +124,8 @@ struct State {
     replies: LruCache<Vec<u8>, Cached>,
     /// Reads in flight, by key, with the key's invalidations counted while any is.
     in_flight: HashMap<Vec<u8>, InFlight>,
+    /// The number of the next fill.
+    fills: u64,
     pushes: mpsc::Receiver<PushInfo>,
 }
 
@@ -135,16 +139,41 @@ struct InFlight {
     reads: usize,
     /// Invalidations of the key since the first of these reads started.
     invalidations: u64,
+    /// The reads that later misses of the same command may wait for instead of sending their
+    /// own.
+    shared: Vec<Shared>,
+}
+
+/// A read in flight, as later misses of its command find it.
+struct Shared {
+    fill: u64,
+    command: Vec<u8>,
+    /// The key's invalidations counted when it started.
+    since: u64,
+    reply: watch::Receiver<Option<Value>>,
+}
+
+/// What a lookup found.
+pub(crate) enum Lookup<'a> {
+    /// The cached reply.
+    Hit(Value),
+    /// A read of the same command, sent since the key's last invalidation, whose reply will do.
+    Wait(watch::Receiver<Option<Value>>),
+    /// Nothing: the caller reads, and hands the reply to the fill.
+    Miss(Fill<'a>),
 }
 
 /// A read of a key on its way to the server, to be cached (or not) when its reply comes; dropped
 /// unfinished (the caller gave up), it leaves nothing behind.
 pub(crate) struct Fill<'a> {
     cache: &'a HotKeyCache,
+    number: u64,
     key: Vec<u8>,
     command: Vec<u8>,
     /// The key's invalidations counted when this read started.
     invalidations: u64,
+    /// Where the reply goes to the misses waiting for it.
+    reply: watch::Sender<Option<Value>>,
 }
 
 impl HotKeyCache {
@@ -157,6 +186,7 @@ impl HotKeyCache {
             state: Mutex::new(State {
                 replies: LruCache::new(options.max_keys),
                 in_flight: HashMap::new(),
+                fills: 0,
                 pushes,
             }),
             hits: AtomicU64::new(0),
@@ -166,31 +196,52 @@ impl HotKeyCache {
         (cache, sender)
     }
 
-    /// The cached reply to `cmd`, a read of `key`; a miss counts and returns the [`Fill`] to hand
-    /// the reply to.
-    pub(crate) fn get(&self, key: &[u8], cmd: &Cmd) -> Result<Value, Fill<'_>> {
+    /// The cached reply to `cmd`, a read of `key`, or a read of it already on its way since the
+    /// key last changed; otherwise a miss, and the [`Fill`] to hand the reply to. While a key is
+    /// read by many callers at once, one read goes to the server after each change and the
+    /// others wait for its reply.
+    pub(crate) fn lookup(&self, key: &[u8], cmd: &Cmd) -> Lookup<'_> {
         let command = cmd.get_packed_command();
         let mut state = self.lock();
         if let Some(cached) = state.replies.get(key) {
             if cached.expires > Instant::now() {
                 if let Some((_, value)) = cached.replies.iter().find(|(c, _)| *c == command) {
                     self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Ok(value.clone());
+                    return Lookup::Hit(value.clone());
                 }
             } else if let Some(expired) = state.replies.pop(key) {
                 self.dropped(expired.replies.len());
             }
         }
+        let number = state.fills;
+        state.fills += 1;
         let in_flight = state.in_flight.entry(key.to_vec()).or_default();
-        in_flight.reads += 1;
         let invalidations = in_flight.invalidations;
+        let shared = in_flight
+            .shared
+            .iter()
+            .find(|s| s.command == command && s.since == invalidations);
+        if let Some(shared) = shared {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Lookup::Wait(shared.reply.clone());
+        }
+        in_flight.reads += 1;
+        let (reply, waiting) = watch::channel(None);
+        in_flight.shared.push(Shared {
+            fill: number,
+            command: command.clone(),
+            since: invalidations,
+            reply: waiting,
+        });
         drop(state);
         self.misses.fetch_add(1, Ordering::Relaxed);
-        Err(Fill {
+        Lookup::Miss(Fill {
             cache: self,
+            number,
             key: key.to_vec(),
             command,
             invalidations,
+            reply,
         })
     }
 
@@ -266,6 +317,7 @@ impl Fill<'_> {
     /// Caches `reply`, unless the key was invalidated while the read was in flight (or the
     /// reply is an error).
     pub(crate) fn finish(self, reply: &Value) {
+        self.reply.send_replace(Some(reply.clone()));
         let cache = self.cache;
         let mut state = cache.lock();
         let invalidated = state
@@ -306,6 +358,7 @@ impl Drop for Fill<'_> {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(in_flight) = state.in_flight.get_mut(&self.key) {
             in_flight.reads -= 1;
+            in_flight.shared.retain(|shared| shared.fill != self.number);
             if in_flight.reads == 0 {
                 state.in_flight.remove(&self.key);
             }
@@ -432,13 +485,16 @@ mod tests {
     }
 
     fn cached(cache: &HotKeyCache, key: &str) -> Option<Value> {
-        cache.get(key.as_bytes(), &get(key)).ok()
+        match cache.lookup(key.as_bytes(), &get(key)) {
+            Lookup::Hit(value) => Some(value),
+            _ => None,
+        }
     }
 
     #[test]
     fn a_reply_is_cached_until_its_key_is_invalidated() {
         let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Err(fill) = cache.get(b"k", &get("k")) else {
+        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) else {
             panic!("an empty cache has nothing");
         };
         fill.finish(&value("v1"));
@@ -446,7 +502,7 @@ mod tests {
         assert_eq!(cached(&cache, "other"), None);
         let hset = redis::cmd("HGET").arg("k").arg("f").clone();
         assert!(
-            cache.get(b"k", &hset).is_err(),
+            matches!(cache.lookup(b"k", &hset), Lookup::Miss(_)),
             "another command of the key"
         );
         invalidate(&pushes, "k");
@@ -458,7 +514,7 @@ mod tests {
     #[test]
     fn a_reply_whose_key_was_invalidated_while_it_was_read_is_not_cached() {
         let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Err(fill) = cache.get(b"k", &get("k")) else {
+        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) else {
             panic!("an empty cache has nothing");
         };
         // The server answered the read with the old value, then another client wrote the key:
@@ -471,7 +527,7 @@ mod tests {
             "the old value would stay until the TTL"
         );
         // A later read caches again.
-        let Err(fill) = cache.get(b"k", &get("k")) else {
+        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) else {
             panic!("nothing cached");
         };
         fill.finish(&value("new"));
@@ -481,12 +537,12 @@ mod tests {
     #[test]
     fn an_invalidation_during_one_read_spoils_only_the_reads_already_in_flight() {
         let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Err(early) = cache.get(b"k", &get("k")) else {
+        let Lookup::Miss(early) = cache.lookup(b"k", &get("k")) else {
             panic!("an empty cache has nothing");
         };
         invalidate(&pushes, "k");
         // Sent after the write: its reply is the new value, though the early read is still out.
-        let Err(late) = cache.get(b"k", &get("k")) else {
+        let Lookup::Miss(late) = cache.lookup(b"k", &get("k")) else {
             panic!("nothing cached");
         };
         early.finish(&value("old"));
@@ -496,9 +552,30 @@ mod tests {
     }
 
     #[test]
+    fn misses_of_a_read_in_flight_wait_for_its_reply_until_the_key_changes() {
+        let (cache, pushes) = store(10, Duration::from_secs(60));
+        let Lookup::Miss(first) = cache.lookup(b"k", &get("k")) else {
+            panic!("an empty cache has nothing");
+        };
+        let Lookup::Wait(mut waiting) = cache.lookup(b"k", &get("k")) else {
+            panic!("the same read is in flight");
+        };
+        invalidate(&pushes, "k");
+        // Started after the key changed: the read in flight may be older than the change.
+        let Lookup::Miss(second) = cache.lookup(b"k", &get("k")) else {
+            panic!("a read after an invalidation goes to the server");
+        };
+        first.finish(&value("old"));
+        assert_eq!(*waiting.borrow_and_update(), Some(value("old")));
+        second.finish(&value("new"));
+        assert_eq!(cached(&cache, "k"), Some(value("new")));
+        assert!(cache.lock().in_flight.is_empty(), "nothing left behind");
+    }
+
+    #[test]
     fn an_invalidation_read_after_the_reply_was_cached_drops_it() {
         let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Err(fill) = cache.get(b"k", &get("k")) else {
+        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) else {
             panic!("an empty cache has nothing");
         };
         fill.finish(&value("old"));
@@ -514,7 +591,7 @@ mod tests {
             (PushKind::Invalidate, vec![Value::Nil]),
         ] {
             for key in ["a", "b"] {
-                if let Err(fill) = cache.get(key.as_bytes(), &get(key)) {
+                if let Lookup::Miss(fill) = cache.lookup(key.as_bytes(), &get(key)) {
                     fill.finish(&value(key));
                 }
             }
@@ -528,14 +605,14 @@ mod tests {
     #[test]
     fn replies_expire_after_the_ttl_and_the_bound_evicts_the_least_recent_key() {
         let (cache, _pushes) = store(2, Duration::ZERO);
-        if let Err(fill) = cache.get(b"k", &get("k")) {
+        if let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) {
             fill.finish(&value("v"));
         }
         assert_eq!(cached(&cache, "k"), None, "expired at once");
 
         let (cache, _pushes) = store(2, Duration::from_secs(60));
         for key in ["a", "b", "c"] {
-            if let Err(fill) = cache.get(key.as_bytes(), &get(key)) {
+            if let Lookup::Miss(fill) = cache.lookup(key.as_bytes(), &get(key)) {
                 fill.finish(&value(key));
             }
         }
@@ -547,13 +624,13 @@ mod tests {
     #[test]
     fn error_replies_and_abandoned_reads_cache_nothing() {
         let (cache, _pushes) = store(10, Duration::from_secs(60));
-        if let Err(fill) = cache.get(b"k", &get("k")) {
+        if let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) {
             let error = redis::parse_redis_value(b"-WRONGTYPE not a string\r\n").unwrap();
             assert!(matches!(error, Value::ServerError(_)));
             fill.finish(&error);
         }
         assert_eq!(cached(&cache, "k"), None);
-        drop(cache.get(b"k", &get("k")));
+        drop(cache.lookup(b"k", &get("k")));
         assert!(cache.lock().in_flight.is_empty(), "nothing left behind");
     }
 

@@ -23,7 +23,7 @@ use tracing::field::Empty;
 use tracing::{Instrument as _, Span};
 use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
-use crate::cache::{CacheStats, HotKeyCache, cacheable, read_key, tracked_read};
+use crate::cache::{CacheStats, HotKeyCache, Lookup, cacheable, read_key, tracked_read};
 use crate::error::{
     CallTimeout, ConnectTimeout, CrossSlotScript, PlainScan, error_type, name_call_error,
     names_client,
@@ -470,8 +470,8 @@ impl MonitoredClusterRedisConnection {
     }
 }
 
-/// The reply to `cmd`, a read of a hot key: from the cache, or from the key's primary, which then
-/// tracks the key, and cached. A reply the primary does not give (the slot moved: `MOVED`) comes
+/// The reply to `cmd`, a read of a hot key: from the cache, from a read of it already in flight,
+/// or from the key's primary, which then tracks the key, and cached. A reply the primary does not give (the slot moved: `MOVED`) comes
 /// the usual way, following redirections, and is not cached.
 async fn cached_read(
     cache: &HotKeyCache,
@@ -479,9 +479,22 @@ async fn cached_read(
     cmd: &Cmd,
 ) -> RedisResult<Value> {
     let key = read_key(cmd);
-    let fill = match cache.get(key, cmd) {
-        Ok(cached) => return Ok(cached),
-        Err(fill) => fill,
+    let fill = match cache.lookup(key, cmd) {
+        Lookup::Hit(cached) => return Ok(cached),
+        Lookup::Wait(mut reply) => {
+            // The read waited for was dropped unanswered (its caller gave up): read alone.
+            let waited = reply
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|reply| reply.clone());
+            return match waited {
+                Some(Value::ServerError(error)) => Err(error.into()),
+                Some(reply) => Ok(reply),
+                None => conn.req_packed_command(cmd).await,
+            };
+        }
+        Lookup::Miss(fill) => fill,
     };
     let (pipe, route) = tracked_read(cmd, key);
     let reply = conn
