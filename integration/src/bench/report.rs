@@ -755,8 +755,8 @@ impl Report {
                  (f) is (b) with `cache_hot_keys = true`, `cache_max_keys` {}, `cache_ttl` 10 s \
                  (its default): the tracker samples a quarter of single-key reads into a local \
                  summary and publishes the hottest every second, and a GET of a published key is \
-                 answered from redis-rs's client-side cache (RESP3, `CLIENT TRACKING` OPTIN) until \
-                 the server invalidates it. Its warm-up is at least 3 s (2 s with `--quick`) for \
+                 answered from the client's cache (RESP3, `CLIENT TRACKING` OPTIN) until the \
+                 server invalidates it. Its warm-up is at least 3 s (2 s with `--quick`) for \
                  every contender, so the hot set is found before the window opens.",
                 fmt_num(HOT_WRITE_SHARE * 100.0),
                 fmt_num((1.0 - HOT_WRITE_SHARE) * 100.0),
@@ -775,9 +775,9 @@ impl Report {
              window."
                 .to_owned(),
             "Cache memory: the `bench-cache-memory` program, whose global allocator counts every \
-             allocation, configures a client with `cache_max_keys` 2 × N (redis-rs splits the \
-             cache into 32 LRU shards by key hash, so N keys in room for N overflow some shards) \
-             and `cache_ttl` 600 s, reads 32 × N absent keys once each (filling the tracker's \
+             allocation, configures a client with `cache_max_keys` 2 × N (the tracker publishes \
+             the `cache_max_keys` most sampled keys, and N keys read alike tie) and `cache_ttl` \
+             600 s, reads 32 × N absent keys once each (filling the tracker's \
              summary), takes the live heap bytes, then reads N preloaded keys over and over until \
              99% of a pass are cache hits (or a minute passed), and takes them again: the growth \
              over the keys hit in the last pass is the cost of one cached key (the reply, its \
