@@ -131,6 +131,8 @@ struct State {
 
 struct Cached {
     expires: Instant,
+    /// The topology (its number) the replies were read under.
+    topology: u64,
     replies: Vec<(Vec<u8>, Value)>,
 }
 
@@ -150,6 +152,8 @@ struct Shared {
     command: Vec<u8>,
     /// The key's invalidations counted when it started.
     since: u64,
+    /// The topology (its number) it started under.
+    topology: u64,
     reply: watch::Receiver<Option<Value>>,
 }
 
@@ -172,6 +176,8 @@ pub(crate) struct Fill<'a> {
     command: Vec<u8>,
     /// The key's invalidations counted when this read started.
     invalidations: u64,
+    /// The topology (its number) this read started under.
+    topology: u64,
     /// Where the reply goes to the misses waiting for it.
     reply: watch::Sender<Option<Value>>,
 }
@@ -200,11 +206,15 @@ impl HotKeyCache {
     /// key last changed; otherwise a miss, and the [`Fill`] to hand the reply to. While a key is
     /// read by many callers at once, one read goes to the server after each change and the
     /// others wait for its reply.
-    pub(crate) fn lookup(&self, key: &[u8], cmd: &Cmd) -> Lookup<'_> {
+    ///
+    /// `topology` is the number of the cluster topology now: a reply read under another one is
+    /// not answered (a failover or a slot move may have made it stale without an invalidation
+    /// from the node it came from).
+    pub(crate) fn lookup(&self, key: &[u8], cmd: &Cmd, topology: u64) -> Lookup<'_> {
         let command = cmd.get_packed_command();
         let mut state = self.lock();
         if let Some(cached) = state.replies.get(key) {
-            if cached.expires > Instant::now() {
+            if cached.expires > Instant::now() && cached.topology == topology {
                 if let Some((_, value)) = cached.replies.iter().find(|(c, _)| *c == command) {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Lookup::Hit(value.clone());
@@ -220,7 +230,7 @@ impl HotKeyCache {
         let shared = in_flight
             .shared
             .iter()
-            .find(|s| s.command == command && s.since == invalidations);
+            .find(|s| s.command == command && s.since == invalidations && s.topology == topology);
         if let Some(shared) = shared {
             self.hits.fetch_add(1, Ordering::Relaxed);
             return Lookup::Wait(shared.reply.clone());
@@ -231,6 +241,7 @@ impl HotKeyCache {
             fill: number,
             command: command.clone(),
             since: invalidations,
+            topology,
             reply: waiting,
         });
         drop(state);
@@ -241,8 +252,18 @@ impl HotKeyCache {
             key: key.to_vec(),
             command,
             invalidations,
+            topology,
             reply,
         })
+    }
+
+    /// Drops every cached reply, and keeps the reads in flight from being cached: a read failed
+    /// on its way to a node, which may be going away without a word.
+    pub(crate) fn drop_all(&self) {
+        let mut state = self.lock();
+        let dropped = state.invalidate_all();
+        drop(state);
+        self.dropped(dropped);
     }
 
     /// What the cache has done so far.
@@ -314,9 +335,10 @@ impl State {
 }
 
 impl Fill<'_> {
-    /// Caches `reply`, unless the key was invalidated while the read was in flight (or the
-    /// reply is an error).
-    pub(crate) fn finish(self, reply: &Value) {
+    /// Caches `reply`, unless the key was invalidated while the read was in flight, the
+    /// topology is no longer the one it started under (`topology` is the number of the one now),
+    /// or the reply is an error.
+    pub(crate) fn finish(self, reply: &Value, topology: u64) {
         self.reply.send_replace(Some(reply.clone()));
         let cache = self.cache;
         let mut state = cache.lock();
@@ -324,7 +346,7 @@ impl Fill<'_> {
             .in_flight
             .get(&self.key)
             .is_some_and(|f| f.invalidations != self.invalidations);
-        if invalidated || matches!(reply, Value::ServerError(_)) {
+        if invalidated || topology != self.topology || matches!(reply, Value::ServerError(_)) {
             return;
         }
         let expires = Instant::now() + cache.ttl;
@@ -332,6 +354,11 @@ impl Fill<'_> {
         let command = self.command.clone();
         match state.replies.get_mut(&key) {
             Some(cached) => {
+                if cached.topology != self.topology {
+                    cached.replies.clear();
+                    cached.topology = self.topology;
+                    cached.expires = expires;
+                }
                 cached.replies.retain(|(c, _)| *c != command);
                 cached.replies.push((command, reply.clone()));
                 cached.expires = cached.expires.min(expires);
@@ -339,6 +366,7 @@ impl Fill<'_> {
             None => {
                 let cached = Cached {
                     expires,
+                    topology: self.topology,
                     replies: vec![(command, reply.clone())],
                 };
                 if let Some((_, evicted)) = state.replies.push(key, cached) {
@@ -485,7 +513,7 @@ mod tests {
     }
 
     fn cached(cache: &HotKeyCache, key: &str) -> Option<Value> {
-        match cache.lookup(key.as_bytes(), &get(key)) {
+        match cache.lookup(key.as_bytes(), &get(key), 0) {
             Lookup::Hit(value) => Some(value),
             _ => None,
         }
@@ -494,15 +522,15 @@ mod tests {
     #[test]
     fn a_reply_is_cached_until_its_key_is_invalidated() {
         let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) else {
+        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("an empty cache has nothing");
         };
-        fill.finish(&value("v1"));
+        fill.finish(&value("v1"), 0);
         assert_eq!(cached(&cache, "k"), Some(value("v1")));
         assert_eq!(cached(&cache, "other"), None);
         let hset = redis::cmd("HGET").arg("k").arg("f").clone();
         assert!(
-            matches!(cache.lookup(b"k", &hset), Lookup::Miss(_)),
+            matches!(cache.lookup(b"k", &hset, 0), Lookup::Miss(_)),
             "another command of the key"
         );
         invalidate(&pushes, "k");
@@ -514,71 +542,88 @@ mod tests {
     #[test]
     fn a_reply_whose_key_was_invalidated_while_it_was_read_is_not_cached() {
         let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) else {
+        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("an empty cache has nothing");
         };
         // The server answered the read with the old value, then another client wrote the key:
         // its invalidation is read before the reply is cached.
         invalidate(&pushes, "k");
-        fill.finish(&value("old"));
+        fill.finish(&value("old"), 0);
         assert_eq!(
             cached(&cache, "k"),
             None,
             "the old value would stay until the TTL"
         );
         // A later read caches again.
-        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) else {
+        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("nothing cached");
         };
-        fill.finish(&value("new"));
+        fill.finish(&value("new"), 0);
         assert_eq!(cached(&cache, "k"), Some(value("new")));
     }
 
     #[test]
     fn an_invalidation_during_one_read_spoils_only_the_reads_already_in_flight() {
         let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Lookup::Miss(early) = cache.lookup(b"k", &get("k")) else {
+        let Lookup::Miss(early) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("an empty cache has nothing");
         };
         invalidate(&pushes, "k");
         // Sent after the write: its reply is the new value, though the early read is still out.
-        let Lookup::Miss(late) = cache.lookup(b"k", &get("k")) else {
+        let Lookup::Miss(late) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("nothing cached");
         };
-        early.finish(&value("old"));
+        early.finish(&value("old"), 0);
         assert_eq!(cached(&cache, "k"), None);
-        late.finish(&value("new"));
+        late.finish(&value("new"), 0);
         assert_eq!(cached(&cache, "k"), Some(value("new")));
     }
 
     #[test]
     fn misses_of_a_read_in_flight_wait_for_its_reply_until_the_key_changes() {
         let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Lookup::Miss(first) = cache.lookup(b"k", &get("k")) else {
+        let Lookup::Miss(first) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("an empty cache has nothing");
         };
-        let Lookup::Wait(mut waiting) = cache.lookup(b"k", &get("k")) else {
+        let Lookup::Wait(mut waiting) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("the same read is in flight");
         };
         invalidate(&pushes, "k");
         // Started after the key changed: the read in flight may be older than the change.
-        let Lookup::Miss(second) = cache.lookup(b"k", &get("k")) else {
+        let Lookup::Miss(second) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("a read after an invalidation goes to the server");
         };
-        first.finish(&value("old"));
+        first.finish(&value("old"), 0);
         assert_eq!(*waiting.borrow_and_update(), Some(value("old")));
-        second.finish(&value("new"));
+        second.finish(&value("new"), 0);
         assert_eq!(cached(&cache, "k"), Some(value("new")));
         assert!(cache.lock().in_flight.is_empty(), "nothing left behind");
     }
 
     #[test]
-    fn an_invalidation_read_after_the_reply_was_cached_drops_it() {
-        let (cache, pushes) = store(10, Duration::from_secs(60));
-        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) else {
+    fn a_new_topology_answers_nothing_read_under_the_old_one() {
+        let (cache, _pushes) = store(10, Duration::from_secs(60));
+        let Lookup::Miss(before) = cache.lookup(b"k", &get("k"), 0) else {
             panic!("an empty cache has nothing");
         };
-        fill.finish(&value("old"));
+        before.finish(&value("v"), 0);
+        assert!(matches!(cache.lookup(b"k", &get("k"), 0), Lookup::Hit(_)));
+        assert!(matches!(cache.lookup(b"k", &get("k"), 1), Lookup::Miss(_)));
+        // A read that started under the old topology is not cached under the new one.
+        let Lookup::Miss(during) = cache.lookup(b"j", &get("j"), 1) else {
+            panic!("nothing cached");
+        };
+        during.finish(&value("v"), 2);
+        assert!(matches!(cache.lookup(b"j", &get("j"), 2), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn an_invalidation_read_after_the_reply_was_cached_drops_it() {
+        let (cache, pushes) = store(10, Duration::from_secs(60));
+        let Lookup::Miss(fill) = cache.lookup(b"k", &get("k"), 0) else {
+            panic!("an empty cache has nothing");
+        };
+        fill.finish(&value("old"), 0);
         invalidate(&pushes, "k");
         assert_eq!(cached(&cache, "k"), None);
     }
@@ -591,8 +636,8 @@ mod tests {
             (PushKind::Invalidate, vec![Value::Nil]),
         ] {
             for key in ["a", "b"] {
-                if let Lookup::Miss(fill) = cache.lookup(key.as_bytes(), &get(key)) {
-                    fill.finish(&value(key));
+                if let Lookup::Miss(fill) = cache.lookup(key.as_bytes(), &get(key), 0) {
+                    fill.finish(&value(key), 0);
                 }
             }
             assert_eq!(cached(&cache, "a"), Some(value("a")));
@@ -605,15 +650,15 @@ mod tests {
     #[test]
     fn replies_expire_after_the_ttl_and_the_bound_evicts_the_least_recent_key() {
         let (cache, _pushes) = store(2, Duration::ZERO);
-        if let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) {
-            fill.finish(&value("v"));
+        if let Lookup::Miss(fill) = cache.lookup(b"k", &get("k"), 0) {
+            fill.finish(&value("v"), 0);
         }
         assert_eq!(cached(&cache, "k"), None, "expired at once");
 
         let (cache, _pushes) = store(2, Duration::from_secs(60));
         for key in ["a", "b", "c"] {
-            if let Lookup::Miss(fill) = cache.lookup(key.as_bytes(), &get(key)) {
-                fill.finish(&value(key));
+            if let Lookup::Miss(fill) = cache.lookup(key.as_bytes(), &get(key), 0) {
+                fill.finish(&value(key), 0);
             }
         }
         assert_eq!(cached(&cache, "a"), None, "evicted for c");
@@ -624,13 +669,13 @@ mod tests {
     #[test]
     fn error_replies_and_abandoned_reads_cache_nothing() {
         let (cache, _pushes) = store(10, Duration::from_secs(60));
-        if let Lookup::Miss(fill) = cache.lookup(b"k", &get("k")) {
+        if let Lookup::Miss(fill) = cache.lookup(b"k", &get("k"), 0) {
             let error = redis::parse_redis_value(b"-WRONGTYPE not a string\r\n").unwrap();
             assert!(matches!(error, Value::ServerError(_)));
-            fill.finish(&error);
+            fill.finish(&error, 0);
         }
         assert_eq!(cached(&cache, "k"), None);
-        drop(cache.lookup(b"k", &get("k")));
+        drop(cache.lookup(b"k", &get("k"), 0));
         assert!(cache.lock().in_flight.is_empty(), "nothing left behind");
     }
 

@@ -32,7 +32,7 @@ use crate::metrics::{ActiveGuard, ClientSeries, CommandName, CommandObserver, Co
 use crate::pipeline::{self, BatchLabel, MonitoredPipeline};
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
 use crate::pubsub::primary_route;
-use crate::routing::{CmdRoute, ScriptRoute, blocks, route_of, script_route, slot_of};
+use crate::routing::{CmdRoute, Router, ScriptRoute, blocks, route_of, script_route, slot_of};
 
 /// A monitored connection to the cluster, bound to one request's span.
 ///
@@ -475,11 +475,12 @@ impl MonitoredClusterRedisConnection {
 /// the usual way, following redirections, and is not cached.
 async fn cached_read(
     cache: &HotKeyCache,
+    router: &Router,
     conn: &mut ClusterConnection,
     cmd: &Cmd,
 ) -> RedisResult<Value> {
     let key = read_key(cmd);
-    let fill = match cache.lookup(key, cmd) {
+    let fill = match cache.lookup(key, cmd, router.topologies()) {
         Lookup::Hit(cached) => return Ok(cached),
         Lookup::Wait(mut reply) => {
             // The read waited for was dropped unanswered (its caller gave up): read alone.
@@ -497,11 +498,13 @@ async fn cached_read(
         Lookup::Miss(fill) => fill,
     };
     let (pipe, route) = tracked_read(cmd, key);
-    let reply = conn
-        .route_pipeline(pipe, 1, 1, route)
-        .await
-        .ok()
-        .and_then(|mut replies| replies.pop());
+    let reply = match conn.route_pipeline(pipe, 1, 1, route).await {
+        Ok(mut replies) => replies.pop(),
+        Err(_) => {
+            cache.drop_all();
+            None
+        }
+    };
     match reply {
         Some(Value::ServerError(error))
             if error.kind().is_some_and(|kind| {
@@ -515,7 +518,7 @@ async fn cached_read(
         }
         Some(Value::ServerError(error)) => Err(error.into()),
         Some(value) => {
-            fill.finish(&value);
+            fill.finish(&value, router.topologies());
             Ok(value)
         }
         None => conn.req_packed_command(cmd).await,
@@ -545,7 +548,7 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
                     Ok(Some(routing)) => conn.route_command(cmd.clone(), routing).await,
                     Ok(None) => match self.pool.cache() {
                         Some(cache) if cacheable(cmd) && self.tracker.is_hot_read(cmd) => {
-                            cached_read(cache, conn, cmd).await
+                            cached_read(cache, self.pool.router(), conn, cmd).await
                         }
                         _ => conn.req_packed_command(cmd).await,
                     },

@@ -1,6 +1,7 @@
 //! Routing: baseplate's replica reads (a random node among a slot's primary and replicas), and the
 //! cluster topology that lets a pipeline be split into one sub-pipeline per node.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use baseplate_hotkeys::KeyPositions;
@@ -19,6 +20,10 @@ const SLOTS: u16 = 16_384;
 pub(crate) struct Router {
     read_from_replicas: bool,
     topology: RwLock<Option<ClusterTopology>>,
+    /// How many topologies redis-rs has reported: the hot-key cache drops what it read under an
+    /// earlier one (a failover or a slot move may have made it stale without a word from the
+    /// server it came from).
+    topologies: AtomicU64,
 }
 
 impl Router {
@@ -26,7 +31,13 @@ impl Router {
         Arc::new(Self {
             read_from_replicas,
             topology: RwLock::new(None),
+            topologies: AtomicU64::new(0),
         })
+    }
+
+    /// How many topologies redis-rs has reported so far.
+    pub(crate) fn topologies(&self) -> u64 {
+        self.topologies.load(Ordering::Acquire)
     }
 
     /// How many nodes (primaries and replicas) the topology lists, if it is known yet: a cluster
@@ -73,6 +84,7 @@ impl ReadRoutingStrategy for RouterFactory {
         if let Ok(mut current) = self.0.topology.write() {
             *current = Some(topology);
         }
+        self.0.topologies.fetch_add(1, Ordering::AcqRel);
     }
 
     fn route_read<'a>(&self, candidates: &ReadCandidates<'a>) -> &'a NodeAddress {
