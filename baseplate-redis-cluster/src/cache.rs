@@ -6,9 +6,11 @@
 //! primary right after `CLIENT CACHING YES`, so the server tracks the key for this connection, and
 //! its reply cached. Every other command goes to Redis as before.
 //!
-//! A reply leaves the cache when the server says its key changed (an invalidation push), when a
-//! node connection drops (its tracking ends with it: everything is dropped), after `ttl`, and by
-//! LRU beyond the bound. A reply whose key was invalidated while the read was in flight is not
+//! A reply leaves the cache when the server says its key changed (an invalidation push), when
+//! redis-rs reports a new cluster topology (a reply read under an earlier one is never answered:
+//! after a failover or a slot move the node it came from may no longer tell of changes), when a
+//! node connection drops or a cached read fails on its way (everything is dropped), after `ttl`,
+//! and by LRU beyond the bound. A reply whose key was invalidated while the read was in flight is not
 //! cached: the server sends one invalidation per tracked read, and a reply cached after it would
 //! stay stale until `ttl` (redis-rs 1.8's own client-side cache has this race, which is why the
 //! client keeps its own store and uses redis-rs only to turn tracking on).
@@ -73,7 +75,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Reads of hot keys that went to Redis (their reply is cached for the next ones).
     pub misses: u64,
-    /// Replies dropped because the server said their key changed, or to make room.
+    /// Cached replies dropped: the server said their key changed, a node connection dropped,
+    /// the topology changed, their TTL passed, or to make room.
     pub invalidations: u64,
 }
 
