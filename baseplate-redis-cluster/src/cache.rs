@@ -127,8 +127,6 @@ struct State {
     replies: LruCache<Vec<u8>, Cached>,
     /// Reads in flight, by key, with the key's invalidations counted while any is.
     in_flight: HashMap<Vec<u8>, InFlight>,
-    /// The number of the next fill.
-    fills: u64,
     pushes: mpsc::Receiver<PushInfo>,
 }
 
@@ -149,9 +147,9 @@ struct InFlight {
     shared: Vec<Shared>,
 }
 
-/// A read in flight, as later misses of its command find it.
+/// A read in flight, as later misses of its command find it. There is at most one per command,
+/// invalidation count and topology: a miss that finds one waits instead of starting another.
 struct Shared {
-    fill: u64,
     command: Vec<u8>,
     /// The key's invalidations counted when it started.
     since: u64,
@@ -174,7 +172,6 @@ pub(crate) enum Lookup<'a> {
 /// unfinished (the caller gave up), it leaves nothing behind.
 pub(crate) struct Fill<'a> {
     cache: &'a HotKeyCache,
-    number: u64,
     key: Vec<u8>,
     command: Vec<u8>,
     /// The key's invalidations counted when this read started.
@@ -195,7 +192,6 @@ impl HotKeyCache {
             state: Mutex::new(State {
                 replies: LruCache::new(options.max_keys),
                 in_flight: HashMap::new(),
-                fills: 0,
                 pushes,
             }),
             hits: AtomicU64::new(0),
@@ -226,8 +222,6 @@ impl HotKeyCache {
                 self.dropped(expired.replies.len());
             }
         }
-        let number = state.fills;
-        state.fills += 1;
         let in_flight = state.in_flight.entry(key.to_vec()).or_default();
         let invalidations = in_flight.invalidations;
         let shared = in_flight
@@ -241,7 +235,6 @@ impl HotKeyCache {
         in_flight.reads += 1;
         let (reply, waiting) = watch::channel(None);
         in_flight.shared.push(Shared {
-            fill: number,
             command: command.clone(),
             since: invalidations,
             topology,
@@ -251,7 +244,6 @@ impl HotKeyCache {
         self.misses.fetch_add(1, Ordering::Relaxed);
         Lookup::Miss(Fill {
             cache: self,
-            number,
             key: key.to_vec(),
             command,
             invalidations,
@@ -389,7 +381,10 @@ impl Drop for Fill<'_> {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(in_flight) = state.in_flight.get_mut(&self.key) {
             in_flight.reads -= 1;
-            in_flight.shared.retain(|shared| shared.fill != self.number);
+            in_flight.shared.retain(|shared| {
+                (&shared.command, shared.since, shared.topology)
+                    != (&self.command, self.invalidations, self.topology)
+            });
             if in_flight.reads == 0 {
                 state.in_flight.remove(&self.key);
             }
