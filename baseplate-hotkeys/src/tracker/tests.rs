@@ -121,6 +121,15 @@ fn lines(text: &[&str]) -> Vec<String> {
     text.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// Asks `ready` every 10 ms until it holds; fails the test naming `what` after ten seconds.
+async fn within_ten_seconds(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready() {
+        assert!(Instant::now() < deadline, "no {what} within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 const READS: &str = "baseplate-hot-key-tracker-reads";
 const WRITES: &str = "baseplate-hot-key-tracker-writes";
 
@@ -278,11 +287,7 @@ async fn the_interval_timer_flushes_without_being_asked() {
     )
     .unwrap();
     tracker.observe(&cmd("INCR counter"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while conn.pipelines().is_empty() {
-        assert!(Instant::now() < deadline, "no flush within 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_ten_seconds("a flush", || !conn.pipelines().is_empty()).await;
     assert_eq!(
         conn.pipelines()[0][0],
         format!("ZINCRBY {WRITES} 1 counter")
@@ -486,11 +491,7 @@ async fn dropping_every_handle_flushes_what_was_counted() {
     let tracker = HotKeyTracker::start(conn.clone(), all(TrackKeyMode::Aggregated)).unwrap();
     tracker.observe(&cmd("GET last"));
     drop(tracker);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while conn.pipelines().is_empty() {
-        assert!(Instant::now() < deadline, "no final flush within 10 s");
-        tokio::task::yield_now().await;
-    }
+    within_ten_seconds("final flush", || !conn.pipelines().is_empty()).await;
     assert_eq!(conn.pipelines()[0][0], format!("ZINCRBY {READS} 1 last"));
 }
 
@@ -644,14 +645,7 @@ async fn hot_reads_are_found_locally_with_both_rates_zero_and_nothing_is_sent() 
         tracker.observe(&cmd("SET written 1"));
     }
     tracker.observe(&cmd("GET cold"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !tracker.is_hot_read(&cmd("GET hot")) {
-        assert!(
-            Instant::now() < deadline,
-            "no hot reads published within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_ten_seconds("hot reads", || tracker.is_hot_read(&cmd("GET hot"))).await;
     let mut hot = tracker.hot_reads();
     hot.sort();
     assert_eq!(hot, [b"hot".to_vec(), b"warm".to_vec()]);
@@ -682,14 +676,7 @@ async fn reads_sampled_for_the_set_also_count_towards_hot_reads() {
     for _ in 0..3 {
         tracker.observe(&cmd("GET a"));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !tracker.is_hot_read(&cmd("GET a")) {
-        assert!(
-            Instant::now() < deadline,
-            "no hot reads published within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within_ten_seconds("hot reads", || tracker.is_hot_read(&cmd("GET a"))).await;
     tracker.flush().await;
     assert_eq!(conn.pipelines()[0][0], format!("ZINCRBY {READS} 3 a"));
 }
