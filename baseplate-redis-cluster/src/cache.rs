@@ -212,15 +212,8 @@ impl HotKeyCache {
     pub(crate) fn lookup(&self, key: &[u8], cmd: &Cmd, topology: u64) -> Lookup<'_> {
         let command = cmd.get_packed_command();
         let mut state = self.lock();
-        if let Some(cached) = state.replies.get(key) {
-            if cached.expires > Instant::now() && cached.topology == topology {
-                if let Some((_, value)) = cached.replies.iter().find(|(c, _)| *c == command) {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Lookup::Hit(value.clone());
-                }
-            } else if let Some(expired) = state.replies.pop(key) {
-                self.dropped(expired.replies.len());
-            }
+        if let Some(cached) = self.cached_in(&mut state, key, &command, topology) {
+            return Lookup::Hit(cached);
         }
         let in_flight = state.in_flight.entry(key.to_vec()).or_default();
         let invalidations = in_flight.invalidations;
@@ -250,6 +243,34 @@ impl HotKeyCache {
             topology,
             reply,
         })
+    }
+
+    /// The cached reply to `cmd`, a read of `key`, if there is one: a [`lookup`](Self::lookup)
+    /// that leaves a miss to it, for a caller that answers hits before taking anything else.
+    pub(crate) fn cached(&self, key: &[u8], cmd: &Cmd, topology: u64) -> Option<Value> {
+        let command = cmd.get_packed_command();
+        self.cached_in(&mut self.lock(), key, &command, topology)
+    }
+
+    /// The reply to `command` cached for `key` under `topology`, counted as a hit; a key's replies
+    /// past their time or read under another topology leave.
+    fn cached_in(
+        &self,
+        state: &mut State,
+        key: &[u8],
+        command: &[u8],
+        topology: u64,
+    ) -> Option<Value> {
+        let cached = state.replies.get(key)?;
+        if cached.expires <= Instant::now() || cached.topology != topology {
+            if let Some(stale) = state.replies.pop(key) {
+                self.dropped(stale.replies.len());
+            }
+            return None;
+        }
+        let (_, value) = cached.replies.iter().find(|(c, _)| c == command)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(value.clone())
     }
 
     /// Drops every cached reply, and keeps the reads in flight from being cached: a read failed

@@ -144,18 +144,15 @@ impl MonitoredClusterRedisConnection {
     ) -> RedisResult<()> {
         let name = CommandName::Command(command);
         let span = self.span(name, name, None);
-        let series = self.series.command(name);
-        let started = Instant::now();
-        let outcome = Outcome {
-            conn: self,
+        let outcome = Outcome::start(
+            self,
             name,
-            cmd: None,
-            _active: series.start(),
-            series,
-            started,
-            span: span.clone(),
-            finished: false,
-        };
+            None,
+            self.series.command(name),
+            &span,
+            Instant::now(),
+        );
+        let started = outcome.started;
         let after = self.pool.call_timeout();
         let result = within(after.map(|after| started + after), work)
             .instrument(span)
@@ -213,20 +210,20 @@ impl MonitoredClusterRedisConnection {
             CommandName::Command(_) => self.series.command(name),
             CommandName::Label(_) => self.series.command(CommandName::Label(command)),
         };
-        let started = Instant::now();
-        // Records the call however it ends, also when its caller drops it half-way.
-        let outcome = Outcome {
-            conn: self,
+        // Records the call however it ends, also when its caller drops it half-way. A call to a
+        // named node has that node on its span already.
+        let outcome = Outcome::start(
+            self,
             name,
-            // A call to a named node has that node on its span already.
-            cmd: cmd.filter(|_| node.is_none()),
-            _active: series.start(),
+            cmd.filter(|_| node.is_none()),
             series,
-            started,
-            span: span.clone(),
-            finished: false,
-        };
-        let deadline = self.pool.call_timeout().map(|after| started + after);
+            &span,
+            Instant::now(),
+        );
+        let deadline = self
+            .pool
+            .call_timeout()
+            .map(|after| outcome.started + after);
         let run = async {
             let (_permit, waited) = match self.pool.permit(deadline).await {
                 Ok(permit) => permit,
@@ -290,6 +287,25 @@ impl MonitoredClusterRedisConnection {
             self.tracker.observe(cmd);
         }
         result
+    }
+
+    /// The cached reply to `cmd` when it is a read of a hot key whose reply the cache holds,
+    /// recorded as every call is (its span, series and observer, then the tracker), with no
+    /// permit, connection or deadline: nothing waits. The span names no node, as none served it.
+    fn answer_from_cache(&self, cmd: &Cmd, span: &Span) -> Option<Value> {
+        let cache = self.pool.cache()?;
+        if !(cacheable(cmd) && self.tracker.is_hot_read(cmd)) {
+            return None;
+        }
+        let name = CommandName::Command(command_name(cmd));
+        let started = Instant::now();
+        let reply = cache.cached(read_key(cmd), cmd, self.pool.router().topologies())?;
+        let series = self.series.command(name);
+        let outcome = Outcome::start(self, name, None, series, span, started);
+        let reply = Ok(reply);
+        outcome.finish(&reply);
+        self.tracker.observe(cmd);
+        reply.ok()
     }
 
     /// `error` naming this client and the call, and the node when the call named one; a timeout
@@ -541,6 +557,9 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
         Box::pin(async move {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
+            if let Some(reply) = self.answer_from_cache(cmd, &span) {
+                return Ok(reply);
+            }
             let mut cached = self.shared.take();
             let work = async |conn: &mut ClusterConnection| {
                 let result = match self.refusal_or_route(cmd) {
@@ -592,7 +611,28 @@ struct Outcome<'a> {
     finished: bool,
 }
 
-impl Outcome<'_> {
+impl<'a> Outcome<'a> {
+    /// A call that started at `started`, counted active until its outcome is recorded.
+    fn start(
+        conn: &'a MonitoredClusterRedisConnection,
+        name: CommandName<'a>,
+        cmd: Option<&'a Cmd>,
+        series: Arc<CommandSeries>,
+        span: &Span,
+        started: Instant,
+    ) -> Self {
+        Self {
+            conn,
+            name,
+            cmd,
+            _active: series.start(),
+            series,
+            started,
+            span: span.clone(),
+            finished: false,
+        }
+    }
+
     fn finish<R: Replies>(mut self, result: &RedisResult<R>) {
         if let Some(cmd) = self.cmd
             && !self.span.is_disabled()

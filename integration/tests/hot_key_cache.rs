@@ -232,25 +232,50 @@ async fn the_cache_counters_reach_prometheus() {
     let key = format!("{}counted", unique_prefix("cache"));
     let mut foo = connection(&factory);
     read_until_cached(&factory, &mut foo, &key).await;
-    let stats = factory.pool().cache_stats().unwrap();
-
-    let mut registry = prometheus_client::registry::Registry::default();
-    metrics.register(&mut registry);
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}{{redis_pool=\"foo\"}} ")))
-            .map(|v| v.parse::<u64>().unwrap())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    let scrape = || {
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        text
     };
-    assert_eq!(value("redis_client_cache_hits_total"), stats.hits);
-    assert_eq!(value("redis_client_cache_misses_total"), stats.misses);
+    let value = |text: &str, series: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.parse::<u64>().unwrap())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    let counter = |text: &str, name: &str| value(text, &format!("{name}{{redis_pool=\"foo\"}}"));
+    let gets = |text: &str| {
+        value(
+            text,
+            r#"redis_client_requests_total{redis_command="get",redis_database="0",redis_client_name="",redis_type="cluster",redis_success="true"}"#,
+        )
+    };
+    let stats = factory.pool().cache_stats().unwrap();
+    let text = scrape();
+    assert_eq!(counter(&text, "redis_client_cache_hits_total"), stats.hits);
     assert_eq!(
-        value("redis_client_cache_invalidations_total"),
+        counter(&text, "redis_client_cache_misses_total"),
+        stats.misses
+    );
+    assert_eq!(
+        counter(&text, "redis_client_cache_invalidations_total"),
         stats.invalidations
     );
     assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
+
+    // A read answered from memory is measured as every command is.
+    for _ in 0..100 {
+        let _: Option<String> = foo.get(&key).await.unwrap();
+    }
+    let later = scrape();
+    assert_eq!(
+        factory.pool().cache_stats().unwrap().hits - stats.hits,
+        100,
+        "every read came from memory"
+    );
+    assert_eq!(gets(&later) - gets(&text), 100, "{later}");
 }
 
 #[tokio::test]
