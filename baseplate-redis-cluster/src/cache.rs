@@ -35,7 +35,7 @@ use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Arg, Cmd, PushInfo, PushKind, Value};
 
 /// `cache_max_keys` when the config does not set it.
-pub const DEFAULT_CACHE_MAX_KEYS: usize = 1000;
+pub const DEFAULT_CACHE_MAX_KEYS: usize = 10_000;
 
 /// `cache_ttl` when the config does not set it.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(10);

@@ -63,7 +63,7 @@ pub const DEFAULT_PREFIX: &str = "rediscluster.";
 /// | `track_key_flush_interval` | timespan | 10 seconds | aggregated mode's flush period |
 /// | `track_key_max_keys` | integer | 10000 | members each tracker set keeps at most |
 /// | `cache_hot_keys` | boolean | false | serve reads of the process's hottest keys from memory, invalidated by the server (RESP3 `CLIENT TRACKING`) |
-/// | `cache_max_keys` | integer | 1000 | hot read keys whose replies are cached, at most |
+/// | `cache_max_keys` | integer | 10000 | hot read keys whose replies are cached, at most |
 /// | `cache_ttl` | timespan | 10 seconds | the longest a cached reply is kept, whatever the server says |
 /// | `ssl_ca_certs` | path | system roots | PEM CA certificates that sign the nodes' certificates (`rediss://` only) |
 /// | `ssl_certfile`, `ssl_keyfile` | path | none | PEM client certificate and its key, for nodes that require one (the key may be in `ssl_certfile`) |
@@ -600,7 +600,7 @@ mod tests {
         let cache = on.cache.unwrap();
         assert_eq!(cache.max_keys.get(), DEFAULT_CACHE_MAX_KEYS);
         assert_eq!(cache.ttl, DEFAULT_CACHE_TTL);
-        assert_eq!(on.tracker.hot_reads, 1000);
+        assert_eq!(on.tracker.hot_reads, 10_000);
         assert_eq!(on.tracker.reads_sample_rate, 0.0, "the sets stay off");
         assert!(on.tracker.is_enabled());
 

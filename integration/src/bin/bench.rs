@@ -87,7 +87,7 @@ struct RunArgs {
     /// cached); the hot-key workload runs raw, aggregated and cached, the others all but cached.
     #[arg(long, value_delimiter = ',')]
     contenders: Vec<String>,
-    /// `cache_max_keys` of contender (f) (default: the client's default, 1000).
+    /// `cache_max_keys` of contender (f) (default: the client's default, 10000).
     #[arg(long)]
     cache_max_keys: Option<usize>,
     /// Keys cached for the cache-memory measurement, which runs with the hot-key workload

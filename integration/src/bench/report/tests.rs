@@ -583,13 +583,13 @@ fn the_hot_key_section_has_its_table_memory_and_notes() {
     ));
     assert!(markdown.contains("| (b)/(f) busiest primary commands | hot keys, Zipf(1.2), 50 tasks | 4.500 | 3.500–5.500 | ≥ 5 | **no** |"));
     assert!(markdown.contains("- Hot keys: 5% SET / 95% GET"));
-    assert!(markdown.contains("`cache_max_keys` 1000 (its default), `cache_ttl` 10 s"));
+    assert!(markdown.contains("`cache_max_keys` 10000 (its default), `cache_ttl` 10 s"));
     let mut larger = report.clone();
-    larger.settings.cache_max_keys = Some(10_000);
+    larger.settings.cache_max_keys = Some(20_000);
     assert!(
         larger
             .to_markdown()
-            .contains("`cache_max_keys` 10000, `cache_ttl` 10 s")
+            .contains("`cache_max_keys` 20000, `cache_ttl` 10 s")
     );
     assert!(
         !fixture().to_markdown().contains("Hot keys"),
