@@ -615,7 +615,7 @@ fn judge(report: &mut Report, records: &Records, run: &Harness, promoted_at: Opt
             judgement
                 .stale
                 .iter()
-                .filter(|s| s.started < report.fault_at)
+                .filter(|s| s.started < report.run.fault_at)
                 .count(),
             stale_summary(&judgement.stale)
         ),
@@ -659,7 +659,7 @@ fn judge(report: &mut Report, records: &Records, run: &Harness, promoted_at: Opt
         format!("{anonymous} do not"),
     );
     let in_failover = |c: &Call| {
-        c.ended() > report.fault_at
+        c.ended() > report.run.fault_at
             && promoted_at.is_none_or(|p| c.started < p + Duration::from_secs(1))
     };
     let outside = all()
