@@ -377,11 +377,7 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
     let (victim, replicas) = blocking(move || {
         let nodes = c.nodes();
         let victim = nodes.iter().find(|n| n.primary).cloned().unwrap();
-        let replicas: Vec<u16> = nodes
-            .iter()
-            .filter(|n| n.primary_id.as_deref() == Some(victim.id.as_str()))
-            .map(|n| n.port)
-            .collect();
+        let replicas = victim.replica_ports(&nodes);
         (victim, replicas)
     })
     .await;

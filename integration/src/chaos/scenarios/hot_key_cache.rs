@@ -80,11 +80,7 @@ pub(super) async fn hot_key_cache(options: &ChaosOptions) -> (Report, LoadResult
             .find(|n| n.port != seed)
             .cloned()
             .expect("a primary other than the seed");
-        let replicas: Vec<u16> = nodes
-            .iter()
-            .filter(|n| n.primary_id.as_deref() == Some(victim.id.as_str()))
-            .map(|n| n.port)
-            .collect();
+        let replicas = victim.replica_ports(&nodes);
         let others: Vec<ClusterNode> = primaries
             .into_iter()
             .filter(|n| n.port != victim.port)
