@@ -375,6 +375,7 @@ fn hot(ops_per_sec: f64, p99_us: f64, busiest: u64, hits: Option<u64>) -> CellFi
 
 /// Two rounds of the hot-key workload: (a), (b) and (f), and the cache's memory.
 fn hot_fixture() -> Report {
+    use Contender::{Aggregated, Cached, Raw};
     let workload = Workload::hot_keys(50);
     let cell = |round, contender, figures| Cell {
         round,
@@ -388,29 +389,13 @@ fn hot_fixture() -> Report {
     report.settings.workloads = vec![workload];
     report.cells = vec![
         // Round 0: (a)/(f) busiest = 6, (b)/(f) = 5.5, (f)/(a) ops/s = 2.2, hit share 0.95.
-        cell(0, Contender::Raw, hot(50_000.0, 1_000.0, 240_000, None)),
-        cell(
-            0,
-            Contender::Aggregated,
-            hot(45_000.0, 1_100.0, 220_000, None),
-        ),
-        cell(
-            0,
-            Contender::Cached,
-            hot(110_000.0, 900.0, 40_000, Some(19_000)),
-        ),
+        cell(0, Raw, hot(50_000.0, 1_000.0, 240_000, None)),
+        cell(0, Aggregated, hot(45_000.0, 1_100.0, 220_000, None)),
+        cell(0, Cached, hot(110_000.0, 900.0, 40_000, Some(19_000))),
         // Round 1: (a)/(f) busiest = 4, (b)/(f) = 3.5, (f)/(a) ops/s = 1.8, hit share 0.9.
-        cell(1, Contender::Raw, hot(50_000.0, 1_000.0, 240_000, None)),
-        cell(
-            1,
-            Contender::Aggregated,
-            hot(45_000.0, 1_100.0, 210_000, None),
-        ),
-        cell(
-            1,
-            Contender::Cached,
-            hot(90_000.0, 950.0, 60_000, Some(9_000)),
-        ),
+        cell(1, Raw, hot(50_000.0, 1_000.0, 240_000, None)),
+        cell(1, Aggregated, hot(45_000.0, 1_100.0, 210_000, None)),
+        cell(1, Cached, hot(90_000.0, 950.0, 60_000, Some(9_000))),
     ];
     report.cache_memory = Some(CacheMemory {
         keys: 10_000,
