@@ -767,7 +767,6 @@ impl Report {
     }
 }
 
-/// `; it recorded 2.00 spans per request` with the range over (e)'s rows, or nothing.
 /// The columns every workload's table opens with: who ran, throughput, latency and CPU.
 const LEADING_COLUMNS: &str =
     "| contender | ops/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/op |";
@@ -789,6 +788,7 @@ fn leading_cells(row: &Row) -> String {
     )
 }
 
+/// `; it recorded 2.00 spans per request` with the range over (e)'s rows, or nothing.
 fn spans_note(rows: &[Row]) -> String {
     let spans: Vec<f64> = rows.iter().filter_map(|r| r.spans_per_request).collect();
     let Some(spread) = Spread::of(&spans) else {
