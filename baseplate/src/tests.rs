@@ -443,10 +443,8 @@ fn shapes(transport: &MemoryTransport) -> Vec<String> {
 fn a_request_scope_sends_one_batch_when_the_request_ends() {
     let (transport, observer) = observer_in_memory("ns", 1.0, Style::Plain);
     let scope = observer.request("route");
-    let (get, pipeline_bar) = (
-        CommandName::Command(b"get"),
-        CommandName::Label("pipeline_bar"),
-    );
+    let get = CommandName::Command(b"get");
+    let pipeline_bar = CommandName::Label("pipeline_bar");
     scope.command_finished("foo", &get, Duration::from_millis(2), true);
     scope.command_finished("foo", &CommandName::Command(b"SET"), Duration::ZERO, false);
     scope.command_finished("foo", &get, Duration::from_millis(3), true);
