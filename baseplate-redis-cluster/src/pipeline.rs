@@ -182,8 +182,13 @@ pub(crate) async fn run(
     // The whole pipeline goes where a blocking command in it must: its replies come back in
     // order on one connection.
     let blocking = pipeline.cmd_iter().any(blocks);
+    // A transaction runs as a whole, any other pipeline split by node.
     let work = async |cluster: &mut ClusterConnection| {
-        run_on(conn, cluster, pipeline, offset, count, label).await
+        if pipeline.is_transaction() {
+            run_transaction(conn, cluster, pipeline, offset, count, label).await
+        } else {
+            split::run_split(conn, cluster, pipeline).await
+        }
     };
     let call = Call {
         name,
@@ -258,22 +263,6 @@ impl ConnectionLike for Named<'_> {
 
     fn get_db(&self) -> i64 {
         0
-    }
-}
-
-/// Runs the pipeline on `cluster`: a transaction as a whole, any other pipeline split by node.
-async fn run_on(
-    conn: &MonitoredClusterRedisConnection,
-    cluster: &ClusterConnection,
-    pipeline: &Pipeline,
-    offset: usize,
-    count: usize,
-    label: &BatchLabel,
-) -> (RedisResult<Vec<Value>>, Ran) {
-    if pipeline.is_transaction() {
-        run_transaction(conn, cluster, pipeline, offset, count, label).await
-    } else {
-        split::run_split(conn, cluster, pipeline).await
     }
 }
 

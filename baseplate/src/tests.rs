@@ -5,12 +5,23 @@ use std::time::Duration;
 
 use baseplate_redis_cluster::{CommandName, CommandObserver as _};
 use baseplate_runtime_metrics::{MemoryTransport, MetricsClient};
+use tracing::Level;
+use tracing::subscriber::DefaultGuard;
 
 use crate::observer::{RequestObserver, Style};
 use crate::{Baseplate, BaseplateError, ClusterRedisClient, ContextError, RawConfig, UnknownKeys};
 
 fn config(pairs: &[(&str, &str)]) -> RawConfig {
     pairs.iter().copied().collect()
+}
+
+/// The configuration warnings as a user reads them.
+fn warnings_as_shown(baseplate: &Baseplate) -> Vec<String> {
+    baseplate
+        .config_warnings()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }
 
 #[test]
@@ -94,13 +105,7 @@ fn configuration_errors_name_the_key() {
 
 #[test]
 fn unknown_keys_are_warnings_logged_once_each_unless_strict() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = capture_logs(Level::INFO);
 
     let mut baseplate = Baseplate::new(config(&[
         ("foo.url", "redis://h:1"),
@@ -113,11 +118,7 @@ fn unknown_keys_are_warnings_logged_once_each_unless_strict() {
         .configure_context("foo", ClusterRedisClient::new())
         .unwrap();
     baseplate.configure_observers().unwrap();
-    let shown: Vec<String> = baseplate
-        .config_warnings()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let shown = warnings_as_shown(&baseplate);
     let expected = [
         "foo.max_conections: unknown key, ignored; did you mean foo.max_connections?",
         "metrics.endpont: unknown key, ignored; did you mean metrics.endpoint?",
@@ -211,19 +212,10 @@ fn statsd_metrics_configured_to_go_nowhere_are_a_warning_naming_them() {
         ),
     ];
     for (pairs, expected) in cases {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (logs, _default) = capture_logs(Level::INFO);
         let mut baseplate = Baseplate::new(config(pairs));
         baseplate.configure_observers().unwrap();
-        let shown: Vec<String> = baseplate
-            .config_warnings()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let shown = warnings_as_shown(&baseplate);
         assert_eq!(shown, [expected], "{pairs:?}");
         // Once, at start-up: requests do not repeat it.
         drop(baseplate.make_context_object());
@@ -292,19 +284,14 @@ fn every_metrics_key_baseplate_py_reads_is_accepted_and_documented() {
 
 #[test]
 fn tagged_requests_send_what_baseplate_pys_tagged_observer_sends() {
-    let transport = MemoryTransport::new();
     let style = Style::Tagged {
         allowlist: vec!["region".to_owned()].into(),
     };
-    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), ""), 1.0, style);
+    let (transport, observer) = observer_in_memory("", 1.0, style);
     let scope = observer.request("visit");
+    let pipeline_bar = CommandName::Label("pipeline_bar");
     scope.command_finished("foo", &CommandName::Command(b"get"), Duration::ZERO, true);
-    scope.command_finished(
-        "foo",
-        &CommandName::Label("pipeline_bar"),
-        Duration::ZERO,
-        false,
-    );
+    scope.command_finished("foo", &pipeline_bar, Duration::ZERO, false);
     scope.record_local("pricing", "sum", Duration::ZERO, true);
     scope.set_tag("region", &"eu");
     scope.set_tag("user", &42);
@@ -327,11 +314,10 @@ fn tagged_requests_send_what_baseplate_pys_tagged_observer_sends() {
     );
 
     // Sampled requests carry the rate on both kinds, as in plain mode.
-    transport.clear();
     let style = Style::Tagged {
         allowlist: Vec::new().into(),
     };
-    let observer = RequestObserver::new(MetricsClient::new(transport.clone(), ""), 0.5, style);
+    let (transport, observer) = observer_in_memory("", 0.5, style);
     while transport.is_empty() {
         observer.request("visit");
     }
@@ -346,12 +332,7 @@ fn tagged_requests_send_what_baseplate_pys_tagged_observer_sends() {
 
 #[test]
 fn plain_requests_time_local_spans_and_drop_tags() {
-    let transport = MemoryTransport::new();
-    let observer = RequestObserver::new(
-        MetricsClient::new(transport.clone(), "ns"),
-        1.0,
-        Style::Plain,
-    );
+    let (transport, observer) = observer_in_memory("ns", 1.0, Style::Plain);
     let scope = observer.request("route");
     scope.record_local("pricing", "sum", Duration::ZERO, false);
     scope.set_tag("region", &"eu");
@@ -368,13 +349,7 @@ fn plain_requests_time_local_spans_and_drop_tags() {
 
 #[tokio::test]
 async fn log_if_unconfigured_logs_what_would_be_sent() {
-    let logs = Logs::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (logs, _default) = capture_logs(Level::DEBUG);
 
     for (log, expected) in [("true", 1), ("false", 0)] {
         let mut baseplate = Baseplate::new(config(&[
@@ -394,6 +369,17 @@ async fn log_if_unconfigured_logs_what_would_be_sent() {
             "{text}"
         );
     }
+}
+
+/// Captures what `tracing` logs at `level` and above on this thread, until the guard drops.
+fn capture_logs(level: Level) -> (Logs, DefaultGuard) {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(level)
+        .with_ansi(false)
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
 }
 
 /// Log output captured from a `tracing_subscriber::fmt` subscriber.
@@ -425,6 +411,17 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
     }
 }
 
+/// A request observer sending under `namespace` to a transport in memory, and that transport.
+fn observer_in_memory(
+    namespace: &str,
+    sample_rate: f64,
+    style: Style,
+) -> (MemoryTransport, RequestObserver) {
+    let transport = MemoryTransport::new();
+    let client = MetricsClient::new(transport.clone(), namespace);
+    (transport, RequestObserver::new(client, sample_rate, style))
+}
+
 /// Lines with timer values dropped (`name|ms`, or `name|ms|@rate`), sorted.
 fn shapes(transport: &MemoryTransport) -> Vec<String> {
     let mut lines: Vec<String> = transport
@@ -444,23 +441,14 @@ fn shapes(transport: &MemoryTransport) -> Vec<String> {
 
 #[test]
 fn a_request_scope_sends_one_batch_when_the_request_ends() {
-    let transport = MemoryTransport::new();
-    let observer = RequestObserver::new(
-        MetricsClient::new(transport.clone(), "ns"),
-        1.0,
-        Style::Plain,
-    );
+    let (transport, observer) = observer_in_memory("ns", 1.0, Style::Plain);
     let scope = observer.request("route");
     let get = CommandName::Command(b"get");
+    let pipeline_bar = CommandName::Label("pipeline_bar");
     scope.command_finished("foo", &get, Duration::from_millis(2), true);
     scope.command_finished("foo", &CommandName::Command(b"SET"), Duration::ZERO, false);
     scope.command_finished("foo", &get, Duration::from_millis(3), true);
-    scope.command_finished(
-        "foo",
-        &CommandName::Label("pipeline_bar"),
-        Duration::ZERO,
-        true,
-    );
+    scope.command_finished("foo", &pipeline_bar, Duration::ZERO, true);
     scope.record_call("memcache", "get_multi", Duration::ZERO, true);
     assert!(
         transport.is_empty(),
@@ -496,12 +484,7 @@ fn a_request_scope_sends_one_batch_when_the_request_ends() {
 
 #[test]
 fn calls_outside_a_request_go_out_one_by_one() {
-    let transport = MemoryTransport::new();
-    let observer = RequestObserver::new(
-        MetricsClient::new(transport.clone(), "ns"),
-        0.5,
-        Style::Plain,
-    );
+    let (transport, observer) = observer_in_memory("ns", 0.5, Style::Plain);
     let scope = observer.outside_requests();
     scope.command_finished("foo", &CommandName::Command(b"GET"), Duration::ZERO, true);
     scope.record_failure();
@@ -515,12 +498,7 @@ fn calls_outside_a_request_go_out_one_by_one() {
 
 #[test]
 fn sampled_requests_are_a_share_and_their_timers_and_counters_carry_the_rate() {
-    let transport = MemoryTransport::new();
-    let observer = RequestObserver::new(
-        MetricsClient::new(transport.clone(), "ns"),
-        0.5,
-        Style::Plain,
-    );
+    let (transport, observer) = observer_in_memory("ns", 0.5, Style::Plain);
     for _ in 0..400 {
         let scope = observer.request("route");
         scope.command_finished("foo", &CommandName::Command(b"GET"), Duration::ZERO, true);

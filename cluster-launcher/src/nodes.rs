@@ -78,6 +78,20 @@ impl ClusterNode {
             .sum()
     }
 
+    /// Whether the node replicates `primary`.
+    pub fn replicates(&self, primary: &ClusterNode) -> bool {
+        self.primary_id.as_deref() == Some(primary.id.as_str())
+    }
+
+    /// The ports of the nodes of `nodes` that replicate this one.
+    pub fn replica_ports(&self, nodes: &[ClusterNode]) -> Vec<u16> {
+        nodes
+            .iter()
+            .filter(|n| n.replicates(self))
+            .map(|n| n.port)
+            .collect()
+    }
+
     /// The served slot ranges as Redis writes them (`0-5460 5462`), or `-` for none.
     pub fn slots_text(&self) -> String {
         if self.slots.is_empty() {
@@ -132,6 +146,20 @@ mod tests {
         assert_eq!(node.primary_id.as_deref(), Some("07c37d"));
         assert!(node.slots.is_empty());
         assert_eq!(node.slots_text(), "-");
+    }
+
+    #[test]
+    fn replicas_are_found_by_their_primary_id() {
+        let nodes = ClusterNode::parse_all(
+            "07c37d 127.0.0.1:30004@40004 master - 0 0 4 connected 0-5460\n\
+             e7d1ee 127.0.0.1:30001@40001 slave 07c37d 0 0 1 connected\n\
+             292f8b 127.0.0.1:30002@40002 slave 5a1b2c 0 0 2 connected\n\
+             67ed2d 127.0.0.1:30003@40003 slave 07c37d 0 0 3 connected",
+        );
+        let primary = &nodes[0];
+        assert!(nodes[1].replicates(primary) && !nodes[2].replicates(primary));
+        assert!(!primary.replicates(primary));
+        assert_eq!(primary.replica_ports(&nodes), [30001, 30003]);
     }
 
     #[test]

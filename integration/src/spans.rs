@@ -91,6 +91,15 @@ impl SpanRecorder {
             .map(|(_, span)| span)
             .collect()
     }
+
+    /// The spans of the Redis commands and pipelines (`redis.command`) this thread closed since
+    /// `install`.
+    pub fn commands(&self) -> Vec<RecordedSpan> {
+        self.closed()
+            .into_iter()
+            .filter(|s| s.name == "redis.command")
+            .collect()
+    }
 }
 
 struct Fields(BTreeMap<String, String>);

@@ -38,7 +38,7 @@ fn assert_invariants(report: &Report) {
     assert!(
         violations.is_empty(),
         "{} violated {violations:#?}\n{report}",
-        report.scenario
+        report.run.scenario
     );
     // Every scenario's client logged in with the password, and it showed nowhere.
     assert!(
@@ -55,7 +55,7 @@ fn assert_invariants(report: &Report) {
 fn kill_primary_the_client_follows_the_promoted_replica_and_loses_no_durable_write() {
     let report = chaos(Scenario::KillPrimary);
     assert_invariants(&report);
-    assert!(report.healed_at.is_some(), "no failover: {report}");
+    assert!(report.run.healed_at.is_some(), "no failover: {report}");
     assert!(report.recovery.is_some(), "{report}");
 }
 
@@ -138,7 +138,7 @@ fn cluster_down_calls_fail_within_their_deadline_and_the_client_serves_again_lea
     let report = chaos(Scenario::ClusterDown);
     assert_invariants(&report);
     assert!(
-        report.healed_at.is_some(),
+        report.run.healed_at.is_some(),
         "the cluster never came back: {report}"
     );
     assert!(report.failed_total() > 0, "{report}");
@@ -150,7 +150,7 @@ fn cluster_restart_the_client_serves_the_restarted_cluster_and_loses_no_acknowle
     let report = chaos(Scenario::ClusterRestart);
     assert_invariants(&report);
     assert!(
-        report.healed_at.is_some(),
+        report.run.healed_at.is_some(),
         "the cluster never came back: {report}"
     );
     assert_eq!(report.missing_not_durable, 0, "{report}");
@@ -182,7 +182,7 @@ fn the_password_scanner_sees_span_fields_events_and_errors() {
 fn pubsub_kill_primary_the_subscriber_receives_again_and_loses_nothing_outside_the_window() {
     let report = chaos(Scenario::PubsubKillPrimary);
     assert_invariants(&report);
-    assert!(report.healed_at.is_some(), "no failover: {report}");
+    assert!(report.run.healed_at.is_some(), "no failover: {report}");
     // One note per channel, sharded then classic, with its figures.
     let notes: Vec<&String> = report
         .notes
@@ -198,7 +198,7 @@ fn pubsub_kill_primary_the_subscriber_receives_again_and_loses_nothing_outside_t
 fn hot_key_cache_no_cached_read_is_stale_across_a_failover_and_a_reshard() {
     let report = chaos(Scenario::HotKeyCache);
     assert_invariants(&report);
-    assert!(report.healed_at.is_some(), "{report}");
+    assert!(report.run.healed_at.is_some(), "{report}");
     assert!(
         report
             .notes

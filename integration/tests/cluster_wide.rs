@@ -638,9 +638,8 @@ async fn scripts_and_functions_route_and_are_tracked_by_their_keys() {
         assert_eq!(got, value);
     }
     let names: Vec<String> = recorder
-        .closed()
+        .commands()
         .iter()
-        .filter(|s| s.name == "redis.command")
         .map(|s| {
             format!(
                 "{} {}",

@@ -38,8 +38,14 @@ fn factory_for(
         .expect("a valid config")
 }
 
+/// A connection to the shared cluster, outside any request.
 fn connection(extra: &[(&str, &str)]) -> MonitoredClusterRedisConnection {
-    factory_for(cluster().url(), extra, RedisClientMetrics::new())
+    connection_to(cluster().url(), extra)
+}
+
+/// A connection to the cluster at `url`, outside any request.
+fn connection_to(url: &str, extra: &[(&str, &str)]) -> MonitoredClusterRedisConnection {
+    factory_for(url, extra, RedisClientMetrics::new())
         .make_object_for_context("foo", &tracing::Span::none())
 }
 
@@ -85,6 +91,20 @@ async fn receive(subscriber: &mut Subscriber, count: usize) -> Vec<(String, Stri
         ));
     }
     received
+}
+
+/// The command spans of subscribing to `channels` channels, publishing once to each,
+/// unsubscribing from one and publishing twice more, with `[subscribe, publish, unsubscribe]` as
+/// the commands (`SUBSCRIBE`, `PUBLISH`, `UNSUBSCRIBE` or their sharded forms).
+fn subscription_spans(
+    [subscribe, publish, unsubscribe]: [&str; 3],
+    channels: usize,
+) -> Vec<String> {
+    let mut spans = vec![format!("foo.{subscribe}")];
+    spans.extend((0..channels).map(|_| format!("foo.{publish}")));
+    spans.push(format!("foo.{unsubscribe}"));
+    spans.extend([format!("foo.{publish}"), format!("foo.{publish}")]);
+    spans
 }
 
 /// The outcome of each command the observer heard of, by name.
@@ -141,18 +161,12 @@ async fn classic_subscribers_receive_what_any_node_publishes_on_channels_of_ever
     assert_eq!(received, [(channels[1].clone(), "still".to_owned())]);
     drop(request);
 
-    let names: Vec<String> = recorder
-        .closed()
-        .into_iter()
-        .filter(|s| s.name == "redis.command")
-        .map(|s| s.display_name().to_owned())
-        .collect();
-    let mut want = vec!["foo.SUBSCRIBE".to_owned()];
-    want.extend(channels.iter().map(|_| "foo.PUBLISH".to_owned()));
-    want.push("foo.UNSUBSCRIBE".to_owned());
-    want.push("foo.PUBLISH".to_owned());
-    want.push("foo.PUBLISH".to_owned());
-    assert_eq!(names, want);
+    let spans = recorder.commands();
+    let names: Vec<&str> = spans.iter().map(|s| s.display_name()).collect();
+    assert_eq!(
+        names,
+        subscription_spans(["SUBSCRIBE", "PUBLISH", "UNSUBSCRIBE"], channels.len())
+    );
 }
 
 #[tokio::test]
@@ -220,32 +234,15 @@ async fn sharded_subscribers_receive_spublish_on_every_primary_traced_and_measur
     assert_eq!(received, [(channels[1].clone(), "still".to_owned())]);
     drop(request);
 
-    let names: Vec<String> = recorder
-        .closed()
-        .into_iter()
-        .filter(|s| s.name == "redis.command")
-        .map(|s| {
-            format!(
-                "{}={}",
-                s.display_name(),
-                s.field("otel.status_code").unwrap_or("unset")
-            )
-        })
-        .collect();
-    let mut want = vec!["foo.SSUBSCRIBE=unset".to_owned()];
-    want.extend(channels.iter().map(|_| "foo.SPUBLISH=unset".to_owned()));
-    want.push("foo.SUNSUBSCRIBE=unset".to_owned());
-    want.push("foo.SPUBLISH=unset".to_owned());
-    want.push("foo.SPUBLISH=unset".to_owned());
+    let want = subscription_spans(["SSUBSCRIBE", "SPUBLISH", "SUNSUBSCRIBE"], channels.len());
+    let spans = recorder.commands();
+    let names: Vec<&str> = spans.iter().map(|s| s.display_name()).collect();
     assert_eq!(names, want);
+    let statuses: Vec<Option<&str>> = spans.iter().map(|s| s.field("otel.status_code")).collect();
+    assert!(statuses.iter().all(Option::is_none), "{statuses:?}");
     let heard: Vec<(String, bool)> = heard.0.lock().unwrap().clone();
     let heard_names: Vec<&str> = heard.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        heard_names,
-        want.iter()
-            .map(|w| w.split('=').next().unwrap())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(heard_names, want);
     assert!(heard.iter().all(|(_, ok)| *ok));
 
     let mut registry = Registry::default();
@@ -319,12 +316,10 @@ async fn subscribers_have_connections_of_their_own_and_never_hold_up_commands() 
 
 #[tokio::test]
 async fn a_subscriber_to_an_unreachable_cluster_fails_naming_the_client() {
-    let foo = factory_for(
+    let foo = connection_to(
         "redis://127.0.0.1:1",
         &[("foo.timeout", "200 milliseconds")],
-        RedisClientMetrics::new(),
-    )
-    .make_object_for_context("foo", &tracing::Span::none());
+    );
     let started = Instant::now();
     let error = foo.subscriber().await.unwrap_err();
     assert!(
@@ -377,23 +372,14 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
     let (victim, replicas) = blocking(move || {
         let nodes = c.nodes();
         let victim = nodes.iter().find(|n| n.primary).cloned().unwrap();
-        let replicas: Vec<u16> = nodes
-            .iter()
-            .filter(|n| n.primary_id.as_deref() == Some(victim.id.as_str()))
-            .map(|n| n.port)
-            .collect();
+        let replicas = victim.replica_ports(&nodes);
         (victim, replicas)
     })
     .await;
     let slot = victim.slots[0].0;
     let classic = name_in_slot("classic", slot);
     let sharded = name_in_slot("sharded", slot);
-    let mut foo = factory_for(
-        &chaos.url_with_password(),
-        &[("foo.timeout", "1 second")],
-        RedisClientMetrics::new(),
-    )
-    .make_object_for_context("foo", &tracing::Span::none());
+    let mut foo = connection_to(&chaos.url_with_password(), &[("foo.timeout", "1 second")]);
     let mut subscriber = foo.subscriber().await.unwrap();
     subscriber.subscribe(&classic).await.unwrap();
     subscriber.ssubscribe(&sharded).await.unwrap();
@@ -494,12 +480,7 @@ async fn sharded_subscriptions_follow_their_slot_to_another_primary() {
     let moved = 5;
     let slots: Vec<u16> = (from.slots[0].0..).take(moved).collect();
     let channels: Vec<String> = slots.iter().map(|&s| name_in_slot("moving", s)).collect();
-    let mut foo = factory_for(
-        &chaos.url_with_password(),
-        &[("foo.timeout", "1 second")],
-        RedisClientMetrics::new(),
-    )
-    .make_object_for_context("foo", &tracing::Span::none());
+    let mut foo = connection_to(&chaos.url_with_password(), &[("foo.timeout", "1 second")]);
     let mut subscriber = foo.subscriber().await.unwrap();
     subscriber.ssubscribe(&channels).await.unwrap();
     for channel in &channels {

@@ -3,6 +3,7 @@
 //! drawn with plotters.
 
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 
 use crate::bench::BenchError;
@@ -92,39 +93,34 @@ fn panel(
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         points
     };
-    // The two scales are different coordinate types, so only the axes differ by branch.
+    // The two scales are different coordinate types, so only the ranges differ by branch.
     if log_y {
         let mut chart =
             builder.build_cartesian_2d(x_range, ((min / 1.5)..(max * 1.5)).log_scale())?;
-        chart
-            .configure_mesh()
-            .x_desc("concurrent tasks")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .draw()?;
         draw_contenders(&mut chart, &series, SeriesLabelPosition::UpperLeft)?;
     } else {
         let mut chart = builder.build_cartesian_2d(x_range, 0.0..(max * 1.15))?;
-        chart
-            .configure_mesh()
-            .x_desc("concurrent tasks")
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .draw()?;
         draw_contenders(&mut chart, &series, SeriesLabelPosition::LowerRight)?;
     }
     Ok(())
 }
 
-/// One line with dots per contender, and the legend at `legend`.
-fn draw_contenders<'a, CT>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+/// The axes, then one line with dots per contender, and the legend at `legend`.
+fn draw_contenders<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     series: &impl Fn(Contender) -> Vec<(f64, f64)>,
     legend: SeriesLabelPosition,
 ) -> Result<(), BenchError>
 where
-    CT: CoordTranslate<From = (f64, f64)>,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    chart
+        .configure_mesh()
+        .x_desc("concurrent tasks")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
     for contender in Contender::ALL {
         let points = series(contender);
         if points.is_empty() {

@@ -595,24 +595,14 @@ impl Report {
             }
             let _ = writeln!(
                 out,
-                "| contender | ops/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/op | peak RSS MiB | tracker cmds / 1M ops | tracker round trips / 1M ops | statsd packets / request | errors |"
+                "{LEADING_COLUMNS} peak RSS MiB | tracker cmds / 1M ops | tracker round trips / 1M ops | statsd packets / request | errors |"
             );
-            let _ = writeln!(
-                out,
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-            );
+            let _ = writeln!(out, "{LEADING_ALIGNMENT}---:|---:|---:|---:|---:|");
             for row in rows.iter().filter(|r| r.workload == *workload) {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {}–{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    row.contender,
-                    fmt_int(row.ops_per_sec.median),
-                    fmt_int(row.ops_per_sec.min),
-                    fmt_int(row.ops_per_sec.max),
-                    fmt_opt(row.p50_us, 1),
-                    fmt_opt(row.p99_us.map(|p| p.median), 1),
-                    fmt_opt(row.p999_us, 1),
-                    fmt_opt(row.cpu_us_per_op, 1),
+                    "{} {} | {} | {} | {} | {} |",
+                    leading_cells(row),
                     fmt_opt(row.peak_rss_mib, 1),
                     fmt_opt(row.tracker_commands_per_million, 0),
                     fmt_opt(row.tracker_round_trips_per_million, 0),
@@ -696,25 +686,15 @@ impl Report {
     fn hot_key_table(&self, out: &mut String, rows: &[Row], workload: Workload) {
         let _ = writeln!(
             out,
-            "| contender | ops/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/op | busiest primary commands in the window | busiest primary commands / ops | cache hit share | errors |"
+            "{LEADING_COLUMNS} busiest primary commands in the window | busiest primary commands / ops | cache hit share | errors |"
         );
-        let _ = writeln!(
-            out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        );
+        let _ = writeln!(out, "{LEADING_ALIGNMENT}---:|---:|---:|---:|");
         for row in rows.iter().filter(|r| r.workload == workload) {
             let ops = row.ops_per_sec.median * self.settings.measure_s;
             let _ = writeln!(
                 out,
-                "| {} | {} | {}–{} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                row.contender,
-                fmt_int(row.ops_per_sec.median),
-                fmt_int(row.ops_per_sec.min),
-                fmt_int(row.ops_per_sec.max),
-                fmt_opt(row.p50_us, 1),
-                fmt_opt(row.p99_us.map(|p| p.median), 1),
-                fmt_opt(row.p999_us, 1),
-                fmt_opt(row.cpu_us_per_op, 1),
+                "{} {} | {} | {} | {} |",
+                leading_cells(row),
                 fmt_opt(row.busiest_primary_commands, 0),
                 fmt_opt(
                     row.busiest_primary_commands
@@ -785,6 +765,27 @@ impl Report {
                 .to_owned(),
         ]
     }
+}
+
+/// The columns every workload's table opens with: who ran, throughput, latency and CPU.
+const LEADING_COLUMNS: &str =
+    "| contender | ops/s | spread | p50 µs | p99 µs | p99.9 µs | CPU µs/op |";
+/// The alignment row of [`LEADING_COLUMNS`]: the contender's name to the left, figures to the right.
+const LEADING_ALIGNMENT: &str = "|---|---:|---:|---:|---:|---:|---:|";
+
+/// A row's cells under [`LEADING_COLUMNS`].
+fn leading_cells(row: &Row) -> String {
+    format!(
+        "| {} | {} | {}–{} | {} | {} | {} | {} |",
+        row.contender,
+        fmt_int(row.ops_per_sec.median),
+        fmt_int(row.ops_per_sec.min),
+        fmt_int(row.ops_per_sec.max),
+        fmt_opt(row.p50_us, 1),
+        fmt_opt(row.p99_us.map(|p| p.median), 1),
+        fmt_opt(row.p999_us, 1),
+        fmt_opt(row.cpu_us_per_op, 1),
+    )
 }
 
 /// `; it recorded 2.00 spans per request` with the range over (e)'s rows, or nothing.

@@ -116,13 +116,9 @@ impl ChaosCluster {
             primaries.len() == 3
                 && nodes.iter().all(|n| !n.failed)
                 && primaries.iter().map(|p| p.slot_count()).sum::<usize>() == 16_384
-                && primaries.iter().all(|p| {
-                    nodes
-                        .iter()
-                        .filter(|n| n.primary_id.as_deref() == Some(p.id.as_str()))
-                        .count()
-                        == 2
-                })
+                && primaries
+                    .iter()
+                    .all(|p| nodes.iter().filter(|n| n.replicates(p)).count() == 2)
         })
     }
 
@@ -191,7 +187,7 @@ impl ChaosCluster {
             .unwrap_or_else(|| panic!("no primary serves slot {slot}: {nodes:?}"));
         let replica = nodes
             .iter()
-            .find(|n| n.primary_id.as_deref() == Some(primary.id.as_str()))
+            .find(|n| n.replicates(&primary))
             .cloned()
             .unwrap_or_else(|| panic!("primary {} has no replica: {nodes:?}", primary.port));
         (primary, replica)

@@ -24,19 +24,8 @@ pub const LATE_MARGIN: Duration = Duration::from_millis(100);
 /// What happened in one scenario run.
 #[derive(Debug, Clone)]
 pub struct Report {
-    /// The scenario.
-    pub scenario: Scenario,
-    /// The client's `timeout`.
-    pub timeout: Duration,
-    /// A call's deadline: `timeout`, or `socket_timeout` when that is longer.
-    pub deadline: Duration,
-    /// What was done to the cluster, in words.
-    pub fault: String,
-    /// When the fault was injected, from the start of the load.
-    pub fault_at: Duration,
-    /// When the fault was over (failover done, node thawed or back, reshard finished, slow callers
-    /// stopped), if it ends.
-    pub healed_at: Option<Duration>,
+    /// The scenario, the client's deadlines and the fault.
+    pub run: Run,
     /// How long the load ran.
     pub load: Duration,
     /// Operations attempted.
@@ -83,6 +72,24 @@ pub struct Report {
     pub checks: Vec<Check>,
 }
 
+/// What one scenario run did: the scenario, the client's deadlines, and the fault and its timeline.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The client's `timeout`.
+    pub timeout: Duration,
+    /// A call's deadline: `timeout`, or `socket_timeout` when that is longer.
+    pub deadline: Duration,
+    /// What was done to the cluster, in words.
+    pub fault: String,
+    /// When the fault was injected, from the start of the load.
+    pub fault_at: Duration,
+    /// When the fault was over (failover done, node thawed or back, reshard finished, slow callers
+    /// stopped), if it ends.
+    pub healed_at: Option<Duration>,
+}
+
 /// One invariant and whether it held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
@@ -97,18 +104,8 @@ pub struct Check {
 /// The inputs of [`Report::new`] besides the load's records.
 #[derive(Debug, Clone)]
 pub struct RunFacts {
-    /// The scenario.
-    pub scenario: Scenario,
-    /// The client's `timeout`.
-    pub timeout: Duration,
-    /// A call's deadline: `timeout`, or `socket_timeout` when that is longer.
-    pub deadline: Duration,
-    /// What was done, in words.
-    pub fault: String,
-    /// When it was done.
-    pub fault_at: Duration,
-    /// When it was over, if it ends.
-    pub healed_at: Option<Duration>,
+    /// The scenario, the client's deadlines and the fault.
+    pub run: Run,
     /// Acknowledged writes whose value was missing afterwards.
     pub missing: Vec<Ack>,
     /// What the observer saw.
@@ -130,16 +127,13 @@ impl Report {
             }
         }
         let count = |outcome: &Outcome| records.iter().filter(|r| r.outcome == *outcome).count();
-        let late_after = facts.deadline + LATE_MARGIN;
+        let run = facts.run;
+        let late_after = run.deadline + LATE_MARGIN;
         let (missing_durable, missing_not_durable): (Vec<&Ack>, Vec<&Ack>) =
             facts.missing.iter().partition(|ack| ack.durable);
+        let fault_at = run.fault_at;
         let mut report = Report {
-            scenario: facts.scenario,
-            timeout: facts.timeout,
-            deadline: facts.deadline,
-            fault: facts.fault,
-            fault_at: facts.fault_at,
-            healed_at: facts.healed_at,
+            run,
             load: load.ended,
             attempted: records.len(),
             succeeded: count(&Outcome::Ok),
@@ -147,7 +141,7 @@ impl Report {
             stale_reads: count(&Outcome::StaleRead),
             wrong_values: count(&Outcome::WrongValue),
             longest_gap: longest_gap(records, |_| true, Duration::ZERO, load.ended),
-            recovery: recovery(records, facts.fault_at, load.ended),
+            recovery: recovery(records, fault_at, load.ended),
             acknowledged: load.acks.len(),
             durable: load.acks.iter().filter(|a| a.durable).count(),
             missing_durable: missing_durable.iter().map(|a| a.key.clone()).collect(),
@@ -167,12 +161,12 @@ impl Report {
                 "no call takes longer than its deadline + {} ({}{})",
                 secs(LATE_MARGIN),
                 secs(late_after),
-                if facts.deadline == facts.timeout {
+                if report.run.deadline == report.run.timeout {
                     String::new()
                 } else {
                     format!(
                         ": socket_timeout {} is longer than timeout",
-                        secs(facts.deadline)
+                        secs(report.run.deadline)
                     )
                 }
             ),
@@ -181,7 +175,7 @@ impl Report {
                 "{} late; slowest {}{}",
                 report.late,
                 secs(report.slowest),
-                match report.slowest.checked_sub(facts.deadline) {
+                match report.slowest.checked_sub(report.run.deadline) {
                     Some(past) =>
                         format!(", {:.1}ms past its deadline", past.as_secs_f64() * 1000.0),
                     None => String::new(),
@@ -297,7 +291,7 @@ impl Report {
             .collect();
         format!(
             "{:<27} {:>7} {:>7} {:>6} {:>5} {:>9} {:>9} {:>13} {:>7} {:>7} {:>5}  {:<11} {}",
-            self.scenario.name(),
+            self.run.scenario.name(),
             self.attempted,
             self.succeeded,
             self.failed_total(),
@@ -328,20 +322,20 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "== {} ==", self.scenario)?;
-        writeln!(f, "fault: {}", self.fault)?;
+        writeln!(f, "== {} ==", self.run.scenario)?;
+        writeln!(f, "fault: {}", self.run.fault)?;
         write!(
             f,
             "timeline: load {}, fault at {}",
             secs(self.load),
-            secs(self.fault_at)
+            secs(self.run.fault_at)
         )?;
-        if let Some(healed) = self.healed_at {
+        if let Some(healed) = self.run.healed_at {
             write!(
                 f,
                 ", over at {} ({} later)",
                 secs(healed),
-                secs(healed.saturating_sub(self.fault_at))
+                secs(healed.saturating_sub(self.run.fault_at))
             )?;
         }
         writeln!(f)?;
@@ -372,8 +366,8 @@ impl fmt::Display for Report {
             secs(self.longest_gap.1),
             self.recovery.map_or("never".to_owned(), secs)
         )?;
-        if let (Some(recovery), Some(healed)) = (self.recovery, self.healed_at) {
-            let over = healed.saturating_sub(self.fault_at);
+        if let (Some(recovery), Some(healed)) = (self.recovery, self.run.healed_at) {
+            let over = healed.saturating_sub(self.run.fault_at);
             if recovery >= over {
                 write!(f, " ({} after it was over)", secs(recovery - over))?;
             }
@@ -391,7 +385,7 @@ impl fmt::Display for Report {
             f,
             "slowest call {}; calls over their deadline ({}) + {}: {}; metrics packets {}; texts scanned for the password {}",
             secs(self.slowest),
-            secs(self.deadline),
+            secs(self.run.deadline),
             secs(LATE_MARGIN),
             self.late,
             self.metrics_packets,

@@ -56,6 +56,7 @@ fn tracker(zincrby: u64, expire: u64) -> TrackerTraffic {
 
 /// Two rounds of single commands at 50 tasks (every contender) and pipelines (raw and aggregated).
 pub(crate) fn fixture() -> Report {
+    use Contender::{Aggregated, Direct, Raw, RedisBenchmark, Traced};
     let single = Workload::single(50);
     let pipeline = Workload::pipeline(50, 16);
     let cell = |round, workload, contender, figures, tracker, statsd_packets| Cell {
@@ -66,124 +67,29 @@ pub(crate) fn fixture() -> Report {
         tracker,
         statsd_packets,
     };
+    // Each cell: round, workload, contender, figures (ops/s, p99 µs, CPU µs/op), tracker traffic
+    // (ZINCRBY, EXPIRE), statsd packets.
+    #[rustfmt::skip]
     let cells = vec![
         // Round 0: (b)/(a) = 0.96 ops/s, 1.05 p99, (b) − (a) = 4 µs of CPU; (e)/(a) = 0.8 ops/s,
         // 1.5 p99, (e) − (b) = 6 µs of CPU.
-        cell(
-            0,
-            single,
-            Contender::Raw,
-            figures(50_000.0, 1_000.0, 20.0),
-            tracker(0, 0),
-            0,
-        ),
-        cell(
-            0,
-            single,
-            Contender::Aggregated,
-            figures(48_000.0, 1_050.0, 24.0),
-            tracker(250, 2),
-            120_000,
-        ),
-        cell(
-            0,
-            single,
-            Contender::Direct,
-            figures(46_000.0, 1_200.0, 26.0),
-            tracker(1_150, 1_150),
-            115_000,
-        ),
-        cell(
-            0,
-            single,
-            Contender::RedisBenchmark,
-            figures(100_000.0, 800.0, 4.0),
-            tracker(0, 0),
-            0,
-        ),
-        cell(
-            0,
-            single,
-            Contender::Traced,
-            traced(40_000.0, 1_500.0, 30.0),
-            tracker(250, 2),
-            100_000,
-        ),
+        cell(0, single, Raw, figures(50_000.0, 1_000.0, 20.0), tracker(0, 0), 0),
+        cell(0, single, Aggregated, figures(48_000.0, 1_050.0, 24.0), tracker(250, 2), 120_000),
+        cell(0, single, Direct, figures(46_000.0, 1_200.0, 26.0), tracker(1_150, 1_150), 115_000),
+        cell(0, single, RedisBenchmark, figures(100_000.0, 800.0, 4.0), tracker(0, 0), 0),
+        cell(0, single, Traced, traced(40_000.0, 1_500.0, 30.0), tracker(250, 2), 100_000),
         // Pipelines, (b) − (a): 1 µs of CPU in round 0, 0.8 in round 1.
-        cell(
-            0,
-            pipeline,
-            Contender::Raw,
-            figures(200_000.0, 4_000.0, 5.0),
-            tracker(0, 0),
-            0,
-        ),
-        cell(
-            0,
-            pipeline,
-            Contender::Aggregated,
-            figures(180_000.0, 4_400.0, 6.0),
-            tracker(130, 1),
-            28_125,
-        ),
+        cell(0, pipeline, Raw, figures(200_000.0, 4_000.0, 5.0), tracker(0, 0), 0),
+        cell(0, pipeline, Aggregated, figures(180_000.0, 4_400.0, 6.0), tracker(130, 1), 28_125),
         // Round 1: (b)/(a) = 0.9 ops/s, 1.2 p99, (b) − (a) = 5 µs of CPU; (e)/(a) = 0.8 ops/s,
         // 1.6 p99, (e) − (b) = 6 µs of CPU.
-        cell(
-            1,
-            single,
-            Contender::Raw,
-            figures(52_000.0, 1_000.0, 20.0),
-            tracker(0, 0),
-            0,
-        ),
-        cell(
-            1,
-            single,
-            Contender::Aggregated,
-            figures(46_800.0, 1_200.0, 25.0),
-            tracker(250, 2),
-            117_000,
-        ),
-        cell(
-            1,
-            single,
-            Contender::Direct,
-            figures(45_000.0, 1_300.0, 27.0),
-            tracker(1_125, 1_125),
-            112_500,
-        ),
-        cell(
-            1,
-            single,
-            Contender::RedisBenchmark,
-            figures(104_000.0, 900.0, 4.0),
-            tracker(0, 0),
-            0,
-        ),
-        cell(
-            1,
-            single,
-            Contender::Traced,
-            traced(41_600.0, 1_600.0, 31.0),
-            tracker(250, 2),
-            104_000,
-        ),
-        cell(
-            1,
-            pipeline,
-            Contender::Raw,
-            figures(210_000.0, 4_000.0, 5.0),
-            tracker(0, 0),
-            0,
-        ),
-        cell(
-            1,
-            pipeline,
-            Contender::Aggregated,
-            figures(168_000.0, 4_800.0, 5.8),
-            tracker(130, 1),
-            26_250,
-        ),
+        cell(1, single, Raw, figures(52_000.0, 1_000.0, 20.0), tracker(0, 0), 0),
+        cell(1, single, Aggregated, figures(46_800.0, 1_200.0, 25.0), tracker(250, 2), 117_000),
+        cell(1, single, Direct, figures(45_000.0, 1_300.0, 27.0), tracker(1_125, 1_125), 112_500),
+        cell(1, single, RedisBenchmark, figures(104_000.0, 900.0, 4.0), tracker(0, 0), 0),
+        cell(1, single, Traced, traced(41_600.0, 1_600.0, 31.0), tracker(250, 2), 104_000),
+        cell(1, pipeline, Raw, figures(210_000.0, 4_000.0, 5.0), tracker(0, 0), 0),
+        cell(1, pipeline, Aggregated, figures(168_000.0, 4_800.0, 5.8), tracker(130, 1), 26_250),
     ];
     Report {
         command: "cargo xtask bench --quick".to_owned(),
@@ -211,6 +117,14 @@ pub(crate) fn fixture() -> Report {
         cells,
         cache_memory: None,
     }
+}
+
+/// The headline figure `name` of `workload`; fails the test where there is none.
+fn headline_figure<'a>(headline: &'a [Headline], name: &str, workload: Workload) -> &'a Headline {
+    headline
+        .iter()
+        .find(|r| r.name == name && r.workload == workload)
+        .unwrap_or_else(|| panic!("no {name} on {workload}: {headline:#?}"))
 }
 
 #[test]
@@ -276,12 +190,7 @@ fn rows_take_medians_over_rounds() {
 #[test]
 fn headline_ratios_are_paired_within_rounds() {
     let headline = fixture().headline();
-    let find = |name: &str, workload: Workload| {
-        headline
-            .iter()
-            .find(|r| r.name == name && r.workload == workload)
-            .unwrap_or_else(|| panic!("no {name} on {workload}"))
-    };
+    let find = |name: &str, workload: Workload| headline_figure(&headline, name, workload);
     let ops = find("(b)/(a) ops/s", Workload::single(50));
     let value = ops.value.unwrap();
     assert!(
@@ -329,12 +238,7 @@ fn headline_ratios_are_paired_within_rounds() {
 #[test]
 fn headline_states_client_cpu_and_its_differences() {
     let headline = fixture().headline();
-    let find = |name: &str, workload: Workload| {
-        headline
-            .iter()
-            .find(|r| r.name == name && r.workload == workload)
-            .unwrap_or_else(|| panic!("no {name} on {workload}"))
-    };
+    let find = |name: &str, workload: Workload| headline_figure(&headline, name, workload);
     let median = |name: &str, workload: Workload| find(name, workload).value.unwrap().median;
     let single = Workload::single(50);
     let pipeline = Workload::pipeline(50, 16);
@@ -471,6 +375,7 @@ fn hot(ops_per_sec: f64, p99_us: f64, busiest: u64, hits: Option<u64>) -> CellFi
 
 /// Two rounds of the hot-key workload: (a), (b) and (f), and the cache's memory.
 fn hot_fixture() -> Report {
+    use Contender::{Aggregated, Cached, Raw};
     let workload = Workload::hot_keys(50);
     let cell = |round, contender, figures| Cell {
         round,
@@ -484,29 +389,13 @@ fn hot_fixture() -> Report {
     report.settings.workloads = vec![workload];
     report.cells = vec![
         // Round 0: (a)/(f) busiest = 6, (b)/(f) = 5.5, (f)/(a) ops/s = 2.2, hit share 0.95.
-        cell(0, Contender::Raw, hot(50_000.0, 1_000.0, 240_000, None)),
-        cell(
-            0,
-            Contender::Aggregated,
-            hot(45_000.0, 1_100.0, 220_000, None),
-        ),
-        cell(
-            0,
-            Contender::Cached,
-            hot(110_000.0, 900.0, 40_000, Some(19_000)),
-        ),
+        cell(0, Raw, hot(50_000.0, 1_000.0, 240_000, None)),
+        cell(0, Aggregated, hot(45_000.0, 1_100.0, 220_000, None)),
+        cell(0, Cached, hot(110_000.0, 900.0, 40_000, Some(19_000))),
         // Round 1: (a)/(f) busiest = 4, (b)/(f) = 3.5, (f)/(a) ops/s = 1.8, hit share 0.9.
-        cell(1, Contender::Raw, hot(50_000.0, 1_000.0, 240_000, None)),
-        cell(
-            1,
-            Contender::Aggregated,
-            hot(45_000.0, 1_100.0, 210_000, None),
-        ),
-        cell(
-            1,
-            Contender::Cached,
-            hot(90_000.0, 950.0, 60_000, Some(9_000)),
-        ),
+        cell(1, Raw, hot(50_000.0, 1_000.0, 240_000, None)),
+        cell(1, Aggregated, hot(45_000.0, 1_100.0, 210_000, None)),
+        cell(1, Cached, hot(90_000.0, 950.0, 60_000, Some(9_000))),
     ];
     report.cache_memory = Some(CacheMemory {
         keys: 10_000,
@@ -526,12 +415,7 @@ fn the_hot_key_workload_is_judged_by_the_busiest_primary_and_throughput() {
     let report = hot_fixture();
     let headline = report.headline();
     let workload = Workload::hot_keys(50);
-    let find = |name: &str| {
-        headline
-            .iter()
-            .find(|r| r.name == name && r.workload == workload)
-            .unwrap_or_else(|| panic!("no {name}: {headline:#?}"))
-    };
+    let find = |name: &str| headline_figure(&headline, name, workload);
     let raw = find("(a)/(f) busiest primary commands");
     assert_eq!(raw.goal, Some(Goal::AtLeast(5.0)));
     assert!((raw.value.unwrap().median - 5.0).abs() < 1e-9);

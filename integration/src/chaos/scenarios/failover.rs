@@ -203,11 +203,7 @@ async fn seed_primary(cluster: &Arc<ChaosCluster>) -> (ClusterNode, Vec<u16>) {
             .or_else(|| nodes.iter().find(|n| n.primary && n.slot_count() > 0))
             .cloned()
             .expect("a primary");
-        let replicas: Vec<u16> = nodes
-            .iter()
-            .filter(|n| n.primary_id.as_deref() == Some(victim.id.as_str()))
-            .map(|n| n.port)
-            .collect();
+        let replicas = victim.replica_ports(&nodes);
         (victim, replicas)
     })
     .await

@@ -13,7 +13,7 @@ use crate::chaos::census::Census;
 use crate::chaos::cluster::{ChaosCluster, PASSWORD, StateWatcher, blocking};
 use crate::chaos::load::{Load, LoadOptions, LoadResult, OpRecord, verify};
 use crate::chaos::observe::{StatsdSink, observer};
-use crate::chaos::report::{Report, RunFacts, secs};
+use crate::chaos::report::{Report, Run, RunFacts, secs};
 use crate::chaos::{ChaosOptions, Scenario, key_slot};
 use crate::eventually;
 
@@ -370,12 +370,14 @@ impl Harness {
         let mut report = Report::new(
             result,
             RunFacts {
-                scenario: self.scenario,
-                timeout: self.options.timeout,
-                deadline: self.deadline,
-                fault,
-                fault_at,
-                healed_at,
+                run: Run {
+                    scenario: self.scenario,
+                    timeout: self.options.timeout,
+                    deadline: self.deadline,
+                    fault,
+                    fault_at,
+                    healed_at,
+                },
                 missing,
                 watched,
                 metrics_packets: packets,

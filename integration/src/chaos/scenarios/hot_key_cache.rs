@@ -80,11 +80,7 @@ pub(super) async fn hot_key_cache(options: &ChaosOptions) -> (Report, LoadResult
             .find(|n| n.port != seed)
             .cloned()
             .expect("a primary other than the seed");
-        let replicas: Vec<u16> = nodes
-            .iter()
-            .filter(|n| n.primary_id.as_deref() == Some(victim.id.as_str()))
-            .map(|n| n.port)
-            .collect();
+        let replicas = victim.replica_ports(&nodes);
         let others: Vec<ClusterNode> = primaries
             .into_iter()
             .filter(|n| n.port != victim.port)
@@ -615,7 +611,7 @@ fn judge(report: &mut Report, records: &Records, run: &Harness, promoted_at: Opt
             judgement
                 .stale
                 .iter()
-                .filter(|s| s.started < report.fault_at)
+                .filter(|s| s.started < report.run.fault_at)
                 .count(),
             stale_summary(&judgement.stale)
         ),
@@ -659,7 +655,7 @@ fn judge(report: &mut Report, records: &Records, run: &Harness, promoted_at: Opt
         format!("{anonymous} do not"),
     );
     let in_failover = |c: &Call| {
-        c.ended() > report.fault_at
+        c.ended() > report.run.fault_at
             && promoted_at.is_none_or(|p| c.started < p + Duration::from_secs(1))
     };
     let outside = all()
