@@ -11,7 +11,10 @@ mod sampling;
 mod summary;
 mod tracker;
 
-pub use commands::{Classification, CommandSpec, KeyPositions, classify, command_spec, commands};
+pub use commands::{
+    Blocking, Classification, CommandSpec, FirstKey, KeyPositions, classify, command, command_spec,
+    commands,
+};
 pub use error::TrackerError;
 pub use query::{TrackedSet, top_keys};
 pub use sampling::{SampleRate, seed_thread_rng};
