@@ -186,6 +186,19 @@ pub fn commands() -> impl ExactSizeIterator<Item = CommandSpec> + Clone {
     TRACKED.iter().copied()
 }
 
+/// Every command the table knows, counted by the tracker or not, in alphabetical order.
+///
+/// # Examples
+/// ```
+/// use baseplate_hotkeys::{Blocking, all_commands};
+///
+/// let blocking = all_commands().filter(|c| c.blocking() != Blocking::Never);
+/// assert!(blocking.map(|c| c.name()).any(|name| name == "XREAD"));
+/// ```
+pub fn all_commands() -> impl ExactSizeIterator<Item = CommandSpec> + Clone {
+    TABLE.iter().copied()
+}
+
 impl CommandSpec {
     /// The command's name, upper case.
     pub fn name(&self) -> &'static str {

@@ -12,8 +12,8 @@ mod summary;
 mod tracker;
 
 pub use commands::{
-    Blocking, Classification, CommandSpec, FirstKey, KeyPositions, classify, command, command_spec,
-    commands,
+    Blocking, Classification, CommandSpec, FirstKey, KeyPositions, all_commands, classify, command,
+    command_spec, commands,
 };
 pub use error::TrackerError;
 pub use query::{TrackedSet, top_keys};

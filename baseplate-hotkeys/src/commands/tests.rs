@@ -503,3 +503,58 @@ fn pops_and_stream_reads_block_and_scripts_take_numkeys_after_their_second_argum
     assert!(!blocks("LPOP a"));
     assert!(!blocks("WAIT 1 100"));
 }
+
+#[test]
+fn the_readme_routing_list_is_the_command_table() {
+    let readme = include_str!("../../README.md");
+    let start = "<!-- routing-table:start -->\n";
+    let end = "<!-- routing-table:end -->";
+    let from = readme.find(start).expect("list start marker") + start.len();
+    let to = readme.find(end).expect("list end marker");
+    let names = |keep: &dyn Fn(&CommandSpec) -> bool| -> String {
+        let names: Vec<String> = TABLE
+            .iter()
+            .filter(|s| keep(s))
+            .map(|s| format!("`{}`", s.name))
+            .collect();
+        names.join(", ")
+    };
+    let mut expected = String::new();
+    let mut line = |label: &str, keep: &dyn Fn(&CommandSpec) -> bool| {
+        expected.push_str(&format!("- {label}: {}\n", names(keep)));
+    };
+    line("Block until data arrives or their timeout passes", &|s| {
+        s.blocking == Blocking::Always
+    });
+    line("Block only with a `BLOCK` option before `STREAMS`", &|s| {
+        s.blocking == Blocking::WithBlockOption
+    });
+    line("Run a script or function, keys at `numkeys@2`", &|s| {
+        s.script
+    });
+    line("Not counted, no key", &|s| {
+        !s.is_tracked() && s.first_key == FirstKey::Keyless
+    });
+    line("Not counted, first key at `2`", &|s| {
+        !s.is_tracked() && s.first_key == FirstKey::At(2)
+    });
+    line("Not counted, first key after `STREAMS`", &|s| {
+        !s.is_tracked() && s.first_key == FirstKey::AfterStreams
+    });
+    // Every row the tracker does not count is in one of the lines above.
+    for spec in TABLE.iter().filter(|s| !s.is_tracked()) {
+        assert!(
+            matches!(
+                spec.first_key,
+                FirstKey::Keyless | FirstKey::At(2) | FirstKey::AfterStreams
+            ),
+            "{} needs a line of its own in the README",
+            spec.name
+        );
+    }
+    assert_eq!(
+        &readme[from..to],
+        expected,
+        "README.md's routing list is stale; replace it with:\n{expected}"
+    );
+}
