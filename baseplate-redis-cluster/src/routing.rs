@@ -480,4 +480,30 @@ mod tests {
             assert_eq!(route_of(&cmd_of(line)), None, "{line}");
         }
     }
+
+    #[test]
+    fn the_readme_lists_the_blocking_commands_of_the_command_table() {
+        let readme = include_str!("../README.md");
+        let listed = readme
+            .split("Blocking commands (")
+            .nth(1)
+            .and_then(|rest| rest.split(", and a pipeline").next())
+            .expect("the README lists the blocking commands");
+        let mut listed: Vec<&str> = listed
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|word| *word != "BLOCK")
+            .collect();
+        listed.sort_unstable();
+        let blocking: Vec<&str> = baseplate_hotkeys::all_commands()
+            .filter(|spec| spec.blocking() != baseplate_hotkeys::Blocking::Never)
+            .map(|spec| spec.name())
+            .collect();
+        assert_eq!(listed, blocking);
+        // Each one blocks the way the table says.
+        assert!(blocks(&cmd_of("BZMPOP 0 1 a MIN")));
+        assert!(blocks(&cmd_of("XREADGROUP GROUP g c BLOCK 0 STREAMS a >")));
+        assert!(!blocks(&cmd_of("XREADGROUP GROUP g c STREAMS a >")));
+    }
 }
