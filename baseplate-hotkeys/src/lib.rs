@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-mod classify;
+mod commands;
 mod error;
 mod query;
 pub mod report;
@@ -11,7 +11,10 @@ mod sampling;
 mod summary;
 mod tracker;
 
-pub use classify::{Classification, CommandSpec, KeyPositions, classify, command_spec, commands};
+pub use commands::{
+    Blocking, Classification, CommandSpec, FirstKey, KeyPositions, all_commands, classify, command,
+    command_spec, commands,
+};
 pub use error::TrackerError;
 pub use query::{TrackedSet, top_keys};
 pub use sampling::{SampleRate, seed_thread_rng};

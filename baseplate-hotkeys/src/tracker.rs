@@ -13,7 +13,7 @@ use redis::{Arg, Cmd, Pipeline};
 use tokio::sync::oneshot;
 
 use crate::TrackerError;
-use crate::classify::{CommandSpec, KeyPositions, command_spec};
+use crate::commands::{CommandSpec, KeyPositions, command_spec};
 use crate::query::TrackedSet;
 use crate::sampling::{SampleRate, thread_draw};
 use hot::HotSet;

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use baseplate_hotkeys::KeyPositions;
+use baseplate_hotkeys::{CommandSpec, KeyPositions};
 use rand::RngExt as _;
 use redis::Cmd;
 use redis::cluster::NodeAddress;
@@ -113,12 +113,11 @@ pub(crate) struct CmdRoute {
 
 /// The route of a command by its first key; `None` for keyless commands.
 ///
-/// redis-rs keeps its routing tables private, so pipelines are split with these rules, Redis's
-/// key specifications for the commands that do not take their first key first:
-/// `EVAL`-like and `FCALL`-like commands (the first of `numkeys` keys), `XREAD`/`XREADGROUP` (the
-/// first key after `STREAMS`), `OBJECT`/`MEMORY USAGE`/`XINFO`/`XGROUP` and `BITOP` (the second
-/// argument), the `numkeys`-first family (`ZUNION`, `ZINTER`, `ZDIFF`, `SINTERCARD`, `ZINTERCARD`,
-/// `LMPOP`, `ZMPOP`, and after a timeout `BLMPOP`, `BZMPOP`), and server commands with no key.
+/// redis-rs keeps its routing tables private, so pipelines are split with `baseplate-hotkeys`'s
+/// command table, the one that also says which keys the hot-key tracker counts: it knows where
+/// the first key is for the commands that do not take it first (`EVAL`-like commands, the
+/// `numkeys` family, `XREAD ... STREAMS key`, `OBJECT ENCODING key`, `BITOP op destkey`) and
+/// which server commands name no key. A command it does not know is routed by its first argument.
 /// A misplaced command is still safe: the node answers `MOVED` and the caller sees that error.
 pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
     let args: Vec<&[u8]> = cmd
@@ -129,10 +128,11 @@ pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
             _ => b"0",
         })
         .collect();
-    let key = first_key(&args)?;
-    // A command the hot-key table lists as reading keys and writing none is a read; anything
-    // else, known or not, goes to the primary.
-    let read_only = baseplate_hotkeys::command_spec(args[0]).is_some_and(|spec| {
+    let spec = baseplate_hotkeys::command(args.first()?);
+    let key = first_key(&args, spec)?;
+    // A command the table counts as reading keys and writing none is a read; anything else,
+    // known or not, goes to the primary.
+    let read_only = spec.is_some_and(|spec| {
         spec.writes() == KeyPositions::None && spec.reads() != KeyPositions::None
     });
     Some(CmdRoute {
@@ -162,32 +162,16 @@ pub(crate) enum ScriptRoute<'a> {
 
 /// Where a script or function call may run, by its keys (the `numkeys` after its second word).
 pub(crate) fn script_route(cmd: &Cmd) -> ScriptRoute<'_> {
-    fn bytes(arg: redis::Arg<&[u8]>) -> &[u8] {
-        match arg {
-            redis::Arg::Simple(bytes) => bytes,
-            _ => b"",
-        }
-    }
-    const SCRIPTS: [&[u8]; 6] = [
-        b"EVAL",
-        b"EVALSHA",
-        b"EVAL_RO",
-        b"EVALSHA_RO",
-        b"FCALL",
-        b"FCALL_RO",
-    ];
     // Every command passes here: look at its name before collecting its arguments.
-    let Some(name) = cmd.args_iter().next().map(bytes) else {
+    let Some(name) = cmd.args_iter().next().map(simple) else {
         return ScriptRoute::NotAScript;
     };
-    if !SCRIPTS
-        .iter()
-        .any(|script| script.eq_ignore_ascii_case(name))
-    {
+    let Some(spec) = baseplate_hotkeys::command(name).filter(CommandSpec::is_script) else {
         return ScriptRoute::NotAScript;
-    }
-    let args: Vec<&[u8]> = cmd.args_iter().map(bytes).collect();
-    let mut keys = KeyPositions::NumKeysAtSecond.keys(&args);
+    };
+    let args: Vec<&[u8]> = cmd.args_iter().map(simple).collect();
+    // A script's keys are all read or all written.
+    let mut keys = spec.reads().keys(&args).chain(spec.writes().keys(&args));
     let Some(first) = keys.next() else {
         return ScriptRoute::Keyless;
     };
@@ -219,31 +203,20 @@ pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {
 /// connection*: on a connection of their own they would answer at once and mean nothing. They
 /// stay with the writes they follow, bounded by their own timeout argument.
 pub(crate) fn blocks(cmd: &Cmd) -> bool {
-    let mut args = cmd.args_iter().map(|arg| match arg {
-        redis::Arg::Simple(bytes) => bytes,
-        _ => b"",
-    });
-    let Some(name) = args.next() else {
+    let Some(name) = cmd.args_iter().next().map(simple) else {
         return false;
     };
-    const ALWAYS: [&[u8]; 8] = [
-        b"BLPOP",
-        b"BRPOP",
-        b"BLMOVE",
-        b"BRPOPLPUSH",
-        b"BLMPOP",
-        b"BZPOPMIN",
-        b"BZPOPMAX",
-        b"BZMPOP",
-    ];
-    if ALWAYS.iter().any(|c| c.eq_ignore_ascii_case(name)) {
-        return true;
+    // XREAD and XREADGROUP block only with a BLOCK option, looked for without collecting.
+    baseplate_hotkeys::command(name)
+        .is_some_and(|spec| spec.blocking().blocks(cmd.args_iter().map(simple)))
+}
+
+/// An argument's bytes, or none for a SCAN cursor (never a name, a key or an option).
+fn simple(arg: redis::Arg<&[u8]>) -> &[u8] {
+    match arg {
+        redis::Arg::Simple(bytes) => bytes,
+        _ => b"",
     }
-    // XREAD and XREADGROUP block only with a BLOCK option, which comes before STREAMS.
-    (name.eq_ignore_ascii_case(b"XREAD") || name.eq_ignore_ascii_case(b"XREADGROUP"))
-        && args
-            .take_while(|arg| !arg.eq_ignore_ascii_case(b"STREAMS"))
-            .any(|arg| arg.eq_ignore_ascii_case(b"BLOCK"))
 }
 
 /// Redis Cluster's hash slot of `key`: CRC16 (XMODEM) of the key, or of its `{hash tag}` (the
@@ -269,37 +242,12 @@ pub fn key_slot(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(hashed) % SLOTS
 }
 
-fn first_key<'a>(args: &[&'a [u8]]) -> Option<&'a [u8]> {
-    let name = args.first()?.to_ascii_uppercase();
-    let at = |i: usize| args.get(i).copied();
-    let numkeys_then_key = |numkeys_at: usize| {
-        let n: usize = std::str::from_utf8(at(numkeys_at)?).ok()?.parse().ok()?;
-        if n > 0 { at(numkeys_at + 1) } else { None }
-    };
-    match name.as_slice() {
-        b"EVAL" | b"EVALSHA" | b"EVAL_RO" | b"EVALSHA_RO" | b"FCALL" | b"FCALL_RO" => {
-            numkeys_then_key(2)
-        }
-        b"ZUNION" | b"ZINTER" | b"ZDIFF" | b"SINTERCARD" | b"ZINTERCARD" | b"LMPOP" | b"ZMPOP" => {
-            numkeys_then_key(1)
-        }
-        b"BLMPOP" | b"BZMPOP" => numkeys_then_key(2),
-        b"XREAD" | b"XREADGROUP" => {
-            let streams = args
-                .iter()
-                .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
-            at(streams + 1)
-        }
-        b"OBJECT" | b"MEMORY" | b"XINFO" | b"XGROUP" | b"BITOP" => at(2),
-        b"PING" | b"ECHO" | b"INFO" | b"TIME" | b"DBSIZE" | b"FLUSHALL" | b"FLUSHDB" | b"KEYS"
-        | b"SCAN" | b"RANDOMKEY" | b"SCRIPT" | b"FUNCTION" | b"CONFIG" | b"CLIENT" | b"CLUSTER"
-        | b"COMMAND" | b"MULTI" | b"EXEC" | b"DISCARD" | b"WAIT" | b"PUBLISH" | b"SPUBLISH"
-        | b"READONLY" | b"READWRITE" | b"LASTSAVE" | b"ROLE" | b"DEBUG" | b"SLOWLOG"
-        | b"LATENCY" | b"ACL" | b"AUTH" | b"HELLO" | b"SELECT" | b"SWAPDB" | b"SHUTDOWN"
-        | b"MONITOR" | b"SUBSCRIBE" | b"PSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
-        | b"SAVE" | b"BGSAVE" | b"BGREWRITEAOF" | b"MIGRATE" | b"UNWATCH" | b"QUIT" | b"RESET"
-        | b"LOLWUT" | b"MODULE" | b"REPLICAOF" | b"SLAVEOF" | b"SYNC" | b"PSYNC" => None,
-        _ => at(1),
+/// The first key of `args` (the command name first), as the command table finds it; a command the
+/// table does not know is taken to have it first, as most commands do.
+fn first_key<'a>(args: &[&'a [u8]], spec: Option<CommandSpec>) -> Option<&'a [u8]> {
+    match spec {
+        Some(spec) => spec.first_key().find(args),
+        None => args.get(1).copied(),
     }
 }
 
@@ -458,5 +406,104 @@ mod tests {
         assert_eq!(slot_of(&redis::cmd("PING")), None);
         assert_eq!(slot_of(&redis::cmd("GET")), None);
         assert_eq!(slot_of(redis::cmd("EVAL").arg("x").arg("lots")), None);
+    }
+
+    fn cmd_of(line: &str) -> Cmd {
+        let mut cmd = Cmd::new();
+        for word in line.split(' ') {
+            cmd.arg(word);
+        }
+        cmd
+    }
+
+    #[test]
+    fn every_command_the_tracker_counts_routes_by_a_key_and_only_its_reads_may_use_replicas() {
+        // Every argument is the key "1", and every count is 1: the route is the key's slot,
+        // whichever argument the command's first key is.
+        let slot = key_slot(b"1");
+        for spec in baseplate_hotkeys::commands() {
+            let cmd = cmd_of(&format!("{} 1 1 1 1", spec.name()));
+            let read_only = spec.writes() == KeyPositions::None;
+            assert_eq!(
+                route_of(&cmd),
+                Some(CmdRoute { slot, read_only }),
+                "{}",
+                spec.name()
+            );
+        }
+    }
+
+    #[test]
+    fn reads_whose_key_is_not_their_first_argument_may_go_to_replicas() {
+        // Each is routed by the key `a`, not by its count or its script.
+        for line in [
+            "ZUNION 2 a b",
+            "ZINTER 2 a b",
+            "ZDIFF 2 a b",
+            "SINTERCARD 2 a b",
+            "ZINTERCARD 2 a b",
+            "EVAL_RO script 1 a",
+            "EVALSHA_RO 8f3d1c 1 a",
+            "fcall_ro f 1 a",
+        ] {
+            assert_eq!(
+                route_of(&cmd_of(line)),
+                Some(CmdRoute {
+                    slot: key_slot(b"a"),
+                    read_only: true
+                }),
+                "{line}"
+            );
+        }
+        // Reads the tracker does not count, and commands nobody knows, stay on the primaries.
+        for line in [
+            "XREAD COUNT 1 STREAMS a 0",
+            "OBJECT ENCODING a",
+            "MEMORY USAGE a",
+            "NOT-A-COMMAND a",
+        ] {
+            assert_eq!(
+                route_of(&cmd_of(line)),
+                Some(CmdRoute {
+                    slot: key_slot(b"a"),
+                    read_only: false
+                }),
+                "{line}"
+            );
+        }
+        for line in [
+            "PING",
+            "PUBLISH a message",
+            "CLUSTER KEYSLOT a",
+            "WAIT 1 100",
+        ] {
+            assert_eq!(route_of(&cmd_of(line)), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_the_blocking_commands_of_the_command_table() {
+        let readme = include_str!("../README.md");
+        let listed = readme
+            .split("Blocking commands (")
+            .nth(1)
+            .and_then(|rest| rest.split(", and a pipeline").next())
+            .expect("the README lists the blocking commands");
+        let mut listed: Vec<&str> = listed
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|word| *word != "BLOCK")
+            .collect();
+        listed.sort_unstable();
+        let blocking: Vec<&str> = baseplate_hotkeys::all_commands()
+            .filter(|spec| spec.blocking() != baseplate_hotkeys::Blocking::Never)
+            .map(|spec| spec.name())
+            .collect();
+        assert_eq!(listed, blocking);
+        // Each one blocks the way the table says.
+        assert!(blocks(&cmd_of("BZMPOP 0 1 a MIN")));
+        assert!(blocks(&cmd_of("XREADGROUP GROUP g c BLOCK 0 STREAMS a >")));
+        assert!(!blocks(&cmd_of("XREADGROUP GROUP g c STREAMS a >")));
     }
 }

@@ -1,10 +1,19 @@
-//! Command classification: which arguments of a Redis command are keys it reads and keys it writes.
+//! The command table: for each Redis command, the keys it reads and writes (what the hot-key tracker
+//! counts, and which commands are reads a replica may serve) and how a cluster client routes it
+//! (where its first key is, whether it blocks, whether it is a script).
 //!
-//! The table is baseplate.py's (`SINGLE_KEY_READ_COMMANDS` and friends) plus the common commands it
-//! missed. A command that modifies a key counts as a write of that key even when it also returns the
-//! value (`GETSET`, `GETDEL`, `INCR`), following Redis's own `write` command flag; commands that read some
-//! keys and write others (`COPY`, `SUNIONSTORE`, `ZUNIONSTORE`, `BITOP`) say so per key. Scripts and
-//! functions (`EVAL`, `EVALSHA`, `FCALL`) write the keys they are given; their `_RO` forms read them.
+//! The tracker's part is baseplate.py's table (`SINGLE_KEY_READ_COMMANDS` and friends) plus the common
+//! commands it missed. A command that modifies a key counts as a write of that key even when it also
+//! returns the value (`GETSET`, `GETDEL`, `INCR`), following Redis's own `write` command flag; commands
+//! that read some keys and write others (`COPY`, `SUNIONSTORE`, `ZUNIONSTORE`, `BITOP`) say so per key.
+//! Scripts and functions (`EVAL`, `EVALSHA`, `FCALL`) write the keys they are given; their `_RO` forms
+//! read them.
+//!
+//! A counted command's first key is where the first of its counted keys sits, so the tracker and
+//! routing cannot disagree about it. The table also lists commands the tracker does not count but
+//! routing must know: server commands with no key (`PING`, `CLUSTER`, `PUBLISH`), commands whose key
+//! is not their first argument (`OBJECT ENCODING key`, `XREAD ... STREAMS key`), and `XREAD` and
+//! `XREADGROUP`, which block with a `BLOCK` option.
 
 use std::fmt;
 
@@ -40,12 +49,48 @@ pub enum KeyPositions {
     NumKeysAtSecond,
 }
 
-/// One row of the classification table: a command and where its read and written keys are.
+/// Where a command's first key is: a cluster client sends the command to the node serving that key's
+/// slot.
+///
+/// Positions count the arguments after the command name from 1, as [`KeyPositions`] do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FirstKey {
+    /// The command names no key (`PING`, `CLUSTER INFO`, `PUBLISH channel message`): any node may run
+    /// it, or the client sends it to several.
+    Keyless,
+    /// Argument N (`GET key`: 1; `OBJECT ENCODING key` and `BITOP AND destkey key`: 2).
+    At(usize),
+    /// The first of the keys after a `numkeys` count at argument N (`ZUNION 2 a b`: 1;
+    /// `EVAL script 1 key`: 2); none when the count is 0 or not a number.
+    AfterNumKeysAt(usize),
+    /// The argument after the first `STREAMS` (`XREAD COUNT 1 STREAMS key id`).
+    AfterStreams,
+}
+
+/// Whether a command may hold its connection waiting for data to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Blocking {
+    /// It answers at once.
+    Never,
+    /// It waits until data arrives or its timeout passes (`BLPOP`, `BZPOPMIN`, `BLMOVE`).
+    Always,
+    /// It waits only when given a `BLOCK` option, which comes before `STREAMS` (`XREAD`,
+    /// `XREADGROUP`).
+    WithBlockOption,
+}
+
+/// One row of the command table: a command, where its read and written keys are, where its first key
+/// is, whether it blocks and whether it is a script or function call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CommandSpec {
     name: &'static str,
     reads: KeyPositions,
     writes: KeyPositions,
+    first_key: FirstKey,
+    blocking: Blocking,
+    script: bool,
 }
 
 /// The keys a command reads and writes, as [`classify`] finds them.
@@ -85,7 +130,8 @@ pub fn classify<'a>(args: &[&'a [u8]]) -> Option<Classification<'a>> {
     })
 }
 
-/// The table row for a command name, matched case-insensitively; `None` if the command is not tracked.
+/// The table row for a command the tracker counts (one that reads or writes a key), its name matched
+/// case-insensitively; `None` if the command is not tracked, even when [`command`] knows it.
 ///
 /// This does not allocate, so it is cheap enough to call for every command.
 ///
@@ -100,6 +146,28 @@ pub fn classify<'a>(args: &[&'a [u8]]) -> Option<Classification<'a>> {
 /// assert!(command_spec(b"CLUSTER").is_none());
 /// ```
 pub fn command_spec(name: &[u8]) -> Option<CommandSpec> {
+    command(name).filter(CommandSpec::is_tracked)
+}
+
+/// The table row for any command the table knows, counted by the tracker or not, its name matched
+/// case-insensitively; `None` for a command the table does not know.
+///
+/// This does not allocate, so it is cheap enough to call for every command.
+///
+/// # Examples
+/// ```
+/// use baseplate_hotkeys::{Blocking, FirstKey, command, command_spec};
+///
+/// let xread = command(b"xread").unwrap();
+/// assert_eq!(xread.first_key(), FirstKey::AfterStreams);
+/// assert_eq!(xread.blocking(), Blocking::WithBlockOption);
+/// assert!(!xread.is_tracked());
+/// assert!(command_spec(b"XREAD").is_none());
+///
+/// assert_eq!(command(b"PING").unwrap().first_key(), FirstKey::Keyless);
+/// assert!(command(b"NOT-A-COMMAND").is_none());
+/// ```
+pub fn command(name: &[u8]) -> Option<CommandSpec> {
     let packed = pack_upper(name)?;
     PACKED
         .binary_search(&packed)
@@ -107,7 +175,7 @@ pub fn command_spec(name: &[u8]) -> Option<CommandSpec> {
         .and_then(|i| TABLE.get(i).copied())
 }
 
-/// Every command the tracker knows, in alphabetical order.
+/// Every command the tracker counts, in alphabetical order.
 ///
 /// # Examples
 /// ```
@@ -115,6 +183,19 @@ pub fn command_spec(name: &[u8]) -> Option<CommandSpec> {
 /// assert!(names.contains(&"MSET"));
 /// ```
 pub fn commands() -> impl ExactSizeIterator<Item = CommandSpec> + Clone {
+    TRACKED.iter().copied()
+}
+
+/// Every command the table knows, counted by the tracker or not, in alphabetical order.
+///
+/// # Examples
+/// ```
+/// use baseplate_hotkeys::{Blocking, all_commands};
+///
+/// let blocking = all_commands().filter(|c| c.blocking() != Blocking::Never);
+/// assert!(blocking.map(|c| c.name()).any(|name| name == "XREAD"));
+/// ```
+pub fn all_commands() -> impl ExactSizeIterator<Item = CommandSpec> + Clone {
     TABLE.iter().copied()
 }
 
@@ -132,6 +213,103 @@ impl CommandSpec {
     /// Where the keys the command writes are.
     pub fn writes(&self) -> KeyPositions {
         self.writes
+    }
+
+    /// Whether the tracker counts the command: it reads or writes a key.
+    pub const fn is_tracked(&self) -> bool {
+        !matches!(self.reads, KeyPositions::None) || !matches!(self.writes, KeyPositions::None)
+    }
+
+    /// Where the command's first key is, which decides the node it runs on.
+    ///
+    /// # Examples
+    /// ```
+    /// use baseplate_hotkeys::{FirstKey, command};
+    ///
+    /// let args: [&[u8]; 5] = [b"ZUNIONSTORE", b"dest", b"2", b"a", b"b"];
+    /// let first_key = command(args[0]).unwrap().first_key();
+    /// assert_eq!(first_key, FirstKey::At(1));
+    /// assert_eq!(first_key.find(&args), Some(&b"dest"[..]));
+    /// ```
+    pub fn first_key(&self) -> FirstKey {
+        self.first_key
+    }
+
+    /// Whether the command may hold its connection waiting for data.
+    pub fn blocking(&self) -> Blocking {
+        self.blocking
+    }
+
+    /// Whether the command runs a script or a function (`EVAL`, `EVALSHA`, `FCALL` and their `_RO`
+    /// forms): its keys are the `numkeys` after its second argument, and they must share a slot.
+    pub fn is_script(&self) -> bool {
+        self.script
+    }
+
+    const fn blocks(mut self, blocking: Blocking) -> Self {
+        self.blocking = blocking;
+        self
+    }
+
+    const fn runs_a_script(mut self) -> Self {
+        self.script = true;
+        self
+    }
+}
+
+impl FirstKey {
+    /// The first key of `args`, where `args[0]` is the command name; `None` when it is absent.
+    ///
+    /// # Examples
+    /// ```
+    /// use baseplate_hotkeys::FirstKey;
+    ///
+    /// let args: [&[u8]; 6] = [b"XREAD", b"COUNT", b"1", b"STREAMS", b"s", b"0"];
+    /// assert_eq!(FirstKey::AfterStreams.find(&args), Some(&b"s"[..]));
+    /// assert_eq!(FirstKey::AfterNumKeysAt(1).find(&[b"ZUNION", b"0"]), None);
+    /// ```
+    pub fn find<'a>(self, args: &[&'a [u8]]) -> Option<&'a [u8]> {
+        let at = |i: usize| args.get(i).copied();
+        match self {
+            Self::Keyless => None,
+            Self::At(i) => at(i),
+            Self::AfterNumKeysAt(i) => {
+                let n: usize = std::str::from_utf8(at(i)?).ok()?.parse().ok()?;
+                if n > 0 { at(i + 1) } else { None }
+            }
+            Self::AfterStreams => {
+                let streams = args
+                    .iter()
+                    .position(|a| a.eq_ignore_ascii_case(b"STREAMS"))?;
+                at(streams + 1)
+            }
+        }
+    }
+}
+
+impl Blocking {
+    /// Whether a command with these arguments, its name first, blocks.
+    ///
+    /// # Examples
+    /// ```
+    /// use baseplate_hotkeys::Blocking;
+    ///
+    /// let args: [&[u8]; 6] = [b"XREAD", b"BLOCK", b"100", b"STREAMS", b"s", b"$"];
+    /// assert!(Blocking::WithBlockOption.blocks(args));
+    /// // A stream named BLOCK is a key, not the option.
+    /// let args: [&[u8]; 4] = [b"XREAD", b"STREAMS", b"BLOCK", b"0"];
+    /// assert!(!Blocking::WithBlockOption.blocks(args));
+    /// ```
+    pub fn blocks<'a>(self, args: impl IntoIterator<Item = &'a [u8]>) -> bool {
+        match self {
+            Self::Never => false,
+            Self::Always => true,
+            Self::WithBlockOption => args
+                .into_iter()
+                .skip(1)
+                .take_while(|arg| !arg.eq_ignore_ascii_case(b"STREAMS"))
+                .any(|arg| arg.eq_ignore_ascii_case(b"BLOCK")),
+        }
     }
 }
 
@@ -168,6 +346,22 @@ impl KeyPositions {
             .iter()
             .step_by(step)
             .copied()
+    }
+
+    /// Where the first of these keys sits when it is there: its position, and the rule that finds it.
+    /// Positions such as `1..last-1` and `1, 3, 5, ..` give argument 1 even for a command too short
+    /// to have the key (`BLPOP key` without its timeout): the node serving it answers with the error.
+    const fn first_key(self) -> Option<(usize, FirstKey)> {
+        match self {
+            Self::None => None,
+            Self::First | Self::FirstTwo | Self::All | Self::AllButLast | Self::Pairs => {
+                Some((1, FirstKey::At(1)))
+            }
+            Self::Second | Self::FromSecond => Some((2, FirstKey::At(2))),
+            Self::FromThird => Some((3, FirstKey::At(3))),
+            Self::NumKeysAtFirst => Some((2, FirstKey::AfterNumKeysAt(1))),
+            Self::NumKeysAtSecond => Some((3, FirstKey::AfterNumKeysAt(2))),
+        }
     }
 
     /// A short description of the positions, as the README's table shows it (`1`, `1..`, `numkeys@2`).
@@ -252,63 +446,132 @@ use KeyPositions::{
     NumKeysAtSecond, Pairs, Second,
 };
 
-const fn read(name: &'static str, reads: KeyPositions) -> CommandSpec {
-    CommandSpec {
-        name,
-        reads,
-        writes: No,
+/// The rows the tracker counts, in the table's order, for [`commands`].
+static TRACKED: [CommandSpec; tracked_len()] = {
+    let mut tracked = [read("", No); tracked_len()];
+    let (mut i, mut j) = (0, 0);
+    while i < TABLE.len() {
+        if TABLE[i].is_tracked() {
+            tracked[j] = TABLE[i];
+            j += 1;
+        }
+        i += 1;
     }
+    tracked
+};
+
+const fn tracked_len() -> usize {
+    let (mut i, mut len) = (0, 0);
+    while i < TABLE.len() {
+        if TABLE[i].is_tracked() {
+            len += 1;
+        }
+        i += 1;
+    }
+    len
+}
+
+const fn read(name: &'static str, reads: KeyPositions) -> CommandSpec {
+    both(name, reads, No)
 }
 
 const fn write(name: &'static str, writes: KeyPositions) -> CommandSpec {
-    CommandSpec {
-        name,
-        reads: No,
-        writes,
-    }
+    both(name, No, writes)
 }
 
+/// A command the tracker counts; its first key is the first of the keys it reads or writes.
 const fn both(name: &'static str, reads: KeyPositions, writes: KeyPositions) -> CommandSpec {
+    let first_key = match (reads.first_key(), writes.first_key()) {
+        (Some((read_at, read_key)), Some((write_at, write_key))) => {
+            if write_at <= read_at {
+                write_key
+            } else {
+                read_key
+            }
+        }
+        (Some((_, key)), None) | (None, Some((_, key))) => key,
+        (None, None) => FirstKey::Keyless,
+    };
     CommandSpec {
         name,
         reads,
         writes,
+        first_key,
+        blocking: Blocking::Never,
+        script: false,
     }
 }
 
-/// The classification table, sorted by name (a unit test checks the order `command_spec` relies on).
+/// A command the tracker does not count, with the first key routing finds.
+const fn routed(name: &'static str, first_key: FirstKey) -> CommandSpec {
+    CommandSpec {
+        name,
+        reads: No,
+        writes: No,
+        first_key,
+        blocking: Blocking::Never,
+        script: false,
+    }
+}
+
+/// A server command that names no key.
+const fn keyless(name: &'static str) -> CommandSpec {
+    routed(name, FirstKey::Keyless)
+}
+
+/// The command table, sorted by name (a unit test checks the order `command` relies on).
+///
+/// The tracker counts the rows made with `read`, `write` and `both`. The rows made with `keyless` and
+/// `routed` are there for routing alone: the tracker does not count them (baseplate.py does not), and
+/// none of them is a read that a replica may serve.
 const TABLE: &[CommandSpec] = &[
+    keyless("ACL"),
     write("APPEND", First),
+    keyless("AUTH"),
+    keyless("BGREWRITEAOF"),
+    keyless("BGSAVE"),
     read("BITCOUNT", First),
     write("BITFIELD", First),
     read("BITFIELD_RO", First),
     both("BITOP", FromThird, Second),
     read("BITPOS", First),
-    write("BLMOVE", FirstTwo),
-    write("BLMPOP", NumKeysAtSecond),
-    write("BLPOP", AllButLast),
-    write("BRPOP", AllButLast),
-    write("BRPOPLPUSH", FirstTwo),
-    write("BZMPOP", NumKeysAtSecond),
-    write("BZPOPMAX", AllButLast),
-    write("BZPOPMIN", AllButLast),
+    write("BLMOVE", FirstTwo).blocks(Blocking::Always),
+    write("BLMPOP", NumKeysAtSecond).blocks(Blocking::Always),
+    write("BLPOP", AllButLast).blocks(Blocking::Always),
+    write("BRPOP", AllButLast).blocks(Blocking::Always),
+    write("BRPOPLPUSH", FirstTwo).blocks(Blocking::Always),
+    write("BZMPOP", NumKeysAtSecond).blocks(Blocking::Always),
+    write("BZPOPMAX", AllButLast).blocks(Blocking::Always),
+    write("BZPOPMIN", AllButLast).blocks(Blocking::Always),
+    keyless("CLIENT"),
+    keyless("CLUSTER"),
+    keyless("COMMAND"),
+    keyless("CONFIG"),
     both("COPY", First, Second),
+    keyless("DBSIZE"),
+    keyless("DEBUG"),
     write("DECR", First),
     write("DECRBY", First),
     write("DEL", All),
+    keyless("DISCARD"),
     read("DUMP", First),
+    keyless("ECHO"),
     // A script or function may write any key it is given, so only the read-only variants are
     // reads; the keys are the `numkeys` that follow the script (or its SHA1, or the function).
-    write("EVAL", NumKeysAtSecond),
-    write("EVALSHA", NumKeysAtSecond),
-    read("EVALSHA_RO", NumKeysAtSecond),
-    read("EVAL_RO", NumKeysAtSecond),
+    write("EVAL", NumKeysAtSecond).runs_a_script(),
+    write("EVALSHA", NumKeysAtSecond).runs_a_script(),
+    read("EVALSHA_RO", NumKeysAtSecond).runs_a_script(),
+    read("EVAL_RO", NumKeysAtSecond).runs_a_script(),
+    keyless("EXEC"),
     read("EXISTS", All),
     write("EXPIRE", First),
     write("EXPIREAT", First),
     read("EXPIRETIME", First),
-    write("FCALL", NumKeysAtSecond),
-    read("FCALL_RO", NumKeysAtSecond),
+    write("FCALL", NumKeysAtSecond).runs_a_script(),
+    read("FCALL_RO", NumKeysAtSecond).runs_a_script(),
+    keyless("FLUSHALL"),
+    keyless("FLUSHDB"),
+    keyless("FUNCTION"),
     write("GEOADD", First),
     read("GEODIST", First),
     read("GEOHASH", First),
@@ -326,6 +589,7 @@ const TABLE: &[CommandSpec] = &[
     read("GETRANGE", First),
     write("GETSET", First),
     write("HDEL", First),
+    keyless("HELLO"),
     read("HEXISTS", First),
     read("HGET", First),
     read("HGETALL", First),
@@ -344,12 +608,17 @@ const TABLE: &[CommandSpec] = &[
     write("INCR", First),
     write("INCRBY", First),
     write("INCRBYFLOAT", First),
+    keyless("INFO"),
+    keyless("KEYS"),
+    keyless("LASTSAVE"),
+    keyless("LATENCY"),
     read("LCS", FirstTwo),
     read("LINDEX", First),
     write("LINSERT", First),
     read("LLEN", First),
     write("LMOVE", FirstTwo),
     write("LMPOP", NumKeysAtFirst),
+    keyless("LOLWUT"),
     write("LPOP", First),
     read("LPOS", First),
     write("LPUSH", First),
@@ -358,9 +627,15 @@ const TABLE: &[CommandSpec] = &[
     write("LREM", First),
     write("LSET", First),
     write("LTRIM", First),
+    routed("MEMORY", FirstKey::At(2)),
     read("MGET", All),
+    keyless("MIGRATE"),
+    keyless("MODULE"),
+    keyless("MONITOR"),
     write("MSET", Pairs),
     write("MSETNX", Pairs),
+    keyless("MULTI"),
+    routed("OBJECT", FirstKey::At(2)),
     write("PERSIST", First),
     write("PEXPIRE", First),
     write("PEXPIREAT", First),
@@ -368,48 +643,79 @@ const TABLE: &[CommandSpec] = &[
     write("PFADD", First),
     read("PFCOUNT", All),
     both("PFMERGE", FromSecond, First),
+    keyless("PING"),
     write("PSETEX", First),
+    keyless("PSUBSCRIBE"),
+    keyless("PSYNC"),
     read("PTTL", First),
+    keyless("PUBLISH"),
+    keyless("PUNSUBSCRIBE"),
+    keyless("QUIT"),
+    keyless("RANDOMKEY"),
+    keyless("READONLY"),
+    keyless("READWRITE"),
     write("RENAME", FirstTwo),
     write("RENAMENX", FirstTwo),
+    keyless("REPLICAOF"),
+    keyless("RESET"),
     write("RESTORE", First),
+    keyless("ROLE"),
     write("RPOP", First),
     write("RPOPLPUSH", FirstTwo),
     write("RPUSH", First),
     write("RPUSHX", First),
     write("SADD", First),
+    keyless("SAVE"),
+    keyless("SCAN"),
     read("SCARD", First),
+    keyless("SCRIPT"),
     read("SDIFF", All),
     both("SDIFFSTORE", FromSecond, First),
+    keyless("SELECT"),
     write("SET", First),
     write("SETBIT", First),
     write("SETEX", First),
     write("SETNX", First),
     write("SETRANGE", First),
+    keyless("SHUTDOWN"),
     read("SINTER", All),
     read("SINTERCARD", NumKeysAtFirst),
     both("SINTERSTORE", FromSecond, First),
     read("SISMEMBER", First),
+    keyless("SLAVEOF"),
+    keyless("SLOWLOG"),
     read("SMEMBERS", First),
     read("SMISMEMBER", First),
     write("SMOVE", FirstTwo),
     read("SORT_RO", First),
     write("SPOP", First),
+    keyless("SPUBLISH"),
     read("SRANDMEMBER", First),
     write("SREM", First),
     read("SSCAN", First),
     read("STRLEN", First),
+    keyless("SUBSCRIBE"),
     read("SUBSTR", First),
     read("SUNION", All),
     both("SUNIONSTORE", FromSecond, First),
+    keyless("SWAPDB"),
+    keyless("SYNC"),
+    keyless("TIME"),
     read("TOUCH", All),
     read("TTL", First),
     read("TYPE", First),
     write("UNLINK", All),
+    keyless("UNSUBSCRIBE"),
+    keyless("UNWATCH"),
+    keyless("WAIT"),
     write("XADD", First),
     write("XDEL", First),
+    routed("XGROUP", FirstKey::At(2)),
+    routed("XINFO", FirstKey::At(2)),
     read("XLEN", First),
     read("XRANGE", First),
+    routed("XREAD", FirstKey::AfterStreams).blocks(Blocking::WithBlockOption),
+    routed("XREADGROUP", FirstKey::AfterStreams).blocks(Blocking::WithBlockOption),
     read("XREVRANGE", First),
     write("XTRIM", First),
     write("ZADD", First),

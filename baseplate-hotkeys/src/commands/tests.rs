@@ -1,4 +1,4 @@
-//! Unit tests of the classification table, command by command.
+//! Unit tests of the command table, command by command.
 
 use super::*;
 
@@ -223,13 +223,25 @@ fn the_table_is_sorted_unique_and_upper_case() {
     for spec in TABLE {
         assert!(spec.name.len() <= MAX_NAME_LEN, "{}", spec.name);
         assert_eq!(spec.name, spec.name.to_ascii_uppercase());
+        // A row the tracker does not count is there for routing: it says something the rule for
+        // unknown commands (the key is argument 1, never blocking) would get wrong.
         assert!(
-            spec.reads != KeyPositions::None || spec.writes != KeyPositions::None,
-            "{} has no keys",
+            spec.is_tracked()
+                || spec.first_key != FirstKey::At(1)
+                || spec.blocking != Blocking::Never,
+            "{} says nothing",
             spec.name
         );
-        assert_eq!(command_spec(spec.name.as_bytes()), Some(*spec));
+        assert_eq!(command(spec.name.as_bytes()), Some(*spec));
+        let counted = command_spec(spec.name.as_bytes());
+        assert_eq!(counted, spec.is_tracked().then_some(*spec), "{}", spec.name);
     }
+    let tracked: Vec<CommandSpec> = TABLE
+        .iter()
+        .copied()
+        .filter(CommandSpec::is_tracked)
+        .collect();
+    assert_eq!(commands().collect::<Vec<_>>(), tracked);
 }
 
 #[test]
@@ -314,7 +326,7 @@ fn unknown_empty_and_strange_names_are_not_classified() {
 
 #[test]
 fn missing_arguments_yield_no_keys_rather_than_panicking() {
-    for spec in TABLE {
+    for spec in commands() {
         for len in 0..4 {
             let mut args: Vec<&[u8]> = vec![spec.name.as_bytes()];
             args.extend(std::iter::repeat_n(&b"x"[..], len));
@@ -373,7 +385,7 @@ fn the_readme_table_is_the_classification_table() {
     let from = readme.find(start).expect("table start marker") + start.len();
     let to = readme.find(end).expect("table end marker");
     let mut expected = String::from("| command | keys read | keys written |\n|---|---|---|\n");
-    for spec in TABLE {
+    for spec in commands() {
         let cell = |p: KeyPositions| {
             if p == KeyPositions::None {
                 String::new()
@@ -392,5 +404,157 @@ fn the_readme_table_is_the_classification_table() {
         &readme[from..to],
         expected,
         "README.md's table is stale; replace it with:\n{expected}"
+    );
+}
+
+/// The position of each key of `keys` among `args`, told apart by address: `words` borrows every
+/// argument from its own place in the line.
+fn positions(args: &[&[u8]], keys: &[&[u8]]) -> Vec<usize> {
+    keys.iter()
+        .map(|key| {
+            args.iter()
+                .position(|arg| std::ptr::eq(*arg, *key))
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_counted_commands_first_key_is_the_first_key_it_reads_or_writes() {
+    for (line, _, _) in EXAMPLES {
+        let args = words(line);
+        let c = classify(&args).unwrap();
+        let mut counted = positions(&args, &c.reads);
+        counted.extend(positions(&args, &c.writes));
+        let first = counted.into_iter().min().map(|i| args[i]);
+        let spec = command(args[0]).unwrap();
+        assert_eq!(spec.first_key().find(&args), first, "{line}");
+    }
+}
+
+#[test]
+fn commands_the_tracker_does_not_count_still_have_their_first_key() {
+    let cases = [
+        ("OBJECT ENCODING k", "k"),
+        ("MEMORY USAGE k", "k"),
+        ("MEMORY STATS", ""),
+        ("XINFO STREAM k", "k"),
+        ("XGROUP CREATE k g $", "k"),
+        ("XREAD COUNT 1 STREAMS k 0", "k"),
+        ("xreadgroup GROUP g c BLOCK 10 STREAMS k >", "k"),
+        ("XREAD COUNT 1", ""),
+        ("PING", ""),
+        ("PUBLISH k message", ""),
+        ("CLUSTER KEYSLOT k", ""),
+        ("WAIT 1 100", ""),
+    ];
+    for (line, first) in cases {
+        let args = words(line);
+        assert_eq!(classify(&args), None, "{line}: never counted");
+        let spec = command(args[0]).unwrap_or_else(|| panic!("{line}: not in the table"));
+        let first = words(first).first().copied();
+        assert_eq!(spec.first_key().find(&args), first, "{line}");
+    }
+}
+
+#[test]
+fn pops_and_stream_reads_block_and_scripts_take_numkeys_after_their_second_argument() {
+    let named = |keep: &dyn Fn(&CommandSpec) -> bool| -> Vec<&str> {
+        TABLE.iter().filter(|s| keep(s)).map(|s| s.name).collect()
+    };
+    assert_eq!(
+        named(&|s| s.blocking() == Blocking::Always),
+        "BLMOVE BLMPOP BLPOP BRPOP BRPOPLPUSH BZMPOP BZPOPMAX BZPOPMIN"
+            .split(' ')
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        named(&|s| s.blocking() == Blocking::WithBlockOption),
+        ["XREAD", "XREADGROUP"]
+    );
+    assert_eq!(
+        named(&|s| s.is_script()),
+        [
+            "EVAL",
+            "EVALSHA",
+            "EVALSHA_RO",
+            "EVAL_RO",
+            "FCALL",
+            "FCALL_RO"
+        ]
+    );
+    for spec in TABLE.iter().filter(|s| s.is_script()) {
+        let keys = if spec.writes == KeyPositions::None {
+            spec.reads
+        } else {
+            spec.writes
+        };
+        assert_eq!(keys, KeyPositions::NumKeysAtSecond, "{}", spec.name);
+        assert_eq!(spec.first_key, FirstKey::AfterNumKeysAt(2), "{}", spec.name);
+    }
+    let blocks = |line: &str| {
+        let args = words(line);
+        command(args[0]).is_some_and(|spec| spec.blocking().blocks(args.iter().copied()))
+    };
+    assert!(blocks("BLPOP a 0"));
+    assert!(blocks("XREAD COUNT 1 block 0 STREAMS s $"));
+    assert!(!blocks("XREAD COUNT 1 STREAMS s 0"));
+    assert!(!blocks("XREAD STREAMS BLOCK 0"));
+    assert!(!blocks("LPOP a"));
+    assert!(!blocks("WAIT 1 100"));
+}
+
+#[test]
+fn the_readme_routing_list_is_the_command_table() {
+    let readme = include_str!("../../README.md");
+    let start = "<!-- routing-table:start -->\n";
+    let end = "<!-- routing-table:end -->";
+    let from = readme.find(start).expect("list start marker") + start.len();
+    let to = readme.find(end).expect("list end marker");
+    let names = |keep: &dyn Fn(&CommandSpec) -> bool| -> String {
+        let names: Vec<String> = TABLE
+            .iter()
+            .filter(|s| keep(s))
+            .map(|s| format!("`{}`", s.name))
+            .collect();
+        names.join(", ")
+    };
+    let mut expected = String::new();
+    let mut line = |label: &str, keep: &dyn Fn(&CommandSpec) -> bool| {
+        expected.push_str(&format!("- {label}: {}\n", names(keep)));
+    };
+    line("Block until data arrives or their timeout passes", &|s| {
+        s.blocking == Blocking::Always
+    });
+    line("Block only with a `BLOCK` option before `STREAMS`", &|s| {
+        s.blocking == Blocking::WithBlockOption
+    });
+    line("Run a script or function, keys at `numkeys@2`", &|s| {
+        s.script
+    });
+    line("Not counted, no key", &|s| {
+        !s.is_tracked() && s.first_key == FirstKey::Keyless
+    });
+    line("Not counted, first key at `2`", &|s| {
+        !s.is_tracked() && s.first_key == FirstKey::At(2)
+    });
+    line("Not counted, first key after `STREAMS`", &|s| {
+        !s.is_tracked() && s.first_key == FirstKey::AfterStreams
+    });
+    // Every row the tracker does not count is in one of the lines above.
+    for spec in TABLE.iter().filter(|s| !s.is_tracked()) {
+        assert!(
+            matches!(
+                spec.first_key,
+                FirstKey::Keyless | FirstKey::At(2) | FirstKey::AfterStreams
+            ),
+            "{} needs a line of its own in the README",
+            spec.name
+        );
+    }
+    assert_eq!(
+        &readme[from..to],
+        expected,
+        "README.md's routing list is stale; replace it with:\n{expected}"
     );
 }
