@@ -221,7 +221,7 @@ impl Batch {
         }
         if let Some(rate) = writable_rate(&name.name, Kind::Timer, 0.0, sample_rate) {
             let millis = elapsed.as_secs_f64() * 1000.0;
-            let line = finish_line(name.line_start(), millis, Kind::Timer, rate);
+            let line = finish_line(line_start(&name.ready), millis, Kind::Timer, rate);
             self.lines.push(line);
         }
     }
@@ -466,7 +466,7 @@ impl Batch {
                     self.counter_index.insert(prefix.to_owned(), index);
                 }
                 self.counters.push(CounterSums {
-                    prefix: prefix.to_owned(),
+                    prefix: line_start(prefix),
                     by_rate: Vec::new(),
                 });
                 index
@@ -505,13 +505,13 @@ impl MetricName {
     pub fn as_str(&self) -> &str {
         &self.name
     }
+}
 
-    /// A line's start, with room for the `:value|kind|@rate` that ends it.
-    fn line_start(&self) -> String {
-        let mut line = String::with_capacity(self.ready.len() + 32);
-        line.push_str(&self.ready);
-        line
-    }
+/// A line's start, `prefix`, with room for the `:value|kind|@rate` that ends it.
+fn line_start(prefix: &str) -> String {
+    let mut line = String::with_capacity(prefix.len() + 32);
+    line.push_str(prefix);
+    line
 }
 
 /// A view of a [`Batch`] that adds its tags to every metric recorded through it; made by
