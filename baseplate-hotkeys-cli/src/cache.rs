@@ -181,14 +181,14 @@ impl JsonClient {
 
 fn failed(url: &str, why: String) -> Scraped {
     Scraped {
-        url: crate::redact_url(url),
+        url: baseplate_config::secret::redact_url(url).into_owned(),
         clients: Err(why),
     }
 }
 
 async fn scrape(client: &reqwest::Client, url: &str, timeout: Duration) -> Scraped {
     Scraped {
-        url: crate::redact_url(url),
+        url: baseplate_config::secret::redact_url(url).into_owned(),
         clients: fetch(client, url, timeout)
             .await
             .and_then(|text| parse(&text)),

@@ -85,33 +85,18 @@ impl TlsArgs {
         self.ssl_ca_certs.is_some() || self.ssl_certfile.is_some()
     }
 
-    /// Hands the certificates to `builder`, reading them now so a bad path is reported as such.
+    /// Hands the certificates to `builder` for a `rediss://` URL, as the cluster client does
+    /// with its `ssl_*` keys: the files are read and checked now, so a bad one is reported
+    /// naming its option.
     #[cfg(feature = "tls")]
     fn apply(&self, builder: ClusterClientBuilder) -> Result<ClusterClientBuilder, String> {
-        use redis::{ClientTlsConfig, TlsCertificates};
-        // rustls needs one process-wide crypto provider; a command run inside a process that
-        // installed its own keeps it, and otherwise gets ring's, the one this crate compiles in.
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        if !self.is_set() {
-            return Ok(builder);
-        }
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-        };
-        let root_cert = self.ssl_ca_certs.as_ref().map(read).transpose()?;
-        let client_tls = match &self.ssl_certfile {
-            Some(certfile) => Some(ClientTlsConfig {
-                client_cert: read(certfile)?,
-                client_key: read(self.ssl_keyfile.as_ref().unwrap_or(certfile))?,
-            }),
-            None => None,
-        };
-        Ok(builder.certs(TlsCertificates {
-            client_tls,
-            root_cert,
-        }))
+        let mut options = baseplate_redis_cluster::TlsOptions::default();
+        options.ca_certs.clone_from(&self.ssl_ca_certs);
+        options.certfile.clone_from(&self.ssl_certfile);
+        options.keyfile.clone_from(&self.ssl_keyfile);
+        options
+            .apply(builder)
+            .map_err(|e| format!("--{}: {}", e.option.replace('_', "-"), e.reason))
     }
 
     #[cfg(not(feature = "tls"))]
@@ -152,7 +137,7 @@ async fn run_command(command: Command) -> Result<String, String> {
         timeout_secs,
         metrics_urls,
     } = command;
-    let shown = redact_url(&url);
+    let shown = baseplate_config::secret::redact_url(&url);
     let timeout = Duration::from_secs(timeout_secs.max(1));
     let tls_url = url
         .get(.."rediss://".len())
@@ -166,7 +151,12 @@ async fn run_command(command: Command) -> Result<String, String> {
     let builder = ClusterClient::builder(vec![url.as_str()])
         .connection_timeout(timeout)
         .response_timeout(timeout);
-    let client = tls.apply(builder)?.build().map_err(|e| {
+    let builder = if tls_url {
+        tls.apply(builder)?
+    } else {
+        builder
+    };
+    let client = builder.build().map_err(|e| {
         let what = if tls.is_set() {
             "cluster URL or TLS files"
         } else {
@@ -201,49 +191,9 @@ async fn run_command(command: Command) -> Result<String, String> {
     })
 }
 
-/// The URL with any password replaced by `***`, fit for messages.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            let hidden = if userinfo.contains(':') || user.is_empty() {
-                format!("{user}:***")
-            } else {
-                // `redis://secret@host` puts the password where a user name would be.
-                "***".to_owned()
-            };
-            format!("{scheme}://{hidden}@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_never_appear_in_messages() {
-        let cases = [
-            ("redis://127.0.0.1:7000", "redis://127.0.0.1:7000"),
-            ("redis://:s3cret@host:7000/0", "redis://:***@host:7000/0"),
-            (
-                "redis://user:s3cret@host:7000",
-                "redis://user:***@host:7000",
-            ),
-            ("redis://s3cret@host:7000", "redis://***@host:7000"),
-            ("redis://u:p@ss@host", "redis://u:***@host"),
-            ("not a url", "not a url"),
-        ];
-        for (url, shown) in cases {
-            assert_eq!(redact_url(url), shown);
-        }
-    }
 
     #[test]
     fn the_command_line_parses_with_defaults() {

@@ -38,4 +38,6 @@ pub use pool::{ClusterPool, PoolStats};
 pub use pubsub::Subscriber;
 pub use routing::key_slot;
 pub use scan::{CLUSTER_SCAN_PATIENCE, ClusterScan, ClusterScanOptions};
+#[cfg(feature = "tls")]
+pub use tls::TlsFileError;
 pub use tls::{CertReqs, TlsOptions};

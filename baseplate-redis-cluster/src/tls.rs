@@ -120,6 +120,18 @@ impl fmt::Display for CertReqs {
 #[cfg(feature = "tls")]
 pub(crate) use build::configure;
 
+/// A TLS file that cannot be used: the option that names it and why, naming the file.
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option}: {reason}")]
+#[non_exhaustive]
+pub struct TlsFileError {
+    /// The option, in redis-py's words: `ssl_ca_certs`, `ssl_certfile` or `ssl_keyfile`.
+    pub option: &'static str,
+    /// What is wrong with the file: `cannot read /etc/redis/ca.pem: ...`.
+    pub reason: String,
+}
+
 #[cfg(feature = "tls")]
 mod build {
     use std::fs;
@@ -134,26 +146,62 @@ mod build {
 
     #[cfg(feature = "tls-insecure")]
     use super::CertReqs;
-    use super::TlsOptions;
+    use super::{TlsFileError, TlsOptions};
     use crate::error::ClusterConfigError;
 
-    /// Applies `tls` to `builder`, reading and checking the PEM files now so that a missing or
-    /// malformed file fails configuration, naming its key (`{name}.ssl_ca_certs`).
+    /// Applies `tls` to `builder`, as [`TlsOptions::apply`] does; a missing or malformed file
+    /// fails configuration, naming its key (`{name}.ssl_ca_certs`).
     pub(crate) fn configure(
-        mut builder: ClusterClientBuilder,
+        builder: ClusterClientBuilder,
         tls: &TlsOptions,
         name: &str,
     ) -> Result<ClusterClientBuilder, ClusterConfigError> {
+        tls.apply(builder).map_err(
+            |TlsFileError { option, reason }| ClusterConfigError::Invalid {
+                key: format!("{name}.{option}"),
+                reason,
+            },
+        )
+    }
+
+    impl TlsOptions {
+        /// Hands these options to a redis-rs cluster client builder for `rediss://` seeds,
+        /// reading and checking the PEM files now, as rustls will use them, so that a missing or
+        /// malformed file is reported before any connection, naming its option. Installs ring's
+        /// crypto provider when the process has none (see [`TlsOptions`]).
+        ///
+        /// ```
+        /// use baseplate_redis_cluster::TlsOptions;
+        ///
+        /// let mut tls = TlsOptions::default();
+        /// tls.ca_certs = Some("/nonexistent/ca.pem".into());
+        /// let builder = redis::cluster::ClusterClient::builder(["rediss://127.0.0.1:7000"]);
+        /// let error = tls.apply(builder).unwrap_err();
+        /// assert_eq!(error.option, "ssl_ca_certs");
+        /// assert!(error.to_string().starts_with("ssl_ca_certs: cannot read /nonexistent/ca.pem: "));
+        /// ```
+        ///
+        /// # Errors
+        /// A [`TlsFileError`] naming the option whose file cannot be read or used.
+        pub fn apply(
+            &self,
+            builder: ClusterClientBuilder,
+        ) -> Result<ClusterClientBuilder, TlsFileError> {
+            apply(builder, self)
+        }
+    }
+
+    fn apply(
+        mut builder: ClusterClientBuilder,
+        tls: &TlsOptions,
+    ) -> Result<ClusterClientBuilder, TlsFileError> {
         install_crypto_provider_if_none();
 
-        let invalid = |key: &str, reason: String| ClusterConfigError::Invalid {
-            key: format!("{name}.{key}"),
-            reason,
-        };
-        let read = |key: &str, path: &Path| {
+        let invalid = |option: &'static str, reason: String| TlsFileError { option, reason };
+        let read = |key: &'static str, path: &Path| {
             fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
         };
-        let certificates = |key: &str, path: &Path| {
+        let certificates = |key: &'static str, path: &Path| {
             let pem = read(key, path)?;
             let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()

@@ -86,7 +86,7 @@ async fn without_the_ca_or_with_a_missing_file_the_error_says_why() {
     .unwrap_err();
     assert_eq!(
         error,
-        "cannot read /nonexistent/ca.pem: No such file or directory (os error 2)"
+        "--ssl-ca-certs: cannot read /nonexistent/ca.pem: No such file or directory (os error 2)"
     );
 
     // TLS options with a plain URL are refused at once, not after a TLS handshake times out.
