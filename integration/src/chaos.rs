@@ -195,8 +195,6 @@ impl ChaosOptions {
     }
 }
 
-pub use baseplate_redis_cluster::key_slot;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use baseplate_redis_cluster::key_slot;
 use rand::rngs::SmallRng;
 use rand::{RngExt as _, SeedableRng as _};
 use rand_distr::{Distribution as _, Zipf};
@@ -296,8 +297,6 @@ impl Default for KeySpace {
         Self::new()
     }
 }
-
-pub use baseplate_redis_cluster::key_slot;
 
 #[cfg(test)]
 mod tests {

@@ -24,8 +24,8 @@ use redis::{AsyncCommands as _, RedisError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::chaos::key_slot;
 use crate::chaos::observe::observer;
+use baseplate_redis_cluster::key_slot;
 
 /// What an operation did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -14,7 +14,9 @@ use crate::chaos::cluster::{ChaosCluster, PASSWORD, StateWatcher, blocking};
 use crate::chaos::load::{Load, LoadOptions, LoadResult, OpRecord, verify};
 use crate::chaos::observe::{StatsdSink, observer};
 use crate::chaos::report::{Report, Run, RunFacts, secs};
-use crate::chaos::{ChaosOptions, Scenario, key_slot};
+use baseplate_redis_cluster::key_slot;
+
+use crate::chaos::{ChaosOptions, Scenario};
 use crate::eventually;
 
 /// The context name the client is registered under.

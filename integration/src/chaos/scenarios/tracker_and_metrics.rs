@@ -8,7 +8,9 @@ use super::harness::Harness;
 use crate::chaos::cluster::blocking;
 use crate::chaos::load::{LoadResult, OpRecord};
 use crate::chaos::report::{Report, quantile, secs};
-use crate::chaos::{ChaosOptions, Scenario, key_slot};
+use baseplate_redis_cluster::key_slot;
+
+use crate::chaos::{ChaosOptions, Scenario};
 
 /// The hot-key tracker's sets refuse writes and the statsd endpoint goes away.
 pub(super) async fn tracker_and_metrics_faults(options: &ChaosOptions) -> (Report, LoadResult) {
