@@ -331,8 +331,14 @@ impl Cluster {
             "port {port} is not a node of this cluster"
         );
         start_node(&self.spec, port, &self.node_args)?;
-        wait_until(Duration::from_secs(10), || answers_ping(port))
-            .with_context(|| format!("node {port} did not answer PING after its restart"))
+        // A node replaying its append-only file on a loaded machine answers LOADING for a while.
+        wait_until(Duration::from_secs(30), || answers_ping(port))
+            .with_context(|| {
+                format!(
+                    "node {port} did not answer PING after its restart; its log ends:\n{}",
+                    log_tail(&self.spec.dir, port)
+                )
+            })
             .map(drop)
     }
 
@@ -357,8 +363,8 @@ impl Cluster {
             })
             .with_context(|| {
                 format!(
-                    "node {port} did not answer PING; see {}",
-                    node_dir(&self.spec.dir, port).join("redis.log").display()
+                    "node {port} did not answer PING; its log ends:\n{}",
+                    log_tail(&self.spec.dir, port)
                 )
             })?;
         }
@@ -801,6 +807,20 @@ pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
 }
 
 /// Whether the node on `port` answers `PING`.
+/// The last lines of a node's `redis.log`, for an error that must say why the node is not there
+/// (the cluster's directory may be gone by the time anyone looks).
+fn log_tail(dir: &Path, port: u16) -> String {
+    const LINES: usize = 8;
+    let log = node_dir(dir, port).join("redis.log");
+    match fs::read_to_string(&log) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(LINES)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", log.display()),
+    }
+}
+
 fn answers_ping(port: u16) -> bool {
     redis_cli(port, &["PING"]).is_ok_and(|reply| reply.trim() == "PONG")
 }
