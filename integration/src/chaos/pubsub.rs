@@ -70,8 +70,12 @@ pub struct Losses {
     pub lost_outside_between: Option<(Duration, Duration)>,
     /// Publishes that failed (the client returned an error).
     pub failed_publishes: usize,
-    /// Messages that arrived more than once.
-    pub duplicated: usize,
+    /// Messages published inside the window that arrived more than once: a publish whose node
+    /// ran it and died before its reply came back may be sent again by redis-rs, which retries a
+    /// request whose connection dropped, so the message goes out twice.
+    pub duplicated_in_window: usize,
+    /// Messages published outside the window that arrived more than once.
+    pub duplicated_outside: usize,
 }
 
 /// How long before a primary is killed a message may have been acknowledged and still sit in the
@@ -109,8 +113,23 @@ impl ChannelRecords {
             lost_outside: 0,
             lost_outside_between: None,
             failed_publishes: self.sent.iter().filter(|s| !s.acknowledged).count(),
-            duplicated: self.received.values().filter(|(n, _)| *n > 1).count(),
+            duplicated_in_window: 0,
+            duplicated_outside: 0,
         };
+        // Failed publishes too: the node may have run one whose reply was lost.
+        for sent in &self.sent {
+            if self
+                .received
+                .get(&sent.n)
+                .is_some_and(|(times, _)| *times > 1)
+            {
+                if in_window(sent) {
+                    losses.duplicated_in_window += 1;
+                } else {
+                    losses.duplicated_outside += 1;
+                }
+            }
+        }
         let widen = |between: &mut Option<(Duration, Duration)>, at: Duration| {
             let (first, _) = between.unwrap_or((at, at));
             *between = Some((first, at));
@@ -319,6 +338,7 @@ mod tests {
         let mut received: BTreeMap<u64, (usize, Duration)> =
             (0..19).map(|n| (n, (1, ms(n * 50)))).collect();
         received.insert(3, (2, ms(150)));
+        received.insert(18, (2, ms(900)));
         let mut records = ChannelRecords {
             channel: Channel {
                 name: "c".into(),
@@ -333,7 +353,11 @@ mod tests {
         assert_eq!((losses.in_window, losses.lost_in_window), (8, 7));
         assert_eq!((losses.outside, losses.lost_outside), (18, 0));
         assert_eq!(losses.failed_publishes, 4);
-        assert_eq!(losses.duplicated, 1);
+        // Number 3 (150 ms) came twice before the window, number 18 (900 ms) twice inside it.
+        assert_eq!(
+            (losses.duplicated_outside, losses.duplicated_in_window),
+            (1, 1)
+        );
 
         // Numbers 28 and 29 (1.4 s on) arrive: the window closes at 1.4 s.
         for n in 28..30 {
