@@ -289,14 +289,10 @@ impl MonitoredClusterRedisConnection {
         result
     }
 
-    /// The cached reply to `cmd` when it is a read of a hot key whose reply the cache holds,
-    /// recorded as every call is (its span, series and observer, then the tracker), with no
-    /// permit, connection or deadline: nothing waits. The span names no node, as none served it.
-    fn answer_from_cache(&self, cmd: &Cmd, span: &Span) -> Option<Value> {
-        let cache = self.pool.cache()?;
-        if !(cacheable(cmd) && self.tracker.is_hot_read(cmd)) {
-            return None;
-        }
+    /// The reply to `cmd`, a read of a hot key, when `cache` holds it, recorded as every call is
+    /// (its span, series and observer, then the tracker), with no permit, connection or
+    /// deadline: nothing waits. The span names no node, as none served it.
+    fn answer_from_cache(&self, cache: &HotKeyCache, cmd: &Cmd, span: &Span) -> Option<Value> {
         let name = CommandName::Command(command_name(cmd));
         let started = Instant::now();
         let reply = cache.cached(read_key(cmd), cmd, self.pool.router().topologies())?;
@@ -557,7 +553,14 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
         Box::pin(async move {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
-            if let Some(reply) = self.answer_from_cache(cmd, &span) {
+            // The cache, when `cmd` is a read of a hot key it may answer.
+            let cache = self
+                .pool
+                .cache()
+                .filter(|_| cacheable(cmd) && self.tracker.is_hot_read(cmd));
+            if let Some(cache) = cache
+                && let Some(reply) = self.answer_from_cache(cache, cmd, &span)
+            {
                 return Ok(reply);
             }
             let mut cached = self.shared.take();
@@ -565,11 +568,9 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
                 let result = match self.refusal_or_route(cmd) {
                     Err(refusal) => Err(refusal),
                     Ok(Some(routing)) => conn.route_command(cmd.clone(), routing).await,
-                    Ok(None) => match self.pool.cache() {
-                        Some(cache) if cacheable(cmd) && self.tracker.is_hot_read(cmd) => {
-                            cached_read(cache, self.pool.router(), conn, cmd).await
-                        }
-                        _ => conn.req_packed_command(cmd).await,
+                    Ok(None) => match cache {
+                        Some(cache) => cached_read(cache, self.pool.router(), conn, cmd).await,
+                        None => conn.req_packed_command(cmd).await,
                     },
                 };
                 (result, ())
