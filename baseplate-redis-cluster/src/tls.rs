@@ -185,115 +185,109 @@ mod build {
         /// A [`TlsFileError`] naming the option whose file cannot be read or used.
         pub fn apply(
             &self,
-            builder: ClusterClientBuilder,
+            mut builder: ClusterClientBuilder,
         ) -> Result<ClusterClientBuilder, TlsFileError> {
-            apply(builder, self)
-        }
-    }
+            install_crypto_provider_if_none();
 
-    fn apply(
-        mut builder: ClusterClientBuilder,
-        tls: &TlsOptions,
-    ) -> Result<ClusterClientBuilder, TlsFileError> {
-        install_crypto_provider_if_none();
-
-        let invalid = |option: &'static str, reason: String| TlsFileError { option, reason };
-        let read = |key: &'static str, path: &Path| {
-            fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
-        };
-        let certificates = |key: &'static str, path: &Path| {
-            let pem = read(key, path)?;
-            let certs = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| {
-                    invalid(
-                        key,
-                        format!("{}: not PEM certificates ({e})", path.display()),
-                    )
-                })?;
-            if certs.is_empty() {
-                return Err(invalid(
-                    key,
-                    format!("{} holds no PEM certificate", path.display()),
-                ));
-            }
-            Ok((pem, certs))
-        };
-
-        // The files are checked here as rustls will use them, so that a bad one is reported
-        // under its own key; redis-rs gets the PEM bytes and parses them again.
-        let root_cert = match tls.ca_certs.as_deref() {
-            None => None,
-            Some(path) => {
-                let (pem, certs) = certificates("ssl_ca_certs", path)?;
-                let mut roots = RootCertStore::empty();
-                for cert in certs {
-                    roots.add(cert).map_err(|e| {
-                        invalid(
-                            "ssl_ca_certs",
-                            format!("{}: not a usable CA certificate ({e})", path.display()),
-                        )
-                    })?;
-                }
-                Some(pem)
-            }
-        };
-        let client_tls = match &tls.certfile {
-            None => None,
-            Some(certfile) => {
-                let (client_cert, certs) = certificates("ssl_certfile", certfile)?;
-                let (key, keyfile) = match &tls.keyfile {
-                    Some(keyfile) => ("ssl_keyfile", keyfile),
-                    None => ("ssl_certfile", certfile),
-                };
-                let client_key = read(key, keyfile)?;
-                let private_key = PrivateKeyDer::from_pem_slice(&client_key).map_err(|e| {
-                    invalid(
-                        key,
-                        format!("{}: no PEM private key ({e})", keyfile.display()),
-                    )
-                })?;
-                ClientConfig::builder()
-                    .with_root_certificates(RootCertStore::empty())
-                    .with_client_auth_cert(certs, private_key)
+            let invalid = |option: &'static str, reason: String| TlsFileError { option, reason };
+            let read = |key: &'static str, path: &Path| {
+                fs::read(path)
+                    .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+            };
+            let certificates = |key: &'static str, path: &Path| {
+                let pem = read(key, path)?;
+                let certs = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| {
                         invalid(
                             key,
-                            format!(
-                                "{}: not a usable key for {} ({e})",
-                                keyfile.display(),
-                                certfile.display()
-                            ),
+                            format!("{}: not PEM certificates ({e})", path.display()),
                         )
                     })?;
-                Some(ClientTlsConfig {
-                    client_cert,
-                    client_key,
-                })
-            }
-        };
-        if root_cert.is_some() || client_tls.is_some() {
-            builder = builder.certs(TlsCertificates {
-                client_tls,
-                root_cert,
-            });
-        }
-        // Without `tls-insecure` the config refused `none` and `ssl_check_hostname = false`
-        // already (see `config::tls_options::insecure_needs_the_feature`), so this build is
-        // always secure.
-        #[cfg(feature = "tls-insecure")]
-        let builder = {
-            let mode = match tls.cert_reqs {
-                CertReqs::Required | CertReqs::Optional => TlsMode::Secure,
-                CertReqs::None => TlsMode::Insecure,
+                if certs.is_empty() {
+                    return Err(invalid(
+                        key,
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                }
+                Ok((pem, certs))
             };
-            builder
-                .tls(mode)
-                .danger_accept_invalid_hostnames(!tls.check_hostname)
-        };
-        #[cfg(not(feature = "tls-insecure"))]
-        let builder = builder.tls(TlsMode::Secure);
-        Ok(builder)
+
+            // The files are checked here as rustls will use them, so that a bad one is reported
+            // under its own key; redis-rs gets the PEM bytes and parses them again.
+            let root_cert = match self.ca_certs.as_deref() {
+                None => None,
+                Some(path) => {
+                    let (pem, certs) = certificates("ssl_ca_certs", path)?;
+                    let mut roots = RootCertStore::empty();
+                    for cert in certs {
+                        roots.add(cert).map_err(|e| {
+                            invalid(
+                                "ssl_ca_certs",
+                                format!("{}: not a usable CA certificate ({e})", path.display()),
+                            )
+                        })?;
+                    }
+                    Some(pem)
+                }
+            };
+            let client_tls = match &self.certfile {
+                None => None,
+                Some(certfile) => {
+                    let (client_cert, certs) = certificates("ssl_certfile", certfile)?;
+                    let (key, keyfile) = match &self.keyfile {
+                        Some(keyfile) => ("ssl_keyfile", keyfile),
+                        None => ("ssl_certfile", certfile),
+                    };
+                    let client_key = read(key, keyfile)?;
+                    let private_key = PrivateKeyDer::from_pem_slice(&client_key).map_err(|e| {
+                        invalid(
+                            key,
+                            format!("{}: no PEM private key ({e})", keyfile.display()),
+                        )
+                    })?;
+                    ClientConfig::builder()
+                        .with_root_certificates(RootCertStore::empty())
+                        .with_client_auth_cert(certs, private_key)
+                        .map_err(|e| {
+                            invalid(
+                                key,
+                                format!(
+                                    "{}: not a usable key for {} ({e})",
+                                    keyfile.display(),
+                                    certfile.display()
+                                ),
+                            )
+                        })?;
+                    Some(ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    })
+                }
+            };
+            if root_cert.is_some() || client_tls.is_some() {
+                builder = builder.certs(TlsCertificates {
+                    client_tls,
+                    root_cert,
+                });
+            }
+            // Without `tls-insecure` the config refused `none` and `ssl_check_hostname = false`
+            // already (see `config::tls_options::insecure_needs_the_feature`), so this build is
+            // always secure.
+            #[cfg(feature = "tls-insecure")]
+            let builder = {
+                let mode = match self.cert_reqs {
+                    CertReqs::Required | CertReqs::Optional => TlsMode::Secure,
+                    CertReqs::None => TlsMode::Insecure,
+                };
+                builder
+                    .tls(mode)
+                    .danger_accept_invalid_hostnames(!self.check_hostname)
+            };
+            #[cfg(not(feature = "tls-insecure"))]
+            let builder = builder.tls(TlsMode::Secure);
+            Ok(builder)
+        }
     }
 
     /// Makes sure rustls has its process-wide crypto provider, which redis-rs's TLS connections
