@@ -53,7 +53,7 @@ pub const DEFAULT_PREFIX: &str = "rediscluster.";
 /// |---|---|---|---|
 /// | `url` | string | required | `redis://[user:password@]host:port[/0]` (`rediss://` for TLS); several seeds comma-separated |
 /// | `max_connections` | integer | 50 | commands in flight at once (the pool's size) |
-/// | `timeout` | timespan | none | wait for a pool slot; also the two socket timeouts unless they are set |
+/// | `timeout` | timespan | none | wait for a pool slot; also the two socket timeouts unless they are set; above zero, as are the two below |
 /// | `socket_connect_timeout` | timespan | `timeout` | bound on opening the cluster connection |
 /// | `socket_timeout` | timespan | `timeout` | bound on each command's response, retries included |
 /// | `read_from_replicas` | boolean | true | reads go to a random node among a slot's primary and replicas |
@@ -403,6 +403,19 @@ impl ClusterRedisClient {
             return Err(invalid("max_connections", "must be at least 1".into()));
         }
         let timeout = o.timeout.or(raw.timeout);
+        // A zero bound would fail every call before it starts (and mobc refuses a zero wait).
+        for (name, bound) in [
+            ("timeout", timeout),
+            ("socket_timeout", o.socket_timeout.or(raw.socket_timeout)),
+            (
+                "socket_connect_timeout",
+                o.socket_connect_timeout.or(raw.socket_connect_timeout),
+            ),
+        ] {
+            if bound.is_some_and(|bound| bound.is_zero()) {
+                return Err(invalid(name, "must be longer than zero".into()));
+            }
+        }
         let rate = |name: &str, value: f64| {
             if (0.0..=1.0).contains(&value) {
                 Ok(value)
@@ -640,6 +653,18 @@ mod tests {
         ] {
             let error = options(&[url, (key, value)]).unwrap_err();
             assert_eq!(error.to_string(), reason);
+        }
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused_naming_their_key() {
+        let url = ("foo.url", "redis://127.0.0.1:7000/0");
+        for key in ["timeout", "socket_timeout", "socket_connect_timeout"] {
+            let error = options(&[url, (&format!("foo.{key}"), "0 milliseconds")]).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("foo.{key}: must be longer than zero")
+            );
         }
     }
 

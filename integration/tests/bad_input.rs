@@ -545,6 +545,28 @@ fn a_max_connections_beyond_what_the_pool_can_count_is_a_config_error() {
     }
 }
 
+#[test]
+fn a_zero_timeout_is_a_config_error() {
+    // mobc panics on a zero wait for a connection, which `timeout` bounds.
+    for key in [
+        "foo.timeout",
+        "foo.socket_timeout",
+        "foo.socket_connect_timeout",
+    ] {
+        let config: RawConfig = [
+            ("foo.url", "redis://127.0.0.1:7000"),
+            (key, "0 millisecond"),
+        ]
+        .into_iter()
+        .collect();
+        let error = ClusterRedisClient::new().parse("foo", &config).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{key}: must be longer than zero")
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_flush_interval_of_eons_neither_panics_nor_stops_the_tracker() {
     // Far beyond any clock: `Instant::now() + interval` overflows.
