@@ -405,7 +405,19 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
                 .into_iter()
                 .find(|n| replicas.contains(&n.port) && n.primary && n.serves(slot))
                 .map(|n| n.port);
-            promoted.is_some() && c.all_ok()
+            // The failover is over once the shard's other replicas follow the promoted one: until
+            // then a replica holding the sharded subscription may still end it (it learns that
+            // its primary lost the slot) and the subscriber takes it elsewhere, missing what is
+            // published meanwhile, as the subscriber's docs say.
+            promoted.is_some_and(|promoted| {
+                c.all_ok()
+                    && replicas.iter().filter(|&&r| r != promoted).all(|&r| {
+                        c.replication(r).is_some_and(|info| {
+                            info.contains(&format!("master_port:{promoted}\r\n"))
+                                && info.contains("master_link_status:up")
+                        })
+                    })
+            })
         });
         promoted
     })
