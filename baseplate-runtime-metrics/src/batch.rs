@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::client::MetricsClient;
 use crate::tags::Tags;
-use crate::wire::{Kind, finish_line, line_prefix, metric_join, metric_join_into};
+use crate::wire::{Kind, line_prefix, metric_join, metric_join_into, write_line};
 
 /// A batch of metrics, like baseplate.py's `metrics.Batch`: collected in memory and sent by
 /// [`flush`](Batch::flush) in as few packets as fit [`max_packet_size`].
@@ -50,21 +50,43 @@ pub struct Batch {
     /// The client's namespace (shared, not copied, per batch) or a prefixed one of its own.
     namespace: Arc<str>,
     base_tags: Tags,
-    /// Finished timer and gauge lines, in order.
-    lines: Vec<String>,
+    /// Finished timer and gauge lines, in order, each ended by a newline: one buffer for the
+    /// whole batch rather than a string per line.
+    text: String,
+    /// How many lines `text` holds.
+    text_lines: usize,
     /// Counter sums, in the order their names (with tags) were first seen.
     counters: Vec<CounterSums>,
-    counter_index: HashMap<String, usize>,
+    counter_index: HashMap<Arc<str>, usize>,
 }
 
 /// Up to this many counters a batch finds a counter by scanning; beyond, by its index.
 const COUNTERS_SCANNED: usize = 16;
 
-/// The sums of one counter (name and tags), one per sample rate in the order first seen.
+/// The sums of one counter (name and tags), one per sample rate in the order first seen. The
+/// prefix of a counter recorded under a [`MetricName`] is that name's, shared, not copied.
 #[derive(Debug)]
 struct CounterSums {
-    prefix: String,
-    by_rate: Vec<(f64, f64)>,
+    prefix: Arc<str>,
+    /// The sum at the first sample rate seen, as `(sample_rate, sum)`: usually the only one.
+    first: (f64, f64),
+    /// The sums at any other rates, in the order first seen.
+    more: Vec<(f64, f64)>,
+}
+
+impl CounterSums {
+    /// `(sample_rate, sum)` pairs, in the order first seen.
+    fn sums(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        std::iter::once(self.first).chain(self.more.iter().copied())
+    }
+
+    fn add(&mut self, sample_rate: f64, delta: f64) {
+        let sums = std::iter::once(&mut self.first).chain(self.more.iter_mut());
+        match sums.into_iter().find(|(rate, _)| *rate == sample_rate) {
+            Some((_, sum)) => *sum += delta,
+            None => self.more.push((sample_rate, delta)),
+        }
+    }
 }
 
 impl Batch {
@@ -74,7 +96,8 @@ impl Batch {
             client,
             namespace,
             base_tags: Tags::new(),
-            lines: Vec::new(),
+            text: String::new(),
+            text_lines: 0,
             counters: Vec::new(),
             counter_index: HashMap::new(),
         }
@@ -221,8 +244,7 @@ impl Batch {
         }
         if let Some(rate) = writable_rate(&name.name, Kind::Timer, 0.0, sample_rate) {
             let millis = elapsed.as_secs_f64() * 1000.0;
-            let line = finish_line(line_start(&name.ready), millis, Kind::Timer, rate);
-            self.lines.push(line);
+            self.push_line(&name.ready, millis, Kind::Timer, rate);
         }
     }
 
@@ -286,11 +308,11 @@ impl Batch {
     /// ```
     #[must_use]
     pub fn len(&self) -> usize {
-        self.lines.len()
+        self.text_lines
             + self
                 .counters
                 .iter()
-                .map(|counter| counter.by_rate.len())
+                .map(|counter| 1 + counter.more.len())
                 .sum::<usize>()
     }
 
@@ -303,7 +325,7 @@ impl Batch {
     /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.lines.is_empty() && self.counters.is_empty()
+        self.text.is_empty() && self.counters.is_empty()
     }
 
     /// Sends everything recorded and empties the batch, which can then be used again.
@@ -328,21 +350,19 @@ impl Batch {
     /// assert!(batch.is_empty());
     /// ```
     pub fn flush(&mut self) {
-        let mut lines = std::mem::take(&mut self.lines);
-        for mut counter in self.counters.drain(..) {
-            let mut sums = counter.by_rate.into_iter().peekable();
-            while let Some((sample_rate, delta)) = sums.next() {
-                // Usually one rate per counter: the last line takes the prefix itself.
-                let prefix = if sums.peek().is_some() {
-                    counter.prefix.clone()
-                } else {
-                    std::mem::take(&mut counter.prefix)
-                };
-                lines.push(finish_line(prefix, delta, Kind::Counter, sample_rate));
+        let mut counters = std::mem::take(&mut self.counters);
+        for counter in counters.drain(..) {
+            for (sample_rate, sum) in counter.sums() {
+                self.push_line(&counter.prefix, sum, Kind::Counter, sample_rate);
             }
         }
+        self.counters = counters;
         self.counter_index.clear();
-        self.client.send_lines(&lines);
+        // The last line's newline is not sent.
+        self.text.pop();
+        self.client.send_lines(&self.text);
+        self.text.clear();
+        self.text_lines = 0;
     }
 
     /// An empty batch with the same client, namespace and base tags.
@@ -351,7 +371,8 @@ impl Batch {
             client: self.client.clone(),
             namespace: self.namespace.clone(),
             base_tags: self.base_tags.clone(),
-            lines: Vec::new(),
+            text: String::new(),
+            text_lines: 0,
             counters: Vec::new(),
             counter_index: HashMap::new(),
         }
@@ -359,9 +380,10 @@ impl Batch {
 
     /// Moves everything `other` recorded into this batch, as if it had been recorded here.
     pub(crate) fn absorb(&mut self, other: Batch) {
-        self.lines.extend(other.lines);
-        for counter in other.counters {
-            for (sample_rate, delta) in counter.by_rate {
+        self.text.push_str(&other.text);
+        self.text_lines += other.text_lines;
+        for counter in &other.counters {
+            for (sample_rate, delta) in counter.sums() {
                 self.add_to_counter(&counter.prefix, delta, sample_rate);
             }
         }
@@ -374,10 +396,9 @@ impl Batch {
     }
 
     fn prefix(&self, name: &str, extra_tags: Option<&Tags>) -> String {
-        // Room for the tags and the `:value|kind|@rate` the line will end with, so that it is
-        // allocated once.
+        // Room for the tags, so that it is allocated once.
         let tags = self.base_tags.written_len() + extra_tags.map_or(0, Tags::written_len);
-        let mut joined = String::with_capacity(self.namespace.len() + name.len() + tags + 32);
+        let mut joined = String::with_capacity(self.namespace.len() + name.len() + tags + 1);
         metric_join_into(&mut joined, [&*self.namespace, name]);
         let name = joined;
         match extra_tags {
@@ -398,13 +419,8 @@ impl Batch {
         sample_rate: f64,
     ) {
         let millis = elapsed.as_secs_f64() * 1000.0;
-        let line = finish_line(
-            self.prefix(name, extra_tags),
-            millis,
-            Kind::Timer,
-            sample_rate,
-        );
-        self.lines.push(line);
+        let prefix = self.prefix(name, extra_tags);
+        self.push_line(&prefix, millis, Kind::Timer, sample_rate);
     }
 
     fn record_sampled_timer(
@@ -428,8 +444,8 @@ impl Batch {
             );
             return;
         }
-        let line = finish_line(self.prefix(name, extra_tags), value, Kind::Gauge, 1.0);
-        self.lines.push(line);
+        let prefix = self.prefix(name, extra_tags);
+        self.push_line(&prefix, value, Kind::Gauge, 1.0);
     }
 
     fn record_counter(
@@ -440,42 +456,44 @@ impl Batch {
         sample_rate: f64,
     ) {
         if let Some(rate) = writable_rate(name, Kind::Counter, delta, sample_rate) {
-            let prefix = self.prefix(name, extra_tags);
+            let prefix = Arc::from(self.prefix(name, extra_tags));
             self.add_to_counter(&prefix, delta, rate);
         }
     }
 
-    fn add_to_counter(&mut self, prefix: &str, delta: f64, sample_rate: f64) {
+    /// Appends a finished line to the batch's text.
+    fn push_line(&mut self, prefix: &str, value: f64, kind: Kind, sample_rate: f64) {
+        write_line(&mut self.text, prefix, value, kind, sample_rate);
+        self.text.push('\n');
+        self.text_lines += 1;
+    }
+
+    fn add_to_counter(&mut self, prefix: &Arc<str>, delta: f64, sample_rate: f64) {
         // A request's batch holds a handful of counters: a scan beats hashing (and keeps the
         // index's allocations) until there are many.
         let found = if self.counters.len() <= COUNTERS_SCANNED {
-            self.counters.iter().position(|c| c.prefix == prefix)
+            self.counters.iter().position(|c| c.prefix == *prefix)
         } else {
             if self.counter_index.is_empty() {
                 self.counter_index = (self.counters.iter().enumerate())
-                    .map(|(index, c)| (c.prefix.clone(), index))
+                    .map(|(index, c)| (Arc::clone(&c.prefix), index))
                     .collect();
             }
-            self.counter_index.get(prefix).copied()
+            self.counter_index.get(&**prefix).copied()
         };
-        let index = match found {
-            Some(index) => index,
+        match found {
+            Some(index) => self.counters[index].add(sample_rate, delta),
             None => {
-                let index = self.counters.len();
                 if !self.counter_index.is_empty() {
-                    self.counter_index.insert(prefix.to_owned(), index);
+                    self.counter_index
+                        .insert(Arc::clone(prefix), self.counters.len());
                 }
                 self.counters.push(CounterSums {
-                    prefix: line_start(prefix),
-                    by_rate: Vec::new(),
+                    prefix: Arc::clone(prefix),
+                    first: (sample_rate, delta),
+                    more: Vec::new(),
                 });
-                index
             }
-        };
-        let by_rate = &mut self.counters[index].by_rate;
-        match by_rate.iter_mut().find(|(rate, _)| *rate == sample_rate) {
-            Some((_, sum)) => *sum += delta,
-            None => by_rate.push((sample_rate, delta)),
         }
     }
 }
@@ -487,7 +505,7 @@ impl Batch {
 #[derive(Debug, Clone)]
 pub struct MetricName {
     name: Box<str>,
-    ready: Box<str>,
+    ready: Arc<str>,
     namespace: Arc<str>,
 }
 
@@ -495,7 +513,7 @@ impl MetricName {
     pub(crate) fn new(name: &str, batch: &Batch) -> Self {
         Self {
             name: name.into(),
-            ready: batch.prefix(name, None).into_boxed_str(),
+            ready: Arc::from(batch.prefix(name, None)),
             namespace: Arc::clone(&batch.namespace),
         }
     }
@@ -505,13 +523,6 @@ impl MetricName {
     pub fn as_str(&self) -> &str {
         &self.name
     }
-}
-
-/// A line's start, `prefix`, with room for the `:value|kind|@rate` that ends it.
-fn line_start(prefix: &str) -> String {
-    let mut line = String::with_capacity(prefix.len() + 32);
-    line.push_str(prefix);
-    line
 }
 
 /// A view of a [`Batch`] that adds its tags to every metric recorded through it; made by

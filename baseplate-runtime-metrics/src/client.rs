@@ -341,12 +341,12 @@ impl MetricsClient {
         MetricName::new(name, &self.batch())
     }
 
-    /// Sends a flushed batch's lines: packed into packets of their own, or appended to the
-    /// pending packet when coalescing.
-    pub(crate) fn send_lines(&self, lines: &[String]) {
+    /// Sends a flushed batch's lines, newline-joined in `lines`: packed into packets of their
+    /// own, or appended to the pending packet when coalescing.
+    pub(crate) fn send_lines(&self, lines: &str) {
         let max_packet_size = self.inner.options.max_packet_size;
         let Some(delay) = self.inner.options.coalesce else {
-            for packet in pack_lines(lines.iter().map(String::as_str), max_packet_size) {
+            for packet in pack_lines(lines.split('\n'), max_packet_size) {
                 self.send_packet(packet.as_bytes());
             }
             return;
@@ -368,14 +368,23 @@ impl MetricsClient {
             if pending.since.is_some_and(|since| now - since >= delay) {
                 ready.push(std::mem::replace(&mut pending.packet, fresh()));
             }
-            for line in lines {
-                push_line(
-                    &mut pending.packet,
-                    line,
-                    max_packet_size,
-                    &mut ready,
-                    fresh,
-                );
+            // The usual case: the whole batch fits the pending packet, where line by line
+            // each line would too.
+            if pending.packet.len() + 1 + lines.len() <= max_packet_size {
+                if !pending.packet.is_empty() {
+                    pending.packet.push('\n');
+                }
+                pending.packet.push_str(lines);
+            } else {
+                for line in lines.split('\n') {
+                    push_line(
+                        &mut pending.packet,
+                        line,
+                        max_packet_size,
+                        &mut ready,
+                        fresh,
+                    );
+                }
             }
             pending.since = if pending.packet.is_empty() {
                 None

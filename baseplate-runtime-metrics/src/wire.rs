@@ -54,21 +54,19 @@ pub(crate) fn line_prefix(name: impl Into<String>, tags: &Tags) -> String {
     prefix
 }
 
-/// Completes a line from its prefix: `prefix:value|kind`, then `|@rate` when the rate is below 1,
-/// exactly as baseplate.py's `Timer.send`, `Counter.send` and `Gauge.replace` do. The prefix's
-/// own allocation becomes the line's.
-pub(crate) fn finish_line(prefix: String, value: f64, kind: Kind, sample_rate: f64) -> String {
-    let mut line = prefix;
-    line.reserve(24);
-    line.push(':');
-    write_number(&mut line, value);
-    line.push('|');
-    line.push_str(kind.code());
+/// Appends a line to `out`: `prefix:value|kind`, then `|@rate` when the rate is below 1, exactly
+/// as baseplate.py's `Timer.send`, `Counter.send` and `Gauge.replace` write it.
+pub(crate) fn write_line(out: &mut String, prefix: &str, value: f64, kind: Kind, sample_rate: f64) {
+    out.reserve(prefix.len() + 24);
+    out.push_str(prefix);
+    out.push(':');
+    write_number(out, value);
+    out.push('|');
+    out.push_str(kind.code());
     if sample_rate < 1.0 {
-        line.push_str("|@");
-        write_number(&mut line, sample_rate);
+        out.push_str("|@");
+        write_number(out, sample_rate);
     }
-    line
 }
 
 /// Packs lines into newline-joined packets of at most `max_packet_size` bytes, in order, never
@@ -165,6 +163,12 @@ mod tests {
         let tags = Tags::new().with("k:e|y", "v,a=l\nue");
         assert_eq!(tags.iter().next(), Some(("k_e_y", "v_a_l_ue")));
         assert_eq!(line_prefix("a:b|c,d\ne=f", &Tags::new()), "a_b_c_d_e=f");
+    }
+
+    fn finish_line(prefix: String, value: f64, kind: Kind, sample_rate: f64) -> String {
+        let mut line = String::new();
+        write_line(&mut line, &prefix, value, kind, sample_rate);
+        line
     }
 
     #[test]
