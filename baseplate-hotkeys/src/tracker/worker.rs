@@ -371,18 +371,16 @@ impl fmt::Display for WriteError {
     }
 }
 
-/// Logs a tracker failure at `now`, with how many happened since the last log line, unless one
-/// was logged within the limiter's interval; true if it logged.
-fn warn_failed(limiter: &WarnLimiter, error: &WriteError, now: Instant) -> bool {
-    let Some(held_back) = limiter.check(now.into_std()) else {
-        return false;
-    };
+/// Logs a tracker failure at `now`, with how many happened since the last log line (this one
+/// included), unless one was logged within the limiter's interval; that number if it logged.
+fn warn_failed(limiter: &WarnLimiter, error: &WriteError, now: Instant) -> Option<u64> {
+    let failures = limiter.check(now.into_std())? + 1;
     tracing::warn!(
-        failures = held_back + 1,
+        failures,
         error = %error,
         "the hot-key tracker could not write to Redis; requests are unaffected"
     );
-    true
+    Some(failures)
 }
 
 #[cfg(test)]
@@ -411,12 +409,21 @@ mod tests {
         let limiter = WarnLimiter::new(Duration::from_secs(3600));
         let error = WriteError::Timeout(Duration::from_secs(1));
         let now = Instant::now();
-        assert!(warn_failed(&limiter, &error, now));
-        assert!(!warn_failed(&limiter, &error, now + Duration::from_secs(1)));
-        assert!(!warn_failed(&limiter, &error, now + Duration::from_secs(2)));
+        assert_eq!(warn_failed(&limiter, &error, now), Some(1));
+        assert_eq!(
+            warn_failed(&limiter, &error, now + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            warn_failed(&limiter, &error, now + Duration::from_secs(2)),
+            None
+        );
         assert_eq!(limiter.held_back(), 2);
+        // The next line counts the failures held back and its own.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(warn_failed(&limiter, &error, now + hour), Some(3));
         let eager = WarnLimiter::new(Duration::ZERO);
-        assert!(warn_failed(&eager, &error, now));
-        assert!(warn_failed(&eager, &error, now));
+        assert_eq!(warn_failed(&eager, &error, now), Some(1));
+        assert_eq!(warn_failed(&eager, &error, now), Some(1));
     }
 }
