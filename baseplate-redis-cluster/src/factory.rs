@@ -1,9 +1,10 @@
 //! `ClusterRedisContextFactory`: hands each request a monitored connection bound to its span, and
 //! owns the client's hot-key tracker.
 
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use baseplate_background::StartOnce;
 use baseplate_hotkeys::{HotKeyTracker, TrackerError};
 use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
@@ -36,7 +37,7 @@ use crate::pool::{ClusterPool, PoolStats, connect};
 pub struct ClusterRedisContextFactory {
     name: Arc<str>,
     pool: ClusterPool,
-    tracker: Arc<OnceLock<HotKeyTracker>>,
+    tracker: Arc<StartOnce<HotKeyTracker>>,
     series: ClientSeries,
     /// The hot-key cache's counters at the last [`cache_report`](Self::cache_report).
     cache_reported: Arc<Mutex<CacheStats>>,
@@ -50,7 +51,7 @@ impl ClusterRedisContextFactory {
         Self {
             name: name.into(),
             pool,
-            tracker: Arc::new(OnceLock::new()),
+            tracker: Arc::new(StartOnce::new()),
             series,
             cache_reported: Arc::default(),
         }
@@ -109,12 +110,18 @@ impl ClusterRedisContextFactory {
     /// real one at the next call from inside a runtime: a connection made before the runtime
     /// started must not turn tracking off for good.
     pub fn tracker(&self) -> HotKeyTracker {
-        if let Some(tracker) = self.tracker.get() {
-            return tracker.clone();
-        }
+        self.tracker
+            .get_or_start(|_| self.start_tracker())
+            .cloned()
+            .unwrap_or_else(HotKeyTracker::disabled)
+    }
+
+    /// A tracker for the client's options, on the current runtime: a disabled one when tracking is
+    /// off or cannot start (which is logged); `None` to try again later, without a runtime.
+    fn start_tracker(&self) -> Option<HotKeyTracker> {
         let options = self.pool.options().tracker.clone();
         if !options.is_enabled() {
-            return self.tracker.get_or_init(HotKeyTracker::disabled).clone();
+            return Some(HotKeyTracker::disabled());
         }
         let conn = TrackerConnection {
             client: self.pool.client().clone(),
@@ -122,17 +129,14 @@ impl ClusterRedisContextFactory {
             connect_timeout: self.pool.connect_timeout(),
             conn: Arc::new(OnceCell::new()),
         };
-        let tracker = match HotKeyTracker::start(conn, options) {
-            Ok(tracker) => tracker,
-            Err(TrackerError::NoRuntime(_)) => return HotKeyTracker::disabled(),
+        match HotKeyTracker::start(conn, options) {
+            Ok(tracker) => Some(tracker),
+            Err(TrackerError::NoRuntime(_)) => None,
             Err(error) => {
                 tracing::warn!(client = %self.name, %error, "hot-key tracking is off");
-                HotKeyTracker::disabled()
+                Some(HotKeyTracker::disabled())
             }
-        };
-        // Another thread may have started one meanwhile: theirs wins and this one is dropped,
-        // which ends its worker.
-        self.tracker.get_or_init(|| tracker).clone()
+        }
     }
 }
 

@@ -272,6 +272,56 @@ mod tests {
         }
     }
 
+    /// Whether `key_slot` gives the slot redis-rs routes `key` to (redis-rs's `Slot` does not
+    /// tell its number, so `key_slot` computes it itself and must not drift from it).
+    fn same_slot_as_redis_rs(key: &[u8]) -> bool {
+        redis::cluster_routing::Slot::new(key_slot(key))
+            == Some(redis::cluster_routing::Slot::for_key(key))
+    }
+
+    #[test]
+    fn slots_match_redis_rs_on_every_short_key_of_braces() {
+        // Every key of up to 7 bytes over braces, two letters and a byte that is not UTF-8: every
+        // way a hash tag can open, close, be empty, nest or be left open.
+        let alphabet = [b'{', b'}', b'a', b'b', 0xff];
+        let mut keys = vec![Vec::new()];
+        let mut checked = 0;
+        for _ in 0..7 {
+            keys = keys
+                .iter()
+                .flat_map(|key| {
+                    alphabet.iter().map(move |&byte| {
+                        let mut longer = key.clone();
+                        longer.push(byte);
+                        longer
+                    })
+                })
+                .collect();
+            for key in &keys {
+                assert!(same_slot_as_redis_rs(key), "{key:?}");
+                checked += 1;
+            }
+        }
+        assert!(same_slot_as_redis_rs(b""));
+        assert_eq!(checked, 97_655);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn slots_match_redis_rs_on_any_bytes(
+            key in proptest::collection::vec(
+                proptest::prop_oneof![
+                    4 => proptest::num::u8::ANY,
+                    1 => proptest::strategy::Just(b'{'),
+                    1 => proptest::strategy::Just(b'}'),
+                ],
+                0..48,
+            )
+        ) {
+            proptest::prop_assert!(same_slot_as_redis_rs(&key), "{:?}", key);
+        }
+    }
+
     #[test]
     fn blocking_commands_are_known_by_name_and_xread_by_its_block_option() {
         for name in [

@@ -1,9 +1,11 @@
 //! The metrics client: a namespace, a transport, packet-size options and the send-error counter.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use baseplate_background::{StartOnce, WarnLimiter};
 
 use crate::batch::{Batch, MetricName};
 use crate::error::MetricsError;
@@ -150,7 +152,8 @@ struct ClientInner {
     warn_limiter: WarnLimiter,
     /// The packet being coalesced, and when its first line was added.
     pending: Mutex<Pending>,
-    flusher_started: AtomicBool,
+    /// The task sending pending packets once they have waited too long.
+    flusher: StartOnce<()>,
 }
 
 #[derive(Debug, Default)]
@@ -216,7 +219,7 @@ impl MetricsClient {
                 send_errors: AtomicU64::new(0),
                 warn_limiter: WarnLimiter::new(WARN_INTERVAL),
                 pending: Mutex::new(Pending::default()),
-                flusher_started: AtomicBool::new(false),
+                flusher: StartOnce::new(),
             }),
         }
     }
@@ -431,27 +434,21 @@ impl MetricsClient {
     /// Starts, once, the task that sends a pending packet after `delay`; without a tokio runtime
     /// the next flush sends it instead.
     fn start_flusher(&self, delay: Duration) {
-        if self.inner.flusher_started.load(Ordering::Acquire) {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.inner.flusher_started.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let client = Arc::downgrade(&self.inner);
-        runtime.spawn(async move {
-            let mut tick = tokio::time::interval(delay);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                // The task ends with the client.
-                let Some(inner) = client.upgrade() else {
-                    return;
-                };
-                MetricsClient { inner }.flush_pending();
-            }
+        self.inner.flusher.get_or_start(|runtime| {
+            let client = Arc::downgrade(&self.inner);
+            runtime.spawn(async move {
+                let mut tick = tokio::time::interval(delay);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    // The task ends with the client.
+                    let Some(inner) = client.upgrade() else {
+                        return;
+                    };
+                    MetricsClient { inner }.flush_pending();
+                }
+            });
+            Some(())
         });
     }
 
@@ -476,40 +473,6 @@ impl MetricsClient {
     }
 }
 
-/// Lets one warning through per interval and counts the ones it holds back.
-#[derive(Debug)]
-struct WarnLimiter {
-    interval: Duration,
-    last: Mutex<Option<Instant>>,
-    suppressed: AtomicU64,
-}
-
-impl WarnLimiter {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: Mutex::new(None),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether to warn at `now`: `Some(number of warnings held back since the last one)` when the
-    /// interval has passed since the last warning (or there was none), else `None`.
-    fn check(&self, now: Instant) -> Option<u64> {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        match *last {
-            Some(previous) if now.saturating_duration_since(previous) < self.interval => {
-                self.suppressed.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-            _ => {
-                *last = Some(now);
-                Some(self.suppressed.swap(0, Ordering::Relaxed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,18 +489,6 @@ mod tests {
                 "nobody listens",
             ))
         }
-    }
-
-    #[test]
-    fn warnings_are_let_through_once_per_interval() {
-        let limiter = WarnLimiter::new(Duration::from_secs(10));
-        let start = Instant::now();
-        assert_eq!(limiter.check(start), Some(0));
-        assert_eq!(limiter.check(start + Duration::from_secs(1)), None);
-        assert_eq!(limiter.check(start + Duration::from_millis(9_999)), None);
-        assert_eq!(limiter.check(start + Duration::from_secs(10)), Some(2));
-        assert_eq!(limiter.check(start + Duration::from_secs(11)), None);
-        assert_eq!(limiter.check(start + Duration::from_secs(25)), Some(1));
     }
 
     #[test]

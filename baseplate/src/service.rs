@@ -1,10 +1,10 @@
 //! `Baseplate`: the service's configuration, its clients, its observers and its request contexts.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use baseplate_background::StartOnce;
 use baseplate_config::{ConfigError, ConfigWarning, Endpoint, Percent, RawConfig, UnknownKeys};
 use baseplate_runtime_metrics::{
     ClientOptions, MetricsClient, ReporterHandle, ReporterOptions, RuntimeMetricsReporter,
@@ -94,8 +94,9 @@ struct Metrics {
     observer: RequestObserver,
     /// `None` when `metrics.enabled = false`: baseplate.py's runtime monitor does not run then.
     reporter: Option<RuntimeMetricsReporter>,
-    handle: Mutex<Option<ReporterHandle>>,
-    started: AtomicBool,
+    /// The running reporter, started at the first request context made on a tokio runtime; taken
+    /// at shutdown.
+    handle: StartOnce<Mutex<Option<ReporterHandle>>>,
 }
 
 impl std::fmt::Debug for Baseplate {
@@ -321,10 +322,8 @@ impl Baseplate {
         let metrics = Metrics {
             observer: RequestObserver::new(client.clone(), sample_rate, style),
             client,
-            // Without a reporter there is nothing to start, so requests need not look.
-            started: AtomicBool::new(reporter.is_none()),
             reporter,
-            handle: Mutex::new(None),
+            handle: StartOnce::new(),
         };
         metrics.start_reporter();
         inner.metrics = Some(Arc::new(metrics));
@@ -429,7 +428,10 @@ impl Baseplate {
     /// (the hot-key tracker's last flush, say).
     pub async fn shutdown(&self) {
         if let Some(metrics) = &self.inner.metrics {
-            let handle = metrics.handle.lock().ok().and_then(|mut h| h.take());
+            let handle = metrics
+                .handle
+                .get()
+                .and_then(|h| h.lock().ok().and_then(|mut h| h.take()));
             if let Some(handle) = handle {
                 handle.shutdown().await;
             }
@@ -505,25 +507,18 @@ impl Inner {
 impl Metrics {
     /// Starts the reporter once, when on a tokio runtime.
     fn start_reporter(&self) {
-        // Every request context calls this: after the first start it costs one atomic load.
-        if self.started.load(Ordering::Acquire) {
-            return;
-        }
-        let Ok(mut handle) = self.handle.lock() else {
-            return;
-        };
+        // Every request context calls this: without a reporter it does nothing, and after the
+        // first start it costs one atomic load.
         let Some(reporter) = &self.reporter else {
             return;
         };
-        if handle.is_some() || tokio::runtime::Handle::try_current().is_err() {
-            return;
-        }
-        match reporter.start() {
-            Ok(started) => {
-                *handle = Some(started);
-                self.started.store(true, Ordering::Release);
+        // A reporter that cannot start is tried again at the next request context.
+        self.handle.get_or_start(|_| match reporter.start() {
+            Ok(started) => Some(Mutex::new(Some(started))),
+            Err(error) => {
+                tracing::warn!(%error, "runtime metrics are not reported");
+                None
             }
-            Err(error) => tracing::warn!(%error, "runtime metrics are not reported"),
-        }
+        });
     }
 }

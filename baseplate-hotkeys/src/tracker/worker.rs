@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use baseplate_background::WarnLimiter;
 use rand::RngExt as _;
 use rand::rngs::SmallRng;
 use redis::{Pipeline, RedisError};
@@ -302,7 +303,7 @@ where
     fn on_result(&mut self, result: Result<(), WriteError>) {
         if let Err(error) = result {
             self.counters.failures.fetch_add(1, Ordering::Relaxed);
-            let _logged = self.warn.failed(&error);
+            let _logged = warn_failed(&self.warn, &error, Instant::now());
         }
     }
 
@@ -370,42 +371,16 @@ impl fmt::Display for WriteError {
     }
 }
 
-/// Logs tracker failures at most once per interval, with how many happened since the last log line.
-#[derive(Debug)]
-struct WarnLimiter {
-    interval: Duration,
-    last: Option<Instant>,
-    unlogged: u64,
-}
-
-impl WarnLimiter {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: None,
-            unlogged: 0,
-        }
-    }
-
-    /// Notes a failure; logs it (and returns true) unless a failure was logged within the interval.
-    fn failed(&mut self, error: &WriteError) -> bool {
-        self.unlogged += 1;
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < self.interval)
-        {
-            return false;
-        }
-        tracing::warn!(
-            failures = self.unlogged,
-            error = %error,
-            "the hot-key tracker could not write to Redis; requests are unaffected"
-        );
-        self.last = Some(now);
-        self.unlogged = 0;
-        true
-    }
+/// Logs a tracker failure at `now`, with how many happened since the last log line (this one
+/// included), unless one was logged within the limiter's interval; that number if it logged.
+fn warn_failed(limiter: &WarnLimiter, error: &WriteError, now: Instant) -> Option<u64> {
+    let failures = limiter.check(now.into_std())? + 1;
+    tracing::warn!(
+        failures,
+        error = %error,
+        "the hot-key tracker could not write to Redis; requests are unaffected"
+    );
+    Some(failures)
 }
 
 #[cfg(test)]
@@ -431,14 +406,24 @@ mod tests {
 
     #[test]
     fn failures_are_logged_at_most_once_per_interval() {
-        let mut limiter = WarnLimiter::new(Duration::from_secs(3600));
+        let limiter = WarnLimiter::new(Duration::from_secs(3600));
         let error = WriteError::Timeout(Duration::from_secs(1));
-        assert!(limiter.failed(&error));
-        assert!(!limiter.failed(&error));
-        assert!(!limiter.failed(&error));
-        assert_eq!(limiter.unlogged, 2);
-        let mut eager = WarnLimiter::new(Duration::ZERO);
-        assert!(eager.failed(&error));
-        assert!(eager.failed(&error));
+        let now = Instant::now();
+        assert_eq!(warn_failed(&limiter, &error, now), Some(1));
+        assert_eq!(
+            warn_failed(&limiter, &error, now + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            warn_failed(&limiter, &error, now + Duration::from_secs(2)),
+            None
+        );
+        assert_eq!(limiter.held_back(), 2);
+        // The next line counts the failures held back and its own.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(warn_failed(&limiter, &error, now + hour), Some(3));
+        let eager = WarnLimiter::new(Duration::ZERO);
+        assert_eq!(warn_failed(&eager, &error, now), Some(1));
+        assert_eq!(warn_failed(&eager, &error, now), Some(1));
     }
 }
