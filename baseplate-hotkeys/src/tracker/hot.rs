@@ -3,8 +3,10 @@
 //!
 //! The worker counts sampled single-key reads in a Space-Saving summary whose counts halve every
 //! [`HALF_LIFE`], so a key that cools down leaves within a few half-lives, and every
-//! [`PUBLISH_INTERVAL`] publishes the `keys` keys with the highest guaranteed counts (at least
-//! [`MIN_EVIDENCE`] hits each). Nothing here talks to Redis: the local summary runs whatever the
+//! [`PUBLISH_INTERVAL`] publishes the `keys` keys with the highest guaranteed counts: at least
+//! [`MIN_EVIDENCE`] hits for a key to become hot, and [`MIN_EVIDENCE_TO_STAY`] for a hot key to
+//! stay so. Without that margin, every halving would drop the hot keys whose counts sat just above
+//! the bar, and the steadily read keys among them would flicker out for a while and back in. Nothing here talks to Redis: the local summary runs whatever the
 //! sets' sample rates are.
 
 use std::collections::HashSet;
@@ -21,8 +23,13 @@ pub(super) const PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 /// within a few of these.
 pub(super) const HALF_LIFE: Duration = Duration::from_secs(10);
 
-/// The fewest sampled hits (after decay) a key needs to be hot, so one stray sample never is.
+/// The fewest sampled hits (after decay) a key needs to become hot, so one stray sample never
+/// makes it so.
 const MIN_EVIDENCE: u64 = 2;
+
+/// The fewest sampled hits (after decay) a hot key needs to stay hot: half of
+/// [`MIN_EVIDENCE`], so that a halving alone never drops a key that was read steadily.
+const MIN_EVIDENCE_TO_STAY: u64 = 1;
 
 /// Keys the summary monitors per hot key it publishes: the published ones must be counted
 /// exactly, the rest are the summary's noise floor.
@@ -58,8 +65,12 @@ impl HotSet {
 
     /// The hot keys published last, in no particular order.
     pub(super) fn snapshot(&self) -> Vec<Vec<u8>> {
-        let keys = Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner));
-        keys.iter().map(|k| k.to_vec()).collect()
+        self.current().iter().map(|k| k.to_vec()).collect()
+    }
+
+    /// The set published last, shared.
+    fn current(&self) -> Arc<HashSet<Box<[u8]>>> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn replace(&self, keys: HashSet<Box<[u8]>>) {
@@ -97,13 +108,19 @@ impl HotReads {
 
     /// Publishes the hot keys; every [`HALF_LIFE`] also halves the counts.
     pub(super) fn publish(&mut self) {
+        let was_hot = self.published.current();
         let hot = self
             .summary
             .top(self.keys)
             .into_iter()
-            .filter(|counted| counted.guaranteed() >= MIN_EVIDENCE)
+            .filter(|counted| {
+                let evidence = counted.guaranteed();
+                evidence >= MIN_EVIDENCE
+                    || (evidence >= MIN_EVIDENCE_TO_STAY && was_hot.contains(&*counted.key))
+            })
             .map(|counted| Box::<[u8]>::from(&*counted.key))
             .collect();
+        drop(was_hot);
         self.published.replace(hot);
         self.until_halving = self.until_halving.saturating_sub(1);
         if self.until_halving == 0 {
@@ -167,10 +184,41 @@ mod tests {
         hot.publish();
         assert!(published.contains(b"was-hot"));
         let per_half_life = publications_per_half_life();
-        // 20 halves to 10, 5, 2, then 1: below the evidence needed after four half-lives.
+        // 20 halves to 10, 5, 2, then 1: enough for a hot key to stay after four half-lives...
         for _ in 0..4 * per_half_life {
             hot.publish();
         }
+        assert!(published.contains(b"was-hot"));
+        // ...and 0 after the fifth.
+        for _ in 0..per_half_life {
+            hot.publish();
+        }
         assert!(!published.contains(b"was-hot"));
+    }
+
+    #[test]
+    fn a_key_read_steadily_stays_hot_across_halvings() {
+        // Two sampled reads per half-life, a third and two thirds into it: 2 or 3 before each
+        // halving, 1 after it until the next read. A key that needed 2 to stay would leave at
+        // every halving and come back a third of a half-life later.
+        let (mut hot, published) = hot_reads(4);
+        let per_half_life = publications_per_half_life();
+        let mut hot_since = None;
+        for publication in 0..6 * per_half_life {
+            let into = publication % per_half_life;
+            if into == per_half_life / 3 || into == 2 * per_half_life / 3 {
+                hot.add(b"steady");
+            }
+            hot.publish();
+            match hot_since {
+                None if published.contains(b"steady") => hot_since = Some(publication),
+                None => {}
+                Some(since) => assert!(
+                    published.contains(b"steady"),
+                    "hot from publication {since}, dropped at {publication}"
+                ),
+            }
+        }
+        assert!(hot_since.is_some(), "two reads make a key hot");
     }
 }
