@@ -743,8 +743,8 @@ impl Report {
                  (its default): the tracker samples a quarter of single-key reads into a local \
                  summary and publishes the hottest every second, and a GET of a published key is \
                  answered from the client's cache (RESP3, `CLIENT TRACKING` OPTIN) until the \
-                 server invalidates it. Its warm-up is at least 3 s (2 s with `--quick`) for \
-                 every contender, so the hot set is found before the window opens.",
+                 server invalidates it. Its warm-up is at least 10 s (2 s with `--quick`) for \
+                 every contender, so that the hot set is mostly found before the window opens.",
                 fmt_num(HOT_WRITE_SHARE * 100.0),
                 fmt_num((1.0 - HOT_WRITE_SHARE) * 100.0),
                 fmt_num(HOT_ZIPF_EXPONENT),
@@ -756,9 +756,9 @@ impl Report {
             "Busiest primary commands: at both ends of the measured window the cell reads \
              `INFO commandstats` on every primary and sums `calls` over its `cmdstat_` lines (so \
              `CLIENT CACHING`, the tracker's writes and the probes' own `INFO` count too); the \
-             figure is the largest delta over the primaries. The ratios divide these counts as \
-             measured, not per operation: a contender serving more operations in the window is \
-             not credited for it. The hit share is the cache's hits over hits and misses in the \
+             figure is the largest delta over the primaries. The headline ratios divide these \
+             counts per operation: every contender runs flat out for the same time, so one that \
+             completes more operations also sends more commands in the window. The hit share is the cache's hits over hits and misses in the \
              window."
                 .to_owned(),
             "Cache memory: the `bench-cache-memory` program, whose global allocator counts every \
