@@ -212,7 +212,7 @@ impl HotKeyCache {
     pub(crate) fn lookup(&self, key: &[u8], cmd: &Cmd, topology: u64) -> Lookup<'_> {
         let command = cmd.get_packed_command();
         let mut state = self.lock();
-        if let Some(cached) = self.cached_in(&mut state, key, &command, topology) {
+        if let Some(cached) = self.cached_in(&mut state, key, |c| *c == command, topology) {
             return Lookup::Hit(cached);
         }
         let in_flight = state.in_flight.entry(key.to_vec()).or_default();
@@ -248,17 +248,17 @@ impl HotKeyCache {
     /// The cached reply to `cmd`, a read of `key`, if there is one: a [`lookup`](Self::lookup)
     /// that leaves a miss to it, for a caller that answers hits before taking anything else.
     pub(crate) fn cached(&self, key: &[u8], cmd: &Cmd, topology: u64) -> Option<Value> {
-        let command = cmd.get_packed_command();
-        self.cached_in(&mut self.lock(), key, &command, topology)
+        self.cached_in(&mut self.lock(), key, |c| packs_to(cmd, c), topology)
     }
 
-    /// The reply to `command` cached for `key` under `topology`, counted as a hit; a key's replies
-    /// past their time or read under another topology leave.
+    /// The reply to the command `is_command` recognises by its packed form, cached for `key` under
+    /// `topology`, counted as a hit; a key's replies past their time or read under another
+    /// topology leave.
     fn cached_in(
         &self,
         state: &mut State,
         key: &[u8],
-        command: &[u8],
+        is_command: impl Fn(&[u8]) -> bool,
         topology: u64,
     ) -> Option<Value> {
         let cached = state.replies.get(key)?;
@@ -268,7 +268,7 @@ impl HotKeyCache {
             }
             return None;
         }
-        let (_, value) = cached.replies.iter().find(|(c, _)| c == command)?;
+        let (_, value) = cached.replies.iter().find(|(c, _)| is_command(c))?;
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(value.clone())
     }
@@ -500,6 +500,51 @@ pub(crate) fn tracked_read(cmd: &Cmd, key: &[u8]) -> (redis::Pipeline, SingleNod
     (pipe, route)
 }
 
+/// Whether `packed` is `cmd` as redis-rs packs it (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), found
+/// without packing it: a hit is answered without allocating for the comparison. A command with a
+/// cursor argument never matches (no cacheable command has one).
+fn packs_to(cmd: &Cmd, packed: &[u8]) -> bool {
+    fn take(rest: &mut &[u8], expected: &[u8]) -> bool {
+        match rest.strip_prefix(expected) {
+            Some(after) => {
+                *rest = after;
+                true
+            }
+            None => false,
+        }
+    }
+    fn take_header(rest: &mut &[u8], kind: u8, n: usize) -> bool {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = n;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        take(rest, &[kind]) && take(rest, &digits[at..]) && take(rest, b"\r\n")
+    }
+    let mut rest = packed;
+    if !take_header(&mut rest, b'*', cmd.args_iter().count()) {
+        return false;
+    }
+    for arg in cmd.args_iter() {
+        let Arg::Simple(bytes) = arg else {
+            return false;
+        };
+        if !(take_header(&mut rest, b'$', bytes.len())
+            && take(&mut rest, bytes)
+            && take(&mut rest, b"\r\n"))
+        {
+            return false;
+        }
+    }
+    rest.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,6 +581,49 @@ mod tests {
             Lookup::Hit(value) => Some(value),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_command_is_recognised_by_its_packed_form_without_packing_it() {
+        let commands = [
+            redis::cmd("GET").arg("k").clone(),
+            redis::cmd("GET").arg("").clone(),
+            redis::cmd("HGET").arg("k").arg("field").clone(),
+            redis::cmd("GET").arg(vec![b'x'; 1234]).clone(),
+            redis::cmd("MGET")
+                .arg("a")
+                .arg("b")
+                .arg("c")
+                .arg("d")
+                .arg("e")
+                .arg("f")
+                .arg("g")
+                .arg("h")
+                .arg("i")
+                .arg("j")
+                .clone(),
+            redis::cmd("GET").arg(b"\r\n$1\r\n".as_slice()).clone(),
+        ];
+        for (i, cmd) in commands.iter().enumerate() {
+            for (j, other) in commands.iter().enumerate() {
+                assert_eq!(
+                    packs_to(cmd, &other.get_packed_command()),
+                    i == j,
+                    "{i} against {j}"
+                );
+            }
+            let packed = cmd.get_packed_command();
+            assert!(!packs_to(cmd, &packed[..packed.len() - 1]), "cut short");
+            assert!(
+                !packs_to(cmd, &[packed.as_slice(), b"x"].concat()),
+                "longer"
+            );
+        }
+        let scan = redis::cmd("SCAN").cursor_arg(0).clone();
+        assert!(
+            !packs_to(&scan, &scan.get_packed_command()),
+            "a cursor never matches"
+        );
     }
 
     #[test]
