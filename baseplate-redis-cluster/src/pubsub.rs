@@ -14,6 +14,15 @@
 //! sends the subscriptions the caller still holds again, one command per channel or pattern
 //! (each goes to the primary of its slot, where redis-rs keeps it), until every one of them is
 //! accepted.
+//!
+//! That push also reaches redis-rs unannounced: it cannot tell it from the reply to a command in
+//! flight on that node, and takes it for one. When that command is the `CLUSTER SLOTS` of a
+//! topology refresh, redis-rs reads an empty topology and drops its connection to every node,
+//! subscriptions and all, without a word; every later command fails with "No connections found".
+//! A node's connection whose replies were taken for others' may also stop answering altogether.
+//! So the task checks, after each round of subscribing again, that the connection still reaches
+//! a node and that no command of the round went unanswered, and otherwise opens another
+//! connection from the seeds for the next round.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -24,6 +33,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use futures_util::future::join_all;
+use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Arg, Cmd, ErrorKind, Msg, PushInfo, PushKind, RedisError, RedisResult, ToRedisArgs};
@@ -86,7 +96,8 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// ```
 pub struct Subscriber {
     client: MonitoredClusterRedisConnection,
-    conn: ClusterConnection,
+    link: Arc<Link>,
+    repair: Arc<Notify>,
     wanted: Arc<Mutex<Wanted>>,
     messages: mpsc::UnboundedReceiver<Msg>,
     task: JoinHandle<()>,
@@ -102,6 +113,32 @@ impl fmt::Debug for Subscriber {
             .field("patterns", &wanted.patterns.len())
             .field("shard_channels", &wanted.shard_channels.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The subscriber's cluster connection, and how to open another one when it no longer works.
+struct Link {
+    client: ClusterClient,
+    name: String,
+    connect_timeout: Duration,
+    current: Mutex<ClusterConnection>,
+}
+
+impl Link {
+    /// The connection in use (a cheap clone).
+    fn conn(&self) -> ClusterConnection {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Opens a connection from the seeds and uses it from now on; the old one is closed once the
+    /// commands still holding it are done.
+    async fn replace(&self) -> RedisResult<()> {
+        let conn = connect(&self.client, &self.name, self.connect_timeout).await?;
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = conn;
+        Ok(())
     }
 }
 
@@ -205,13 +242,14 @@ impl MonitoredClusterRedisConnection {
                 }
             }
         };
-        let resubscribe = resubscribe_on_notice(
-            name.to_owned(),
-            conn.clone(),
-            Arc::clone(&wanted),
-            repair,
+        let link = Arc::new(Link {
+            client,
+            name: name.to_owned(),
             connect_timeout,
-        );
+            current: Mutex::new(conn),
+        });
+        let resubscribe =
+            resubscribe_on_notice(Arc::clone(&link), Arc::clone(&wanted), Arc::clone(&repair));
         let task = tokio::spawn(async move {
             tokio::select! {
                 () = forward => {}
@@ -220,7 +258,8 @@ impl MonitoredClusterRedisConnection {
         });
         Ok(Subscriber {
             client: self.clone(),
-            conn,
+            link,
+            repair,
             wanted,
             messages,
             task,
@@ -314,8 +353,9 @@ impl Subscriber {
             command,
             channels: &channels,
         };
-        let conn = &self.conn;
+        let conn = self.link.conn();
         let wanted = &self.wanted;
+        let repair = &self.repair;
         let client = self.client.name();
         let work = async {
             let sent = channels.iter().map(|channel| {
@@ -325,6 +365,11 @@ impl Subscriber {
             let mut first_error = None;
             for (channel, result) in join_all(sent).await {
                 let Err(error) = result else { continue };
+                if lost_every_node(&error) {
+                    // The subscriptions already held went with the connection: take them to a
+                    // new one.
+                    repair.notify_one();
+                }
                 if subscribe {
                     // What its node refused is not subscribed again after a fault.
                     let mut wanted = wanted.lock().unwrap_or_else(PoisonError::into_inner);
@@ -361,7 +406,7 @@ impl Stream for Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        // The task holds a clone of the connection, which would otherwise keep it open.
+        // The task holds the connection too, which would otherwise keep it open.
         self.task.abort();
     }
 }
@@ -416,21 +461,49 @@ fn needs_repair(push: &PushInfo, wanted: &Mutex<Wanted>) -> bool {
     kind.set(&mut wanted).contains(channel)
 }
 
+/// Whether `error` shows that redis-rs has no connection to any node left, so that the cluster
+/// connection it came from will fail every command for as long as it lives.
+fn lost_every_node(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::ClusterConnectionNotFound
+}
+
+/// Whether the outcome of subscribing again shows that the connection itself may no longer work:
+/// it has no node left, or a node's connection did not answer in time (once its replies were
+/// taken for others', every later command on it waits for a reply already handed out).
+fn connection_failed(outcome: &Result<RedisResult<()>, tokio::time::error::Elapsed>) -> bool {
+    match outcome {
+        Ok(Ok(())) => false,
+        Ok(Err(error)) => lost_every_node(error) || error.is_timeout(),
+        Err(_) => true,
+    }
+}
+
+/// Whether `conn` has lost every node: a `PING` to any node it knows fails for want of one.
+async fn has_lost_every_node(conn: &mut ClusterConnection, timeout: Duration) -> bool {
+    let ping = tokio::time::timeout(
+        timeout,
+        conn.route_command(
+            redis::cmd("PING"),
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        ),
+    )
+    .await;
+    matches!(ping, Ok(Err(error)) if lost_every_node(&error))
+}
+
 /// Each time `repair` is notified, subscribes to everything in `wanted` again, one command per
-/// channel, until all of them are accepted. A command to a node that died fails and makes
-/// redis-rs read the topology again, so the attempts that follow reach its successor.
-async fn resubscribe_on_notice(
-    client: String,
-    conn: ClusterConnection,
-    wanted: Arc<Mutex<Wanted>>,
-    repair: Arc<Notify>,
-    attempt_timeout: Duration,
-) {
+/// channel, until all of them are accepted and the connection still reaches a node. A command to
+/// a node that died fails and makes redis-rs read the topology again, so the attempts that follow
+/// reach its successor; a connection that no longer works is replaced by a new one first.
+async fn resubscribe_on_notice(link: Arc<Link>, wanted: Arc<Mutex<Wanted>>, repair: Arc<Notify>) {
+    let client = link.name.as_str();
+    let attempt_timeout = link.connect_timeout;
     loop {
         repair.notified().await;
         let mut pause = Duration::from_millis(50);
         let mut failures = 0_u32;
         loop {
+            let mut conn = link.conn();
             let all: Vec<(Kind, Vec<u8>)> = {
                 let wanted = wanted.lock().unwrap_or_else(PoisonError::into_inner);
                 let of = |kind: Kind, set: &BTreeSet<Vec<u8>>| {
@@ -450,16 +523,30 @@ async fn resubscribe_on_notice(
                         .await
                 }
             });
-            let failed = join_all(sent)
-                .await
-                .into_iter()
-                .filter(|r| !matches!(r, Ok(Ok(()))))
-                .count();
-            if failed == 0 {
+            let outcomes = join_all(sent).await;
+            let failed = outcomes.iter().filter(|r| !matches!(r, Ok(Ok(())))).count();
+            // A round whose commands all succeeded may still have ended in a topology refresh
+            // that left the connection without a node (one of its redirections starts one).
+            let broken = outcomes.iter().any(connection_failed)
+                || has_lost_every_node(&mut conn, attempt_timeout).await;
+            if failed == 0 && !broken {
                 if failures > 0 {
                     tracing::info!(client = %client, "subscribed again after a fault");
                 }
                 break;
+            }
+            if broken {
+                // Replaced only then: a new connection holds no subscription until the next
+                // round, so replacing one that works would lose what it receives meanwhile. The
+                // old one goes on trying until a new one opens.
+                tracing::warn!(
+                    client = %client,
+                    "the subscriber's connection no longer works; opening another one"
+                );
+                drop(conn);
+                if let Err(error) = link.replace().await {
+                    tracing::warn!(client = %client, %error, "cannot open another connection yet");
+                }
             }
             if failures == 0 {
                 tracing::warn!(
