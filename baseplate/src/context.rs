@@ -83,25 +83,31 @@ pub trait ContextFactory: Send + Sync + 'static {
 
 /// A factory with its object type erased, so factories of any kind share one registry.
 pub(crate) trait AnyFactory: Send + Sync {
-    fn make(
+    /// Makes the object into `slot` when `slot` is an `Option` of this factory's object type
+    /// (the caller's `Option<T>`, so no box is needed to carry it); leaves it `None` otherwise.
+    fn make_into(
         &self,
         name: &str,
         span: &Span,
         scope: Option<&Arc<RequestScope>>,
-    ) -> Box<dyn Any + Send>;
+        slot: &mut dyn Any,
+    );
     fn object_type(&self) -> &'static str;
     fn report(&self, batch: &mut TaggedBatch<'_>);
     fn shutdown(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 }
 
 impl<F: ContextFactory> AnyFactory for F {
-    fn make(
+    fn make_into(
         &self,
         name: &str,
         span: &Span,
         scope: Option<&Arc<RequestScope>>,
-    ) -> Box<dyn Any + Send> {
-        Box::new(self.make_object_for_request(name, span, scope))
+        slot: &mut dyn Any,
+    ) {
+        if let Some(slot) = slot.downcast_mut::<Option<F::Object>>() {
+            *slot = Some(self.make_object_for_request(name, span, scope));
+        }
     }
 
     fn object_type(&self) -> &'static str {
@@ -198,15 +204,13 @@ impl RequestContext {
             }
             (request.span.clone(), request.scope.clone())
         };
-        let object = factory.make(name, &span, scope.as_ref());
-        object
-            .downcast::<T>()
-            .map(|object| *object)
-            .map_err(|_| ContextError::WrongType {
-                name: name.to_owned(),
-                expected: std::any::type_name::<T>(),
-                actual: factory.object_type(),
-            })
+        let mut object: Option<T> = None;
+        factory.make_into(name, &span, scope.as_ref(), &mut object);
+        object.ok_or_else(|| ContextError::WrongType {
+            name: name.to_owned(),
+            expected: std::any::type_name::<T>(),
+            actual: factory.object_type(),
+        })
     }
 
     /// The request's server span (none until [`Baseplate::make_server_span`](crate::Baseplate::make_server_span)).
