@@ -185,6 +185,14 @@ impl HotKeyTracker {
         if !reads && !writes && !hot {
             return;
         }
+        if reads_one_key(spec) {
+            // The usual sampled command: its one key is argument 1, nothing to gather or dedupe.
+            if let Some(Arg::Simple(key)) = cmd.args_iter().nth(1) {
+                let to = Destination { set: reads, hot };
+                inner.send(channels, TrackedSet::Reads, to, vec![key.to_vec()]);
+            }
+            return;
+        }
         let args: Vec<&[u8]> = cmd
             .args_iter()
             .map(|arg| match arg {
@@ -374,10 +382,15 @@ impl Inner {
         // Each key counts once per sampled command, however often the command names it.
         keys.sort_unstable();
         keys.dedup();
+        let keys = keys.into_iter().map(<[u8]>::to_vec).collect();
+        self.send(channels, set, to, keys);
+    }
+
+    /// Hands a sample of `keys` (each once) to the worker, or counts it dropped.
+    fn send(&self, channels: &Channels, set: TrackedSet, to: Destination, keys: Vec<Vec<u8>>) {
         if to.set {
             self.counters.sampled.fetch_add(1, Ordering::Relaxed);
         }
-        let keys = keys.into_iter().map(<[u8]>::to_vec).collect();
         if channels.samples.try_send(Sample { set, to, keys }).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
