@@ -1,6 +1,7 @@
 //! Batches of metrics, sent on flush as newline-joined packets that each fit one datagram.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,17 +58,24 @@ pub struct Batch {
     text_lines: usize,
     /// Counter sums, in the order their names (with tags) were first seen.
     counters: Vec<CounterSums>,
-    counter_index: HashMap<Arc<str>, usize>,
+    /// The counters' prefixes (names with tags), one after another: copied here, not shared
+    /// with their [`MetricName`]s, whose reference counts every request would otherwise write.
+    counter_prefixes: String,
+    counter_index: HashMap<String, usize>,
 }
+
+/// What a batch's text starts with room for: a request's timer and counter lines, its own and
+/// its commands', take a few hundred bytes at most (about 130 for one command, untagged).
+const TEXT_CAPACITY: usize = 512;
 
 /// Up to this many counters a batch finds a counter by scanning; beyond, by its index.
 const COUNTERS_SCANNED: usize = 16;
 
-/// The sums of one counter (name and tags), one per sample rate in the order first seen. The
-/// prefix of a counter recorded under a [`MetricName`] is that name's, shared, not copied.
+/// The sums of one counter (name and tags), one per sample rate in the order first seen.
 #[derive(Debug)]
 struct CounterSums {
-    prefix: Arc<str>,
+    /// Where its prefix is in the batch's `counter_prefixes`.
+    prefix: Range<usize>,
     /// The sum at the first sample rate seen, as `(sample_rate, sum)`: usually the only one.
     first: (f64, f64),
     /// The sums at any other rates, in the order first seen.
@@ -99,6 +107,7 @@ impl Batch {
             text: String::new(),
             text_lines: 0,
             counters: Vec::new(),
+            counter_prefixes: String::new(),
             counter_index: HashMap::new(),
         }
     }
@@ -353,10 +362,14 @@ impl Batch {
         let mut counters = std::mem::take(&mut self.counters);
         for counter in counters.drain(..) {
             for (sample_rate, sum) in counter.sums() {
-                self.push_line(&counter.prefix, sum, Kind::Counter, sample_rate);
+                let prefix = &self.counter_prefixes[counter.prefix.clone()];
+                write_line(&mut self.text, prefix, sum, Kind::Counter, sample_rate);
+                self.text.push('\n');
+                self.text_lines += 1;
             }
         }
         self.counters = counters;
+        self.counter_prefixes.clear();
         self.counter_index.clear();
         // The last line's newline is not sent.
         self.text.pop();
@@ -374,6 +387,7 @@ impl Batch {
             text: String::new(),
             text_lines: 0,
             counters: Vec::new(),
+            counter_prefixes: String::new(),
             counter_index: HashMap::new(),
         }
     }
@@ -384,7 +398,8 @@ impl Batch {
         self.text_lines += other.text_lines;
         for counter in &other.counters {
             for (sample_rate, delta) in counter.sums() {
-                self.add_to_counter(&counter.prefix, delta, sample_rate);
+                let prefix = &other.counter_prefixes[counter.prefix.clone()];
+                self.add_to_counter(prefix, delta, sample_rate);
             }
         }
     }
@@ -456,40 +471,46 @@ impl Batch {
         sample_rate: f64,
     ) {
         if let Some(rate) = writable_rate(name, Kind::Counter, delta, sample_rate) {
-            let prefix = Arc::from(self.prefix(name, extra_tags));
+            let prefix = self.prefix(name, extra_tags);
             self.add_to_counter(&prefix, delta, rate);
         }
     }
 
     /// Appends a finished line to the batch's text.
     fn push_line(&mut self, prefix: &str, value: f64, kind: Kind, sample_rate: f64) {
+        if self.text.capacity() == 0 {
+            // Room for a request's few lines at once, rather than growing line by line.
+            self.text.reserve(TEXT_CAPACITY);
+        }
         write_line(&mut self.text, prefix, value, kind, sample_rate);
         self.text.push('\n');
         self.text_lines += 1;
     }
 
-    fn add_to_counter(&mut self, prefix: &Arc<str>, delta: f64, sample_rate: f64) {
+    fn add_to_counter(&mut self, prefix: &str, delta: f64, sample_rate: f64) {
         // A request's batch holds a handful of counters: a scan beats hashing (and keeps the
         // index's allocations) until there are many.
         let found = if self.counters.len() <= COUNTERS_SCANNED {
-            self.counters.iter().position(|c| c.prefix == *prefix)
+            (self.counters.iter()).position(|c| &self.counter_prefixes[c.prefix.clone()] == prefix)
         } else {
             if self.counter_index.is_empty() {
                 self.counter_index = (self.counters.iter().enumerate())
-                    .map(|(index, c)| (Arc::clone(&c.prefix), index))
+                    .map(|(index, c)| (self.counter_prefixes[c.prefix.clone()].to_owned(), index))
                     .collect();
             }
-            self.counter_index.get(&**prefix).copied()
+            self.counter_index.get(prefix).copied()
         };
         match found {
             Some(index) => self.counters[index].add(sample_rate, delta),
             None => {
                 if !self.counter_index.is_empty() {
                     self.counter_index
-                        .insert(Arc::clone(prefix), self.counters.len());
+                        .insert(prefix.to_owned(), self.counters.len());
                 }
+                let start = self.counter_prefixes.len();
+                self.counter_prefixes.push_str(prefix);
                 self.counters.push(CounterSums {
-                    prefix: Arc::clone(prefix),
+                    prefix: start..self.counter_prefixes.len(),
                     first: (sample_rate, delta),
                     more: Vec::new(),
                 });
@@ -505,7 +526,7 @@ impl Batch {
 #[derive(Debug, Clone)]
 pub struct MetricName {
     name: Box<str>,
-    ready: Arc<str>,
+    ready: Box<str>,
     namespace: Arc<str>,
 }
 
@@ -513,7 +534,7 @@ impl MetricName {
     pub(crate) fn new(name: &str, batch: &Batch) -> Self {
         Self {
             name: name.into(),
-            ready: Arc::from(batch.prefix(name, None)),
+            ready: batch.prefix(name, None).into_boxed_str(),
             namespace: Arc::clone(&batch.namespace),
         }
     }
