@@ -507,6 +507,9 @@ impl Batch {
                     self.counter_index
                         .insert(prefix.to_owned(), self.counters.len());
                 }
+                if self.counter_prefixes.capacity() == 0 {
+                    self.counter_prefixes.reserve(TEXT_CAPACITY / 2);
+                }
                 let start = self.counter_prefixes.len();
                 self.counter_prefixes.push_str(prefix);
                 self.counters.push(CounterSums {
