@@ -51,11 +51,8 @@ pub struct Batch {
     /// The client's namespace (shared, not copied, per batch) or a prefixed one of its own.
     namespace: Arc<str>,
     base_tags: Tags,
-    /// Finished timer and gauge lines, in order, each ended by a newline: one buffer for the
-    /// whole batch rather than a string per line.
-    text: String,
-    /// How many lines `text` holds.
-    text_lines: usize,
+    /// Finished timer and gauge lines, in order.
+    lines: Lines,
     /// Counter sums, in the order their names (with tags) were first seen.
     counters: Vec<CounterSums>,
     /// The counters' prefixes (names with tags), one after another: copied here, not shared
@@ -70,6 +67,42 @@ const TEXT_CAPACITY: usize = 512;
 
 /// Up to this many counters a batch finds a counter by scanning; beyond, by its index.
 const COUNTERS_SCANNED: usize = 16;
+
+/// Finished lines, each ended by a newline: one buffer for a whole batch rather than a string
+/// per line.
+#[derive(Debug, Default)]
+struct Lines {
+    text: String,
+    count: usize,
+}
+
+impl Lines {
+    /// Appends the line `prefix:value|kind` (and `|@rate` below 1).
+    fn push(&mut self, prefix: &str, value: f64, kind: Kind, sample_rate: f64) {
+        if self.text.capacity() == 0 {
+            // Room for a request's few lines at once, rather than growing line by line.
+            self.text.reserve(TEXT_CAPACITY);
+        }
+        write_line(&mut self.text, prefix, value, kind, sample_rate);
+        self.text.push('\n');
+        self.count += 1;
+    }
+
+    fn append(&mut self, other: &Lines) {
+        self.text.push_str(&other.text);
+        self.count += other.count;
+    }
+
+    /// The lines newline-joined, without the last one's newline.
+    fn joined(&self) -> &str {
+        self.text.strip_suffix('\n').unwrap_or(&self.text)
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.count = 0;
+    }
+}
 
 /// The sums of one counter (name and tags), one per sample rate in the order first seen.
 #[derive(Debug)]
@@ -104,8 +137,7 @@ impl Batch {
             client,
             namespace,
             base_tags: Tags::new(),
-            text: String::new(),
-            text_lines: 0,
+            lines: Lines::default(),
             counters: Vec::new(),
             counter_prefixes: String::new(),
             counter_index: HashMap::new(),
@@ -253,7 +285,7 @@ impl Batch {
         }
         if let Some(rate) = writable_rate(&name.name, Kind::Timer, 0.0, sample_rate) {
             let millis = elapsed.as_secs_f64() * 1000.0;
-            self.push_line(&name.ready, millis, Kind::Timer, rate);
+            self.lines.push(&name.ready, millis, Kind::Timer, rate);
         }
     }
 
@@ -317,7 +349,7 @@ impl Batch {
     /// ```
     #[must_use]
     pub fn len(&self) -> usize {
-        self.text_lines
+        self.lines.count
             + self
                 .counters
                 .iter()
@@ -334,7 +366,7 @@ impl Batch {
     /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.text.is_empty() && self.counters.is_empty()
+        self.lines.count == 0 && self.counters.is_empty()
     }
 
     /// Sends everything recorded and empties the batch, which can then be used again.
@@ -361,21 +393,16 @@ impl Batch {
     pub fn flush(&mut self) {
         let mut counters = std::mem::take(&mut self.counters);
         for counter in counters.drain(..) {
+            let prefix = &self.counter_prefixes[counter.prefix.clone()];
             for (sample_rate, sum) in counter.sums() {
-                let prefix = &self.counter_prefixes[counter.prefix.clone()];
-                write_line(&mut self.text, prefix, sum, Kind::Counter, sample_rate);
-                self.text.push('\n');
-                self.text_lines += 1;
+                self.lines.push(prefix, sum, Kind::Counter, sample_rate);
             }
         }
         self.counters = counters;
         self.counter_prefixes.clear();
         self.counter_index.clear();
-        // The last line's newline is not sent.
-        self.text.pop();
-        self.client.send_lines(&self.text);
-        self.text.clear();
-        self.text_lines = 0;
+        self.client.send_lines(self.lines.joined());
+        self.lines.clear();
     }
 
     /// An empty batch with the same client, namespace and base tags.
@@ -384,8 +411,7 @@ impl Batch {
             client: self.client.clone(),
             namespace: self.namespace.clone(),
             base_tags: self.base_tags.clone(),
-            text: String::new(),
-            text_lines: 0,
+            lines: Lines::default(),
             counters: Vec::new(),
             counter_prefixes: String::new(),
             counter_index: HashMap::new(),
@@ -394,8 +420,7 @@ impl Batch {
 
     /// Moves everything `other` recorded into this batch, as if it had been recorded here.
     pub(crate) fn absorb(&mut self, other: Batch) {
-        self.text.push_str(&other.text);
-        self.text_lines += other.text_lines;
+        self.lines.append(&other.lines);
         for counter in &other.counters {
             for (sample_rate, delta) in counter.sums() {
                 let prefix = &other.counter_prefixes[counter.prefix.clone()];
@@ -435,7 +460,7 @@ impl Batch {
     ) {
         let millis = elapsed.as_secs_f64() * 1000.0;
         let prefix = self.prefix(name, extra_tags);
-        self.push_line(&prefix, millis, Kind::Timer, sample_rate);
+        self.lines.push(&prefix, millis, Kind::Timer, sample_rate);
     }
 
     fn record_sampled_timer(
@@ -460,7 +485,7 @@ impl Batch {
             return;
         }
         let prefix = self.prefix(name, extra_tags);
-        self.push_line(&prefix, value, Kind::Gauge, 1.0);
+        self.lines.push(&prefix, value, Kind::Gauge, 1.0);
     }
 
     fn record_counter(
@@ -476,22 +501,14 @@ impl Batch {
         }
     }
 
-    /// Appends a finished line to the batch's text.
-    fn push_line(&mut self, prefix: &str, value: f64, kind: Kind, sample_rate: f64) {
-        if self.text.capacity() == 0 {
-            // Room for a request's few lines at once, rather than growing line by line.
-            self.text.reserve(TEXT_CAPACITY);
-        }
-        write_line(&mut self.text, prefix, value, kind, sample_rate);
-        self.text.push('\n');
-        self.text_lines += 1;
-    }
-
     fn add_to_counter(&mut self, prefix: &str, delta: f64, sample_rate: f64) {
         // A request's batch holds a handful of counters: a scan beats hashing (and keeps the
         // index's allocations) until there are many.
         let found = if self.counters.len() <= COUNTERS_SCANNED {
-            (self.counters.iter()).position(|c| &self.counter_prefixes[c.prefix.clone()] == prefix)
+            let prefixes = &self.counter_prefixes;
+            self.counters
+                .iter()
+                .position(|c| &prefixes[c.prefix.clone()] == prefix)
         } else {
             if self.counter_index.is_empty() {
                 self.counter_index = (self.counters.iter().enumerate())
