@@ -371,13 +371,16 @@ impl MetricsClient {
             if pending.since.is_some_and(|since| now - since >= delay) {
                 ready.push(std::mem::replace(&mut pending.packet, fresh()));
             }
-            // The usual case: the whole batch fits the pending packet, where line by line
-            // each line would too.
+            // The usual case: the whole batch fits the pending packet (so each of its lines
+            // would) and goes in as one piece.
             if pending.packet.len() + 1 + lines.len() <= max_packet_size {
-                if !pending.packet.is_empty() {
-                    pending.packet.push('\n');
-                }
-                pending.packet.push_str(lines);
+                push_line(
+                    &mut pending.packet,
+                    lines,
+                    max_packet_size,
+                    &mut ready,
+                    fresh,
+                );
             } else {
                 for line in lines.split('\n') {
                     push_line(
