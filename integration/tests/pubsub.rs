@@ -13,9 +13,9 @@ use baseplate_redis_cluster::{
     ClusterRedisClient, ClusterRedisContextFactory, CommandName, CommandObserver,
     MonitoredClusterRedisConnection, RedisClientMetrics, Subscriber,
 };
-use cluster_launcher::wait_until;
+use cluster_launcher::{cluster_nodes, redis_cli, wait_until};
 use futures_util::StreamExt as _;
-use integration::chaos::cluster::{ChaosCluster, blocking};
+use integration::chaos::cluster::{ChaosCluster, PASSWORD, USER, blocking};
 use integration::spans::SpanRecorder;
 use integration::{cluster, name_in_slot, unique_prefix};
 use prometheus_client::encoding::text::encode;
@@ -408,13 +408,26 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
             // The failover is over once the shard's other replicas follow the promoted one: until
             // then a replica holding the sharded subscription may still end it (it learns that
             // its primary lost the slot) and the subscriber takes it elsewhere, missing what is
-            // published meanwhile, as the subscriber's docs say.
+            // published meanwhile, as the subscriber's docs say. And once the promoted one knows
+            // they do: until its own view lists them as its replicas it forwards what `SPUBLISH`
+            // gives it to none of them, so a subscription one of them holds receives nothing.
             promoted.is_some_and(|promoted| {
+                let others: Vec<u16> = replicas
+                    .iter()
+                    .copied()
+                    .filter(|&r| r != promoted)
+                    .collect();
                 c.all_ok()
-                    && replicas.iter().filter(|&&r| r != promoted).all(|&r| {
+                    && others.iter().all(|&r| {
                         c.replication(r).is_some_and(|info| {
                             info.contains(&format!("master_port:{promoted}\r\n"))
                                 && info.contains("master_link_status:up")
+                        })
+                    })
+                    && cluster_nodes(promoted).is_ok_and(|nodes| {
+                        nodes.iter().find(|n| n.myself).is_some_and(|me| {
+                            let followers = me.replica_ports(&nodes);
+                            others.iter().all(|r| followers.contains(r))
                         })
                     })
             })
@@ -438,15 +451,64 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
             .is_some(),
         "the classic subscription did not resume"
     );
+    // Messages come in order only along one path, from one node's connection: wait until the
+    // subscription is held by one node (after a failover it may for a while be held by two, as
+    // the subscriber's docs say).
+    let c = Arc::clone(&chaos);
+    let channel = sharded.clone();
+    let holders = blocking(move || {
+        let mut holders = Vec::new();
+        wait_until(PATIENCE, || {
+            holders = shard_subscribers(&c, &channel);
+            holders.iter().map(|&(_, count)| count).sum::<u64>() == 1
+        });
+        holders
+    })
+    .await;
+    assert_eq!(
+        holders.iter().map(|&(_, count)| count).sum::<u64>(),
+        1,
+        "the sharded subscription is not held by exactly one node: {holders:?}"
+    );
+    // And publish through a client that never knew the dead primary. `foo` may still route by
+    // the topology it read before: while it has no connection to the slot's primary it sends
+    // `SPUBLISH` to another node it reaches, and a replica of the shard serves it and forwards
+    // it over the cluster bus, overtaking or overtaken by the messages the promoted primary
+    // receives directly.
+    let promoted = promoted.unwrap();
+    let mut publisher = connection_to(
+        &format!("redis://{USER}:{PASSWORD}@127.0.0.1:{promoted}"),
+        &[("foo.timeout", "1 second")],
+    );
     // Once resumed, every message arrives, once.
     let mut expected = Vec::new();
     for i in 0..20 {
-        let _: i64 = foo.spublish(&sharded, format!("after-{i}")).await.unwrap();
+        let _: i64 = publisher
+            .spublish(&sharded, format!("after-{i}"))
+            .await
+            .unwrap();
         expected.push((sharded.clone(), format!("after-{i}")));
     }
     // In order and once each.
-    let received = after_messages_until_end(&mut foo, &mut subscriber, &sharded).await;
+    let received = after_messages_until_end(&mut publisher, &mut subscriber, &sharded).await;
     assert_eq!(received, expected);
+}
+
+/// `(port, subscribers)` of `channel`'s sharded subscriptions on every live node
+/// (`PUBSUB SHARDNUMSUB`); a node that does not answer counts none.
+fn shard_subscribers(chaos: &ChaosCluster, channel: &str) -> Vec<(u16, u64)> {
+    chaos
+        .ports()
+        .into_iter()
+        .filter(|&port| chaos.is_alive(port))
+        .map(|port| {
+            let count = redis_cli(port, &["PUBSUB", "SHARDNUMSUB", channel])
+                .ok()
+                .and_then(|reply| reply.lines().nth(1)?.trim().parse().ok())
+                .unwrap_or(0);
+            (port, count)
+        })
+        .collect()
 }
 
 /// Publishes an end marker to `channel` (after the caller's `after-N` messages, on the same
