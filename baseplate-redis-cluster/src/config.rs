@@ -316,8 +316,9 @@ impl ClusterRedisClient {
         self
     }
 
-    /// Parses the client named `key_path` (keys `{key_path}.url`, ...) into its context factory,
-    /// as baseplate's `ClusterRedisClient.parse` does, logging the keys it ignored (see
+    /// Parses the client named `key_path` (keys `{key_path}.url`, ...; a trailing dot is
+    /// optional, as everywhere a prefix is taken) into its context factory, as baseplate's
+    /// `ClusterRedisClient.parse` does, logging the keys it ignored (see
     /// [`pool_from_config`](Self::pool_from_config)). Nothing connects yet.
     ///
     /// # Errors
@@ -328,11 +329,13 @@ impl ClusterRedisClient {
         key_path: &str,
         raw_config: &RawConfig,
     ) -> Result<ClusterRedisContextFactory, ClusterConfigError> {
-        let pool = self.pool_from_config(raw_config, &format!("{key_path}."))?;
-        Ok(ClusterRedisContextFactory::new(pool, key_path))
+        let pool = self.pool_from_config(raw_config, key_path)?;
+        let name = pool.name().to_owned();
+        Ok(ClusterRedisContextFactory::new(pool, &name))
     }
 
-    /// Builds the pool from the keys under `prefix` (which must end with `.`), as baseplate.py's
+    /// Builds the pool from the keys under `prefix` (the client's name: `foo.` as baseplate.py
+    /// writes it, or `foo`; the pool is named `foo` either way), as baseplate.py's
     /// `cluster_pool_from_config(app_config, prefix, **kwargs)` does with this parser's settings
     /// as its keyword arguments. Keys it ignored (see [`unknown_keys`](Self::unknown_keys)) are
     /// logged at `warn` level, once each, naming the nearest known key. Nothing connects yet.
@@ -360,14 +363,14 @@ impl ClusterRedisClient {
         prefix: &str,
     ) -> Result<ClusterPool, ClusterConfigError> {
         let options = self.options_from_config(raw_config, prefix)?;
-        let name = prefix.trim_end_matches('.');
+        let name = client_name(prefix)?;
         for warning in &options.config_warnings {
             tracing::warn!(client = name, key = warning.key(), "{warning}");
         }
         ClusterPool::new(name, options)
     }
 
-    /// Parses and validates the options under `prefix` (which must end with `.`), overrides
+    /// Parses and validates the options under `prefix` (`foo.` or `foo`), overrides
     /// applied. Keys it ignored are in [`ClusterOptions::config_warnings`], not logged.
     ///
     /// # Errors
@@ -378,11 +381,7 @@ impl ClusterRedisClient {
         raw_config: &RawConfig,
         prefix: &str,
     ) -> Result<ClusterOptions, ClusterConfigError> {
-        if !prefix.ends_with('.') {
-            return Err(ClusterConfigError::Prefix {
-                prefix: prefix.to_owned(),
-            });
-        }
+        let prefix = &format!("{}.", client_name(prefix)?);
         let o = &self.overrides;
         let (raw, config_warnings): (RawOptions, _) =
             raw_config.parse_with(prefix, o.unknown_keys.unwrap_or_default())?;
@@ -524,6 +523,17 @@ pub fn cluster_pool_from_config(
     prefix: &str,
 ) -> Result<ClusterPool, ClusterConfigError> {
     ClusterRedisClient::new().pool_from_config(raw_config, prefix)
+}
+
+/// The client's name in a config prefix: `foo` for `foo.` or `foo`.
+fn client_name(prefix: &str) -> Result<&str, ClusterConfigError> {
+    let name = prefix.strip_suffix('.').unwrap_or(prefix);
+    if name.is_empty() {
+        return Err(ClusterConfigError::Prefix {
+            prefix: prefix.to_owned(),
+        });
+    }
+    Ok(name)
 }
 
 /// The keys as written in the config; [`ClusterRedisClient::options_from_config`] validates them.
@@ -841,14 +851,30 @@ mod tests {
     }
 
     #[test]
-    fn the_prefix_must_end_with_a_dot() {
-        let error = ClusterRedisClient::new()
-            .options_from_config(&config(&[("foo.url", "redis://h:1")]), "foo")
-            .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "the config prefix \"foo\" must end with \".\""
-        );
+    fn a_prefix_names_the_client_with_or_without_its_dot() {
+        let config = config(&[("foo.url", "redis://h:1"), ("foo.max_connections", "7")]);
+        let client = ClusterRedisClient::new();
+        for prefix in ["foo.", "foo"] {
+            let options = client.options_from_config(&config, prefix).unwrap();
+            assert_eq!(options.max_connections, 7, "{prefix}");
+            assert_eq!(
+                client.pool_from_config(&config, prefix).unwrap().name(),
+                "foo"
+            );
+            assert_eq!(client.parse(prefix, &config).unwrap().pool().name(), "foo");
+        }
+        for prefix in ["", "."] {
+            let error = client.options_from_config(&config, prefix).unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("the config prefix {prefix:?} names no client")
+            );
+        }
+        let error = client
+            .options_from_config(&config, "bar")
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("bar.url"), "{error}");
     }
 
     /// The keys the README's config table lists (a row may name several, comma-separated).

@@ -22,8 +22,9 @@ pub enum ClusterConfigError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The prefix passed to [`cluster_pool_from_config`](crate::cluster_pool_from_config) does not end in `.`.
-    #[error("the config prefix {prefix:?} must end with \".\"")]
+    /// The prefix passed to [`cluster_pool_from_config`](crate::cluster_pool_from_config) is
+    /// empty (or only a dot): it names no client.
+    #[error("the config prefix {prefix:?} names no client")]
     Prefix {
         /// The prefix as given.
         prefix: String,
