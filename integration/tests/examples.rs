@@ -1,4 +1,4 @@
-//! The facade's axum and tonic examples (`baseplate/examples/axum.rs`, `tonic.rs`) served against
+//! The facade's axum and tonic example (`baseplate/examples/layer.rs`) served against
 //! a real cluster: they answer over HTTP and gRPC and their requests are measured under their
 //! route's or method's name, so the code a service copies from them is known to work.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -11,16 +11,12 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::health_server::HealthServer;
 
-// The examples themselves, compiled into this test; their `main`s read an INI file and are not
-// run here.
+// The example itself, compiled into this test; its `main` reads an INI file and is not run here.
 #[allow(dead_code)]
-#[path = "../../baseplate/examples/axum.rs"]
-mod axum_example;
-#[allow(dead_code)]
-#[path = "../../baseplate/examples/tonic.rs"]
-mod tonic_example;
+#[path = "../../baseplate/examples/layer.rs"]
+mod example;
 
-/// A service configured like the examples, its statsd lines sent to `statsd` under `ns`.
+/// A service configured like the example, its statsd lines sent to `statsd` under `ns`.
 fn baseplate(statsd: &Statsd) -> Baseplate {
     statsd.service(&[])
 }
@@ -32,12 +28,12 @@ async fn request_lines(baseplate: &Baseplate, statsd: &Statsd) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_axum_example_counts_over_http_and_measures_its_route() {
+async fn the_example_counts_over_http_and_measures_its_route() {
     let statsd = Statsd::bind().await;
     let baseplate = baseplate(&statsd);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum_example::app(&baseplate);
+    let app = example::app(&baseplate);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let name = unique_prefix("axum-example");
@@ -71,14 +67,14 @@ async fn the_axum_example_counts_over_http_and_measures_its_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tonic_example_answers_health_checks_from_redis_and_measures_its_method() {
+async fn the_example_answers_grpc_health_checks_from_redis_and_measures_its_method() {
     let statsd = Statsd::bind().await;
     let baseplate = baseplate(&statsd);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tonic::transport::Server::builder()
         .layer(BaseplateLayer::new(baseplate.clone()))
-        .add_service(HealthServer::new(tonic_example::RedisHealth))
+        .add_service(HealthServer::new(example::RedisHealth))
         .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
     let server = tokio::spawn(server);
 
