@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -17,7 +17,7 @@ use baseplate::{
     Baseplate, BaseplateLayer, ClusterRedisClient, MonitoredClusterRedisConnection, RawConfig,
     RequestContext,
 };
-use integration::{cluster, unique_prefix};
+use integration::{cluster, eventually, unique_prefix};
 use opentelemetry::trace::{
     SpanId, SpanKind, Status, TraceContextExt as _, TraceId, TracerProvider as _,
 };
@@ -205,25 +205,24 @@ async fn lookup(foo: &mut MonitoredClusterRedisConnection, key: String) {
 /// The spans of `trace` once `expected` of them ended (the server span ends just after its
 /// response is sent), in the order they ended.
 async fn spans_of(trace: TraceId, expected: usize) -> Vec<SpanData> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let spans: Vec<SpanData> = exporter()
+    let mut spans: Vec<SpanData> = Vec::new();
+    eventually(Duration::from_secs(10), async || {
+        spans = exporter()
             .get_finished_spans()
             .unwrap()
             .into_iter()
             .filter(|span| span.span_context.trace_id() == trace)
             .collect();
-        if spans.len() >= expected {
-            assert_eq!(spans.len(), expected, "{spans:#?}");
-            return spans;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {expected} spans ended: {spans:#?}",
-            spans.len()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        spans.len() >= expected
+    })
+    .await;
+    assert_eq!(
+        spans.len(),
+        expected,
+        "{} of {expected} spans ended: {spans:#?}",
+        spans.len()
+    );
+    spans
 }
 
 fn named<'a>(spans: &'a [SpanData], name: &str) -> Vec<&'a SpanData> {

@@ -61,17 +61,13 @@ pub async fn settles_to(
     within: Duration,
     mut count: impl FnMut() -> Census,
 ) -> (Census, Option<Duration>) {
-    let started = tokio::time::Instant::now();
-    loop {
-        let now = count();
-        if now.holds_no_more_than(before) {
-            return (now, Some(started.elapsed()));
-        }
-        if started.elapsed() > within {
-            return (now, None);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut now = count();
+    let settled = crate::eventually(within, async || {
+        now = count();
+        now.holds_no_more_than(before)
+    })
+    .await;
+    (now, settled)
 }
 
 /// The CPU time (user and system) the process has used so far, from `/proc/self/stat`; zero where

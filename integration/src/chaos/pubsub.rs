@@ -219,10 +219,7 @@ impl PubsubTraffic {
                     .all(|s| received.contains_key(&s.n))
             })
         };
-        let deadline = Instant::now() + drain;
-        while !all_in() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::eventually(drain, async || all_in()).await;
         // Dropping the subscriber closes its connection.
         self.receiver.abort();
         let _ = self.receiver.await;

@@ -300,16 +300,14 @@ impl Harness {
     /// Polls every node until all of them are up and say `cluster_state:ok` (for up to 30 s);
     /// returns when, from the start of the load: the start of the first poll that saw it.
     pub(super) async fn cluster_back(&self) -> Option<Duration> {
-        let until = self.elapsed() + Duration::from_secs(30);
-        while self.elapsed() < until {
-            let at = self.elapsed();
+        let mut at = self.elapsed();
+        let back = eventually(Duration::from_secs(30), async || {
+            at = self.elapsed();
             let c = Arc::clone(&self.cluster);
-            if blocking(move || c.all_up_and_ok()).await {
-                return Some(at);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        None
+            blocking(move || c.all_up_and_ok()).await
+        })
+        .await;
+        back.map(|_| at)
     }
 
     /// Sleeps until `at` from the start of the load.
