@@ -29,7 +29,7 @@ use crate::tls::{CertReqs, TlsOptions};
 /// `max_connections` when the config does not set it (baseplate's default).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 50;
 
-/// How long a command waits for a pool slot when `timeout` is not set: redis-py's
+/// How long a command waits for a pool permit when `timeout` is not set: redis-py's
 /// `BlockingConnectionPool` default, which baseplate.py inherits.
 pub const DEFAULT_POOL_WAIT: Duration = Duration::from_secs(20);
 
@@ -53,7 +53,7 @@ pub const DEFAULT_PREFIX: &str = "rediscluster.";
 /// |---|---|---|---|
 /// | `url` | string | required | `redis://[user:password@]host:port[/0]` (`rediss://` for TLS); several seeds comma-separated |
 /// | `max_connections` | integer | 50 | commands in flight at once (the pool's size) |
-/// | `timeout` | timespan | none | wait for a pool slot; also the two socket timeouts unless they are set; above zero, as are the two below |
+/// | `timeout` | timespan | none | wait for a pool permit; also the two socket timeouts unless they are set; above zero, as are the two below |
 /// | `socket_connect_timeout` | timespan | `timeout` | bound on opening the cluster connection |
 /// | `socket_timeout` | timespan | `timeout` | bound on each command's response, retries included |
 /// | `read_from_replicas` | boolean | true | reads go to a random node among a slot's primary and replicas |
@@ -88,7 +88,7 @@ pub struct ClusterOptions {
     pub seeds: Vec<RedisUrl>,
     /// How many commands may be in flight at once.
     pub max_connections: usize,
-    /// How long a command waits for a free slot before failing with [`crate::PoolTimeout`].
+    /// How long a command waits for a free permit before failing with [`crate::PoolTimeout`].
     pub pool_wait: Duration,
     /// Bound on opening a cluster connection (`socket_connect_timeout`, else `timeout`).
     pub connect_timeout: Option<Duration>,

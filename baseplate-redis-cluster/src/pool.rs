@@ -53,7 +53,7 @@ pub struct PoolStats {
     /// `open_connections` too).
     pub blocking: usize,
     /// Pub/sub subscribers open now, each on a cluster connection of its own (counted in
-    /// `open_connections` too), none taking a slot of `size`.
+    /// `open_connections` too), none taking one of the `size` permits.
     pub subscribers: usize,
 }
 

@@ -34,7 +34,7 @@ pub enum OpKind {
     Write,
     /// `GET` of a durable write.
     Read,
-    /// A deliberately slow command (`BLPOP` of an empty key), holding a pool slot.
+    /// A deliberately slow command (`BLPOP` of an empty key), holding a pool permit.
     Slow,
 }
 
