@@ -1,6 +1,7 @@
 //! The command table: for each Redis command, the keys it reads and writes (what the hot-key tracker
 //! counts, and which commands are reads a replica may serve) and how a cluster client routes it
-//! (where its first key is, whether it blocks, whether it is a script).
+//! (where its first key is, whether it blocks, whether it is a script), and which replies a client
+//! may cache.
 //!
 //! The tracker's part is baseplate.py's table (`SINGLE_KEY_READ_COMMANDS` and friends) plus the common
 //! commands it missed. A command that modifies a key counts as a write of that key even when it also
@@ -82,7 +83,7 @@ pub enum Blocking {
 }
 
 /// One row of the command table: a command, where its read and written keys are, where its first key
-/// is, whether it blocks and whether it is a script or function call.
+/// is, whether it blocks, whether it is a script or function call and whether its reply may be cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CommandSpec {
     name: &'static str,
@@ -91,6 +92,7 @@ pub struct CommandSpec {
     first_key: FirstKey,
     blocking: Blocking,
     script: bool,
+    cacheable: bool,
 }
 
 /// The keys a command reads and writes, as [`classify`] finds them.
@@ -244,6 +246,27 @@ impl CommandSpec {
     /// forms): its keys are the `numkeys` after its second argument, and they must share a slot.
     pub fn is_script(&self) -> bool {
         self.script
+    }
+
+    /// Whether a client may cache the command's reply until the server says its key changed:
+    /// redis-rs 1.8's client-side cache caches it, it reads one key (its first argument) and
+    /// writes none, and its reply depends on that key's value and its arguments alone (unlike
+    /// `TTL`'s, `SRANDMEMBER`'s or a `SCAN` cursor's).
+    ///
+    /// # Examples
+    /// ```
+    /// use baseplate_hotkeys::command;
+    ///
+    /// assert!(command(b"HGETALL").unwrap().is_cacheable());
+    /// assert!(!command(b"TTL").unwrap().is_cacheable());
+    /// ```
+    pub fn is_cacheable(&self) -> bool {
+        self.cacheable
+    }
+
+    const fn cached(mut self) -> Self {
+        self.cacheable = true;
+        self
     }
 
     const fn blocks(mut self, blocking: Blocking) -> Self {
@@ -499,6 +522,7 @@ const fn both(name: &'static str, reads: KeyPositions, writes: KeyPositions) -> 
         first_key,
         blocking: Blocking::Never,
         script: false,
+        cacheable: false,
     }
 }
 
@@ -511,6 +535,7 @@ const fn routed(name: &'static str, first_key: FirstKey) -> CommandSpec {
         first_key,
         blocking: Blocking::Never,
         script: false,
+        cacheable: false,
     }
 }
 
@@ -530,11 +555,11 @@ const TABLE: &[CommandSpec] = &[
     keyless("AUTH"),
     keyless("BGREWRITEAOF"),
     keyless("BGSAVE"),
-    read("BITCOUNT", First),
+    read("BITCOUNT", First).cached(),
     write("BITFIELD", First),
-    read("BITFIELD_RO", First),
+    read("BITFIELD_RO", First).cached(),
     both("BITOP", FromThird, Second),
-    read("BITPOS", First),
+    read("BITPOS", First).cached(),
     write("BLMOVE", FirstTwo).blocks(Blocking::Always),
     write("BLMPOP", NumKeysAtSecond).blocks(Blocking::Always),
     write("BLPOP", AllButLast).blocks(Blocking::Always),
@@ -554,7 +579,7 @@ const TABLE: &[CommandSpec] = &[
     write("DECRBY", First),
     write("DEL", All),
     keyless("DISCARD"),
-    read("DUMP", First),
+    read("DUMP", First).cached(),
     keyless("ECHO"),
     // A script or function may write any key it is given, so only the read-only variants are
     // reads; the keys are the `numkeys` that follow the script (or its SHA1, or the function).
@@ -573,38 +598,38 @@ const TABLE: &[CommandSpec] = &[
     keyless("FLUSHDB"),
     keyless("FUNCTION"),
     write("GEOADD", First),
-    read("GEODIST", First),
-    read("GEOHASH", First),
-    read("GEOPOS", First),
+    read("GEODIST", First).cached(),
+    read("GEOHASH", First).cached(),
+    read("GEOPOS", First).cached(),
     read("GEORADIUS", First),
     read("GEORADIUSBYMEMBER", First),
     read("GEORADIUSBYMEMBER_RO", First),
     read("GEORADIUS_RO", First),
     read("GEOSEARCH", First),
     both("GEOSEARCHSTORE", Second, First),
-    read("GET", First),
-    read("GETBIT", First),
+    read("GET", First).cached(),
+    read("GETBIT", First).cached(),
     write("GETDEL", First),
     write("GETEX", First),
-    read("GETRANGE", First),
+    read("GETRANGE", First).cached(),
     write("GETSET", First),
     write("HDEL", First),
     keyless("HELLO"),
-    read("HEXISTS", First),
-    read("HGET", First),
-    read("HGETALL", First),
+    read("HEXISTS", First).cached(),
+    read("HGET", First).cached(),
+    read("HGETALL", First).cached(),
     write("HINCRBY", First),
     write("HINCRBYFLOAT", First),
-    read("HKEYS", First),
-    read("HLEN", First),
-    read("HMGET", First),
+    read("HKEYS", First).cached(),
+    read("HLEN", First).cached(),
+    read("HMGET", First).cached(),
     write("HMSET", First),
     read("HRANDFIELD", First),
     read("HSCAN", First),
     write("HSET", First),
     write("HSETNX", First),
-    read("HSTRLEN", First),
-    read("HVALS", First),
+    read("HSTRLEN", First).cached(),
+    read("HVALS", First).cached(),
     write("INCR", First),
     write("INCRBY", First),
     write("INCRBYFLOAT", First),
@@ -613,17 +638,17 @@ const TABLE: &[CommandSpec] = &[
     keyless("LASTSAVE"),
     keyless("LATENCY"),
     read("LCS", FirstTwo),
-    read("LINDEX", First),
+    read("LINDEX", First).cached(),
     write("LINSERT", First),
-    read("LLEN", First),
+    read("LLEN", First).cached(),
     write("LMOVE", FirstTwo),
     write("LMPOP", NumKeysAtFirst),
     keyless("LOLWUT"),
     write("LPOP", First),
-    read("LPOS", First),
+    read("LPOS", First).cached(),
     write("LPUSH", First),
     write("LPUSHX", First),
-    read("LRANGE", First),
+    read("LRANGE", First).cached(),
     write("LREM", First),
     write("LSET", First),
     write("LTRIM", First),
@@ -667,7 +692,7 @@ const TABLE: &[CommandSpec] = &[
     write("SADD", First),
     keyless("SAVE"),
     keyless("SCAN"),
-    read("SCARD", First),
+    read("SCARD", First).cached(),
     keyless("SCRIPT"),
     read("SDIFF", All),
     both("SDIFFSTORE", FromSecond, First),
@@ -681,11 +706,11 @@ const TABLE: &[CommandSpec] = &[
     read("SINTER", All),
     read("SINTERCARD", NumKeysAtFirst),
     both("SINTERSTORE", FromSecond, First),
-    read("SISMEMBER", First),
+    read("SISMEMBER", First).cached(),
     keyless("SLAVEOF"),
     keyless("SLOWLOG"),
-    read("SMEMBERS", First),
-    read("SMISMEMBER", First),
+    read("SMEMBERS", First).cached(),
+    read("SMISMEMBER", First).cached(),
     write("SMOVE", FirstTwo),
     read("SORT_RO", First),
     write("SPOP", First),
@@ -693,9 +718,9 @@ const TABLE: &[CommandSpec] = &[
     read("SRANDMEMBER", First),
     write("SREM", First),
     read("SSCAN", First),
-    read("STRLEN", First),
+    read("STRLEN", First).cached(),
     keyless("SUBSCRIBE"),
-    read("SUBSTR", First),
+    read("SUBSTR", First).cached(),
     read("SUNION", All),
     both("SUNIONSTORE", FromSecond, First),
     keyless("SWAPDB"),
@@ -703,7 +728,7 @@ const TABLE: &[CommandSpec] = &[
     keyless("TIME"),
     read("TOUCH", All),
     read("TTL", First),
-    read("TYPE", First),
+    read("TYPE", First).cached(),
     write("UNLINK", All),
     keyless("UNSUBSCRIBE"),
     keyless("UNWATCH"),
@@ -719,35 +744,35 @@ const TABLE: &[CommandSpec] = &[
     read("XREVRANGE", First),
     write("XTRIM", First),
     write("ZADD", First),
-    read("ZCARD", First),
-    read("ZCOUNT", First),
+    read("ZCARD", First).cached(),
+    read("ZCOUNT", First).cached(),
     read("ZDIFF", NumKeysAtFirst),
     both("ZDIFFSTORE", NumKeysAtSecond, First),
     write("ZINCRBY", First),
     read("ZINTER", NumKeysAtFirst),
     read("ZINTERCARD", NumKeysAtFirst),
     both("ZINTERSTORE", NumKeysAtSecond, First),
-    read("ZLEXCOUNT", First),
+    read("ZLEXCOUNT", First).cached(),
     write("ZMPOP", NumKeysAtFirst),
-    read("ZMSCORE", First),
+    read("ZMSCORE", First).cached(),
     write("ZPOPMAX", First),
     write("ZPOPMIN", First),
     read("ZRANDMEMBER", First),
-    read("ZRANGE", First),
-    read("ZRANGEBYLEX", First),
-    read("ZRANGEBYSCORE", First),
+    read("ZRANGE", First).cached(),
+    read("ZRANGEBYLEX", First).cached(),
+    read("ZRANGEBYSCORE", First).cached(),
     both("ZRANGESTORE", Second, First),
-    read("ZRANK", First),
+    read("ZRANK", First).cached(),
     write("ZREM", First),
     write("ZREMRANGEBYLEX", First),
     write("ZREMRANGEBYRANK", First),
     write("ZREMRANGEBYSCORE", First),
-    read("ZREVRANGE", First),
-    read("ZREVRANGEBYLEX", First),
-    read("ZREVRANGEBYSCORE", First),
-    read("ZREVRANK", First),
+    read("ZREVRANGE", First).cached(),
+    read("ZREVRANGEBYLEX", First).cached(),
+    read("ZREVRANGEBYSCORE", First).cached(),
+    read("ZREVRANK", First).cached(),
     read("ZSCAN", First),
-    read("ZSCORE", First),
+    read("ZSCORE", First).cached(),
     read("ZUNION", NumKeysAtFirst),
     both("ZUNIONSTORE", NumKeysAtSecond, First),
 ];

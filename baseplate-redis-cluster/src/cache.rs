@@ -413,72 +413,13 @@ impl Drop for Fill<'_> {
     }
 }
 
-/// The reads whose replies are cached: those redis-rs 1.8's client-side cache caches that read
-/// one key, their first argument, and write none. Each one's reply depends on its key's value and
-/// its arguments alone, so it changes only when the key does (unlike `TTL`, `SRANDMEMBER` or a
-/// `SCAN` cursor's).
-const CACHEABLE: [&str; 42] = [
-    "BITCOUNT",
-    "BITFIELD_RO",
-    "BITPOS",
-    "DUMP",
-    "GEODIST",
-    "GEOHASH",
-    "GEOPOS",
-    "GET",
-    "GETBIT",
-    "GETRANGE",
-    "HEXISTS",
-    "HGET",
-    "HGETALL",
-    "HKEYS",
-    "HLEN",
-    "HMGET",
-    "HSTRLEN",
-    "HVALS",
-    "LINDEX",
-    "LLEN",
-    "LPOS",
-    "LRANGE",
-    "SCARD",
-    "SISMEMBER",
-    "SMEMBERS",
-    "SMISMEMBER",
-    "STRLEN",
-    "SUBSTR",
-    "TYPE",
-    "ZCARD",
-    "ZCOUNT",
-    "ZLEXCOUNT",
-    "ZMSCORE",
-    "ZRANGE",
-    "ZRANGEBYLEX",
-    "ZRANGEBYSCORE",
-    "ZRANK",
-    "ZREVRANGE",
-    "ZREVRANGEBYLEX",
-    "ZREVRANGEBYSCORE",
-    "ZREVRANK",
-    "ZSCORE",
-];
-
-/// Whether `cmd` is one of the reads whose replies are cached.
+/// Whether `cmd` is one of the reads whose replies are cached (the command table's
+/// [`is_cacheable`](baseplate_hotkeys::CommandSpec::is_cacheable)).
 pub(crate) fn cacheable(cmd: &Cmd) -> bool {
     let Some(Arg::Simple(name)) = cmd.args_iter().next() else {
         return false;
     };
-    // Every cacheable name is shorter; upper-cased on the stack, as names come in any case.
-    let mut upper = [0_u8; 16];
-    let Some(upper) = upper.get_mut(..name.len()) else {
-        return false;
-    };
-    for (to, from) in upper.iter_mut().zip(name) {
-        *to = from.to_ascii_uppercase();
-    }
-    let upper: &[u8] = upper;
-    CACHEABLE
-        .binary_search_by(|c| c.as_bytes().cmp(upper))
-        .is_ok()
+    baseplate_hotkeys::command(name).is_some_and(|spec| spec.is_cacheable())
 }
 
 /// The key a single-key read reads (its first argument).
@@ -787,26 +728,34 @@ mod tests {
     }
 
     #[test]
-    fn the_cacheable_reads_are_sorted_read_one_key_and_are_the_ones_the_readme_lists() {
-        let mut sorted = CACHEABLE;
-        sorted.sort_unstable();
-        assert_eq!(sorted, CACHEABLE, "binary search needs them sorted");
-        for name in CACHEABLE {
-            let spec = baseplate_hotkeys::command_spec(name.as_bytes()).unwrap();
-            assert_eq!(
-                spec.reads(),
-                baseplate_hotkeys::KeyPositions::First,
-                "{name}"
-            );
-            assert_eq!(
-                spec.writes(),
-                baseplate_hotkeys::KeyPositions::None,
-                "{name}"
-            );
-        }
+    fn the_cacheable_reads_read_one_key_and_are_the_ones_the_readme_lists() {
+        let cacheable_names: Vec<&str> = baseplate_hotkeys::all_commands()
+            .filter(|spec| spec.is_cacheable())
+            .map(|spec| {
+                assert_eq!(
+                    spec.reads(),
+                    baseplate_hotkeys::KeyPositions::First,
+                    "{spec:?}"
+                );
+                assert_eq!(
+                    spec.writes(),
+                    baseplate_hotkeys::KeyPositions::None,
+                    "{spec:?}"
+                );
+                spec.name()
+            })
+            .collect();
+        assert_eq!(cacheable_names.len(), 42);
         assert!(cacheable(&get("k")));
         assert!(cacheable(redis::cmd("hgetall").arg("k")));
-        for not in ["TTL", "SRANDMEMBER", "HSCAN", "SET", "MGET"] {
+        for not in [
+            "TTL",
+            "SRANDMEMBER",
+            "HSCAN",
+            "SET",
+            "MGET",
+            "NOT-A-COMMAND",
+        ] {
             assert!(!cacheable(redis::cmd(not).arg("k")), "{not}");
         }
         let readme = include_str!("../../README.md");
@@ -817,7 +766,7 @@ mod tests {
             .expect("the README lists the cacheable reads");
         let mut listed: Vec<&str> = section.split('`').skip(1).step_by(2).collect();
         listed.sort_unstable();
-        assert_eq!(listed, CACHEABLE);
+        assert_eq!(listed, cacheable_names);
     }
 
     #[test]
