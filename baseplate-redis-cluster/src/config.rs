@@ -330,8 +330,7 @@ impl ClusterRedisClient {
         raw_config: &RawConfig,
     ) -> Result<ClusterRedisContextFactory, ClusterConfigError> {
         let pool = self.pool_from_config(raw_config, key_path)?;
-        let name = pool.name().to_owned();
-        Ok(ClusterRedisContextFactory::new(pool, &name))
+        Ok(ClusterRedisContextFactory::new(pool))
     }
 
     /// Builds the pool from the keys under `prefix` (the client's name: `foo.` as baseplate.py

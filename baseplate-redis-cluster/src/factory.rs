@@ -44,12 +44,12 @@ pub struct ClusterRedisContextFactory {
 }
 
 impl ClusterRedisContextFactory {
-    /// A factory for the client `name` over `pool`.
-    pub fn new(pool: ClusterPool, name: &str) -> Self {
+    /// A factory for the client over `pool`, named as the pool is.
+    pub fn new(pool: ClusterPool) -> Self {
         let options = pool.options();
         let series = options.prometheus.client(&options.redis_client_name);
         Self {
-            name: name.into(),
+            name: pool.name().into(),
             pool,
             tracker: Arc::new(StartOnce::new()),
             series,

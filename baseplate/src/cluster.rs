@@ -43,7 +43,7 @@ impl ContextParser for ClusterRedisClient {
         let options = client.options_from_config(raw_config, &format!("{key_path}."))?;
         let warnings = options.config_warnings.clone();
         let pool = ClusterPool::new(key_path, options)?;
-        Ok((ClusterRedisContextFactory::new(pool, key_path), warnings))
+        Ok((ClusterRedisContextFactory::new(pool), warnings))
     }
 }
 
