@@ -193,7 +193,8 @@ impl Baseplate {
     }
 
     /// Reports runtime metrics every `interval` instead of every 10 seconds (for tests); call
-    /// before [`configure_observers`](Self::configure_observers).
+    /// before [`configure_observers`](Self::configure_observers). A zero interval reports none,
+    /// which is logged once, at the first request context.
     pub fn with_runtime_metrics_interval(mut self, interval: Duration) -> Self {
         Arc::make_mut(&mut self.inner).reporter_interval = Some(interval);
         self
@@ -512,12 +513,13 @@ impl Metrics {
         let Some(reporter) = &self.reporter else {
             return;
         };
-        // A reporter that cannot start is tried again at the next request context.
+        // On a runtime, only a zero interval stops it from starting, and would every time: say so
+        // once, and keep the reporter stopped.
         self.handle.get_or_start(|_| match reporter.start() {
             Ok(started) => Some(Mutex::new(Some(started))),
             Err(error) => {
                 tracing::warn!(%error, "runtime metrics are not reported");
-                None
+                Some(Mutex::new(None))
             }
         });
     }

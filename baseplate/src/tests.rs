@@ -371,6 +371,24 @@ async fn log_if_unconfigured_logs_what_would_be_sent() {
     }
 }
 
+#[tokio::test]
+async fn a_reporter_that_cannot_start_is_logged_once_not_at_every_request() {
+    let (logs, _default) = capture_logs(Level::INFO);
+    let mut baseplate = Baseplate::new(config(&[("metrics.namespace", "ns")]))
+        .with_runtime_metrics_interval(Duration::ZERO);
+    baseplate.configure_observers().unwrap();
+    for _ in 0..3 {
+        drop(baseplate.make_context_object());
+    }
+    baseplate.shutdown().await;
+    let logged = logs.text();
+    assert_eq!(
+        logged.matches("runtime metrics are not reported").count(),
+        1,
+        "{logged}"
+    );
+}
+
 /// Captures what `tracing` logs at `level` and above on this thread, until the guard drops.
 fn capture_logs(level: Level) -> (Logs, DefaultGuard) {
     let logs = Logs::default();
