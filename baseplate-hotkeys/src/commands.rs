@@ -264,11 +264,6 @@ impl CommandSpec {
         self.cacheable
     }
 
-    const fn cached(mut self) -> Self {
-        self.cacheable = true;
-        self
-    }
-
     const fn blocks(mut self, blocking: Blocking) -> Self {
         self.blocking = blocking;
         self
@@ -498,6 +493,13 @@ const fn read(name: &'static str, reads: KeyPositions) -> CommandSpec {
     both(name, reads, No)
 }
 
+/// A read of its first key whose reply may be cached (see [`CommandSpec::is_cacheable`]).
+const fn cached(name: &'static str) -> CommandSpec {
+    let mut spec = read(name, First);
+    spec.cacheable = true;
+    spec
+}
+
 const fn write(name: &'static str, writes: KeyPositions) -> CommandSpec {
     both(name, No, writes)
 }
@@ -546,7 +548,7 @@ const fn keyless(name: &'static str) -> CommandSpec {
 
 /// The command table, sorted by name (a unit test checks the order `command` relies on).
 ///
-/// The tracker counts the rows made with `read`, `write` and `both`. The rows made with `keyless` and
+/// The tracker counts the rows made with `read`, `cached`, `write` and `both`. The rows made with `keyless` and
 /// `routed` are there for routing alone: the tracker does not count them (baseplate.py does not), and
 /// none of them is a read that a replica may serve.
 const TABLE: &[CommandSpec] = &[
@@ -555,11 +557,11 @@ const TABLE: &[CommandSpec] = &[
     keyless("AUTH"),
     keyless("BGREWRITEAOF"),
     keyless("BGSAVE"),
-    read("BITCOUNT", First).cached(),
+    cached("BITCOUNT"),
     write("BITFIELD", First),
-    read("BITFIELD_RO", First).cached(),
+    cached("BITFIELD_RO"),
     both("BITOP", FromThird, Second),
-    read("BITPOS", First).cached(),
+    cached("BITPOS"),
     write("BLMOVE", FirstTwo).blocks(Blocking::Always),
     write("BLMPOP", NumKeysAtSecond).blocks(Blocking::Always),
     write("BLPOP", AllButLast).blocks(Blocking::Always),
@@ -579,7 +581,7 @@ const TABLE: &[CommandSpec] = &[
     write("DECRBY", First),
     write("DEL", All),
     keyless("DISCARD"),
-    read("DUMP", First).cached(),
+    cached("DUMP"),
     keyless("ECHO"),
     // A script or function may write any key it is given, so only the read-only variants are
     // reads; the keys are the `numkeys` that follow the script (or its SHA1, or the function).
@@ -598,38 +600,38 @@ const TABLE: &[CommandSpec] = &[
     keyless("FLUSHDB"),
     keyless("FUNCTION"),
     write("GEOADD", First),
-    read("GEODIST", First).cached(),
-    read("GEOHASH", First).cached(),
-    read("GEOPOS", First).cached(),
+    cached("GEODIST"),
+    cached("GEOHASH"),
+    cached("GEOPOS"),
     read("GEORADIUS", First),
     read("GEORADIUSBYMEMBER", First),
     read("GEORADIUSBYMEMBER_RO", First),
     read("GEORADIUS_RO", First),
     read("GEOSEARCH", First),
     both("GEOSEARCHSTORE", Second, First),
-    read("GET", First).cached(),
-    read("GETBIT", First).cached(),
+    cached("GET"),
+    cached("GETBIT"),
     write("GETDEL", First),
     write("GETEX", First),
-    read("GETRANGE", First).cached(),
+    cached("GETRANGE"),
     write("GETSET", First),
     write("HDEL", First),
     keyless("HELLO"),
-    read("HEXISTS", First).cached(),
-    read("HGET", First).cached(),
-    read("HGETALL", First).cached(),
+    cached("HEXISTS"),
+    cached("HGET"),
+    cached("HGETALL"),
     write("HINCRBY", First),
     write("HINCRBYFLOAT", First),
-    read("HKEYS", First).cached(),
-    read("HLEN", First).cached(),
-    read("HMGET", First).cached(),
+    cached("HKEYS"),
+    cached("HLEN"),
+    cached("HMGET"),
     write("HMSET", First),
     read("HRANDFIELD", First),
     read("HSCAN", First),
     write("HSET", First),
     write("HSETNX", First),
-    read("HSTRLEN", First).cached(),
-    read("HVALS", First).cached(),
+    cached("HSTRLEN"),
+    cached("HVALS"),
     write("INCR", First),
     write("INCRBY", First),
     write("INCRBYFLOAT", First),
@@ -638,17 +640,17 @@ const TABLE: &[CommandSpec] = &[
     keyless("LASTSAVE"),
     keyless("LATENCY"),
     read("LCS", FirstTwo),
-    read("LINDEX", First).cached(),
+    cached("LINDEX"),
     write("LINSERT", First),
-    read("LLEN", First).cached(),
+    cached("LLEN"),
     write("LMOVE", FirstTwo),
     write("LMPOP", NumKeysAtFirst),
     keyless("LOLWUT"),
     write("LPOP", First),
-    read("LPOS", First).cached(),
+    cached("LPOS"),
     write("LPUSH", First),
     write("LPUSHX", First),
-    read("LRANGE", First).cached(),
+    cached("LRANGE"),
     write("LREM", First),
     write("LSET", First),
     write("LTRIM", First),
@@ -692,7 +694,7 @@ const TABLE: &[CommandSpec] = &[
     write("SADD", First),
     keyless("SAVE"),
     keyless("SCAN"),
-    read("SCARD", First).cached(),
+    cached("SCARD"),
     keyless("SCRIPT"),
     read("SDIFF", All),
     both("SDIFFSTORE", FromSecond, First),
@@ -706,11 +708,11 @@ const TABLE: &[CommandSpec] = &[
     read("SINTER", All),
     read("SINTERCARD", NumKeysAtFirst),
     both("SINTERSTORE", FromSecond, First),
-    read("SISMEMBER", First).cached(),
+    cached("SISMEMBER"),
     keyless("SLAVEOF"),
     keyless("SLOWLOG"),
-    read("SMEMBERS", First).cached(),
-    read("SMISMEMBER", First).cached(),
+    cached("SMEMBERS"),
+    cached("SMISMEMBER"),
     write("SMOVE", FirstTwo),
     read("SORT_RO", First),
     write("SPOP", First),
@@ -718,9 +720,9 @@ const TABLE: &[CommandSpec] = &[
     read("SRANDMEMBER", First),
     write("SREM", First),
     read("SSCAN", First),
-    read("STRLEN", First).cached(),
+    cached("STRLEN"),
     keyless("SUBSCRIBE"),
-    read("SUBSTR", First).cached(),
+    cached("SUBSTR"),
     read("SUNION", All),
     both("SUNIONSTORE", FromSecond, First),
     keyless("SWAPDB"),
@@ -728,7 +730,7 @@ const TABLE: &[CommandSpec] = &[
     keyless("TIME"),
     read("TOUCH", All),
     read("TTL", First),
-    read("TYPE", First).cached(),
+    cached("TYPE"),
     write("UNLINK", All),
     keyless("UNSUBSCRIBE"),
     keyless("UNWATCH"),
@@ -744,35 +746,35 @@ const TABLE: &[CommandSpec] = &[
     read("XREVRANGE", First),
     write("XTRIM", First),
     write("ZADD", First),
-    read("ZCARD", First).cached(),
-    read("ZCOUNT", First).cached(),
+    cached("ZCARD"),
+    cached("ZCOUNT"),
     read("ZDIFF", NumKeysAtFirst),
     both("ZDIFFSTORE", NumKeysAtSecond, First),
     write("ZINCRBY", First),
     read("ZINTER", NumKeysAtFirst),
     read("ZINTERCARD", NumKeysAtFirst),
     both("ZINTERSTORE", NumKeysAtSecond, First),
-    read("ZLEXCOUNT", First).cached(),
+    cached("ZLEXCOUNT"),
     write("ZMPOP", NumKeysAtFirst),
-    read("ZMSCORE", First).cached(),
+    cached("ZMSCORE"),
     write("ZPOPMAX", First),
     write("ZPOPMIN", First),
     read("ZRANDMEMBER", First),
-    read("ZRANGE", First).cached(),
-    read("ZRANGEBYLEX", First).cached(),
-    read("ZRANGEBYSCORE", First).cached(),
+    cached("ZRANGE"),
+    cached("ZRANGEBYLEX"),
+    cached("ZRANGEBYSCORE"),
     both("ZRANGESTORE", Second, First),
-    read("ZRANK", First).cached(),
+    cached("ZRANK"),
     write("ZREM", First),
     write("ZREMRANGEBYLEX", First),
     write("ZREMRANGEBYRANK", First),
     write("ZREMRANGEBYSCORE", First),
-    read("ZREVRANGE", First).cached(),
-    read("ZREVRANGEBYLEX", First).cached(),
-    read("ZREVRANGEBYSCORE", First).cached(),
-    read("ZREVRANK", First).cached(),
+    cached("ZREVRANGE"),
+    cached("ZREVRANGEBYLEX"),
+    cached("ZREVRANGEBYSCORE"),
+    cached("ZREVRANK"),
     read("ZSCAN", First),
-    read("ZSCORE", First).cached(),
+    cached("ZSCORE"),
     read("ZUNION", NumKeysAtFirst),
     both("ZUNIONSTORE", NumKeysAtSecond, First),
 ];
