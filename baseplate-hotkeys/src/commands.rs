@@ -548,9 +548,9 @@ const fn keyless(name: &'static str) -> CommandSpec {
 
 /// The command table, sorted by name (a unit test checks the order `command` relies on).
 ///
-/// The tracker counts the rows made with `read`, `cached`, `write` and `both`. The rows made with `keyless` and
-/// `routed` are there for routing alone: the tracker does not count them (baseplate.py does not), and
-/// none of them is a read that a replica may serve.
+/// The tracker counts the rows made with `read`, `cached`, `write` and `both`. The rows made with
+/// `keyless` and `routed` are there for routing alone: the tracker does not count them (baseplate.py
+/// does not), and none of them is a read that a replica may serve.
 const TABLE: &[CommandSpec] = &[
     keyless("ACL"),
     write("APPEND", First),
