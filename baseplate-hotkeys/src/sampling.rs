@@ -94,7 +94,7 @@ impl SampleRate {
     }
 
     /// Decides from a uniformly random `draw`: sampled iff `draw` falls in the lowest `rate` fraction of
-    /// `u64`s. Lets tests and measurements replay the tracker's decisions (see [`seed_thread_rng`]).
+    /// `u64`s. Lets tests and measurements replay the tracker's decisions.
     ///
     /// # Examples
     /// ```
@@ -124,20 +124,10 @@ impl Default for SampleRate {
 /// Reseeds the calling thread's sampling generator with `SmallRng::seed_from_u64(seed)` (rand 0.10), so
 /// the next decisions on this thread are reproducible.
 ///
-/// Normally each thread seeds its generator once from the OS on first use. Tests and measurements call
-/// this and replay the decisions with the same generator and [`SampleRate::sample_from`].
-///
-/// # Examples
-/// ```
-/// use baseplate_hotkeys::{SampleRate, seed_thread_rng};
-///
-/// let rate = SampleRate::new("reads_sample_rate", 0.5).unwrap();
-/// seed_thread_rng(7);
-/// let first: Vec<bool> = (0..32).map(|_| rate.sample()).collect();
-/// seed_thread_rng(7);
-/// let again: Vec<bool> = (0..32).map(|_| rate.sample()).collect();
-/// assert_eq!(first, again);
-/// ```
+/// Not part of the API: it is there for this crate's tests and its `measure` example, which replay
+/// the decisions with the same generator and [`SampleRate::sample_from`]. Normally each thread seeds
+/// its generator once from the OS on first use.
+#[doc(hidden)]
 pub fn seed_thread_rng(seed: u64) {
     // During thread teardown the generator is gone; there is nothing to seed then.
     let _ = THREAD_RNG.try_with(|rng| *rng.borrow_mut() = Some(SmallRng::seed_from_u64(seed)));
