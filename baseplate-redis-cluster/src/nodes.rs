@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use redis::aio::ConnectionLike;
+use redis::cluster::NodeAddress;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
@@ -24,7 +25,8 @@ use crate::routing::blocks;
 /// `redis::cmd(...).query_async(&mut node)` work on it: each command goes to that node whatever
 /// its keys (a key the node does not serve gets the node's `MOVED` error reply back, not a
 /// redirection), in a span `{client}.{COMMAND}` with `server.address` and `server.port` set, and
-/// is measured like any other command. A pipeline runs on the node as one pipeline.
+/// is measured like any other command. A pipeline runs on the node as one pipeline. A node the
+/// cluster's topology does not list gets no command: the call fails at once, naming the node.
 ///
 /// ```no_run
 /// # async fn example(foo: &baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {
@@ -39,6 +41,7 @@ pub struct NodeConnection {
     addr: String,
     host: String,
     port: u16,
+    node: NodeAddress,
 }
 
 impl NodeConnection {
@@ -70,14 +73,13 @@ impl MonitoredClusterRedisConnection {
                 ),
             )));
         };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
         Ok(NodeConnection {
             conn: self.clone(),
             addr: addr.to_owned(),
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host: host.to_owned(),
             port,
+            node: NodeAddress::new(host, port),
         })
     }
 
@@ -155,11 +157,21 @@ impl MonitoredClusterRedisConnection {
 }
 
 impl NodeConnection {
-    fn route(&self) -> SingleNodeRoutingInfo {
-        SingleNodeRoutingInfo::ByAddress {
+    /// The route to the node, or an error when the cluster's topology does not list it: redis-rs
+    /// has no connection to such a node, and asking for one anyway makes it reconnect to the whole
+    /// cluster again and again before it gives up.
+    fn route(&self) -> RedisResult<SingleNodeRoutingInfo> {
+        if !self.conn.pool().router().lists(&self.node) {
+            return Err(RedisError::from((
+                ErrorKind::Client,
+                "not a node of the cluster",
+                format!("{} is not among the nodes CLUSTER SLOTS lists", self.addr),
+            )));
+        }
+        Ok(SingleNodeRoutingInfo::ByAddress {
             host: self.host.clone(),
             port: self.port,
-        }
+        })
     }
 
     fn span(
@@ -180,9 +192,13 @@ impl ConnectionLike for NodeConnection {
         Box::pin(async move {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
-            let routing = RoutingInfo::SingleNode(self.route());
-            let work = async |conn: &mut ClusterConnection| {
-                (conn.route_command(cmd.clone(), routing).await, ())
+            // The topology is known once the call has its connection.
+            let work = async |conn: &mut ClusterConnection| match self.route() {
+                Ok(route) => {
+                    let routing = RoutingInfo::SingleNode(route);
+                    (conn.route_command(cmd.clone(), routing).await, ())
+                }
+                Err(error) => (Err(error), ()),
             };
             let node = Some(self.addr.as_str());
             self.conn
@@ -201,12 +217,14 @@ impl ConnectionLike for NodeConnection {
             let name = CommandName::Label(PIPELINE_COMMAND);
             let operation = BatchOperation::of(pipeline);
             let span = self.span(name, operation, Some(pipeline.len()));
-            let route = self.route();
-            let work = async |conn: &mut ClusterConnection| {
-                let result = conn
-                    .route_pipeline(pipeline.clone(), offset, count, route)
-                    .await;
-                (result, ())
+            let work = async |conn: &mut ClusterConnection| match self.route() {
+                Ok(route) => {
+                    let result = conn
+                        .route_pipeline(pipeline.clone(), offset, count, route)
+                        .await;
+                    (result, ())
+                }
+                Err(error) => (Err(error), ()),
             };
             let call = Call {
                 name,
@@ -238,6 +256,35 @@ mod tests {
             .parse("foo", &config)
             .unwrap()
             .make_object_for_context("foo", &Span::none())
+    }
+
+    #[test]
+    fn commands_go_only_to_nodes_the_topology_lists() {
+        use redis::cluster_read_routing::{ClusterTopology, Shard};
+
+        let foo = foo();
+        let node = foo.on_node("127.0.0.1:7001").unwrap();
+        assert!(node.route().is_ok(), "no topology yet: redis-rs decides");
+        let primary = NodeAddress::new("127.0.0.1", 7000);
+        let replica = NodeAddress::new("127.0.0.1", 7001);
+        let shard = Shard::new(vec![(0, 16_383)], primary, vec![replica]);
+        foo.pool()
+            .router()
+            .learn(ClusterTopology::from_shards(vec![shard]));
+        for listed in ["127.0.0.1:7000", "127.0.0.1:7001"] {
+            let route = foo.on_node(listed).unwrap().route();
+            assert!(route.is_ok(), "{listed}: {route:?}");
+        }
+        for unlisted in ["127.0.0.1:7002", "localhost:7000"] {
+            let error = foo.on_node(unlisted).unwrap().route().unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "not a node of the cluster - Client: {unlisted} is not among the nodes \
+                     CLUSTER SLOTS lists"
+                )
+            );
+        }
     }
 
     #[test]

@@ -67,6 +67,27 @@ impl Router {
         }
         Some(shard.primary().clone())
     }
+
+    /// Takes `topology` as the cluster's, as redis-rs reports each one it reads.
+    pub(crate) fn learn(&self, topology: ClusterTopology) {
+        if let Ok(mut current) = self.topology.write() {
+            *current = Some(topology);
+        }
+        self.topologies.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether `node` is a primary or a replica in the topology (`true` while none is known yet):
+    /// redis-rs keeps a connection to these nodes and to no other.
+    pub(crate) fn lists(&self, node: &NodeAddress) -> bool {
+        let Ok(topology) = self.topology.read() else {
+            return true;
+        };
+        topology.as_ref().is_none_or(|topology| {
+            topology
+                .shards()
+                .any(|shard| shard.primary() == node || shard.replicas().contains(node))
+        })
+    }
 }
 
 /// The factory redis-rs asks for a strategy per connection; all of them share the pool's [`Router`].
@@ -81,10 +102,7 @@ impl ReadRoutingStrategyFactory for RouterFactory {
 
 impl ReadRoutingStrategy for RouterFactory {
     fn on_topology_changed(&self, topology: ClusterTopology) {
-        if let Ok(mut current) = self.0.topology.write() {
-            *current = Some(topology);
-        }
-        self.0.topologies.fetch_add(1, Ordering::AcqRel);
+        self.0.learn(topology);
     }
 
     fn route_read<'a>(&self, candidates: &ReadCandidates<'a>) -> &'a NodeAddress {

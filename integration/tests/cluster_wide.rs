@@ -364,7 +364,9 @@ async fn commands_go_to_one_named_node_or_to_every_primary_traced_and_measured()
 #[tokio::test]
 async fn a_node_outside_the_cluster_is_named_in_the_error() {
     let foo = connection(cluster(), &[("foo.timeout", "2 seconds")]);
-    // redis-rs sends only to the nodes it knows: not to one outside the cluster.
+    // redis-rs sends only to the nodes it knows: a node outside the cluster is refused before
+    // redis-rs is asked for it (which would make it reconnect to the whole cluster, again and
+    // again, before it gave up).
     let mut node = foo.on_node("127.0.0.1:1").unwrap();
     let error = redis::cmd("PING")
         .query_async::<String>(&mut node)
@@ -372,9 +374,20 @@ async fn a_node_outside_the_cluster_is_named_in_the_error() {
         .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "redis cluster client call failed - ClusterConnectionNotFound: redis cluster client \
-         \"foo\": PING on 127.0.0.1:1 failed: Requested connection not found - \
-         ClusterConnectionNotFound: 127.0.0.1:1"
+        "redis cluster client call failed - Client: redis cluster client \"foo\": PING on \
+         127.0.0.1:1 failed: not a node of the cluster - Client: 127.0.0.1:1 is not among the \
+         nodes CLUSTER SLOTS lists"
+    );
+    let error = redis::pipe()
+        .cmd("PING")
+        .query_async::<Vec<String>>(&mut node)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("127.0.0.1:1 is not among the nodes"),
+        "{error}"
     );
     let error = foo.on_node("nowhere").unwrap_err();
     assert!(
