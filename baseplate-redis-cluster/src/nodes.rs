@@ -39,8 +39,6 @@ use crate::routing::blocks;
 pub struct NodeConnection {
     conn: MonitoredClusterRedisConnection,
     addr: String,
-    host: String,
-    port: u16,
     node: NodeAddress,
 }
 
@@ -77,8 +75,6 @@ impl MonitoredClusterRedisConnection {
         Ok(NodeConnection {
             conn: self.clone(),
             addr: addr.to_owned(),
-            host: host.to_owned(),
-            port,
             node: NodeAddress::new(host, port),
         })
     }
@@ -169,8 +165,8 @@ impl NodeConnection {
             )));
         }
         Ok(SingleNodeRoutingInfo::ByAddress {
-            host: self.host.clone(),
-            port: self.port,
+            host: self.node.host().to_owned(),
+            port: self.node.port(),
         })
     }
 
@@ -181,8 +177,8 @@ impl NodeConnection {
         batch: Option<usize>,
     ) -> Span {
         let span = self.conn.span(name, operation, batch);
-        span.record("server.address", self.host.as_str());
-        span.record("server.port", i64::from(self.port));
+        span.record("server.address", self.node.host());
+        span.record("server.port", i64::from(self.node.port()));
         span
     }
 }
@@ -292,11 +288,11 @@ mod tests {
         let foo = foo();
         let node = foo.on_node("127.0.0.1:7001").unwrap();
         assert_eq!(
-            (node.addr(), node.host.as_str(), node.port),
+            (node.addr(), node.node.host(), node.node.port()),
             ("127.0.0.1:7001", "127.0.0.1", 7001)
         );
         let node = foo.on_node("[::1]:7002").unwrap();
-        assert_eq!((node.host.as_str(), node.port), ("::1", 7002));
+        assert_eq!((node.node.host(), node.node.port()), ("::1", 7002));
         for bad in ["127.0.0.1", "127.0.0.1:x", ":7000", "127.0.0.1:70000"] {
             let error = foo.on_node(bad).unwrap_err();
             assert_eq!(
