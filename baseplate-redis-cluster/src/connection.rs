@@ -567,9 +567,13 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             let work = async |conn: &mut ClusterConnection| {
                 let result = match self.refusal_or_route(cmd) {
                     Err(refusal) => Err(refusal),
-                    Ok(Some(routing)) => conn.route_command(cmd.clone(), routing).await,
+                    // Boxed, as every command's future would otherwise be as large as these
+                    // rarer paths' (kilobytes each), allocated and copied per command.
+                    Ok(Some(routing)) => Box::pin(conn.route_command(cmd.clone(), routing)).await,
                     Ok(None) => match cache {
-                        Some(cache) => cached_read(cache, self.pool.router(), conn, cmd).await,
+                        Some(cache) => {
+                            Box::pin(cached_read(cache, self.pool.router(), conn, cmd)).await
+                        }
                         None => conn.req_packed_command(cmd).await,
                     },
                 };
@@ -886,5 +890,22 @@ mod tests {
             name(CommandName::Command(b"\xff\xfeX")),
             "foo.\u{fffd}\u{fffd}X"
         );
+    }
+
+    #[test]
+    fn a_commands_future_leaves_its_rarer_paths_boxed() {
+        let config: baseplate_config::RawConfig = [("foo.url", "redis://127.0.0.1:7000")]
+            .into_iter()
+            .collect();
+        let mut foo = crate::ClusterRedisClient::new()
+            .parse("foo", &config)
+            .unwrap()
+            .make_object_for_context("foo", &Span::none());
+        let get = redis::cmd("GET").arg("k").clone();
+        // Allocated, and copied into place, for every command: 5,544 bytes with a script's route
+        // and a hot-key read inline, 1,672 with them boxed (rustc 1.95, debug and release alike).
+        let future = foo.req_packed_command(&get);
+        let size = std::mem::size_of_val(&*future);
+        assert!(size < 2048, "{size} bytes");
     }
 }
