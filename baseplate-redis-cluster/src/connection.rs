@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use baseplate_hotkeys::HotKeyTracker;
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 use opentelemetry_semantic_conventions::attribute::{
     DB_OPERATION_BATCH_SIZE, DB_OPERATION_NAME, DB_RESPONSE_STATUS_CODE, DB_SYSTEM_NAME,
     ERROR_TYPE, SERVER_ADDRESS, SERVER_PORT,
@@ -537,14 +539,16 @@ async fn cached_read(
     }
 }
 
-/// Runs `work` until `deadline`, if there is one.
-async fn within<T>(
+/// Runs `work` until `deadline`, if there is one. A plain function returning either future, so
+/// that `work` is held once (an `async fn` would keep its argument beside the timeout it moved
+/// into).
+fn within<F: Future>(
     deadline: Option<Instant>,
-    work: impl Future<Output = T>,
-) -> Result<T, tokio::time::error::Elapsed> {
+    work: F,
+) -> impl Future<Output = Result<F::Output, tokio::time::error::Elapsed>> {
     match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), work).await,
-        None => Ok(work.await),
+        Some(deadline) => Either::Left(tokio::time::timeout_at(deadline.into(), work)),
+        None => Either::Right(work.map(Ok)),
     }
 }
 
@@ -893,7 +897,7 @@ mod tests {
     }
 
     #[test]
-    fn a_commands_future_leaves_its_rarer_paths_boxed() {
+    fn a_commands_future_stays_small() {
         let config: baseplate_config::RawConfig = [("foo.url", "redis://127.0.0.1:7000")]
             .into_iter()
             .collect();
@@ -903,9 +907,10 @@ mod tests {
             .make_object_for_context("foo", &Span::none());
         let get = redis::cmd("GET").arg("k").clone();
         // Allocated, and copied into place, for every command: 5,544 bytes with a script's route
-        // and a hot-key read inline, 1,672 with them boxed (rustc 1.95, debug and release alike).
+        // and a hot-key read inline, 1,672 with them boxed, 1,272 once the deadline's wrapper
+        // holds the call once (rustc 1.95, debug and release alike).
         let future = foo.req_packed_command(&get);
         let size = std::mem::size_of_val(&*future);
-        assert!(size < 2048, "{size} bytes");
+        assert!(size <= 1400, "{size} bytes");
     }
 }
