@@ -391,14 +391,12 @@ impl Batch {
     /// assert!(batch.is_empty());
     /// ```
     pub fn flush(&mut self) {
-        let mut counters = std::mem::take(&mut self.counters);
-        for counter in counters.drain(..) {
+        for counter in self.counters.drain(..) {
             let prefix = &self.counter_prefixes[counter.prefix.clone()];
             for (sample_rate, sum) in counter.sums() {
                 self.lines.push(prefix, sum, Kind::Counter, sample_rate);
             }
         }
-        self.counters = counters;
         self.counter_prefixes.clear();
         self.counter_index.clear();
         self.client.send_lines(self.lines.joined());
