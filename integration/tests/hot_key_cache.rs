@@ -16,6 +16,7 @@ use cluster_launcher::{Cluster, ClusterSpec, info_field};
 use integration::statsd::Statsd;
 use integration::{TestCluster, eventually, name_in_slot, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
+use redis::aio::ConnectionLike as _;
 use tokio::sync::Mutex;
 
 /// The tests on [`own_cluster`] take turns: they read its nodes' command counters, and one moves
@@ -155,6 +156,25 @@ async fn reads_of_a_hot_key_stay_in_memory_until_another_connection_writes_it() 
         stats.misses > before.1.misses,
         "the read after the write went to Redis"
     );
+    let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_read_the_cache_answers_allocates_a_small_future() {
+    let on = integration::cluster();
+    let key = format!("{}small", unique_prefix("cache"));
+    let mut raw = on.connection().await;
+    let () = raw.set(&key, "v").await.unwrap();
+    let factory = factory(on, &[]);
+    let mut foo = connection(&factory);
+    read_until_cached(&factory, &mut foo, &key).await;
+    let get = redis::cmd("GET").arg(&key).clone();
+    let hot = std::mem::size_of_val(&*foo.req_packed_command(&get));
+    let other = redis::cmd("GET").arg(format!("{key}-cold")).clone();
+    let cold = std::mem::size_of_val(&*foo.req_packed_command(&other));
+    // A hit holds no call to Redis: 72 bytes against 888 (rustc 1.95).
+    assert!(hot <= 128, "a hot read's future takes {hot} bytes");
+    assert!(cold > 2 * hot, "{cold} bytes for a read that goes to Redis");
     let () = raw.del(&key).await.unwrap();
 }
 
