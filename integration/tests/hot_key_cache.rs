@@ -17,6 +17,7 @@ use integration::statsd::Statsd;
 use integration::{TestCluster, eventually, name_in_slot, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionLike as _;
+use redis::cluster_async::ClusterConnection;
 use tokio::sync::Mutex;
 
 /// The tests on [`own_cluster`] take turns: they read its nodes' command counters, and one moves
@@ -68,6 +69,26 @@ async fn read_until_cached(
     assert!(cached.is_some(), "{key} was never served from the cache");
 }
 
+/// `key` written as `value` through a plain connection, then read through a new client `foo`
+/// (configured with `extra`) until its cache answers it: the writer, `foo`'s factory, and `foo`.
+async fn cached_key(
+    on: &TestCluster,
+    key: &str,
+    value: &str,
+    extra: &[(&str, &str)],
+) -> (
+    ClusterConnection,
+    ClusterRedisContextFactory,
+    MonitoredClusterRedisConnection,
+) {
+    let mut raw = on.connection().await;
+    let () = raw.set(key, value).await.unwrap();
+    let factory = factory(on, extra);
+    let mut foo = connection(&factory);
+    read_until_cached(&factory, &mut foo, key).await;
+    (raw, factory, foo)
+}
+
 /// The `GET` calls the node at `addr` has served.
 async fn gets_served(on: &TestCluster, addr: &str) -> u64 {
     let mut node = on.node_connection(addr).await;
@@ -117,11 +138,7 @@ async fn reads_of_a_hot_key_stay_in_memory_until_another_connection_writes_it() 
     let _turn = OWN.lock().await;
     let on = own_cluster();
     let key = format!("{}hot", unique_prefix("cache"));
-    let mut raw = on.connection().await;
-    let () = raw.set(&key, "v1").await.unwrap();
-    let factory = factory(on, &[]);
-    let mut foo = connection(&factory);
-    read_until_cached(&factory, &mut foo, &key).await;
+    let (mut raw, factory, mut foo) = cached_key(on, &key, "v1", &[]).await;
 
     let primary = primary_of(on, &key).await;
     let before = (
@@ -163,11 +180,7 @@ async fn reads_of_a_hot_key_stay_in_memory_until_another_connection_writes_it() 
 async fn a_read_the_cache_answers_allocates_a_small_future() {
     let on = integration::cluster();
     let key = format!("{}small", unique_prefix("cache"));
-    let mut raw = on.connection().await;
-    let () = raw.set(&key, "v").await.unwrap();
-    let factory = factory(on, &[]);
-    let mut foo = connection(&factory);
-    read_until_cached(&factory, &mut foo, &key).await;
+    let (mut raw, _factory, mut foo) = cached_key(on, &key, "v", &[]).await;
     let get = redis::cmd("GET").arg(&key).clone();
     let hot = std::mem::size_of_val(&*foo.req_packed_command(&get));
     let other = redis::cmd("GET").arg(format!("{key}-cold")).clone();
@@ -183,11 +196,8 @@ async fn with_replica_reads_on_a_hot_key_is_still_read_from_memory() {
     let _turn = OWN.lock().await;
     let on = own_cluster();
     let key = format!("{}replicas", unique_prefix("cache"));
-    let mut raw = on.connection().await;
-    let () = raw.set(&key, "v").await.unwrap();
-    let factory = factory(on, &[("foo.read_from_replicas", "true")]);
-    let mut foo = connection(&factory);
-    read_until_cached(&factory, &mut foo, &key).await;
+    let (mut raw, factory, mut foo) =
+        cached_key(on, &key, "v", &[("foo.read_from_replicas", "true")]).await;
     let before = factory.pool().cache_stats().unwrap();
     for _ in 0..1000 {
         let _: Option<String> = foo.get(&key).await.unwrap();
@@ -209,11 +219,7 @@ async fn a_cached_key_whose_slot_moves_is_never_read_stale() {
     // The first slot of `from`: `reshard` moves a primary's slots from its first one on.
     let slot = from.slots[0].0;
     let key = name_in_slot(&unique_prefix("cache-moving"), slot);
-    let mut raw = on.connection().await;
-    let () = raw.set(&key, "before").await.unwrap();
-    let factory = factory(on, &[]);
-    let mut foo = connection(&factory);
-    read_until_cached(&factory, &mut foo, &key).await;
+    let (mut raw, _factory, mut foo) = cached_key(on, &key, "before", &[]).await;
 
     on.reshard(&from.id, &to.id, 1);
     let () = raw.set(&key, "after").await.unwrap();
