@@ -608,9 +608,8 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             return Box::pin(self.send_command(cmd, None, false));
         }
         // A read the cache may answer has a future of its own, a small one: a hit, most such
-        // reads, allocates (and frees, maybe on another thread) a few hundred bytes rather than
-        // the kilobyte and more of a call to Redis, which misses the allocators' per-thread
-        // caches.
+        // reads, allocates (and frees, maybe on another thread) 72 bytes rather than a call to
+        // Redis's 888; a miss then allocates both.
         Box::pin(async move {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
@@ -948,7 +947,6 @@ mod tests {
         // the runtime's threads contend for.
         let future = foo.req_packed_command(&get);
         let size = std::mem::size_of_val(&*future);
-        eprintln!("{size}");
         assert!(size <= 1000, "{size} bytes");
     }
 }
