@@ -604,8 +604,15 @@ impl<'a> ConfigView<'a> {
         crate::de::from_view(self, unknown_keys)
     }
 
-    /// This view's prefix without its trailing dot (`foo.pool`), or empty for the root.
-    pub(crate) fn path(&self) -> &str {
+    /// This view's prefix without its trailing dot (`foo.pool`), or empty for the root: the
+    /// name of what the view configures, however its prefix was written.
+    ///
+    /// ```
+    /// let config = baseplate_config::RawConfig::new();
+    /// assert_eq!(config.prefix("foo.").path(), "foo");
+    /// assert_eq!(config.prefix("cache").prefix("foo").path(), "cache.foo");
+    /// ```
+    pub fn path(&self) -> &str {
         self.prefix.strip_suffix('.').unwrap_or(&self.prefix)
     }
 }

@@ -362,11 +362,11 @@ impl ClusterRedisClient {
         prefix: &str,
     ) -> Result<ClusterPool, ClusterConfigError> {
         let options = self.options_from_config(raw_config, prefix)?;
-        let name = client_name(prefix)?;
+        let name = client_name(raw_config, prefix)?;
         for warning in &options.config_warnings {
             tracing::warn!(client = name, key = warning.key(), "{warning}");
         }
-        ClusterPool::new(name, options)
+        ClusterPool::new(&name, options)
     }
 
     /// Parses and validates the options under `prefix` (`foo.` or `foo`), overrides
@@ -380,7 +380,7 @@ impl ClusterRedisClient {
         raw_config: &RawConfig,
         prefix: &str,
     ) -> Result<ClusterOptions, ClusterConfigError> {
-        let prefix = &format!("{}.", client_name(prefix)?);
+        let prefix = &format!("{}.", client_name(raw_config, prefix)?);
         let o = &self.overrides;
         let (raw, config_warnings): (RawOptions, _) =
             raw_config.parse_with(prefix, o.unknown_keys.unwrap_or_default())?;
@@ -525,8 +525,8 @@ pub fn cluster_pool_from_config(
 }
 
 /// The client's name in a config prefix: `foo` for `foo.` or `foo`.
-fn client_name(prefix: &str) -> Result<&str, ClusterConfigError> {
-    let name = prefix.strip_suffix('.').unwrap_or(prefix);
+fn client_name(raw_config: &RawConfig, prefix: &str) -> Result<String, ClusterConfigError> {
+    let name = raw_config.prefix(prefix).path().to_owned();
     if name.is_empty() {
         return Err(ClusterConfigError::Prefix {
             prefix: prefix.to_owned(),

@@ -341,8 +341,8 @@ impl Baseplate {
         Ok(metrics.enabled.unwrap_or(true))
     }
 
-    /// Parses the client `name` (keys `{name}.*`, dotted names nest: `cache.foo.url`) and
-    /// registers it; its runtime metrics are reported tagged `client={name}`. Keys under the
+    /// Parses the client `name` (keys `{name}.*`, dotted names nest: `cache.foo.url`; `foo.` is
+    /// `foo`) and registers it; its runtime metrics are reported tagged `client={name}`. Keys under the
     /// prefix that the client does not know are logged and kept as
     /// [`config_warnings`](Self::config_warnings) (or refused, see
     /// [`with_unknown_keys`](Self::with_unknown_keys)).
@@ -355,6 +355,8 @@ impl Baseplate {
         parser: P,
     ) -> Result<&mut Self, BaseplateError> {
         let inner = Arc::make_mut(&mut self.inner);
+        // `foo.` names the client `foo`, as a config prefix written either way does.
+        let name = &inner.app_config.prefix(name).path().to_owned();
         if inner.registry.contains_key(name) {
             return Err(BaseplateError::Duplicate {
                 name: name.to_owned(),

@@ -50,6 +50,23 @@ fn dotted_names_nest_and_contexts_hand_out_clients_by_name_and_type() {
 }
 
 #[test]
+fn a_name_written_as_a_prefix_names_the_same_client() {
+    let mut baseplate = Baseplate::new(config(&[("foo.url", "redis://127.0.0.1:7000")]));
+    baseplate
+        .configure_context("foo.", ClusterRedisClient::new())
+        .unwrap();
+    let ctx = baseplate.make_context_object();
+    assert_eq!(ctx.redis_cluster("foo").unwrap().name(), "foo");
+    let error = baseplate
+        .configure_context("foo", ClusterRedisClient::new())
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "a client named \"foo\" is already configured"
+    );
+}
+
+#[test]
 fn configuration_errors_name_the_key() {
     let mut baseplate = Baseplate::new(config(&[
         ("foo.url", "redis://127.0.0.1:7000"),
