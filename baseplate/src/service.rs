@@ -342,8 +342,8 @@ impl Baseplate {
     }
 
     /// Parses the client `name` (keys `{name}.*`, dotted names nest: `cache.foo.url`; `foo.` is
-    /// `foo`) and registers it; its runtime metrics are reported tagged `client={name}`. Keys under the
-    /// prefix that the client does not know are logged and kept as
+    /// `foo`) and registers it; its runtime metrics are reported tagged `client={name}`. Keys
+    /// under the prefix that the client does not know are logged and kept as
     /// [`config_warnings`](Self::config_warnings) (or refused, see
     /// [`with_unknown_keys`](Self::with_unknown_keys)).
     ///
