@@ -305,11 +305,16 @@ impl MonitoredClusterRedisConnection {
         })
     }
 
-    /// The reply to `cmd`, a read of a hot key, when `cache` holds it, recorded as every call is
-    /// (its span, series and observer, then the tracker), with no permit, connection or
-    /// deadline: nothing waits. The span names no node, as none served it.
-    fn answer_from_cache(&self, cache: &HotKeyCache, cmd: &Cmd, span: &Span) -> Option<Value> {
-        let name = CommandName::Command(command_name(cmd));
+    /// The reply to `cmd` (named `name`), a read of a hot key, when `cache` holds it, recorded as
+    /// every call is (its span, series and observer, then the tracker), with no permit,
+    /// connection or deadline: nothing waits. The span names no node, as none served it.
+    fn answer_from_cache(
+        &self,
+        cache: &HotKeyCache,
+        cmd: &Cmd,
+        name: CommandName<'_>,
+        span: &Span,
+    ) -> Option<Value> {
         let started = Instant::now();
         let reply = cache.cached(read_key(cmd), cmd, self.pool.router().topologies())?;
         let series = self.series.command(name);
@@ -614,7 +619,7 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
             if let Some(cache) = self.pool.cache()
-                && let Some(reply) = self.answer_from_cache(cache, cmd, &span)
+                && let Some(reply) = self.answer_from_cache(cache, cmd, name, &span)
             {
                 return Ok(reply);
             }
