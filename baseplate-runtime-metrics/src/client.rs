@@ -12,9 +12,17 @@ use crate::error::MetricsError;
 use crate::transport::{self, LoggingNullTransport, NullTransport, Transport};
 use crate::wire::{pack_lines, push_line};
 
-/// The default largest packet: 1432 bytes, statsd's advice for a 1500-byte Ethernet MTU (1500 minus
-/// IP and UDP headers and a margin), so no packet is fragmented on the way to a local statsd.
+/// The default largest packet to a statsd across a network: 1432 bytes, statsd's advice for a
+/// 1500-byte Ethernet MTU (1500 minus IP and UDP headers and a margin), so no packet is fragmented
+/// on the way.
 pub const DEFAULT_MAX_PACKET_SIZE: usize = 1432;
+
+/// The default largest packet to a statsd on this host (a loopback address or a Unix socket):
+/// 8192 bytes. No network lies between, so nothing fragments; 8192 bytes is the datagram the
+/// Datadog agent reads by default and what its clients send over Unix sockets, and statsd,
+/// `statsd_exporter` and Telegraf read datagrams of up to 64 KiB. Fewer, fuller packets cost the
+/// sender and the agent fewer system calls for the same lines.
+pub const LOCAL_MAX_PACKET_SIZE: usize = 8192;
 
 /// How often a failing transport is logged at most; the errors in between are only counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
@@ -28,15 +36,17 @@ const MAX_UDP_PAYLOAD: usize = 65_507;
 /// use baseplate_runtime_metrics::ClientOptions;
 ///
 /// let options = ClientOptions::new().with_max_packet_size(512);
-/// assert_eq!(options.max_packet_size, 512);
+/// assert_eq!(options.max_packet_size, Some(512));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClientOptions {
-    /// The largest packet a flush sends, in bytes ([`DEFAULT_MAX_PACKET_SIZE`] by default). A batch
-    /// is split at line boundaries into packets of at most this size; a single line longer than
-    /// this is sent alone in its own packet.
-    pub max_packet_size: usize,
+    /// The largest packet a flush sends, in bytes; by default (`None`) the transport's
+    /// [`max_packet_size`](Transport::max_packet_size): [`LOCAL_MAX_PACKET_SIZE`] to a statsd on
+    /// this host, [`DEFAULT_MAX_PACKET_SIZE`] otherwise. A batch is split at line boundaries into
+    /// packets of at most this size; a single line longer than this is sent alone in its own
+    /// packet.
+    pub max_packet_size: Option<usize>,
     /// When set, the lines of many batches share packets: a flush appends its lines to a pending
     /// packet, which is sent once it is full or has waited this long (by a task on the tokio
     /// runtime, or by the next flush when there is none), and when the client is dropped or
@@ -56,7 +66,7 @@ impl ClientOptions {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            max_packet_size: None,
             coalesce: None,
             log_if_unconfigured: false,
         }
@@ -67,11 +77,12 @@ impl ClientOptions {
     /// ```
     /// use baseplate_runtime_metrics::ClientOptions;
     ///
-    /// assert_eq!(ClientOptions::new().with_max_packet_size(8932).max_packet_size, 8932);
+    /// let options = ClientOptions::new().with_max_packet_size(8932);
+    /// assert_eq!(options.max_packet_size, Some(8932));
     /// ```
     #[must_use]
     pub fn with_max_packet_size(mut self, max_packet_size: usize) -> Self {
-        self.max_packet_size = max_packet_size;
+        self.max_packet_size = Some(max_packet_size);
         self
     }
 
@@ -148,6 +159,8 @@ struct ClientInner {
     transport: Box<dyn Transport>,
     namespace: Arc<str>,
     options: ClientOptions,
+    /// The options' largest packet, or the transport's.
+    max_packet_size: usize,
     send_errors: AtomicU64,
     warn_limiter: WarnLimiter,
     /// The packet being coalesced, and when its first line was added.
@@ -196,7 +209,7 @@ impl MetricsClient {
     ///
     /// let options = ClientOptions::new().with_max_packet_size(512);
     /// let client = MetricsClient::with_options(NullTransport, "ns", options);
-    /// assert_eq!(client.options().max_packet_size, 512);
+    /// assert_eq!(client.max_packet_size(), 512);
     /// ```
     pub fn with_options(
         transport: impl Transport + 'static,
@@ -213,6 +226,9 @@ impl MetricsClient {
     ) -> Self {
         Self {
             inner: Arc::new(ClientInner {
+                max_packet_size: options
+                    .max_packet_size
+                    .unwrap_or_else(|| transport.max_packet_size()),
                 transport,
                 namespace: Arc::from(namespace.into()),
                 options,
@@ -308,14 +324,35 @@ impl MetricsClient {
     /// The options this client was made with.
     ///
     /// ```
-    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport, DEFAULT_MAX_PACKET_SIZE};
+    /// use baseplate_runtime_metrics::{MetricsClient, NullTransport};
     ///
     /// let client = MetricsClient::new(NullTransport, "ns");
-    /// assert_eq!(client.options().max_packet_size, DEFAULT_MAX_PACKET_SIZE);
+    /// assert_eq!(client.options().max_packet_size, None);
     /// ```
     #[must_use]
     pub fn options(&self) -> &ClientOptions {
         &self.inner.options
+    }
+
+    /// The largest packet this client sends: its options', or else its transport's.
+    ///
+    /// ```
+    /// use baseplate_runtime_metrics::{
+    ///     ClientOptions, DEFAULT_MAX_PACKET_SIZE, LOCAL_MAX_PACKET_SIZE, MetricsClient,
+    ///     NullTransport,
+    /// };
+    ///
+    /// let local = MetricsClient::from_endpoint(Some("127.0.0.1:8125"), "ns").unwrap();
+    /// assert_eq!(local.max_packet_size(), LOCAL_MAX_PACKET_SIZE);
+    /// let discarding = MetricsClient::new(NullTransport, "ns");
+    /// assert_eq!(discarding.max_packet_size(), DEFAULT_MAX_PACKET_SIZE);
+    /// let options = ClientOptions::new().with_max_packet_size(512);
+    /// let chosen = MetricsClient::from_endpoint_with_options(Some("127.0.0.1:8125"), "ns", options);
+    /// assert_eq!(chosen.unwrap().max_packet_size(), 512);
+    /// ```
+    #[must_use]
+    pub fn max_packet_size(&self) -> usize {
+        self.inner.max_packet_size
     }
 
     /// How many packets failed to send since the client was made (shared by its clones).
@@ -347,7 +384,7 @@ impl MetricsClient {
     /// Sends a flushed batch's lines, newline-joined in `lines`: packed into packets of their
     /// own, or appended to the pending packet when coalescing.
     pub(crate) fn send_lines(&self, lines: &str) {
-        let max_packet_size = self.inner.options.max_packet_size;
+        let max_packet_size = self.inner.max_packet_size;
         let Some(delay) = self.inner.options.coalesce else {
             for packet in pack_lines(lines.split('\n'), max_packet_size) {
                 self.send_packet(packet.as_bytes());
@@ -543,6 +580,35 @@ mod tests {
             "ns.clients.foo.GET:12.5|ms\nns.pool.size,client=foo:50|g\nns.clients.foo.GET.success:1|c"
         );
         assert_eq!(client.send_errors(), 0);
+    }
+
+    #[test]
+    fn a_statsd_on_loopback_gets_packets_of_up_to_eight_kib() {
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let endpoint = receiver.local_addr().unwrap().to_string();
+        let client = MetricsClient::from_endpoint(Some(&endpoint), "ns").unwrap();
+        let mut batch = client.batch();
+        // 400 lines of 30 bytes: 12,399 bytes joined.
+        for i in 0..400 {
+            batch.gauge(&format!("runtime.gauge.{i:05}"), 12345.0);
+        }
+        batch.flush();
+
+        let mut buffer = vec![0u8; 65_536];
+        let mut sizes = Vec::new();
+        let mut lines = 0;
+        while lines < 400 {
+            let size = receiver.recv(&mut buffer).unwrap();
+            lines += buffer[..size].split(|&b| b == b'\n').count();
+            sizes.push(size);
+        }
+        assert_eq!(lines, 400);
+        // Two packets rather than nine of at most 1432 bytes.
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        assert!(sizes[0] > DEFAULT_MAX_PACKET_SIZE && sizes[0] <= LOCAL_MAX_PACKET_SIZE);
     }
 
     #[cfg(unix)]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 #[cfg(unix)]
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
+use crate::client::{DEFAULT_MAX_PACKET_SIZE, LOCAL_MAX_PACKET_SIZE};
 use crate::error::MetricsError;
 
 /// Sends one statsd packet (newline-joined lines that fit one datagram).
@@ -43,6 +44,12 @@ pub trait Transport: Send + Sync + fmt::Debug {
     ///
     /// Whatever error prevented sending; the packet is lost (statsd over UDP is lossy by design).
     fn send(&self, packet: &[u8]) -> io::Result<()>;
+
+    /// The largest packet worth sending through this transport, where the client's options name
+    /// none: [`DEFAULT_MAX_PACKET_SIZE`] unless the transport knows its receiver is on this host.
+    fn max_packet_size(&self) -> usize {
+        DEFAULT_MAX_PACKET_SIZE
+    }
 }
 
 /// Sends packets over UDP to a statsd endpoint, resolved once when the transport is created.
@@ -116,6 +123,20 @@ impl Transport for UdpTransport {
     fn send(&self, packet: &[u8]) -> io::Result<()> {
         self.socket.send(packet).map(|_| ())
     }
+
+    /// [`LOCAL_MAX_PACKET_SIZE`] to a loopback address, [`DEFAULT_MAX_PACKET_SIZE`] otherwise.
+    fn max_packet_size(&self) -> usize {
+        max_packet_size_to(self.peer.ip())
+    }
+}
+
+/// The largest packet to send to `ip` by UDP: only a loopback address is sure to be on this host.
+fn max_packet_size_to(ip: IpAddr) -> usize {
+    if ip.to_canonical().is_loopback() {
+        LOCAL_MAX_PACKET_SIZE
+    } else {
+        DEFAULT_MAX_PACKET_SIZE
+    }
 }
 
 /// Sends packets as datagrams to a Unix socket, as baseplate.py does for a `metrics.endpoint`
@@ -187,6 +208,11 @@ impl UnixDatagramTransport {
 impl Transport for UnixDatagramTransport {
     fn send(&self, packet: &[u8]) -> io::Result<()> {
         self.socket.send_to(packet, &self.path).map(|_| ())
+    }
+
+    /// [`LOCAL_MAX_PACKET_SIZE`]: the receiver is on this host.
+    fn max_packet_size(&self) -> usize {
+        LOCAL_MAX_PACKET_SIZE
     }
 }
 
@@ -402,6 +428,23 @@ mod tests {
         let error = UdpTransport::connect("no-port-here").unwrap_err();
         assert!(matches!(error, MetricsError::Resolve { .. }), "{error:?}");
         assert!(error.to_string().contains("`no-port-here`"), "{error}");
+    }
+
+    #[test]
+    fn only_a_statsd_on_this_host_gets_local_sized_packets() {
+        let size = |ip: &str| max_packet_size_to(ip.parse().unwrap());
+        for local in ["127.0.0.1", "127.8.0.1", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(size(local), LOCAL_MAX_PACKET_SIZE, "{local}");
+        }
+        for remote in [
+            "10.0.0.7",
+            "192.0.2.1",
+            "::ffff:10.0.0.7",
+            "2001:db8::1",
+            "0.0.0.0",
+        ] {
+            assert_eq!(size(remote), DEFAULT_MAX_PACKET_SIZE, "{remote}");
+        }
     }
 
     #[test]
