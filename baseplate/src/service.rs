@@ -123,6 +123,7 @@ struct MetricsConfig {
     enabled: Option<bool>,
     #[serde(default)]
     log_if_unconfigured: bool,
+    max_packet_size: Option<usize>,
     // Send errors never reach a request here, so there is nothing left to swallow.
     #[serde(rename = "swallow_network_errors")]
     _swallow_network_errors: Option<bool>,
@@ -214,6 +215,9 @@ impl Baseplate {
     /// - `metrics.enabled = false`: no runtime metrics and no `/metrics` server
     ///   ([`serve_prometheus`](Self::serve_prometheus)), as baseplate.py's server does;
     /// - `metrics.swallow_network_errors`: accepted; a failed send never reaches a request here;
+    /// - `metrics.max_packet_size` (bytes; not a baseplate.py key): the largest statsd packet,
+    ///   8192 by default to a statsd on this host (a loopback address or a Unix socket) and 1432
+    ///   to one across a network (see [`ClientOptions::max_packet_size`]);
     /// - `metrics_observer.sample_rate` (a percentage, 100% by default): the share of requests
     ///   measured, their metrics marked `|@rate`.
     ///
@@ -254,6 +258,13 @@ impl Baseplate {
 
         // baseplate.py decides on the keys' presence: an empty namespace is still a namespace.
         let namespace_set = inner.app_config.get("metrics.namespace").is_some();
+        if metrics.max_packet_size == Some(0) {
+            return Err(ConfigError::Invalid {
+                key: "metrics.max_packet_size".into(),
+                message: "must be at least 1".into(),
+            }
+            .into());
+        }
         let style = match metrics.tagging {
             Some(true) if namespace_set => {
                 return Err(ConfigError::Invalid {
@@ -301,9 +312,12 @@ impl Baseplate {
         };
         // Requests are small and many: their batches share packets, sent when full or after
         // COALESCE, rather than one system call each.
-        let options = ClientOptions::new()
+        let mut options = ClientOptions::new()
             .with_coalesce(COALESCE)
             .with_log_if_unconfigured(metrics.log_if_unconfigured);
+        if let Some(size) = metrics.max_packet_size {
+            options = options.with_max_packet_size(size);
+        }
         let client =
             MetricsClient::from_endpoint_with_options(endpoint.as_deref(), namespace, options)?;
         let sample_rate = observer.sample_rate.map_or(1.0, |p| p.0);

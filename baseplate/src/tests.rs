@@ -300,6 +300,55 @@ fn every_metrics_key_baseplate_py_reads_is_accepted_and_documented() {
 }
 
 #[test]
+fn metrics_max_packet_size_bounds_the_packets_requests_share() {
+    let statsd = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    statsd
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let endpoint = statsd.local_addr().unwrap().to_string();
+    let mut baseplate = Baseplate::new(config(&[
+        ("metrics.namespace", "ns"),
+        ("metrics.endpoint", &endpoint),
+        ("metrics.max_packet_size", "100"),
+    ]))
+    .with_unknown_keys(UnknownKeys::Reject);
+    baseplate.configure_observers().unwrap();
+    for _ in 0..20 {
+        let ctx = baseplate.make_context_object();
+        baseplate.make_server_span(&ctx, "visit");
+    }
+    // The client's last clone sends what is pending.
+    drop(baseplate);
+
+    let mut buffer = vec![0u8; 65_536];
+    let mut lines = Vec::new();
+    while lines.len() < 40 {
+        let size = statsd.recv(&mut buffer).unwrap();
+        assert!(size <= 100, "a packet of {size} bytes");
+        let packet = std::str::from_utf8(&buffer[..size]).unwrap();
+        lines.extend(
+            packet
+                .lines()
+                .map(|line| line.split(':').next().unwrap().to_owned()),
+        );
+    }
+    assert_eq!(lines.len(), 40);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l == "ns.server.visit" || l == "ns.server.visit.success")
+    );
+
+    let error = Baseplate::new(config(&[("metrics.max_packet_size", "0")]))
+        .configure_observers()
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "metrics.max_packet_size: must be at least 1"
+    );
+}
+
+#[test]
 fn tagged_requests_send_what_baseplate_pys_tagged_observer_sends() {
     let style = Style::Tagged {
         allowlist: vec!["region".to_owned()].into(),
