@@ -1,10 +1,11 @@
 //! The hot-key cache: replies to reads of the process's hottest keys kept in memory and
 //! invalidated by the server (RESP3 `CLIENT TRACKING` in `OPTIN` mode).
 //!
-//! The hot-key tracker finds the hottest single-key reads locally ([`HotKeyTracker::is_hot_read`]);
-//! such a read is answered from here when its reply is cached, and otherwise sent to its key's
-//! primary right after `CLIENT CACHING YES`, so the server tracks the key for this connection, and
-//! its reply cached. Every other command goes to Redis as before.
+//! A cacheable read is answered from here when its reply is cached, also once its key has cooled
+//! down (the reply stays until one of the events below). Otherwise, when the hot-key tracker finds
+//! its key among the hottest single-key reads ([`HotKeyTracker::is_hot_read`]), it is sent to its
+//! key's primary right after `CLIENT CACHING YES`, so the server tracks the key for this
+//! connection, and its reply cached. Every other command goes to Redis as before.
 //!
 //! A reply leaves the cache when the server says its key changed (an invalidation push), when
 //! redis-rs reports a new cluster topology (a reply read under an earlier one is never answered:

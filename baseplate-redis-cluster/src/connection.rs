@@ -305,7 +305,7 @@ impl MonitoredClusterRedisConnection {
         })
     }
 
-    /// The reply to `cmd` (named `name`), a read of a hot key, when `cache` holds it, recorded as
+    /// The reply to `cmd` (named `name`), a cacheable read, when `cache` holds it, recorded as
     /// every call is (its span, series and observer, then the tracker), with no permit,
     /// connection or deadline: nothing waits. The span names no node, as none served it.
     fn answer_from_cache(
@@ -607,14 +607,13 @@ fn within<F: Future>(
 
 impl ConnectionLike for MonitoredClusterRedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let hot_read =
-            self.pool.cache().is_some() && cacheable(cmd) && self.tracker.is_hot_read(cmd);
-        if !hot_read {
+        if self.pool.cache().is_none() || !cacheable(cmd) {
             return Box::pin(self.send_command(cmd, None, false));
         }
-        // A read the cache may answer has a future of its own, a small one: a hit, most such
-        // reads, allocates (and frees, maybe on another thread) 72 bytes rather than a call to
-        // Redis's 888; a miss then allocates both.
+        // A read the cache may answer has a future of its own, a small one: a hit allocates (and
+        // frees, maybe on another thread) 72 bytes rather than a call to Redis's 888; a miss then
+        // allocates both. A cached reply answers whether or not its key is still among the hot
+        // ones (the server invalidates it all the same); a miss is cached when the key is.
         Box::pin(async move {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
@@ -623,7 +622,8 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             {
                 return Ok(reply);
             }
-            Box::pin(self.send_command(cmd, Some(span), true)).await
+            let hot_read = self.tracker.is_hot_read(cmd);
+            Box::pin(self.send_command(cmd, Some(span), hot_read)).await
         })
     }
 
