@@ -1,5 +1,6 @@
 //! Batches of metrics, sent on flush as newline-joined packets that each fit one datagram.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -130,16 +131,74 @@ impl CounterSums {
     }
 }
 
+/// A batch's buffers, kept by its thread once the batch is gone, for the thread's next batch: a
+/// request's batch would otherwise allocate and free its text, its counters and their names.
+#[derive(Debug, Default)]
+struct Buffers {
+    text: String,
+    counters: Vec<CounterSums>,
+    counter_prefixes: String,
+}
+
+/// A kept buffer larger than this (a batch that grew for a large request) is freed instead.
+const KEPT_CAPACITY: usize = 4 * TEXT_CAPACITY;
+
+thread_local! {
+    static SPARE: Cell<Option<Buffers>> = const { Cell::new(None) };
+}
+
+impl Buffers {
+    /// The thread's spare buffers, or new ones.
+    fn take() -> Self {
+        SPARE.with(Cell::take).unwrap_or_default()
+    }
+
+    /// Keeps these buffers, emptied, as the thread's spare (unless it has one, or they grew
+    /// large).
+    fn keep(mut self) {
+        if self.text.capacity() > KEPT_CAPACITY
+            || self.counter_prefixes.capacity() > KEPT_CAPACITY
+            || self.counters.capacity() > COUNTERS_SCANNED
+        {
+            return;
+        }
+        self.text.clear();
+        self.counters.clear();
+        self.counter_prefixes.clear();
+        // `try_with`: a batch dropped while its thread ends frees its buffers.
+        let _ = SPARE.try_with(|spare| {
+            let kept = spare.take().unwrap_or(self);
+            spare.set(Some(kept));
+        });
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        Buffers {
+            text: std::mem::take(&mut self.lines.text),
+            counters: std::mem::take(&mut self.counters),
+            counter_prefixes: std::mem::take(&mut self.counter_prefixes),
+        }
+        .keep();
+    }
+}
+
 impl Batch {
     pub(crate) fn new(client: MetricsClient) -> Self {
         let namespace = client.shared_namespace();
+        let Buffers {
+            text,
+            counters,
+            counter_prefixes,
+        } = Buffers::take();
         Self {
             client,
             namespace,
             base_tags: Tags::new(),
-            lines: Lines::default(),
-            counters: Vec::new(),
-            counter_prefixes: String::new(),
+            lines: Lines { text, count: 0 },
+            counters,
+            counter_prefixes,
             counter_index: HashMap::new(),
         }
     }
@@ -723,6 +782,25 @@ mod tests {
     use super::*;
     use crate::client::ClientOptions;
     use crate::transport::MemoryTransport;
+
+    #[test]
+    fn a_threads_next_batch_reuses_the_last_ones_buffers_and_nothing_it_held() {
+        let (client, transport) = client("ns");
+        let mut first = client.batch();
+        first.timer("a", Duration::from_millis(1));
+        first.counter("b", 1.0);
+        first.flush();
+        first.gauge("dropped unflushed", 1.0);
+        first.counter("dropped.too", 1.0);
+        drop(first);
+
+        let mut next = client.batch();
+        assert!(next.lines.text.capacity() >= TEXT_CAPACITY);
+        assert!(next.counter_prefixes.capacity() > 0 && next.counters.capacity() > 0);
+        next.counter("c", 2.0);
+        next.flush();
+        assert_eq!(transport.lines(), ["ns.a:1|ms", "ns.b:1|c", "ns.c:2|c"]);
+    }
 
     fn client(namespace: &str) -> (MetricsClient, MemoryTransport) {
         let transport = MemoryTransport::new();
