@@ -2,11 +2,11 @@
 //! (`redis_client_*`), and [`CommandObserver`], through which a request scope (the facade's) hears
 //! of each command's outcome for its statsd batch. Neither depends on `tracing`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
+use foldhash::HashMap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};

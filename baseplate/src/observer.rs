@@ -6,13 +6,13 @@
 //! `baseplate.client.rate,client={client},endpoint={COMMAND},success=True`). Nothing here depends
 //! on `tracing`: the metrics are the same with no subscriber, any subscriber and any log filter.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use baseplate_redis_cluster::{CommandName, CommandObserver};
 use baseplate_runtime_metrics::{Batch, MetricName, MetricsClient, Tags};
+use foldhash::HashMap;
 use rand::RngExt as _;
 
 /// The static name of the spans [`Baseplate::make_server_span`](crate::Baseplate::make_server_span) makes.
