@@ -213,7 +213,8 @@ impl HotKeyCache {
     pub(crate) fn lookup(&self, key: &[u8], cmd: &Cmd, topology: u64) -> Lookup<'_> {
         let command = cmd.get_packed_command();
         let mut state = self.lock();
-        if let Some(cached) = self.cached_in(&mut state, key, |c| *c == command, topology) {
+        let now = Instant::now();
+        if let Some(cached) = self.cached_in(&mut state, key, |c| *c == command, topology, now) {
             return Lookup::Hit(cached);
         }
         let in_flight = state.in_flight.entry(key.to_vec()).or_default();
@@ -246,24 +247,32 @@ impl HotKeyCache {
         })
     }
 
-    /// The cached reply to `cmd`, a read of `key`, if there is one: a [`lookup`](Self::lookup)
-    /// that leaves a miss to it, for a caller that answers hits before taking anything else.
-    pub(crate) fn cached(&self, key: &[u8], cmd: &Cmd, topology: u64) -> Option<Value> {
-        self.cached_in(&mut self.lock(), key, |c| packs_to(cmd, c), topology)
+    /// The cached reply to `cmd`, a read of `key`, if there is one at `now`: a
+    /// [`lookup`](Self::lookup) that leaves a miss to it, for a caller that answers hits before
+    /// taking anything else (and has read the clock already).
+    pub(crate) fn cached(
+        &self,
+        key: &[u8],
+        cmd: &Cmd,
+        topology: u64,
+        now: Instant,
+    ) -> Option<Value> {
+        self.cached_in(&mut self.lock(), key, |c| packs_to(cmd, c), topology, now)
     }
 
     /// The reply to the command `is_command` recognises by its packed form, cached for `key` under
-    /// `topology`, counted as a hit; a key's replies past their time or read under another
-    /// topology leave.
+    /// `topology`, counted as a hit; a key's replies past their time at `now` or read under
+    /// another topology leave.
     fn cached_in(
         &self,
         state: &mut State,
         key: &[u8],
         is_command: impl Fn(&[u8]) -> bool,
         topology: u64,
+        now: Instant,
     ) -> Option<Value> {
         let cached = state.replies.get(key)?;
-        if cached.expires <= Instant::now() || cached.topology != topology {
+        if cached.expires <= now || cached.topology != topology {
             if let Some(stale) = state.replies.pop(key) {
                 self.dropped(stale.replies.len());
             }

@@ -316,7 +316,8 @@ impl MonitoredClusterRedisConnection {
         span: &Span,
     ) -> Option<Value> {
         let started = Instant::now();
-        let reply = cache.cached(read_key(cmd), cmd, self.pool.router().topologies())?;
+        let topology = self.pool.router().topologies();
+        let reply = cache.cached(read_key(cmd), cmd, topology, started)?;
         let series = self.series.command(name);
         let outcome = Outcome::start(self, name, None, series, span, started);
         let reply = Ok(reply);
