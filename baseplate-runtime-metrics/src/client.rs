@@ -557,14 +557,20 @@ mod tests {
         assert!(MetricsClient::from_endpoint(Some("localhost"), "ns").is_err());
     }
 
-    #[test]
-    fn real_udp_socket_receives_the_exact_packet() {
+    /// A statsd socket on loopback and a client (namespace `ns`) sending to it by UDP.
+    fn udp_statsd() -> (std::net::UdpSocket, MetricsClient) {
         let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         receiver
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let endpoint = receiver.local_addr().unwrap().to_string();
         let client = MetricsClient::from_endpoint(Some(&endpoint), "ns").unwrap();
+        (receiver, client)
+    }
+
+    #[test]
+    fn real_udp_socket_receives_the_exact_packet() {
+        let (receiver, client) = udp_statsd();
         let mut batch = client.batch();
         batch.timer("clients.foo.GET", Duration::from_micros(12_500));
         batch
@@ -584,12 +590,7 @@ mod tests {
 
     #[test]
     fn a_statsd_on_loopback_gets_packets_of_up_to_eight_kib() {
-        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        receiver
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let endpoint = receiver.local_addr().unwrap().to_string();
-        let client = MetricsClient::from_endpoint(Some(&endpoint), "ns").unwrap();
+        let (receiver, client) = udp_statsd();
         let mut batch = client.batch();
         // 400 lines of 30 bytes: 12,399 bytes joined.
         for i in 0..400 {
