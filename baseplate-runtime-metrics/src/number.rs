@@ -122,7 +122,7 @@ fn six_digits(value: f64) -> Option<(u32, i32)> {
         return None;
     }
     // The decimal exponent of `2^binary_exponent`, `floor(binary_exponent × log10 2)` in integer
-    // arithmetic (78913 / 2^18 is log10 2 to six digits, exact for exponents this small): the
+    // arithmetic (78913 / 2^18 is log10 2 within 1e-6, exact for exponents this small): the
     // value's own is that or one more, which the digits below tell.
     let mut exponent = ((biased_exponent - 1023) * 78_913) >> 18;
     for _ in 0..3 {
