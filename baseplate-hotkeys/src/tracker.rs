@@ -18,7 +18,7 @@ use crate::query::TrackedSet;
 use crate::sampling::{SampleRate, thread_draw};
 use hot::HotSet;
 pub use options::{SET_TTL_SECONDS, TrackKeyMode, TrackerOptions};
-use worker::{Channels, Control, Counters, Sample};
+use worker::{Channels, Control, Counters, Sample, SampledKeys};
 
 /// What a tracker has done so far, for tests, logs and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -189,7 +189,12 @@ impl HotKeyTracker {
             // The usual sampled command: its one key is argument 1, nothing to gather or dedupe.
             if let Some(Arg::Simple(key)) = cmd.args_iter().nth(1) {
                 let to = Destination { set: reads, hot };
-                inner.send(channels, TrackedSet::Reads, to, vec![key.to_vec()]);
+                inner.send(
+                    channels,
+                    TrackedSet::Reads,
+                    to,
+                    SampledKeys::One(key.to_vec()),
+                );
             }
             return;
         }
@@ -383,11 +388,11 @@ impl Inner {
         keys.sort_unstable();
         keys.dedup();
         let keys = keys.into_iter().map(<[u8]>::to_vec).collect();
-        self.send(channels, set, to, keys);
+        self.send(channels, set, to, SampledKeys::Many(keys));
     }
 
     /// Hands a sample of `keys` (each once) to the worker, or counts it dropped.
-    fn send(&self, channels: &Channels, set: TrackedSet, to: Destination, keys: Vec<Vec<u8>>) {
+    fn send(&self, channels: &Channels, set: TrackedSet, to: Destination, keys: SampledKeys) {
         if to.set {
             self.counters.sampled.fetch_add(1, Ordering::Relaxed);
         }

@@ -61,7 +61,23 @@ pub(super) struct Channels {
 pub(super) struct Sample {
     pub(super) set: TrackedSet,
     pub(super) to: Destination,
-    pub(super) keys: Vec<Vec<u8>>,
+    pub(super) keys: SampledKeys,
+}
+
+/// A sampled command's distinct keys. Most sampled commands name one key, which travels in one
+/// allocation, not two.
+pub(super) enum SampledKeys {
+    One(Vec<u8>),
+    Many(Vec<Vec<u8>>),
+}
+
+impl SampledKeys {
+    fn as_slice(&self) -> &[Vec<u8>] {
+        match self {
+            Self::One(key) => std::slice::from_ref(key),
+            Self::Many(keys) => keys,
+        }
+    }
 }
 
 pub(super) enum Control {
@@ -197,8 +213,9 @@ where
     }
 
     async fn on_sample(&mut self, Sample { set, to, keys }: Sample) {
+        let keys = keys.as_slice();
         if let (true, Some(hot)) = (to.hot, &mut self.hot) {
-            for key in &keys {
+            for key in keys {
                 hot.add(key);
             }
         }
@@ -208,7 +225,7 @@ where
         match self.mode {
             TrackKeyMode::Direct => {
                 let mut pipe = redis::pipe();
-                for key in &keys {
+                for key in keys {
                     pipe.cmd("ZINCRBY").arg(set.key()).arg(1).arg(key).ignore();
                 }
                 pipe.cmd("EXPIRE")
@@ -227,7 +244,7 @@ where
             }
             TrackKeyMode::Aggregated => {
                 let summary = self.summary(set);
-                for key in &keys {
+                for key in keys {
                     summary.add(key, 1);
                 }
             }
