@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::client::MetricsClient;
 use crate::tags::Tags;
-use crate::wire::{Kind, line_prefix, metric_join, metric_join_into, write_line};
+use crate::wire::{Kind, line_prefix, metric_join, metric_join_into, write_line, write_timer_line};
 
 /// A batch of metrics, like baseplate.py's `metrics.Batch`: collected in memory and sent by
 /// [`flush`](Batch::flush) in as few packets as fit [`max_packet_size`].
@@ -80,11 +80,26 @@ struct Lines {
 impl Lines {
     /// Appends the line `prefix:value|kind` (and `|@rate` below 1).
     fn push(&mut self, prefix: &str, value: f64, kind: Kind, sample_rate: f64) {
+        self.make_room();
+        write_line(&mut self.text, prefix, value, kind, sample_rate);
+        self.end_line();
+    }
+
+    /// Appends the timer line `prefix:12.5|ms` (and `|@rate` below 1).
+    fn push_timer(&mut self, prefix: &str, elapsed: Duration, sample_rate: f64) {
+        self.make_room();
+        write_timer_line(&mut self.text, prefix, elapsed, sample_rate);
+        self.end_line();
+    }
+
+    fn make_room(&mut self) {
         if self.text.capacity() == 0 {
             // Room for a request's few lines at once, rather than growing line by line.
             self.text.reserve(TEXT_CAPACITY);
         }
-        write_line(&mut self.text, prefix, value, kind, sample_rate);
+    }
+
+    fn end_line(&mut self) {
         self.text.push('\n');
         self.count += 1;
     }
@@ -343,8 +358,7 @@ impl Batch {
             return self.record_sampled_timer(&name.name, None, elapsed, sample_rate);
         }
         if let Some(rate) = writable_rate(&name.name, Kind::Timer, 0.0, sample_rate) {
-            let millis = elapsed.as_secs_f64() * 1000.0;
-            self.lines.push(&name.ready, millis, Kind::Timer, rate);
+            self.lines.push_timer(&name.ready, elapsed, rate);
         }
     }
 
@@ -515,9 +529,8 @@ impl Batch {
         elapsed: Duration,
         sample_rate: f64,
     ) {
-        let millis = elapsed.as_secs_f64() * 1000.0;
         let prefix = self.prefix(name, extra_tags);
-        self.lines.push(&prefix, millis, Kind::Timer, sample_rate);
+        self.lines.push_timer(&prefix, elapsed, sample_rate);
     }
 
     fn record_sampled_timer(

@@ -1,7 +1,9 @@
 //! The statsd wire format as baseplate.py writes it: name joining, lines and packets (the numbers
 //! are `number.rs`'s, the tags `tags.rs`'s).
 
-use crate::number::write_number;
+use std::time::Duration;
+
+use crate::number::{write_millis, write_number};
 use crate::tags::Tags;
 
 /// Joins metric name parts with `.` as baseplate.py's `_metric_join` does: leading and trailing dots
@@ -57,10 +59,31 @@ pub(crate) fn line_prefix(name: impl Into<String>, tags: &Tags) -> String {
 /// Appends a line to `out`: `prefix:value|kind`, then `|@rate` when the rate is below 1, exactly
 /// as baseplate.py's `Timer.send`, `Counter.send` and `Gauge.replace` write it.
 pub(crate) fn write_line(out: &mut String, prefix: &str, value: f64, kind: Kind, sample_rate: f64) {
+    start_line(out, prefix);
+    write_number(out, value);
+    end_line(out, kind, sample_rate);
+}
+
+/// Appends a timer's line, `prefix:12.5|ms` (and `|@rate` below 1): [`write_line`] with `elapsed`
+/// in milliseconds, written from its exact nanoseconds ([`write_millis`]).
+pub(crate) fn write_timer_line(
+    out: &mut String,
+    prefix: &str,
+    elapsed: Duration,
+    sample_rate: f64,
+) {
+    start_line(out, prefix);
+    write_millis(out, elapsed);
+    end_line(out, Kind::Timer, sample_rate);
+}
+
+fn start_line(out: &mut String, prefix: &str) {
     out.reserve(prefix.len() + 24);
     out.push_str(prefix);
     out.push(':');
-    write_number(out, value);
+}
+
+fn end_line(out: &mut String, kind: Kind, sample_rate: f64) {
     out.push('|');
     out.push_str(kind.code());
     if sample_rate < 1.0 {
@@ -191,6 +214,9 @@ mod tests {
             finish_line("example".to_owned(), -20.0, Kind::Counter, 1.0),
             "example:-20|c"
         );
+        let mut timer = String::new();
+        write_timer_line(&mut timer, &prefix, Duration::from_micros(1_200), 0.5);
+        assert_eq!(timer, "example,test=true:1.2|ms|@0.5");
     }
 
     #[test]
