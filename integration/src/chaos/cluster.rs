@@ -26,6 +26,9 @@ const NODE_ARGS: [&str; 7] = ["--user", USER, "on", ">secret", "~*", "&*", "+@al
 /// killed and restarted comes back empty.
 pub const PERSISTENT: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
 
+/// How long a new chaos cluster's nodes may take to agree on its shape.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Runs blocking cluster work off the async runtime's worker threads.
 ///
 /// # Panics
@@ -94,32 +97,55 @@ impl ChaosCluster {
             paused: Mutex::new(BTreeSet::new()),
         };
         // `cluster create` is done when every replica replicates, but the nodes learn each
-        // other's roles by gossip: wait until all of them see the same, complete shape.
-        let settled = wait_until(Duration::from_secs(30), || chaos.settled());
+        // other's roles by gossip: wait until all of them see the same, complete shape. That
+        // takes a few seconds on an idle machine, longer on a loaded one: the deadline is the
+        // launcher's own for a healthy cluster.
+        let mut disagreeing = Vec::new();
+        let settled = wait_until(SETTLE_DEADLINE, || {
+            disagreeing = chaos.disagreeing();
+            disagreeing.is_empty()
+        });
         assert!(
             settled.is_some(),
-            "the chaos cluster's nodes do not agree on its shape: {:?}",
-            chaos.nodes()
+            "the chaos cluster's nodes do not agree on its shape after {SETTLE_DEADLINE:?}: {}",
+            disagreeing.join("; ")
         );
         // The launcher already wrote to every primary, so CLUSTER SLOTS lists every replica.
         chaos
     }
 
-    /// Whether every node sees 3 primaries serving all slots, each with 2 replicas, none failed.
-    fn settled(&self) -> bool {
-        self.ports().into_iter().all(|port| {
-            let Ok(text) = redis_cli(port, &["CLUSTER", "NODES"]) else {
-                return false;
-            };
-            let nodes: Vec<ClusterNode> = ClusterNode::parse_all(&text);
-            let primaries: Vec<&ClusterNode> = nodes.iter().filter(|n| n.primary).collect();
-            primaries.len() == 3
-                && nodes.iter().all(|n| !n.failed)
-                && primaries.iter().map(|p| p.slot_count()).sum::<usize>() == 16_384
-                && primaries
+    /// What each node that does not (yet) see 3 primaries serving all slots, each with 2
+    /// replicas, none failed, sees instead; empty once every node sees that shape.
+    fn disagreeing(&self) -> Vec<String> {
+        self.ports()
+            .into_iter()
+            .filter_map(|port| {
+                let text = match redis_cli(port, &["CLUSTER", "NODES"]) {
+                    Ok(text) => text,
+                    Err(error) => return Some(format!("{port}: CLUSTER NODES failed: {error:#}")),
+                };
+                let nodes: Vec<ClusterNode> = ClusterNode::parse_all(&text);
+                let primaries: Vec<&ClusterNode> = nodes.iter().filter(|n| n.primary).collect();
+                let replicas: Vec<usize> = primaries
                     .iter()
-                    .all(|p| nodes.iter().filter(|n| n.replicates(p)).count() == 2)
-        })
+                    .map(|p| nodes.iter().filter(|n| n.replicates(p)).count())
+                    .collect();
+                let slots: usize = primaries.iter().map(|p| p.slot_count()).sum();
+                let failed: Vec<u16> = nodes.iter().filter(|n| n.failed).map(|n| n.port).collect();
+                let agrees = primaries.len() == 3
+                    && failed.is_empty()
+                    && slots == 16_384
+                    && replicas.iter().all(|&count| count == 2);
+                (!agrees).then(|| {
+                    format!(
+                        "{port} sees {} nodes, {} primaries ({replicas:?} replicas, {slots} slots), \
+                         failed {failed:?}",
+                        nodes.len(),
+                        primaries.len()
+                    )
+                })
+            })
+            .collect()
     }
 
     fn cluster(&self) -> &Cluster {
