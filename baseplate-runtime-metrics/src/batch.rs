@@ -634,6 +634,11 @@ impl MetricName {
     pub fn as_str(&self) -> &str {
         &self.name
     }
+
+    /// The name as its client writes it: the namespace joined, statsd's characters replaced.
+    pub(crate) fn ready(&self) -> &str {
+        &self.ready
+    }
 }
 
 /// A view of a [`Batch`] that adds its tags to every metric recorded through it; made by

@@ -9,6 +9,7 @@ use baseplate_background::{StartOnce, WarnLimiter};
 
 use crate::batch::{Batch, MetricName};
 use crate::error::MetricsError;
+use crate::shared_counter::{Counted, SharedCounter};
 use crate::transport::{self, LoggingNullTransport, NullTransport, Transport};
 use crate::wire::{pack_lines, push_line};
 
@@ -165,6 +166,8 @@ struct ClientInner {
     warn_limiter: WarnLimiter,
     /// The packet being coalesced, and when its first line was added.
     pending: Mutex<Pending>,
+    /// The shared counters with counts for the next packet.
+    counted: Arc<Counted>,
     /// The task sending pending packets once they have waited too long.
     flusher: StartOnce<()>,
 }
@@ -181,9 +184,17 @@ impl Drop for ClientInner {
             .pending
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
-        if !pending.packet.is_empty() {
+        let mut packets = Vec::new();
+        write_counts(
+            &self.counted,
+            &mut pending.packet,
+            self.max_packet_size,
+            &mut packets,
+        );
+        packets.push(std::mem::take(&mut pending.packet));
+        for packet in packets.iter().filter(|p| !p.is_empty()) {
             // The last clone is gone: nobody can count an error any more, so send and forget.
-            let _ = self.transport.send(pending.packet.as_bytes());
+            let _ = self.transport.send(packet.as_bytes());
         }
     }
 }
@@ -235,6 +246,7 @@ impl MetricsClient {
                 send_errors: AtomicU64::new(0),
                 warn_limiter: WarnLimiter::new(WARN_INTERVAL),
                 pending: Mutex::new(Pending::default()),
+                counted: Arc::default(),
                 flusher: StartOnce::new(),
             }),
         }
@@ -406,8 +418,15 @@ impl MetricsClient {
             // largest UDP payload, whatever `max_packet_size` says).
             let fresh = || String::with_capacity(max_packet_size.min(MAX_UDP_PAYLOAD));
             if pending.since.is_some_and(|since| now - since >= delay) {
+                write_counts(
+                    &self.inner.counted,
+                    &mut pending.packet,
+                    max_packet_size,
+                    &mut ready,
+                );
                 ready.push(std::mem::replace(&mut pending.packet, fresh()));
             }
+            let handed_over = ready.len();
             // The usual case: the whole batch fits the pending packet (so each of its lines
             // would) and goes in as one piece.
             if pending.packet.len() + 1 + lines.len() <= max_packet_size {
@@ -428,6 +447,15 @@ impl MetricsClient {
                         fresh,
                     );
                 }
+            }
+            if ready.len() > handed_over {
+                // A packet filled up: the shared counts go out with the next one.
+                write_counts(
+                    &self.inner.counted,
+                    &mut pending.packet,
+                    max_packet_size,
+                    &mut ready,
+                );
             }
             pending.since = if pending.packet.is_empty() {
                 None
@@ -457,18 +485,45 @@ impl MetricsClient {
     /// assert_eq!(transport.packets(), ["ns.a:1|g"]);
     /// ```
     pub fn flush_pending(&self) {
-        let packet = {
+        let packets = {
             let mut pending = self
                 .inner
                 .pending
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let mut packets = Vec::new();
+            let max_packet_size = self.inner.max_packet_size;
+            write_counts(
+                &self.inner.counted,
+                &mut pending.packet,
+                max_packet_size,
+                &mut packets,
+            );
             pending.since = None;
-            std::mem::take(&mut pending.packet)
+            packets.push(std::mem::take(&mut pending.packet));
+            packets
         };
-        if !packet.is_empty() {
+        for packet in packets.iter().filter(|p| !p.is_empty()) {
             self.send_packet(packet.as_bytes());
         }
+    }
+
+    /// A counter summed here across batches and written once into each packet the client sends
+    /// ([`SharedCounter`]), named as [`metric_name`](Self::metric_name) names it, sampled at
+    /// `sample_rate` (1 for every event). `None` when the client sends each batch on its own (it
+    /// does not coalesce: [`ClientOptions::with_coalesce`]) or the rate is not above 0: count
+    /// in the batches then.
+    pub fn shared_counter(&self, name: &str, sample_rate: f64) -> Option<SharedCounter> {
+        self.inner.options.coalesce?;
+        if sample_rate.is_nan() || sample_rate <= 0.0 {
+            return None;
+        }
+        let name = self.metric_name(name);
+        Some(SharedCounter::new(
+            name.ready().into(),
+            sample_rate.min(1.0),
+            Arc::clone(&self.inner.counted),
+        ))
     }
 
     /// Starts, once, the task that sends a pending packet after `delay`; without a tokio runtime
@@ -511,6 +566,20 @@ impl MetricsClient {
             );
         }
     }
+}
+
+/// Appends the shared counters' lines to `packet`, moving it to `full` when one does not fit.
+fn write_counts(
+    counted: &Counted,
+    packet: &mut String,
+    max_packet_size: usize,
+    full: &mut Vec<String>,
+) {
+    counted.write_all(|line| {
+        push_line(packet, line, max_packet_size, full, || {
+            String::with_capacity(max_packet_size.min(MAX_UDP_PAYLOAD))
+        });
+    });
 }
 
 #[cfg(test)]
@@ -771,5 +840,98 @@ mod tests {
         drop(batch);
         drop(client);
         assert_eq!(transport.packets(), ["ns.last:1|g"]);
+    }
+
+    #[test]
+    fn shared_counts_ride_in_the_packets_summed_after_the_lines_counted_with_them() {
+        let (client, transport) = coalescing(Duration::from_secs(3600), 120);
+        let served = client.shared_counter("served", 1.0).unwrap();
+        let failed = client.shared_counter("failed", 0.5).unwrap();
+        let idle = client.shared_counter("idle", 1.0).unwrap();
+        for request in 0..10 {
+            let mut batch = client.batch();
+            batch.gauge(&format!("r{request}"), 1.0);
+            batch.flush();
+            served.increment();
+            if request % 5 == 0 {
+                failed.increment();
+            }
+        }
+        client.flush_pending();
+        // Each packet that filled up took the counts so far along in the next one.
+        let packets = transport.packets();
+        assert!(
+            packets[..packets.len() - 1]
+                .iter()
+                .any(|p| p.contains("ns.served:")),
+            "{packets:?}"
+        );
+        let counted = |name: &str| -> f64 {
+            transport
+                .lines()
+                .iter()
+                .filter_map(|line| line.strip_prefix(&format!("ns.{name}:")))
+                .map(|rest| rest.split('|').next().unwrap().parse::<f64>().unwrap())
+                .sum()
+        };
+        assert_eq!(counted("served"), 10.0);
+        assert_eq!(counted("failed"), 2.0);
+        assert!(transport.lines().iter().all(|l| !l.starts_with("ns.idle")));
+        assert!(
+            (transport.lines().iter())
+                .filter(|l| l.starts_with("ns.failed"))
+                .all(|l| l.ends_with("|c|@0.5")),
+            "{packets:?}"
+        );
+        let gauges: Vec<String> = (transport.lines().into_iter())
+            .filter(|l| l.ends_with("|g"))
+            .collect();
+        assert_eq!(gauges.len(), 10, "no batch's line lost: {packets:?}");
+        drop(idle);
+
+        // Nothing counted since: the next packet carries no counter line.
+        let mut batch = client.batch();
+        batch.gauge("later", 1.0);
+        batch.flush();
+        client.flush_pending();
+        assert_eq!(transport.packets().last().unwrap(), "ns.later:1|g");
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up_exactly_and_go_out_with_the_client() {
+        let (client, transport) = coalescing(Duration::from_secs(3600), 64);
+        let counter = client.shared_counter("requests", 1.0).unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for n in 0..5_000 {
+                        counter.increment();
+                        if n % 100 == 0 {
+                            // Packets leave meanwhile, taking the counts so far.
+                            let mut batch = client.batch();
+                            batch.gauge("tick", 1.0);
+                            batch.flush();
+                        }
+                    }
+                });
+            }
+        });
+        drop(counter);
+        drop(client);
+        let total: u64 = (transport.lines().iter())
+            .filter_map(|line| line.strip_prefix("ns.requests:"))
+            .map(|rest| rest.strip_suffix("|c").unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 20_000);
+    }
+
+    #[test]
+    fn only_a_coalescing_client_sums_counters_and_only_at_a_rate_above_zero() {
+        let client = MetricsClient::new(MemoryTransport::new(), "ns");
+        assert!(client.shared_counter("requests", 1.0).is_none());
+        let (client, _) = coalescing(Duration::from_millis(50), DEFAULT_MAX_PACKET_SIZE);
+        assert!(client.shared_counter("requests", 0.0).is_none());
+        assert!(client.shared_counter("requests", f64::NAN).is_none());
+        assert!(client.shared_counter("requests", 2.0).is_some());
     }
 }

@@ -8,6 +8,7 @@ mod client;
 mod error;
 mod number;
 mod reporter;
+mod shared_counter;
 mod tags;
 mod transport;
 mod wire;
@@ -19,6 +20,7 @@ pub use reporter::{
     DEFAULT_REPORT_INTERVAL, ReportSummary, ReporterHandle, ReporterOptions,
     RuntimeMetricsReporter, RuntimeMetricsSource,
 };
+pub use shared_counter::SharedCounter;
 pub use tags::Tags;
 #[cfg(unix)]
 pub use transport::UnixDatagramTransport;
@@ -40,5 +42,6 @@ mod tests {
         send_sync::<UdpTransport>();
         send_sync::<UnixDatagramTransport>();
         send_sync::<MetricsError>();
+        send_sync::<SharedCounter>();
     };
 }
