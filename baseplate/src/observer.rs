@@ -1,6 +1,7 @@
 //! Request metrics recorded where the work runs, as baseplate.py's metrics observers send them:
 //! one statsd batch per request, with a timer and a success or failure counter for the request
-//! and for every client call inside it, flushed once when the request ends. Plain
+//! and for every client call inside it, flushed once when the request ends; in plain mode the
+//! counters are summed across the requests whose lines share a packet. Plain
 //! (`metrics.namespace`: `server.{route}`, `clients.{client}.{COMMAND}`) or tagged
 //! (`metrics.tagging`: `baseplate.server.latency,endpoint={route}`,
 //! `baseplate.client.rate,client={client},endpoint={COMMAND},success=True`). Nothing here depends
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use baseplate_redis_cluster::{CommandName, CommandObserver};
-use baseplate_runtime_metrics::{Batch, MetricName, MetricsClient, Tags};
+use baseplate_runtime_metrics::{Batch, MetricName, MetricsClient, SharedCounter, Tags};
 use foldhash::HashMap;
 use rand::RngExt as _;
 
@@ -69,10 +70,11 @@ impl RequestObserver {
     /// An observer sending through `client` in `style`, measuring a `sample_rate` share of
     /// requests (0..=1).
     pub(crate) fn new(client: MetricsClient, sample_rate: f64, style: Style) -> Self {
+        let sample_rate = sample_rate.clamp(0.0, 1.0);
         Self {
-            names: Arc::new(NameCache::new(style, client.clone())),
+            names: Arc::new(NameCache::new(style, client.clone(), sample_rate)),
             client,
-            sample_rate: sample_rate.clamp(0.0, 1.0),
+            sample_rate,
         }
     }
 
@@ -198,8 +200,9 @@ impl RequestScope {
             }
             State::Unsampled => {}
             State::Outside => {
+                // A call outside requests goes out on its own, its counter with it.
                 let mut batch = self.observer.client.batch();
-                names.record(&mut batch, elapsed, success, 1.0);
+                names.record_alone(&mut batch, elapsed, success);
                 batch.flush();
             }
         }
@@ -247,8 +250,8 @@ enum MetricNames {
     /// `{prefix}.{name}` and its `.success` / `.failure` counters, made ready once.
     Plain {
         timer: MetricName,
-        success: MetricName,
-        failure: MetricName,
+        success: Counter,
+        failure: Counter,
     },
     /// A timer alone (baseplate.py's plain local spans).
     TimerOnly { timer: MetricName },
@@ -262,12 +265,36 @@ enum MetricNames {
     },
 }
 
+/// A plain request or call counter: summed across the requests whose lines share a packet
+/// (`server.visit.success:57|c`) when the client coalesces them (at the observer's sample rate),
+/// else counted in each batch.
+struct Counter {
+    name: MetricName,
+    shared: Option<SharedCounter>,
+}
+
+impl Counter {
+    fn new(metrics: &MetricsClient, name: &str, sample_rate: f64) -> Self {
+        Self {
+            name: metrics.metric_name(name),
+            shared: metrics.shared_counter(name, sample_rate),
+        }
+    }
+}
+
+/// Where a plain counter counts: summed across requests, or in the batch at hand.
+#[derive(Clone, Copy)]
+enum Counting {
+    Summed,
+    InBatch,
+}
+
 impl MetricNames {
-    fn plain(metrics: &MetricsClient, prefix: fmt::Arguments<'_>) -> Self {
+    fn plain(metrics: &MetricsClient, prefix: fmt::Arguments<'_>, sample_rate: f64) -> Self {
         let timer = prefix.to_string();
         Self::Plain {
-            success: metrics.metric_name(&format!("{timer}.success")),
-            failure: metrics.metric_name(&format!("{timer}.failure")),
+            success: Counter::new(metrics, &format!("{timer}.success"), sample_rate),
+            failure: Counter::new(metrics, &format!("{timer}.failure"), sample_rate),
             timer: metrics.metric_name(&timer),
         }
     }
@@ -284,9 +311,9 @@ impl MetricNames {
         }
     }
 
-    fn server(style: &Style, metrics: &MetricsClient, route: &str) -> Self {
+    fn server(style: &Style, metrics: &MetricsClient, route: &str, sample_rate: f64) -> Self {
         match style {
-            Style::Plain => Self::plain(metrics, format_args!("server.{route}")),
+            Style::Plain => Self::plain(metrics, format_args!("server.{route}"), sample_rate),
             Style::Tagged { .. } => Self::tagged(
                 "baseplate.server.latency",
                 "baseplate.server.rate",
@@ -318,9 +345,14 @@ impl MetricNames {
         metrics: &MetricsClient,
         client: &str,
         name: fmt::Arguments<'_>,
+        sample_rate: f64,
     ) -> Self {
         match style {
-            Style::Plain => Self::plain(metrics, format_args!("clients.{client}.{name}")),
+            Style::Plain => Self::plain(
+                metrics,
+                format_args!("clients.{client}.{name}"),
+                sample_rate,
+            ),
             Style::Tagged { .. } => Self::tagged(
                 "baseplate.client.latency",
                 "baseplate.client.rate",
@@ -342,7 +374,25 @@ impl MetricNames {
         }
     }
 
+    /// Records a request's timed event into its `batch`, sampled at the observer's
+    /// `sample_rate`; its plain counter is summed across requests where the client can.
     fn record(&self, batch: &mut Batch, elapsed: Duration, success: bool, sample_rate: f64) {
+        self.record_counting(batch, elapsed, success, sample_rate, Counting::Summed);
+    }
+
+    /// Records a timed event that goes out on its own, in `batch` alone, counter included.
+    fn record_alone(&self, batch: &mut Batch, elapsed: Duration, success: bool) {
+        self.record_counting(batch, elapsed, success, 1.0, Counting::InBatch);
+    }
+
+    fn record_counting(
+        &self,
+        batch: &mut Batch,
+        elapsed: Duration,
+        success: bool,
+        sample_rate: f64,
+        counting: Counting,
+    ) {
         match self {
             Self::Plain {
                 timer,
@@ -351,7 +401,10 @@ impl MetricNames {
             } => {
                 let counter = if success { succeeded } else { failure };
                 batch.timer_named(timer, elapsed, sample_rate);
-                batch.counter_named(counter, 1.0, sample_rate);
+                match (&counter.shared, counting) {
+                    (Some(shared), Counting::Summed) => shared.increment(),
+                    _ => batch.counter_named(&counter.name, 1.0, sample_rate),
+                }
             }
             Self::TimerOnly { timer } => batch.timer_named(timer, elapsed, sample_rate),
             Self::Tagged {
@@ -390,6 +443,8 @@ struct NameCache {
     style: Style,
     /// Where the names are sent, which makes them ready for its batches.
     metrics: MetricsClient,
+    /// The observer's sample rate, which its requests' counters are summed at.
+    sample_rate: f64,
     server: RwLock<HashMap<Box<str>, Arc<MetricNames>>>,
     clients: RwLock<HashMap<Box<str>, ClientNames>>,
 }
@@ -405,10 +460,11 @@ struct ClientNames {
 const CACHED_NAMES: usize = 4096;
 
 impl NameCache {
-    fn new(style: Style, metrics: MetricsClient) -> Self {
+    fn new(style: Style, metrics: MetricsClient, sample_rate: f64) -> Self {
         Self {
             style,
             metrics,
+            sample_rate,
             server: RwLock::default(),
             clients: RwLock::default(),
         }
@@ -418,7 +474,12 @@ impl NameCache {
         if let Some(names) = read(&self.server).get(route) {
             return Arc::clone(names);
         }
-        let names = Arc::new(MetricNames::server(&self.style, &self.metrics, route));
+        let names = Arc::new(MetricNames::server(
+            &self.style,
+            &self.metrics,
+            route,
+            self.sample_rate,
+        ));
         let mut server = write(&self.server);
         if server.len() < CACHED_NAMES {
             server.insert(route.into(), Arc::clone(&names));
@@ -440,6 +501,7 @@ impl NameCache {
             &self.metrics,
             client,
             format_args!("{key}"),
+            self.sample_rate,
         ));
         let mut clients = write(&self.clients);
         let cached: usize = clients
@@ -488,7 +550,7 @@ mod tests {
 
     #[test]
     fn metric_names_are_formatted_once_per_name_and_the_cache_is_bounded() {
-        let cache = NameCache::new(Style::Plain, MetricsClient::new(NullTransport, "ns"));
+        let cache = NameCache::new(Style::Plain, MetricsClient::new(NullTransport, "ns"), 1.0);
         let first = cache.client("foo", CommandName::Command(b"get"));
         let MetricNames::Plain {
             timer,
@@ -499,8 +561,8 @@ mod tests {
             panic!("plain names expected");
         };
         assert_eq!(timer.as_str(), "clients.foo.GET");
-        assert_eq!(success.as_str(), "clients.foo.GET.success");
-        assert_eq!(failure.as_str(), "clients.foo.GET.failure");
+        assert_eq!(success.name.as_str(), "clients.foo.GET.success");
+        assert_eq!(failure.name.as_str(), "clients.foo.GET.failure");
         assert!(Arc::ptr_eq(
             &first,
             &cache.client("foo", CommandName::Command(b"get"))
@@ -527,6 +589,7 @@ mod tests {
                 allowlist: Arc::from([]),
             },
             MetricsClient::new(NullTransport, ""),
+            1.0,
         );
         assert_eq!(
             cache.client("foo", CommandName::Command(b"get")).timer(),

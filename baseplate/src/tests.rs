@@ -300,6 +300,59 @@ fn every_metrics_key_baseplate_py_reads_is_accepted_and_documented() {
 }
 
 #[test]
+fn the_counters_of_requests_that_share_a_packet_are_summed_into_one_line() {
+    let statsd = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    statsd
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let endpoint = statsd.local_addr().unwrap().to_string();
+    let mut baseplate = Baseplate::new(config(&[
+        ("metrics.namespace", "ns"),
+        ("metrics.endpoint", &endpoint),
+    ]));
+    baseplate.configure_observers().unwrap();
+    for _ in 0..10 {
+        let ctx = baseplate.make_context_object();
+        baseplate.make_server_span(&ctx, "visit");
+    }
+    let failed = baseplate.make_context_object();
+    baseplate.make_server_span(&failed, "visit");
+    failed.record_failure(&"boom");
+    drop(failed);
+    drop(baseplate);
+
+    let mut buffer = vec![0u8; 65_536];
+    let mut lines = Vec::new();
+    while lines
+        .iter()
+        .filter(|l: &&String| l.ends_with("|ms"))
+        .count()
+        < 11
+    {
+        let size = statsd.recv(&mut buffer).unwrap();
+        let packet = std::str::from_utf8(&buffer[..size]).unwrap();
+        lines.extend(packet.lines().map(str::to_owned));
+    }
+    let counted = |name: &str| -> (usize, u32) {
+        let values: Vec<u32> = (lines.iter())
+            .filter_map(|line| line.strip_prefix(&format!("ns.server.visit.{name}:")))
+            .map(|value| value.strip_suffix("|c").unwrap().parse().unwrap())
+            .collect();
+        (values.len(), values.iter().sum())
+    };
+    // One packet holds them all unless 50 ms passed between two of the requests, which would
+    // send the packet so far, its counts with it.
+    let (success_lines, successes) = counted("success");
+    assert_eq!(successes, 10, "{lines:?}");
+    assert!(success_lines < 10, "{lines:?}");
+    assert_eq!(counted("failure"), (1, 1), "{lines:?}");
+    assert!(
+        lines.last().unwrap().starts_with("ns.server.visit."),
+        "the counts come after the timers they were counted with: {lines:?}"
+    );
+}
+
+#[test]
 fn metrics_max_packet_size_bounds_the_packets_requests_share() {
     let statsd = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     statsd
@@ -320,24 +373,27 @@ fn metrics_max_packet_size_bounds_the_packets_requests_share() {
     // The client's last clone sends what is pending.
     drop(baseplate);
 
+    // 20 timers, and the 20 requests' counter summed into the packets they share.
     let mut buffer = vec![0u8; 65_536];
-    let mut lines = Vec::new();
-    while lines.len() < 40 {
+    let (mut timers, mut counted) = (0, 0);
+    while timers < 20 || counted < 20 {
         let size = statsd.recv(&mut buffer).unwrap();
         assert!(size <= 100, "a packet of {size} bytes");
         let packet = std::str::from_utf8(&buffer[..size]).unwrap();
-        lines.extend(
-            packet
-                .lines()
-                .map(|line| line.split(':').next().unwrap().to_owned()),
-        );
+        for line in packet.lines() {
+            match line.split_once(':').unwrap() {
+                ("ns.server.visit", value) => {
+                    assert!(value.ends_with("|ms"), "{line}");
+                    timers += 1;
+                }
+                ("ns.server.visit.success", value) => {
+                    counted += value.strip_suffix("|c").unwrap().parse::<u32>().unwrap();
+                }
+                _ => panic!("unexpected line {line}"),
+            }
+        }
     }
-    assert_eq!(lines.len(), 40);
-    assert!(
-        lines
-            .iter()
-            .all(|l| l == "ns.server.visit" || l == "ns.server.visit.success")
-    );
+    assert_eq!((timers, counted), (20, 20));
 
     let error = Baseplate::new(config(&[("metrics.max_packet_size", "0")]))
         .configure_observers()

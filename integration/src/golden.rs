@@ -240,3 +240,26 @@ pub fn timers_then_counters(lines: &[String]) -> Vec<String> {
         lines.iter().partition(|line| line.contains("|c"));
     others.into_iter().chain(counters).cloned().collect()
 }
+
+/// The counters among `lines`, each name (with its tags) and what follows its value (`|c`,
+/// `|c|@0.5`) mapped to the sum of its values: what statsd aggregates, however the lines were
+/// split or summed.
+///
+/// # Panics
+/// When a counter's value is not a number.
+pub fn counter_sums(lines: &[String]) -> std::collections::BTreeMap<String, f64> {
+    let mut sums = std::collections::BTreeMap::new();
+    for line in lines {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let Some((value, kind)) = rest.split_once('|') else {
+            continue;
+        };
+        if kind == "c" || kind.starts_with("c|") {
+            let value: f64 = value.parse().expect("a counter's value is a number");
+            *sums.entry(format!("{name}|{kind}")).or_default() += value;
+        }
+    }
+    sums
+}
