@@ -299,18 +299,24 @@ fn every_metrics_key_baseplate_py_reads_is_accepted_and_documented() {
     }
 }
 
-#[test]
-fn the_counters_of_requests_that_share_a_packet_are_summed_into_one_line() {
+/// A statsd socket on loopback (reads time out after 5 s) and a facade sending it request
+/// metrics under the namespace `ns`, configured with `extra` too (an unknown key is an error).
+fn udp_statsd_service(extra: &[(&str, &str)]) -> (std::net::UdpSocket, Baseplate) {
     let statsd = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     statsd
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let endpoint = statsd.local_addr().unwrap().to_string();
-    let mut baseplate = Baseplate::new(config(&[
-        ("metrics.namespace", "ns"),
-        ("metrics.endpoint", &endpoint),
-    ]));
+    let mut keys = vec![("metrics.namespace", "ns"), ("metrics.endpoint", &endpoint)];
+    keys.extend_from_slice(extra);
+    let mut baseplate = Baseplate::new(config(&keys)).with_unknown_keys(UnknownKeys::Reject);
     baseplate.configure_observers().unwrap();
+    (statsd, baseplate)
+}
+
+#[test]
+fn the_counters_of_requests_that_share_a_packet_are_summed_into_one_line() {
+    let (statsd, baseplate) = udp_statsd_service(&[]);
     for _ in 0..10 {
         let ctx = baseplate.make_context_object();
         baseplate.make_server_span(&ctx, "visit");
@@ -354,18 +360,7 @@ fn the_counters_of_requests_that_share_a_packet_are_summed_into_one_line() {
 
 #[test]
 fn metrics_max_packet_size_bounds_the_packets_requests_share() {
-    let statsd = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    statsd
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let endpoint = statsd.local_addr().unwrap().to_string();
-    let mut baseplate = Baseplate::new(config(&[
-        ("metrics.namespace", "ns"),
-        ("metrics.endpoint", &endpoint),
-        ("metrics.max_packet_size", "100"),
-    ]))
-    .with_unknown_keys(UnknownKeys::Reject);
-    baseplate.configure_observers().unwrap();
+    let (statsd, baseplate) = udp_statsd_service(&[("metrics.max_packet_size", "100")]);
     for _ in 0..20 {
         let ctx = baseplate.make_context_object();
         baseplate.make_server_span(&ctx, "visit");
