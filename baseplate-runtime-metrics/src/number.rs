@@ -334,6 +334,15 @@ mod tests {
         }
     }
 
+    /// The next state of a 64-bit linear congruential generator (Knuth's MMIX constants): the
+    /// sweeps' deterministic stand-in for random numbers.
+    fn next_random(state: &mut u64) -> u64 {
+        *state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        *state
+    }
+
     #[test]
     fn milliseconds_are_written_from_the_exact_nanoseconds() {
         let text = |nanos: u64| {
@@ -382,11 +391,8 @@ mod tests {
         let mut nanos: Vec<u64> = (0..2_000).collect();
         for digits in 2..14 {
             for _ in 0..2_000 {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
                 let low = 10u64.pow(digits - 1);
-                nanos.push(low + (state >> 20) % (9 * low));
+                nanos.push(low + (next_random(&mut state) >> 20) % (9 * low));
             }
         }
         // Carries at the top of six digits, at every magnitude.
@@ -438,10 +444,7 @@ mod tests {
         ];
         for exponent in -7..9 {
             for _ in 0..2_000 {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+                let unit = (next_random(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
                 let value = (1.0 + 9.0 * unit) * 10f64.powi(exponent);
                 values.push(value);
                 values.push(-value);
