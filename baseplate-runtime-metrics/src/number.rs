@@ -343,13 +343,15 @@ mod tests {
         *state
     }
 
+    /// What [`write_millis`] writes for `nanos` nanoseconds.
+    fn millis_text(nanos: u64) -> String {
+        let mut out = String::new();
+        write_millis(&mut out, std::time::Duration::from_nanos(nanos));
+        out
+    }
+
     #[test]
     fn milliseconds_are_written_from_the_exact_nanoseconds() {
-        let text = |nanos: u64| {
-            let mut out = String::new();
-            write_millis(&mut out, std::time::Duration::from_nanos(nanos));
-            out
-        };
         let cases: &[(u64, &str)] = &[
             (0, "0"),
             (1, "1e-06"),
@@ -369,17 +371,12 @@ mod tests {
             (3_600_000_000_000, "3.6e+06"),
         ];
         for &(nanos, expected) in cases {
-            assert_eq!(text(nanos), expected, "{nanos} ns");
+            assert_eq!(millis_text(nanos), expected, "{nanos} ns");
         }
     }
 
     #[test]
     fn milliseconds_equal_the_float_path_but_on_exact_ties() {
-        let text = |nanos: u64| {
-            let mut out = String::new();
-            write_millis(&mut out, std::time::Duration::from_nanos(nanos));
-            out
-        };
         let is_tie = |nanos: u64| {
             let digits = nanos.checked_ilog10().map_or(1, |log| log + 1);
             digits > 6 && {
@@ -404,7 +401,11 @@ mod tests {
             ]);
         }
         for nanos in nanos.into_iter().filter(|&nanos| !is_tie(nanos)) {
-            assert_eq!(text(nanos), format_number(nanos as f64 / 1e6), "{nanos} ns");
+            assert_eq!(
+                millis_text(nanos),
+                format_number(nanos as f64 / 1e6),
+                "{nanos} ns"
+            );
         }
     }
 
