@@ -178,6 +178,16 @@ struct Pending {
     since: Option<Instant>,
 }
 
+impl Pending {
+    /// Moves the packet to `ready`, the shared counts written into it first (and into the
+    /// packets it overflows into), and starts an empty one.
+    fn hand_over(&mut self, counted: &Counted, max_packet_size: usize, ready: &mut Vec<String>) {
+        write_counts(counted, &mut self.packet, max_packet_size, ready);
+        ready.push(std::mem::take(&mut self.packet));
+        self.since = None;
+    }
+}
+
 impl Drop for ClientInner {
     fn drop(&mut self) {
         let pending = self
@@ -185,13 +195,7 @@ impl Drop for ClientInner {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
         let mut packets = Vec::new();
-        write_counts(
-            &self.counted,
-            &mut pending.packet,
-            self.max_packet_size,
-            &mut packets,
-        );
-        packets.push(std::mem::take(&mut pending.packet));
+        pending.hand_over(&self.counted, self.max_packet_size, &mut packets);
         for packet in packets.iter().filter(|p| !p.is_empty()) {
             // The last clone is gone: nobody can count an error any more, so send and forget.
             let _ = self.transport.send(packet.as_bytes());
@@ -418,13 +422,8 @@ impl MetricsClient {
             // largest UDP payload, whatever `max_packet_size` says).
             let fresh = || String::with_capacity(max_packet_size.min(MAX_UDP_PAYLOAD));
             if pending.since.is_some_and(|since| now - since >= delay) {
-                write_counts(
-                    &self.inner.counted,
-                    &mut pending.packet,
-                    max_packet_size,
-                    &mut ready,
-                );
-                ready.push(std::mem::replace(&mut pending.packet, fresh()));
+                pending.hand_over(&self.inner.counted, max_packet_size, &mut ready);
+                pending.packet = fresh();
             }
             let handed_over = ready.len();
             // The usual case: the whole batch fits the pending packet (so each of its lines
@@ -492,15 +491,11 @@ impl MetricsClient {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             let mut packets = Vec::new();
-            let max_packet_size = self.inner.max_packet_size;
-            write_counts(
+            pending.hand_over(
                 &self.inner.counted,
-                &mut pending.packet,
-                max_packet_size,
+                self.inner.max_packet_size,
                 &mut packets,
             );
-            pending.since = None;
-            packets.push(std::mem::take(&mut pending.packet));
             packets
         };
         for packet in packets.iter().filter(|p| !p.is_empty()) {
