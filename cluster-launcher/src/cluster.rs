@@ -25,8 +25,9 @@ const BUS_PORT_OFFSET: u16 = 10_000;
 /// The oldest `redis-server` major version the project supports.
 const MIN_REDIS_MAJOR: u32 = 7;
 
-/// How long `start` waits for the cluster to become healthy.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `start` waits for the cluster to become healthy; also how long a caller that waits for
+/// more (its nodes agreeing on a shape of its own) may give it.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to start: the shape of the cluster, where it listens and where it keeps its files.
 #[derive(Debug, Clone)]

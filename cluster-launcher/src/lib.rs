@@ -17,8 +17,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use cluster::{
-    Cluster, ClusterSpec, NodeStatus, check_redis_server, free_base_port, info_field, redis_cli,
-    reshard, status, stop_dir,
+    Cluster, ClusterSpec, NodeStatus, READY_TIMEOUT, check_redis_server, free_base_port,
+    info_field, redis_cli, reshard, status, stop_dir,
 };
 pub use nodes::{ClusterNode, cluster_nodes};
 

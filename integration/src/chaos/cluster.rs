@@ -9,7 +9,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cluster_launcher::{
-    Cluster, ClusterNode, ClusterSpec, free_base_port, info_field, redis_cli, reshard, wait_until,
+    Cluster, ClusterNode, ClusterSpec, READY_TIMEOUT, free_base_port, info_field, redis_cli,
+    reshard, wait_until,
 };
 
 /// The ACL user the client logs in as; every node knows it from its command line.
@@ -25,9 +26,6 @@ const NODE_ARGS: [&str; 7] = ["--user", USER, "on", ">secret", "~*", "&*", "+@al
 /// file, written and fsynced before the node answers (`appendfsync always`). Without them a node
 /// killed and restarted comes back empty.
 pub const PERSISTENT: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
-
-/// How long a new chaos cluster's nodes may take to agree on its shape.
-const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Runs blocking cluster work off the async runtime's worker threads.
 ///
@@ -101,13 +99,13 @@ impl ChaosCluster {
         // takes a few seconds on an idle machine, longer on a loaded one: the deadline is the
         // launcher's own for a healthy cluster.
         let mut disagreeing = Vec::new();
-        let settled = wait_until(SETTLE_DEADLINE, || {
+        let settled = wait_until(READY_TIMEOUT, || {
             disagreeing = chaos.disagreeing();
             disagreeing.is_empty()
         });
         assert!(
             settled.is_some(),
-            "the chaos cluster's nodes do not agree on its shape after {SETTLE_DEADLINE:?}: {}",
+            "the chaos cluster's nodes do not agree on its shape after {READY_TIMEOUT:?}: {}",
             disagreeing.join("; ")
         );
         // The launcher already wrote to every primary, so CLUSTER SLOTS lists every replica.
