@@ -1,6 +1,7 @@
 //! A statsd endpoint for tests: a UDP socket on loopback, or a Unix datagram socket, that receives
 //! what a service sends, and ways to wait for the packets and lines a test is about.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -10,16 +11,30 @@ use tokio::net::{UdpSocket, UnixDatagram};
 use crate::cluster;
 
 /// `lines` as a test compares them: the request's lines only (runtime reports dropped), timers
-/// without their values (`ns.clients.foo.GET|ms`), sorted.
+/// without their values (`ns.clients.foo.GET|ms`), each counter's lines summed into one as the
+/// statsd server adds them (requests that share a packet send their counts summed), sorted.
 pub fn request_lines(lines: Vec<String>) -> Vec<String> {
+    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
     let mut lines: Vec<String> = lines
         .into_iter()
         .filter(|line| !is_runtime_line(line))
-        .map(|line| match line.split_once(':') {
-            Some((name, value)) if value.ends_with("|ms") => format!("{name}|ms"),
-            _ => line,
+        .filter_map(|line| match line.split_once(':') {
+            Some((name, value)) if value.ends_with("|ms") => Some(format!("{name}|ms")),
+            Some((name, value)) => match value.strip_suffix("|c").map(str::parse::<i64>) {
+                Some(Ok(count)) => {
+                    *counts.entry(name.to_owned()).or_default() += count;
+                    None
+                }
+                _ => Some(line),
+            },
+            None => Some(line),
         })
         .collect();
+    lines.extend(
+        counts
+            .into_iter()
+            .map(|(name, count)| format!("{name}:{count}|c")),
+    );
     lines.sort();
     lines
 }
@@ -231,4 +246,29 @@ impl Drop for Statsd {
 pub fn is_runtime_line(line: &str) -> bool {
     let name = line.split([',', ':']).next().unwrap_or(line);
     name.starts_with("runtime.") || name.contains(".runtime.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_lines;
+
+    #[test]
+    fn request_lines_sum_each_counter_and_keep_each_timer() {
+        let lines = [
+            "ns.server.route.success:1|c",
+            "ns.server.route:1.5|ms",
+            "ns.server.route.success:2|c",
+            "ns.server.route:0.25|ms",
+            "ns.server.route.failure:1|c|@0.5",
+        ];
+        assert_eq!(
+            request_lines(lines.map(String::from).to_vec()),
+            [
+                "ns.server.route.failure:1|c|@0.5",
+                "ns.server.route.success:3|c",
+                "ns.server.route|ms",
+                "ns.server.route|ms",
+            ]
+        );
+    }
 }

@@ -52,12 +52,10 @@ async fn the_example_counts_over_http_and_measures_its_route() {
     assert_eq!(
         lines,
         [
-            "ns.clients.foo.INCRBY.success:1|c",
-            "ns.clients.foo.INCRBY.success:1|c",
+            "ns.clients.foo.INCRBY.success:2|c",
             "ns.clients.foo.INCRBY|ms",
             "ns.clients.foo.INCRBY|ms",
-            "ns.server./counters/{name}.success:1|c",
-            "ns.server./counters/{name}.success:1|c",
+            "ns.server./counters/{name}.success:2|c",
             "ns.server./counters/{name}|ms",
             "ns.server./counters/{name}|ms",
         ]

@@ -59,14 +59,12 @@ async fn requests_through_the_layer_are_measured_by_route_with_their_redis_comma
     assert_eq!(
         lines,
         [
-            "ns.clients.foo.INCRBY.success:1|c",
-            "ns.clients.foo.INCRBY.success:1|c",
+            "ns.clients.foo.INCRBY.success:2|c",
             "ns.clients.foo.INCRBY|ms",
             "ns.clients.foo.INCRBY|ms",
             "ns.server./broken.failure:1|c",
             "ns.server./broken|ms",
-            "ns.server./counters/{key}.success:1|c",
-            "ns.server./counters/{key}.success:1|c",
+            "ns.server./counters/{key}.success:2|c",
             "ns.server./counters/{key}|ms",
             "ns.server./counters/{key}|ms",
         ]
