@@ -152,6 +152,11 @@ impl ClusterSpec {
 }
 
 /// A running cluster started by [`Cluster::start`] (or found running by [`Cluster::running`]).
+///
+/// Dropping it leaves the nodes running, so that a command can start a cluster and exit (`cargo
+/// xtask cluster up`). Code that starts a cluster for its own use stops it with [`Cluster::stop`],
+/// or right after starting it arranges [`Cluster::stop_when_process_exits`], which also holds
+/// when the code panics before it reaches `stop`.
 #[derive(Debug)]
 pub struct Cluster {
     spec: ClusterSpec,
