@@ -249,17 +249,21 @@ pub fn timers_then_counters(lines: &[String]) -> Vec<String> {
 /// When a counter's value is not a number.
 pub fn counter_sums(lines: &[String]) -> std::collections::BTreeMap<String, f64> {
     let mut sums = std::collections::BTreeMap::new();
-    for line in lines {
-        let Some((name, rest)) = line.split_once(':') else {
-            continue;
-        };
-        let Some((value, kind)) = rest.split_once('|') else {
-            continue;
-        };
-        if kind == "c" || kind.starts_with("c|") {
-            let value: f64 = value.parse().expect("a counter's value is a number");
-            *sums.entry(format!("{name}|{kind}")).or_default() += value;
-        }
+    for (name, value, kind) in lines.iter().filter_map(|line| counter_parts(line)) {
+        let value: f64 = value.parse().expect("a counter's value is a number");
+        *sums.entry(format!("{name}|{kind}")).or_default() += value;
     }
     sums
+}
+
+/// Whether `line` is a counter's (`name:1|c`, `name:1|c|@0.5`).
+pub fn is_counter(line: &str) -> bool {
+    counter_parts(line).is_some()
+}
+
+/// A counter line's name (with its tags), value and what follows the value (`c`, `c|@0.5`).
+fn counter_parts(line: &str) -> Option<(&str, &str, &str)> {
+    let (name, rest) = line.split_once(':')?;
+    let (value, kind) = rest.split_once('|')?;
+    (kind == "c" || kind.starts_with("c|")).then_some((name, value, kind))
 }

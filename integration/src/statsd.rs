@@ -1,40 +1,37 @@
 //! A statsd endpoint for tests: a UDP socket on loopback, or a Unix datagram socket, that receives
 //! what a service sends, and ways to wait for the packets and lines a test is about.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use baseplate::{Baseplate, ClusterRedisClient, RawConfig};
 use tokio::net::{UdpSocket, UnixDatagram};
 
-use crate::cluster;
+use crate::{cluster, golden};
 
 /// `lines` as a test compares them: the request's lines only (runtime reports dropped), timers
 /// without their values (`ns.clients.foo.GET|ms`), each counter's lines summed into one as the
 /// statsd server adds them (requests that share a packet send their counts summed), sorted.
 pub fn request_lines(lines: Vec<String>) -> Vec<String> {
-    let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    let mut lines: Vec<String> = lines
+    let lines: Vec<String> = lines
         .into_iter()
         .filter(|line| !is_runtime_line(line))
-        .filter_map(|line| match line.split_once(':') {
-            Some((name, value)) if value.ends_with("|ms") => Some(format!("{name}|ms")),
-            Some((name, value)) => match value.strip_suffix("|c").map(str::parse::<i64>) {
-                Some(Ok(count)) => {
-                    *counts.entry(name.to_owned()).or_default() += count;
-                    None
-                }
-                _ => Some(line),
-            },
-            None => Some(line),
-        })
         .collect();
-    lines.extend(
-        counts
-            .into_iter()
-            .map(|(name, count)| format!("{name}:{count}|c")),
-    );
+    let counters = golden::counter_sums(&lines)
+        .into_iter()
+        .map(|(counter, sum)| match counter.split_once('|') {
+            Some((name, kind)) => format!("{name}:{sum}|{kind}"),
+            None => counter,
+        });
+    let mut lines: Vec<String> = lines
+        .into_iter()
+        .filter(|line| !golden::is_counter(line))
+        .map(|line| match line.split_once(':') {
+            Some((name, value)) if value.ends_with("|ms") => format!("{name}|ms"),
+            _ => line,
+        })
+        .chain(counters)
+        .collect();
     lines.sort();
     lines
 }
