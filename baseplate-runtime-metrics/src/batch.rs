@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::MetricsClient;
+use crate::shared_counter::SharedCounter;
 use crate::tags::Tags;
 use crate::wire::{Kind, line_prefix, metric_join, metric_join_into, write_line, write_timer_line};
 
@@ -60,6 +61,8 @@ pub struct Batch {
     /// with their [`MetricName`]s, whose reference counts every request would otherwise write.
     counter_prefixes: String,
     counter_index: HashMap<String, usize>,
+    /// Counts for shared counters, added to them when the batch is flushed (after its lines).
+    shared: Vec<SharedCounter>,
 }
 
 /// What a batch's text starts with room for: a request's timer and counter lines, its own and
@@ -153,6 +156,7 @@ struct Buffers {
     text: String,
     counters: Vec<CounterSums>,
     counter_prefixes: String,
+    shared: Vec<SharedCounter>,
 }
 
 /// A kept buffer larger than this (a batch that grew for a large request) is freed instead.
@@ -174,12 +178,14 @@ impl Buffers {
         if self.text.capacity() > KEPT_CAPACITY
             || self.counter_prefixes.capacity() > KEPT_CAPACITY
             || self.counters.capacity() > COUNTERS_SCANNED
+            || self.shared.capacity() > COUNTERS_SCANNED
         {
             return;
         }
         self.text.clear();
         self.counters.clear();
         self.counter_prefixes.clear();
+        self.shared.clear();
         // `try_with`: a batch dropped while its thread ends frees its buffers.
         let _ = SPARE.try_with(|spare| {
             let kept = spare.take().unwrap_or(self);
@@ -194,6 +200,7 @@ impl Drop for Batch {
             text: std::mem::take(&mut self.lines.text),
             counters: std::mem::take(&mut self.counters),
             counter_prefixes: std::mem::take(&mut self.counter_prefixes),
+            shared: std::mem::take(&mut self.shared),
         }
         .keep();
     }
@@ -206,6 +213,7 @@ impl Batch {
             text,
             counters,
             counter_prefixes,
+            shared,
         } = Buffers::take();
         Self {
             client,
@@ -215,6 +223,7 @@ impl Batch {
             counters,
             counter_prefixes,
             counter_index: HashMap::new(),
+            shared,
         }
     }
 
@@ -374,6 +383,31 @@ impl Batch {
         }
     }
 
+    /// Adds 1 to `counter`, a counter summed in the client across batches, when this batch is
+    /// flushed: after its lines are in the client, so the sum goes out with the packet that
+    /// carries them or a later one. Dropped unflushed, the batch counts nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use baseplate_runtime_metrics::{ClientOptions, MemoryTransport, MetricsClient};
+    ///
+    /// let transport = MemoryTransport::new();
+    /// let options = ClientOptions::new().with_coalesce(Duration::from_secs(60));
+    /// let client = MetricsClient::with_options(transport.clone(), "ns", options);
+    /// let served = client.shared_counter("server.visit.success", 1.0).unwrap();
+    /// let mut batch = client.batch();
+    /// batch.count_shared(&served);
+    /// batch.timer("server.visit", Duration::from_millis(2));
+    /// client.flush_pending();
+    /// assert!(transport.lines().is_empty(), "not counted before the batch's flush");
+    /// batch.flush();
+    /// client.flush_pending();
+    /// assert_eq!(transport.lines(), ["ns.server.visit:2|ms", "ns.server.visit.success:1|c"]);
+    /// ```
+    pub fn count_shared(&mut self, counter: &SharedCounter) {
+        self.shared.push(counter.clone());
+    }
+
     /// Records a gauge's current value: `name:50|g`.
     ///
     /// ```
@@ -474,6 +508,11 @@ impl Batch {
         self.counter_index.clear();
         self.client.send_lines(self.lines.joined());
         self.lines.clear();
+        // Counted once the lines are in the client: the sums go out with their packet or a
+        // later one, never ahead of them.
+        for counter in self.shared.drain(..) {
+            counter.increment();
+        }
     }
 
     /// An empty batch with the same client, namespace and base tags.
@@ -486,12 +525,14 @@ impl Batch {
             counters: Vec::new(),
             counter_prefixes: String::new(),
             counter_index: HashMap::new(),
+            shared: Vec::new(),
         }
     }
 
     /// Moves everything `other` recorded into this batch, as if it had been recorded here.
-    pub(crate) fn absorb(&mut self, other: Batch) {
+    pub(crate) fn absorb(&mut self, mut other: Batch) {
         self.lines.append(&other.lines);
+        self.shared.append(&mut other.shared);
         for counter in &other.counters {
             for (sample_rate, delta) in counter.sums() {
                 let prefix = &other.counter_prefixes[counter.prefix.clone()];

@@ -845,12 +845,12 @@ mod tests {
         let idle = client.shared_counter("idle", 1.0).unwrap();
         for request in 0..10 {
             let mut batch = client.batch();
+            batch.count_shared(&served);
             batch.gauge(&format!("r{request}"), 1.0);
-            batch.flush();
-            served.increment();
             if request % 5 == 0 {
-                failed.increment();
+                batch.count_shared(&failed);
             }
+            batch.flush();
         }
         client.flush_pending();
         // Each packet that filled up took the counts so far along in the next one.

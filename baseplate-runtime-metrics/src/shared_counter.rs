@@ -12,7 +12,9 @@ use crate::wire::{Kind, write_line};
 ///
 /// The sum goes out with the next packet that leaves the client (full, after the coalescing
 /// delay, on [`MetricsClient::flush_pending`](crate::MetricsClient::flush_pending) or when the
-/// client is dropped), so it is no later than the lines of the batches recorded with it. Made by
+/// client is dropped). A batch counts with [`Batch::count_shared`](crate::Batch::count_shared),
+/// which adds when the batch is flushed: a count then goes out with the batch's lines or after
+/// them, never ahead of them. Made by
 /// [`MetricsClient::shared_counter`](crate::MetricsClient::shared_counter).
 ///
 /// ```
@@ -26,8 +28,8 @@ use crate::wire::{Kind, write_line};
 /// for _ in 0..3 {
 ///     let mut batch = client.batch();
 ///     batch.timer("server.visit", Duration::from_millis(2));
+///     batch.count_shared(&served);
 ///     batch.flush();
-///     served.increment();
 /// }
 /// client.flush_pending();
 /// assert_eq!(
@@ -73,7 +75,8 @@ impl SharedCounter {
         }
     }
 
-    /// Adds 1: one event, as `name:1|c` in a batch would count it.
+    /// Adds 1 now: one event, as `name:1|c` in a batch would count it (a count that belongs
+    /// with a batch's lines goes through [`Batch::count_shared`](crate::Batch::count_shared)).
     pub fn increment(&self) {
         // The first count since the counter was last written puts it on the list; the writer
         // takes the list before it zeroes the counts, so a counter is on it at most once.

@@ -402,7 +402,7 @@ impl MetricNames {
                 let counter = if success { succeeded } else { failure };
                 batch.timer_named(timer, elapsed, sample_rate);
                 match (&counter.shared, counting) {
-                    (Some(shared), Counting::Summed) => shared.increment(),
+                    (Some(shared), Counting::Summed) => batch.count_shared(shared),
                     _ => batch.counter_named(&counter.name, 1.0, sample_rate),
                 }
             }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use baseplate_redis_cluster::{CommandName, CommandObserver as _};
-use baseplate_runtime_metrics::{MemoryTransport, MetricsClient};
+use baseplate_runtime_metrics::{ClientOptions, MemoryTransport, MetricsClient};
 use tracing::Level;
 use tracing::subscriber::DefaultGuard;
 
@@ -355,6 +355,33 @@ fn the_counters_of_requests_that_share_a_packet_are_summed_into_one_line() {
     assert!(
         lines.last().unwrap().starts_with("ns.server.visit."),
         "the counts come after the timers they were counted with: {lines:?}"
+    );
+}
+
+#[test]
+fn a_requests_counts_go_out_after_its_lines_not_in_a_packet_that_leaves_while_it_runs() {
+    let transport = MemoryTransport::new();
+    let options = ClientOptions::new().with_coalesce(Duration::from_secs(3600));
+    let client = MetricsClient::with_options(transport.clone(), "ns", options);
+    let observer = RequestObserver::new(client.clone(), 1.0, Style::Plain);
+    let scope = observer.request("route");
+    let get = CommandName::Command(b"GET");
+    scope.command_finished("foo", &get, Duration::from_millis(2), true);
+    // Another request's packet leaves while this one still runs.
+    client.flush_pending();
+    assert_eq!(transport.lines(), Vec::<String>::new());
+    drop(scope);
+    client.flush_pending();
+    let lines = transport.lines();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0], "ns.clients.foo.GET:2|ms");
+    assert!(lines[1].starts_with("ns.server.route:"), "{lines:?}");
+    assert_eq!(
+        lines[2..],
+        [
+            "ns.clients.foo.GET.success:1|c",
+            "ns.server.route.success:1|c"
+        ]
     );
 }
 
