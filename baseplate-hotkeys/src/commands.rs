@@ -148,7 +148,7 @@ pub fn classify<'a>(args: &[&'a [u8]]) -> Option<Classification<'a>> {
 /// assert!(command_spec(b"CLUSTER").is_none());
 /// ```
 pub fn command_spec(name: &[u8]) -> Option<CommandSpec> {
-    command(name).filter(CommandSpec::is_tracked)
+    command(name).copied().filter(CommandSpec::is_tracked)
 }
 
 /// The table row for any command the table knows, counted by the tracker or not, its name matched
@@ -169,12 +169,12 @@ pub fn command_spec(name: &[u8]) -> Option<CommandSpec> {
 /// assert_eq!(command(b"PING").unwrap().first_key(), FirstKey::Keyless);
 /// assert!(command(b"NOT-A-COMMAND").is_none());
 /// ```
-pub fn command(name: &[u8]) -> Option<CommandSpec> {
+pub fn command(name: &[u8]) -> Option<&'static CommandSpec> {
     let packed = pack_upper(name)?;
     PACKED
         .binary_search(&packed)
         .ok()
-        .and_then(|i| TABLE.get(i).copied())
+        .and_then(|i| TABLE.get(i))
 }
 
 /// Every command the tracker counts, in alphabetical order.

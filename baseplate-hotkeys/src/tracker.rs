@@ -13,7 +13,7 @@ use redis::{Arg, Cmd, Pipeline};
 use tokio::sync::oneshot;
 
 use crate::TrackerError;
-use crate::commands::{CommandSpec, KeyPositions, command_spec};
+use crate::commands::{CommandSpec, KeyPositions, command};
 use crate::query::TrackedSet;
 use crate::sampling::{SampleRate, thread_draw};
 use hot::HotSet;
@@ -166,14 +166,26 @@ impl HotKeyTracker {
     /// # }
     /// ```
     pub fn observe(&self, cmd: &Cmd) {
+        if self.inner.channels.is_some() {
+            self.observe_as(cmd, row_of(cmd));
+        }
+    }
+
+    /// [`observe`](Self::observe) for a command whose table row the caller already has: `row` is
+    /// what [`command`](crate::command) returns for its name, so the name is not looked up again.
+    ///
+    /// # Examples
+    /// ```
+    /// let tracker = baseplate_hotkeys::HotKeyTracker::disabled();
+    /// let get = redis::cmd("GET").arg("user:1").clone();
+    /// tracker.observe_as(&get, baseplate_hotkeys::command(b"GET"));
+    /// ```
+    pub fn observe_as(&self, cmd: &Cmd, row: Option<&CommandSpec>) {
         let inner = &*self.inner;
         let Some(channels) = &inner.channels else {
             return;
         };
-        let Some(Arg::Simple(name)) = cmd.args_iter().next() else {
-            return;
-        };
-        let Some(spec) = command_spec(name) else {
+        let Some(spec) = row.copied().filter(CommandSpec::is_tracked) else {
             return;
         };
         let (reads, hot) = if spec.reads() == KeyPositions::None {
@@ -250,14 +262,22 @@ impl HotKeyTracker {
     /// assert!(!tracker.is_hot_read(redis::cmd("GET").arg("k")));
     /// ```
     pub fn is_hot_read(&self, cmd: &Cmd) -> bool {
+        self.inner.hot.is_some() && self.is_hot_read_as(cmd, row_of(cmd))
+    }
+
+    /// [`is_hot_read`](Self::is_hot_read) for a command whose table row the caller already has:
+    /// `row` is what [`command`](crate::command) returns for its name.
+    pub fn is_hot_read_as(&self, cmd: &Cmd, row: Option<&CommandSpec>) -> bool {
         let Some(hot) = &self.inner.hot else {
             return false;
         };
-        let mut args = cmd.args_iter();
-        let (Some(Arg::Simple(name)), Some(Arg::Simple(key))) = (args.next(), args.next()) else {
+        let Some(Arg::Simple(key)) = cmd.args_iter().nth(1) else {
             return false;
         };
-        command_spec(name).is_some_and(reads_one_key) && hot.set.contains(key)
+        row.copied()
+            .filter(CommandSpec::is_tracked)
+            .is_some_and(reads_one_key)
+            && hot.set.contains(key)
     }
 
     /// The hot read keys published last, in no particular order (empty for a tracker that finds
@@ -343,6 +363,14 @@ impl fmt::Debug for HotKeyTracker {
             .field("enabled", &self.is_enabled())
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+/// The table row of `cmd`'s name, if the table knows it.
+fn row_of(cmd: &Cmd) -> Option<&'static CommandSpec> {
+    match cmd.args_iter().next() {
+        Some(Arg::Simple(name)) => command(name),
+        _ => None,
     }
 }
 

@@ -423,13 +423,11 @@ impl Drop for Fill<'_> {
     }
 }
 
-/// Whether `cmd` is one of the reads whose replies are cached (the command table's
+/// Whether a command whose name has the table row `row` ([`row_of`](crate::routing::row_of)) is
+/// one of the reads whose replies are cached (the row's
 /// [`is_cacheable`](baseplate_hotkeys::CommandSpec::is_cacheable)).
-pub(crate) fn cacheable(cmd: &Cmd) -> bool {
-    let Some(Arg::Simple(name)) = cmd.args_iter().next() else {
-        return false;
-    };
-    baseplate_hotkeys::command(name).is_some_and(|spec| spec.is_cacheable())
+pub(crate) fn cacheable(row: Option<&baseplate_hotkeys::CommandSpec>) -> bool {
+    row.is_some_and(|spec| spec.is_cacheable())
 }
 
 /// The key a single-key read reads (its first argument).
@@ -499,6 +497,7 @@ fn packs_to(cmd: &Cmd, packed: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::row_of;
 
     fn store(max_keys: usize, ttl: Duration) -> (HotKeyCache, mpsc::Sender<PushInfo>) {
         HotKeyCache::new(HotKeyCacheOptions::new(
@@ -756,8 +755,8 @@ mod tests {
             })
             .collect();
         assert_eq!(cacheable_names.len(), 42);
-        assert!(cacheable(&get("k")));
-        assert!(cacheable(redis::cmd("hgetall").arg("k")));
+        assert!(cacheable(row_of(&get("k"))));
+        assert!(cacheable(row_of(redis::cmd("hgetall").arg("k"))));
         for not in [
             "TTL",
             "SRANDMEMBER",
@@ -766,7 +765,7 @@ mod tests {
             "MGET",
             "NOT-A-COMMAND",
         ] {
-            assert!(!cacheable(redis::cmd(not).arg("k")), "{not}");
+            assert!(!cacheable(row_of(redis::cmd(not).arg("k"))), "{not}");
         }
         let readme = include_str!("../../README.md");
         let section = readme

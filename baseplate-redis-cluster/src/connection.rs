@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use baseplate_hotkeys::HotKeyTracker;
+use baseplate_hotkeys::{CommandSpec, HotKeyTracker};
 use futures_util::FutureExt as _;
 use futures_util::future::Either;
 use opentelemetry_semantic_conventions::attribute::{
@@ -34,7 +34,9 @@ use crate::metrics::{ActiveGuard, ClientSeries, CommandName, CommandObserver, Co
 use crate::pipeline::{self, BatchLabel, MonitoredPipeline};
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
 use crate::pubsub::primary_route;
-use crate::routing::{CmdRoute, Router, ScriptRoute, blocks, route_of, script_route, slot_of};
+use crate::routing::{
+    CmdRoute, Router, ScriptRoute, blocks_as, route_of, row_of, script_route, slot_of,
+};
 
 /// A monitored connection to the cluster, bound to one request's span.
 ///
@@ -280,11 +282,13 @@ impl MonitoredClusterRedisConnection {
         outcome
     }
 
-    /// Runs `cmd` as [`call`](Self::call) runs every call (addressed to `node`, when the caller
-    /// named one), then offers it to the hot-key tracker if it ran.
+    /// Runs `cmd` (whose name's table row is `row`: [`row_of`]) as [`call`](Self::call) runs
+    /// every call (addressed to `node`, when the caller named one), then offers it to the hot-key
+    /// tracker if it ran.
     pub(crate) fn call_command<'a>(
         &'a self,
         cmd: &'a Cmd,
+        row: Option<&'static CommandSpec>,
         node: Option<&'a str>,
         cached: &'a mut Option<SharedConnection>,
         span: Span,
@@ -294,15 +298,16 @@ impl MonitoredClusterRedisConnection {
             name: CommandName::Command(command_name(cmd)),
             command: "",
             cmd: Some(cmd),
-            blocking: blocks(cmd),
+            blocking: blocks_as(cmd, row),
             node,
         };
-        self.call(call, cached, span, work).map(|(result, ())| {
-            if ran_for_tracker(&result) {
-                self.tracker.observe(cmd);
-            }
-            result
-        })
+        self.call(call, cached, span, work)
+            .map(move |(result, ())| {
+                if ran_for_tracker(&result) {
+                    self.tracker.observe_as(cmd, row);
+                }
+                result
+            })
     }
 
     /// The reply to `cmd` (named `name`), a cacheable read, when `cache` holds it, recorded as
@@ -312,6 +317,7 @@ impl MonitoredClusterRedisConnection {
         &self,
         cache: &HotKeyCache,
         cmd: &Cmd,
+        row: Option<&'static CommandSpec>,
         name: CommandName<'_>,
         span: &Span,
     ) -> Option<Value> {
@@ -322,15 +328,17 @@ impl MonitoredClusterRedisConnection {
         let outcome = Outcome::start(self, name, None, series, span, started);
         let reply = Ok(reply);
         outcome.finish(&reply);
-        self.tracker.observe(cmd);
+        self.tracker.observe_as(cmd, row);
         reply.ok()
     }
 
-    /// Sends `cmd` to Redis as every command goes, in `span` (made here when `None`);
-    /// `hot_read` when the cache did not answer it and its reply is to be cached.
+    /// Sends `cmd` (its name's table row: `row`) to Redis as every command goes, in `span` (made
+    /// here when `None`); `hot_read` when the cache did not answer it and its reply is to be
+    /// cached.
     async fn send_command(
         &mut self,
         cmd: &Cmd,
+        row: Option<&'static CommandSpec>,
         span: Option<Span>,
         hot_read: bool,
     ) -> RedisResult<Value> {
@@ -341,7 +349,7 @@ impl MonitoredClusterRedisConnection {
         let cache = self.pool.cache().filter(|_| hot_read);
         let mut cached = self.shared.take();
         let work = async |conn: &mut ClusterConnection| {
-            let result = match self.refusal_or_route(cmd) {
+            let result = match self.refusal_or_route(cmd, row) {
                 Err(refusal) => Err(refusal),
                 // Boxed, as every command's future would otherwise be as large as these
                 // rarer paths' (kilobytes each), allocated and copied per command.
@@ -355,7 +363,9 @@ impl MonitoredClusterRedisConnection {
             };
             (result, ())
         };
-        let result = self.call_command(cmd, None, &mut cached, span, work).await;
+        let result = self
+            .call_command(cmd, row, None, &mut cached, span, work)
+            .await;
         self.shared = cached;
         result
     }
@@ -505,7 +515,11 @@ impl MonitoredClusterRedisConnection {
     /// Why `cmd` must not be sent as redis-rs would send it (a plain `SCAN`, a cross-slot script),
     /// or the route it must take instead (a keyless script goes to a primary); `Ok(None)` when
     /// redis-rs's own routing is right.
-    fn refusal_or_route(&self, cmd: &Cmd) -> RedisResult<Option<RoutingInfo>> {
+    fn refusal_or_route(
+        &self,
+        cmd: &Cmd,
+        row: Option<&'static CommandSpec>,
+    ) -> RedisResult<Option<RoutingInfo>> {
         if command_name(cmd).eq_ignore_ascii_case(b"SCAN") {
             return Err(PlainScan {
                 client: self.name.to_string(),
@@ -515,7 +529,7 @@ impl MonitoredClusterRedisConnection {
         if let Some(route) = primary_route(cmd) {
             return Ok(Some(route));
         }
-        match script_route(cmd) {
+        match script_route(cmd, row) {
             ScriptRoute::NotAScript | ScriptRoute::OneSlot => Ok(None),
             ScriptRoute::Keyless => Ok(Some(RoutingInfo::SingleNode(
                 SingleNodeRoutingInfo::RandomPrimary,
@@ -608,8 +622,10 @@ fn within<F: Future>(
 
 impl ConnectionLike for MonitoredClusterRedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        if self.pool.cache().is_none() || !cacheable(cmd) {
-            return Box::pin(self.send_command(cmd, None, false));
+        // The name's table row, looked up once for the cache, the routing and the tracker.
+        let row = row_of(cmd);
+        if self.pool.cache().is_none() || !cacheable(row) {
+            return Box::pin(self.send_command(cmd, row, None, false));
         }
         // A read the cache may answer has a future of its own, a small one: a hit allocates (and
         // frees, maybe on another thread) 72 bytes rather than a call to Redis's 888; a miss then
@@ -619,12 +635,12 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
             if let Some(cache) = self.pool.cache()
-                && let Some(reply) = self.answer_from_cache(cache, cmd, name, &span)
+                && let Some(reply) = self.answer_from_cache(cache, cmd, row, name, &span)
             {
                 return Ok(reply);
             }
-            let hot_read = self.tracker.is_hot_read(cmd);
-            Box::pin(self.send_command(cmd, Some(span), hot_read)).await
+            let hot_read = self.tracker.is_hot_read_as(cmd, row);
+            Box::pin(self.send_command(cmd, row, Some(span), hot_read)).await
         })
     }
 
@@ -948,9 +964,10 @@ mod tests {
         // Allocated, and copied into place, for every command: 5,544 bytes with a script's route
         // and a hot-key read inline, 1,672 with them boxed, 1,272 once the deadline's wrapper
         // holds the call once, 888 with a blocking command's connection boxed and the call's
-        // arguments held once (rustc 1.95). Allocators keep blocks of up to about a kilobyte in
-        // per-thread caches (glibc: 1,032 bytes); a larger one is served and freed under a lock
-        // the runtime's threads contend for.
+        // arguments held once (rustc 1.95), 944 with the command's table row carried along.
+        // Allocators keep blocks of up to about a kilobyte in per-thread caches (glibc: 1,032
+        // bytes); a larger one is served and freed under a lock the runtime's threads contend
+        // for.
         let future = foo.req_packed_command(&get);
         let size = std::mem::size_of_val(&*future);
         assert!(size <= 1000, "{size} bytes");

@@ -146,7 +146,7 @@ pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
             _ => b"0",
         })
         .collect();
-    let spec = baseplate_hotkeys::command(args.first()?);
+    let spec = baseplate_hotkeys::command(args.first()?).copied();
     let key = first_key(&args, spec)?;
     // A command the table counts as reading keys and writing none is a read; anything else,
     // known or not, goes to the primary.
@@ -178,13 +178,20 @@ pub(crate) enum ScriptRoute<'a> {
     },
 }
 
-/// Where a script or function call may run, by its keys (the `numkeys` after its second word).
-pub(crate) fn script_route(cmd: &Cmd) -> ScriptRoute<'_> {
-    // Every command passes here: look at its name before collecting its arguments.
-    let Some(name) = cmd.args_iter().next().map(simple) else {
-        return ScriptRoute::NotAScript;
-    };
-    let Some(spec) = baseplate_hotkeys::command(name).filter(CommandSpec::is_script) else {
+/// The table row of `cmd`'s name, `None` when the table does not know it: looked up once per
+/// command and handed to what needs it ([`blocks_as`], [`script_route`], the tracker).
+pub(crate) fn row_of(cmd: &Cmd) -> Option<&'static CommandSpec> {
+    cmd.args_iter()
+        .next()
+        .map(simple)
+        .and_then(baseplate_hotkeys::command)
+}
+
+/// Where a script or function call may run, by its keys (the `numkeys` after its second word);
+/// `row` is the table row of its name ([`row_of`]).
+pub(crate) fn script_route<'a>(cmd: &'a Cmd, row: Option<&CommandSpec>) -> ScriptRoute<'a> {
+    // Every command passes here: look at its row before collecting its arguments.
+    let Some(spec) = row.filter(|spec| spec.is_script()) else {
         return ScriptRoute::NotAScript;
     };
     let args: Vec<&[u8]> = cmd.args_iter().map(simple).collect();
@@ -221,12 +228,13 @@ pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {
 /// connection*: on a connection of their own they would answer at once and mean nothing. They
 /// stay with the writes they follow, bounded by their own timeout argument.
 pub(crate) fn blocks(cmd: &Cmd) -> bool {
-    let Some(name) = cmd.args_iter().next().map(simple) else {
-        return false;
-    };
+    blocks_as(cmd, row_of(cmd))
+}
+
+/// [`blocks`] for a command whose table row ([`row_of`]) the caller has.
+pub(crate) fn blocks_as(cmd: &Cmd, row: Option<&CommandSpec>) -> bool {
     // XREAD and XREADGROUP block only with a BLOCK option, looked for without collecting.
-    baseplate_hotkeys::command(name)
-        .is_some_and(|spec| spec.blocking().blocks(cmd.args_iter().map(simple)))
+    row.is_some_and(|spec| spec.blocking().blocks(cmd.args_iter().map(simple)))
 }
 
 /// An argument's bytes, or none for a SCAN cursor (never a name, a key or an option).
@@ -394,6 +402,9 @@ mod tests {
 
     #[test]
     fn scripts_route_by_all_their_keys() {
+        fn route(cmd: &Cmd) -> ScriptRoute<'_> {
+            script_route(cmd, row_of(cmd))
+        }
         let eval = |keys: &[&str]| {
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg("8f3d1c").arg(keys.len());
@@ -403,13 +414,13 @@ mod tests {
             cmd.arg("an argument, not a key");
             cmd
         };
-        assert_eq!(script_route(&eval(&[])), ScriptRoute::Keyless);
+        assert_eq!(route(&eval(&[])), ScriptRoute::Keyless);
         assert_eq!(
-            script_route(&eval(&["{user1}.a", "{user1}.b"])),
+            route(&eval(&["{user1}.a", "{user1}.b"])),
             ScriptRoute::OneSlot
         );
         assert_eq!(
-            script_route(&eval(&["foo", "{foo}.x", "bar"])),
+            route(&eval(&["foo", "{foo}.x", "bar"])),
             ScriptRoute::CrossSlot {
                 first: b"foo",
                 first_slot: 12182,
@@ -418,18 +429,15 @@ mod tests {
             }
         );
         assert_eq!(
-            script_route(redis::cmd("fcall_ro").arg("f").arg(0)),
+            route(redis::cmd("fcall_ro").arg("f").arg(0)),
             ScriptRoute::Keyless
         );
         assert_eq!(
-            script_route(redis::cmd("FCALL").arg("f").arg(1).arg("foo")),
+            route(redis::cmd("FCALL").arg("f").arg(1).arg("foo")),
             ScriptRoute::OneSlot
         );
-        assert_eq!(
-            script_route(redis::cmd("GET").arg("foo")),
-            ScriptRoute::NotAScript
-        );
-        assert_eq!(script_route(&redis::Cmd::new()), ScriptRoute::NotAScript);
+        assert_eq!(route(redis::cmd("GET").arg("foo")), ScriptRoute::NotAScript);
+        assert_eq!(route(&redis::Cmd::new()), ScriptRoute::NotAScript);
     }
 
     #[test]

@@ -232,7 +232,7 @@ fn the_table_is_sorted_unique_and_upper_case() {
             "{} says nothing",
             spec.name
         );
-        assert_eq!(command(spec.name.as_bytes()), Some(*spec));
+        assert_eq!(command(spec.name.as_bytes()), Some(spec));
         let counted = command_spec(spec.name.as_bytes());
         assert_eq!(counted, spec.is_tracked().then_some(*spec), "{}", spec.name);
     }
