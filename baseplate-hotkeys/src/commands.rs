@@ -177,6 +177,22 @@ pub fn command(name: &[u8]) -> Option<&'static CommandSpec> {
         .and_then(|i| TABLE.get(i))
 }
 
+/// The table row for `cmd`'s name (its first argument), as [`command`] finds it; `None` for an
+/// empty command or one the table does not know.
+///
+/// # Examples
+/// ```
+/// let get = redis::cmd("get").arg("k").clone();
+/// assert_eq!(baseplate_hotkeys::command_of(&get).unwrap().name(), "GET");
+/// assert!(baseplate_hotkeys::command_of(&redis::Cmd::new()).is_none());
+/// ```
+pub fn command_of(cmd: &redis::Cmd) -> Option<&'static CommandSpec> {
+    match cmd.args_iter().next() {
+        Some(redis::Arg::Simple(name)) => command(name),
+        _ => None,
+    }
+}
+
 /// Every command the tracker counts, in alphabetical order.
 ///
 /// # Examples

@@ -13,7 +13,7 @@ mod tracker;
 
 pub use commands::{
     Blocking, Classification, CommandSpec, FirstKey, KeyPositions, all_commands, classify, command,
-    command_spec, commands,
+    command_of, command_spec, commands,
 };
 pub use error::TrackerError;
 pub use query::{TrackedSet, top_keys};

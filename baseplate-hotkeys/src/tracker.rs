@@ -13,7 +13,7 @@ use redis::{Arg, Cmd, Pipeline};
 use tokio::sync::oneshot;
 
 use crate::TrackerError;
-use crate::commands::{CommandSpec, KeyPositions, command};
+use crate::commands::{CommandSpec, KeyPositions, command_of};
 use crate::query::TrackedSet;
 use crate::sampling::{SampleRate, thread_draw};
 use hot::HotSet;
@@ -167,7 +167,7 @@ impl HotKeyTracker {
     /// ```
     pub fn observe(&self, cmd: &Cmd) {
         if self.inner.channels.is_some() {
-            self.observe_as(cmd, row_of(cmd));
+            self.observe_as(cmd, command_of(cmd));
         }
     }
 
@@ -262,7 +262,7 @@ impl HotKeyTracker {
     /// assert!(!tracker.is_hot_read(redis::cmd("GET").arg("k")));
     /// ```
     pub fn is_hot_read(&self, cmd: &Cmd) -> bool {
-        self.inner.hot.is_some() && self.is_hot_read_as(cmd, row_of(cmd))
+        self.inner.hot.is_some() && self.is_hot_read_as(cmd, command_of(cmd))
     }
 
     /// [`is_hot_read`](Self::is_hot_read) for a command whose table row the caller already has:
@@ -363,14 +363,6 @@ impl fmt::Debug for HotKeyTracker {
             .field("enabled", &self.is_enabled())
             .field("stats", &self.stats())
             .finish()
-    }
-}
-
-/// The table row of `cmd`'s name, if the table knows it.
-fn row_of(cmd: &Cmd) -> Option<&'static CommandSpec> {
-    match cmd.args_iter().next() {
-        Some(Arg::Simple(name)) => command(name),
-        _ => None,
     }
 }
 

@@ -423,7 +423,7 @@ impl Drop for Fill<'_> {
     }
 }
 
-/// Whether a command whose name has the table row `row` ([`row_of`](crate::routing::row_of)) is
+/// Whether a command whose name has the table row `row` ([`command_of`](baseplate_hotkeys::command_of)) is
 /// one of the reads whose replies are cached (the row's
 /// [`is_cacheable`](baseplate_hotkeys::CommandSpec::is_cacheable)).
 pub(crate) fn cacheable(row: Option<&baseplate_hotkeys::CommandSpec>) -> bool {
@@ -497,7 +497,7 @@ fn packs_to(cmd: &Cmd, packed: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::row_of;
+    use baseplate_hotkeys::command_of;
 
     fn store(max_keys: usize, ttl: Duration) -> (HotKeyCache, mpsc::Sender<PushInfo>) {
         HotKeyCache::new(HotKeyCacheOptions::new(
@@ -755,8 +755,8 @@ mod tests {
             })
             .collect();
         assert_eq!(cacheable_names.len(), 42);
-        assert!(cacheable(row_of(&get("k"))));
-        assert!(cacheable(row_of(redis::cmd("hgetall").arg("k"))));
+        assert!(cacheable(command_of(&get("k"))));
+        assert!(cacheable(command_of(redis::cmd("hgetall").arg("k"))));
         for not in [
             "TTL",
             "SRANDMEMBER",
@@ -765,7 +765,7 @@ mod tests {
             "MGET",
             "NOT-A-COMMAND",
         ] {
-            assert!(!cacheable(row_of(redis::cmd(not).arg("k"))), "{not}");
+            assert!(!cacheable(command_of(redis::cmd(not).arg("k"))), "{not}");
         }
         let readme = include_str!("../../README.md");
         let section = readme

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use baseplate_hotkeys::{CommandSpec, HotKeyTracker};
+use baseplate_hotkeys::{CommandSpec, HotKeyTracker, command_of};
 use futures_util::FutureExt as _;
 use futures_util::future::Either;
 use opentelemetry_semantic_conventions::attribute::{
@@ -34,9 +34,7 @@ use crate::metrics::{ActiveGuard, ClientSeries, CommandName, CommandObserver, Co
 use crate::pipeline::{self, BatchLabel, MonitoredPipeline};
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
 use crate::pubsub::primary_route;
-use crate::routing::{
-    CmdRoute, Router, ScriptRoute, blocks_as, route_of, row_of, script_route, slot_of,
-};
+use crate::routing::{CmdRoute, Router, ScriptRoute, blocks_as, route_of, script_route, slot_of};
 
 /// A monitored connection to the cluster, bound to one request's span.
 ///
@@ -282,7 +280,7 @@ impl MonitoredClusterRedisConnection {
         outcome
     }
 
-    /// Runs `cmd` (whose name's table row is `row`: [`row_of`]) as [`call`](Self::call) runs
+    /// Runs `cmd` (whose name's table row is `row`: [`command_of`]) as [`call`](Self::call) runs
     /// every call (addressed to `node`, when the caller named one), then offers it to the hot-key
     /// tracker if it ran.
     pub(crate) fn call_command<'a>(
@@ -623,7 +621,7 @@ fn within<F: Future>(
 impl ConnectionLike for MonitoredClusterRedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         // The name's table row, looked up once for the cache, the routing and the tracker.
-        let row = row_of(cmd);
+        let row = command_of(cmd);
         if self.pool.cache().is_none() || !cacheable(row) {
             return Box::pin(self.send_command(cmd, row, None, false));
         }

@@ -16,7 +16,7 @@ use tracing::Span;
 use crate::connection::{BatchOperation, Call, MonitoredClusterRedisConnection, command_name};
 use crate::metrics::{CommandName, PIPELINE_COMMAND};
 use crate::pipeline::Ran;
-use crate::routing::{blocks, row_of};
+use crate::routing::blocks;
 
 /// A connection to one node of the cluster, named by `host:port`, from
 /// [`MonitoredClusterRedisConnection::on_node`].
@@ -198,7 +198,14 @@ impl ConnectionLike for NodeConnection {
             };
             let node = Some(self.addr.as_str());
             self.conn
-                .call_command(cmd, row_of(cmd), node, &mut None, span, work)
+                .call_command(
+                    cmd,
+                    baseplate_hotkeys::command_of(cmd),
+                    node,
+                    &mut None,
+                    span,
+                    work,
+                )
                 .await
         })
     }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use baseplate_hotkeys::{CommandSpec, KeyPositions};
+use baseplate_hotkeys::{CommandSpec, KeyPositions, command_of};
 use rand::RngExt as _;
 use redis::Cmd;
 use redis::cluster::NodeAddress;
@@ -178,17 +178,8 @@ pub(crate) enum ScriptRoute<'a> {
     },
 }
 
-/// The table row of `cmd`'s name, `None` when the table does not know it: looked up once per
-/// command and handed to what needs it ([`blocks_as`], [`script_route`], the tracker).
-pub(crate) fn row_of(cmd: &Cmd) -> Option<&'static CommandSpec> {
-    cmd.args_iter()
-        .next()
-        .map(simple)
-        .and_then(baseplate_hotkeys::command)
-}
-
 /// Where a script or function call may run, by its keys (the `numkeys` after its second word);
-/// `row` is the table row of its name ([`row_of`]).
+/// `row` is the table row of its name ([`command_of`]), looked up once per command.
 pub(crate) fn script_route<'a>(cmd: &'a Cmd, row: Option<&CommandSpec>) -> ScriptRoute<'a> {
     // Every command passes here: look at its row before collecting its arguments.
     let Some(spec) = row.filter(|spec| spec.is_script()) else {
@@ -228,10 +219,10 @@ pub(crate) fn slot_of(cmd: &Cmd) -> Option<u16> {
 /// connection*: on a connection of their own they would answer at once and mean nothing. They
 /// stay with the writes they follow, bounded by their own timeout argument.
 pub(crate) fn blocks(cmd: &Cmd) -> bool {
-    blocks_as(cmd, row_of(cmd))
+    blocks_as(cmd, command_of(cmd))
 }
 
-/// [`blocks`] for a command whose table row ([`row_of`]) the caller has.
+/// [`blocks`] for a command whose table row ([`command_of`]) the caller has.
 pub(crate) fn blocks_as(cmd: &Cmd, row: Option<&CommandSpec>) -> bool {
     // XREAD and XREADGROUP block only with a BLOCK option, looked for without collecting.
     row.is_some_and(|spec| spec.blocking().blocks(cmd.args_iter().map(simple)))
@@ -403,7 +394,7 @@ mod tests {
     #[test]
     fn scripts_route_by_all_their_keys() {
         fn route(cmd: &Cmd) -> ScriptRoute<'_> {
-            script_route(cmd, row_of(cmd))
+            script_route(cmd, command_of(cmd))
         }
         let eval = |keys: &[&str]| {
             let mut cmd = redis::cmd("EVALSHA");
