@@ -28,8 +28,8 @@ pub const LOCAL_MAX_PACKET_SIZE: usize = 8192;
 /// How often a failing transport is logged at most; the errors in between are only counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The largest payload a UDP datagram can carry over IPv4.
-const MAX_UDP_PAYLOAD: usize = 65_507;
+/// The largest payload a UDP datagram can carry over IPv4: no packet is larger.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
 /// Options of a [`MetricsClient`].
 ///
@@ -269,7 +269,8 @@ impl MetricsClient {
     /// let missing = MetricsClient::from_endpoint(Some("/nonexistent/statsd.sock"), "ns");
     /// assert_eq!(
     ///     missing.unwrap_err().to_string(),
-    ///     "cannot send metrics to the Unix socket `/nonexistent/statsd.sock`"
+    ///     "cannot send metrics to the Unix socket `/nonexistent/statsd.sock`: No such file or \
+    ///      directory (os error 2)"
     /// );
     /// # let _ = (client, discarding);
     /// ```
@@ -619,6 +620,29 @@ mod tests {
         batch.flush();
         assert_eq!(client.send_errors(), 0);
         assert!(MetricsClient::from_endpoint(Some("localhost"), "ns").is_err());
+    }
+
+    #[test]
+    fn endpoint_errors_say_why_and_port_zero_is_one() {
+        let error = |endpoint| {
+            MetricsClient::from_endpoint(Some(endpoint), "ns")
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            error("127.0.0.1:0"),
+            "metrics endpoint `127.0.0.1:0` has port 0, where nothing receives"
+        );
+        assert_eq!(
+            error("statsd"),
+            "cannot resolve metrics endpoint `statsd` as host:port: invalid socket address"
+        );
+        assert_eq!(
+            error("udp://127.0.0.1:8125"),
+            "cannot send metrics to the Unix socket `udp://127.0.0.1:8125`: No such file or \
+             directory (os error 2) (an endpoint with a `/` is a Unix socket's path; a UDP one is \
+             host:port, with no scheme)"
+        );
     }
 
     /// A statsd socket on loopback and a client (namespace `ns`) sending to it by UDP.

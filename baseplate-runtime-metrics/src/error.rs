@@ -12,13 +12,19 @@ pub type SourceError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum MetricsError {
     /// The endpoint (`metrics.endpoint`) is neither a path nor a `host:port` that resolves.
-    #[error("cannot resolve metrics endpoint `{endpoint}` (expected host:port)")]
+    #[error("cannot resolve metrics endpoint `{endpoint}` as host:port: {source}")]
     Resolve {
         /// The endpoint as configured.
         endpoint: String,
         /// Why resolving failed.
         #[source]
         source: io::Error,
+    },
+    /// The endpoint's port is 0, where nothing receives: every packet would vanish unreported.
+    #[error("metrics endpoint `{endpoint}` has port 0, where nothing receives")]
+    PortZero {
+        /// The endpoint as configured.
+        endpoint: String,
     },
     /// The endpoint resolved to no address at all.
     #[error("metrics endpoint `{endpoint}` resolved to no address")]
@@ -27,7 +33,7 @@ pub enum MetricsError {
         endpoint: String,
     },
     /// The UDP socket for the endpoint could not be opened or set up.
-    #[error("cannot open a UDP socket to metrics endpoint `{endpoint}`")]
+    #[error("cannot open a UDP socket to metrics endpoint `{endpoint}`: {source}")]
     Socket {
         /// The endpoint as configured.
         endpoint: String,
@@ -37,7 +43,15 @@ pub enum MetricsError {
     },
     /// Nothing receives at the Unix socket path of the endpoint, or a socket for it could not be
     /// set up.
-    #[error("cannot send metrics to the Unix socket `{}`", .path.display())]
+    #[error(
+        "cannot send metrics to the Unix socket `{}`: {source}{hint}",
+        .path.display(),
+        hint = if .path.to_string_lossy().contains("://") {
+            " (an endpoint with a `/` is a Unix socket's path; a UDP one is host:port, with no scheme)"
+        } else {
+            ""
+        }
+    )]
     UnixSocket {
         /// The path, as configured.
         path: std::path::PathBuf,

@@ -14,7 +14,9 @@ mod transport;
 mod wire;
 
 pub use batch::{Batch, MetricName, TaggedBatch};
-pub use client::{ClientOptions, DEFAULT_MAX_PACKET_SIZE, LOCAL_MAX_PACKET_SIZE, MetricsClient};
+pub use client::{
+    ClientOptions, DEFAULT_MAX_PACKET_SIZE, LOCAL_MAX_PACKET_SIZE, MAX_UDP_PAYLOAD, MetricsClient,
+};
 pub use error::{MetricsError, SourceError};
 pub use reporter::{
     DEFAULT_REPORT_INTERVAL, ReportSummary, ReporterHandle, ReporterOptions,

@@ -72,7 +72,9 @@ pub struct UdpTransport {
 
 impl UdpTransport {
     /// Resolves `endpoint` (`host:port`, as in `metrics.endpoint`) and opens a socket to its first
-    /// address. Resolving may block on DNS, so create the transport at start-up.
+    /// IPv4 address, else its first address: baseplate.py sends over IPv4, so `localhost:8125`
+    /// reaches a statsd listening on 127.0.0.1 even where `localhost` resolves to `::1` first.
+    /// Resolving may block on DNS, so create the transport at start-up.
     ///
     /// # Errors
     ///
@@ -80,16 +82,20 @@ impl UdpTransport {
     /// [`MetricsError::NoAddress`] when it resolves to nothing, and [`MetricsError::Socket`] when
     /// the socket cannot be opened, connected or made non-blocking.
     pub fn connect(endpoint: &str) -> Result<Self, MetricsError> {
-        let peer = endpoint
+        let resolved = endpoint
             .to_socket_addrs()
             .map_err(|source| MetricsError::Resolve {
                 endpoint: endpoint.to_owned(),
                 source,
-            })?
-            .next()
-            .ok_or_else(|| MetricsError::NoAddress {
-                endpoint: endpoint.to_owned(),
             })?;
+        let peer = preferred_address(resolved).ok_or_else(|| MetricsError::NoAddress {
+            endpoint: endpoint.to_owned(),
+        })?;
+        if peer.port() == 0 {
+            return Err(MetricsError::PortZero {
+                endpoint: endpoint.to_owned(),
+            });
+        }
         let socket_error = |source| MetricsError::Socket {
             endpoint: endpoint.to_owned(),
             source,
@@ -117,6 +123,19 @@ impl UdpTransport {
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
+}
+
+/// The address a statsd endpoint's packets go to among those its name resolves to: the first
+/// IPv4 one, as baseplate.py (whose socket is IPv4) would reach, else the first.
+fn preferred_address(resolved: impl IntoIterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    let mut first = None;
+    for address in resolved {
+        if address.is_ipv4() {
+            return Some(address);
+        }
+        first.get_or_insert(address);
+    }
+    first
 }
 
 impl Transport for UdpTransport {
@@ -422,6 +441,16 @@ impl Transport for MemoryTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endpoint_that_resolves_to_both_families_is_reached_over_ipv4() {
+        let v6: SocketAddr = "[::1]:8125".parse().unwrap();
+        let v4: SocketAddr = "127.0.0.1:8125".parse().unwrap();
+        let other_v4: SocketAddr = "10.0.0.1:8125".parse().unwrap();
+        assert_eq!(preferred_address([v6, v4, other_v4]), Some(v4));
+        assert_eq!(preferred_address([v6]), Some(v6));
+        assert_eq!(preferred_address([]), None);
+    }
 
     #[test]
     fn unresolvable_endpoints_are_errors_naming_the_endpoint() {

@@ -22,7 +22,7 @@ pub enum BaseplateError {
         name: String,
     },
     /// The statsd endpoint cannot be used (it does not resolve, say).
-    #[error(transparent)]
+    #[error("metrics.endpoint: {0}")]
     Metrics(#[from] MetricsError),
     /// The Prometheus `/metrics` server could not listen on its address.
     #[error("cannot serve Prometheus metrics on {addr}: {source}")]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use baseplate_background::StartOnce;
 use baseplate_config::{ConfigError, ConfigWarning, Endpoint, Percent, RawConfig, UnknownKeys};
 use baseplate_runtime_metrics::{
-    ClientOptions, MetricsClient, ReporterHandle, ReporterOptions, RuntimeMetricsReporter,
+    ClientOptions, MAX_UDP_PAYLOAD, MetricsClient, ReporterHandle, ReporterOptions,
+    RuntimeMetricsReporter,
 };
 use serde::Deserialize;
 use tracing::{Instrument as _, Span};
@@ -258,10 +259,15 @@ impl Baseplate {
 
         // baseplate.py decides on the keys' presence: an empty namespace is still a namespace.
         let namespace_set = inner.app_config.get("metrics.namespace").is_some();
-        if metrics.max_packet_size == Some(0) {
+        if metrics
+            .max_packet_size
+            .is_some_and(|size| !(1..=MAX_UDP_PAYLOAD).contains(&size))
+        {
             return Err(ConfigError::Invalid {
                 key: "metrics.max_packet_size".into(),
-                message: "must be at least 1".into(),
+                message: format!(
+                    "must be from 1 to {MAX_UDP_PAYLOAD} bytes (the most a UDP datagram carries)"
+                ),
             }
             .into());
         }

@@ -417,12 +417,33 @@ fn metrics_max_packet_size_bounds_the_packets_requests_share() {
     }
     assert_eq!((timers, counted), (20, 20));
 
-    let error = Baseplate::new(config(&[("metrics.max_packet_size", "0")]))
+    for size in ["0", "65508"] {
+        let error = Baseplate::new(config(&[("metrics.max_packet_size", size)]))
+            .configure_observers()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "metrics.max_packet_size: must be from 1 to 65507 bytes (the most a UDP datagram \
+             carries)",
+            "{size}"
+        );
+    }
+    Baseplate::new(config(&[("metrics.max_packet_size", "65507")]))
         .configure_observers()
-        .unwrap_err();
+        .unwrap();
+}
+
+#[test]
+fn an_endpoint_that_cannot_be_used_is_an_error_naming_the_key() {
+    let error = Baseplate::new(config(&[
+        ("metrics.namespace", "ns"),
+        ("metrics.endpoint", "127.0.0.1:0"),
+    ]))
+    .configure_observers()
+    .unwrap_err();
     assert_eq!(
         error.to_string(),
-        "metrics.max_packet_size: must be at least 1"
+        "metrics.endpoint: metrics endpoint `127.0.0.1:0` has port 0, where nothing receives"
     );
 }
 
