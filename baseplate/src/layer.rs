@@ -17,7 +17,8 @@ use crate::service::Baseplate;
 
 /// A `tower::Layer` that runs every request through `baseplate`: it makes the request's
 /// [`RequestContext`] and server span (`server.{route}` in statsd), names it after the route axum
-/// matched (`/users/{id}`; a gRPC method's path for tonic; `unmatched` when nothing matched),
+/// matched (`/users/{id}`; a gRPC method's path for tonic, when it has the shape of one,
+/// `/package.Service/Method` of at most 256 bytes; `unmatched` otherwise),
 /// puts the context in the request's extensions for handlers (the [`RequestContext`] extractor),
 /// and records the request failed when the inner service fails or answers a 5xx status.
 ///
@@ -131,7 +132,7 @@ static INCOMING: std::sync::LazyLock<opentelemetry::propagation::TextMapComposit
     std::sync::LazyLock::new(crate::propagation::incoming);
 
 /// The request's name: the route axum matched, a gRPC method's path (`/package.Service/Method`,
-/// from a bounded set), else `unmatched`: a raw URI path would make a metric per path, and put
+/// see [`grpc_method`]), else `unmatched`: a raw URI path would make a metric per path, and put
 /// whatever the path carries (ids, tokens) into metric names.
 fn route<B>(request: &Request<B>) -> &str {
     if let Some(route) = request.extensions().get::<MatchedPath>() {
@@ -141,11 +142,32 @@ fn route<B>(request: &Request<B>) -> &str {
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .is_some_and(|kind| kind.as_bytes().starts_with(b"application/grpc"));
-    if grpc {
-        request.uri().path()
+    let path = request.uri().path();
+    if grpc && grpc_method(path) {
+        path
     } else {
         "unmatched"
     }
+}
+
+/// The longest gRPC path taken for a route name.
+const MAX_GRPC_PATH: usize = 256;
+
+/// Whether `path` has the shape of a gRPC method's path, `/package.Service/Method` (protobuf names:
+/// letters, digits, `_` and `.`), at most [`MAX_GRPC_PATH`] bytes: any other path a client sends
+/// with a gRPC content type (long, or carrying ids) is not made a metric name.
+fn grpc_method(path: &str) -> bool {
+    let name = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    };
+    path.len() <= MAX_GRPC_PATH
+        && path
+            .strip_prefix('/')
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(service, method)| name(service) && name(method))
 }
 
 /// Whether a gRPC response's headers carry a non-zero `grpc-status` (an error answered as
@@ -168,5 +190,41 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             StatusCode::INTERNAL_SERVER_ERROR,
             "no RequestContext: add baseplate::BaseplateLayer to this route",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header::CONTENT_TYPE;
+
+    use super::*;
+
+    fn named(path: &str, content_type: &str) -> String {
+        let request = Request::builder()
+            .uri(path)
+            .header(CONTENT_TYPE, content_type)
+            .body(())
+            .unwrap();
+        route(&request).to_owned()
+    }
+
+    #[test]
+    fn only_a_grpc_methods_path_names_a_request_no_route_matched() {
+        let method = "/grpc.health.v1.Health/Check";
+        assert_eq!(named(method, "application/grpc"), method);
+        assert_eq!(named(method, "application/grpc+proto"), method);
+        assert_eq!(named(method, "application/json"), "unmatched");
+        let long = format!("/pkg.Service/{}", "a".repeat(MAX_GRPC_PATH));
+        for path in [
+            "/",
+            "/pkg.Service",
+            "/pkg.Service/",
+            "/pkg.Service/Check/extra",
+            "/users/12345:token/Get",
+            "/pkg.Service/Check%0A",
+            long.as_str(),
+        ] {
+            assert_eq!(named(path, "application/grpc"), "unmatched", "{path}");
+        }
     }
 }
