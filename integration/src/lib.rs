@@ -81,9 +81,10 @@ fn start_own(name: &str) -> TestCluster {
     }
 }
 
-/// A TLS cluster of this test binary's own (see [`ClusterSpec::with_tls`]), started on first use
-/// and stopped when the binary exits. Its `url()` is `rediss://`; its nodes also answer on plain
-/// ports (`spec().ports()`), and its certificates are under `spec().tls_files()`.
+/// A TLS cluster of this test binary's own (see [`cluster_launcher::ClusterSpec::with_tls`]),
+/// started on first use and stopped when the binary exits. Its `url()` is `rediss://`; its nodes
+/// also answer on plain ports (`spec().ports()`), and its certificates are under
+/// `spec().tls_files()`.
 ///
 /// # Panics
 /// When no cluster can be started.

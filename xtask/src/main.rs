@@ -24,7 +24,8 @@ struct Cli {
 enum Task {
     /// Start, stop or inspect a throwaway local Redis Cluster.
     Cluster(cluster_task::ClusterArgs),
-    /// The project's one test command: fmt, clippy, then the whole test suite against a fresh cluster.
+    /// The project's one test command: fmt, clippy, docs, then the whole test suite against a fresh
+    /// cluster.
     Test(test_task::TestArgs),
     /// Side-by-side benchmarks of the monitored client, raw redis-rs and redis-benchmark.
     Bench(bench::BenchArgs),

@@ -1,5 +1,5 @@
-//! `cargo xtask test`: the project's one test command. Formatting and lints first, then the whole
-//! workspace's tests against a fresh Redis Cluster, which is stopped whatever the tests do.
+//! `cargo xtask test`: the project's one test command. Formatting, lints and docs first, then the
+//! whole workspace's tests against a fresh Redis Cluster, which is stopped whatever the tests do.
 
 use std::process::{Command, ExitCode};
 
@@ -9,8 +9,8 @@ use clap::Args;
 /// Options of `cargo xtask test`.
 #[derive(Debug, Args)]
 pub(crate) struct TestArgs {
-    /// Skip `cargo fmt --check`, `cargo clippy` and the builds with other features than the
-    /// workspace's (for quick local iterations; CI never skips).
+    /// Skip `cargo fmt --check`, `cargo clippy`, the builds with other features than the
+    /// workspace's and `cargo doc` (for quick local iterations; CI never skips).
     #[arg(long)]
     no_lint: bool,
     /// Extra arguments for `cargo test`, e.g. `-- --test-threads 1` or a test name filter.
@@ -60,6 +60,11 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
             .concat(),
         )?;
         cargo(&[&["test"], &default[..], &["--lib", "--tests"]].concat())?;
+        // The API docs, whose broken links rustdoc only warns about.
+        cargo_with(
+            &["doc", "--workspace", "--no-deps"],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )?;
     }
 
     // A cluster of the tests' own on free ports, so a developer's `cluster up` on 7000 is untouched;
@@ -83,13 +88,23 @@ pub(crate) fn run(args: TestArgs) -> Result<ExitCode> {
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
-    eprintln!("$ cargo {}", args.join(" "));
+    cargo_with(args, &[])
+}
+
+/// Runs cargo with `args`, and `env` set for it.
+fn cargo_with(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    let shown: String = env
+        .iter()
+        .map(|(name, value)| format!("{name}='{value}' "))
+        .collect();
+    eprintln!("$ {shown}cargo {}", args.join(" "));
     let status = Command::new(cargo_bin())
         .args(args)
+        .envs(env.iter().copied())
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;
     if !status.success() {
-        bail!("`cargo {}` failed", args.join(" "));
+        bail!("`{shown}cargo {}` failed", args.join(" "));
     }
     Ok(())
 }

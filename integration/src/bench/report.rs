@@ -230,7 +230,7 @@ pub struct Headline {
     /// Median and range over rounds; `None` when a side was never measured (or, for a ratio, is
     /// zero).
     pub value: Option<Spread>,
-    /// The goal, if the issue sets one for this figure.
+    /// The goal, if the benchmark sets one for this figure.
     pub goal: Option<Goal>,
 }
 
@@ -317,7 +317,7 @@ impl Report {
     /// The headline figures, each on every workload: (b)/(a) and (e)/(a) ops/s and p99; client
     /// CPU per command of (a), (b) and (e), (b) − (a) and (e) − (b); (b)/(c) tracker commands and
     /// round trips; (a)/(d) ops/s; then on the hot-key workload, the cache's figures (see
-    /// [`hot_key_headline`](Self::hot_key_headline)). With the issue's goals where it sets them.
+    /// `hot_key_headline`). With the benchmark's goals where it sets them.
     pub fn headline(&self) -> Vec<Headline> {
         use Contender::{Aggregated, Direct, Raw, RedisBenchmark, Traced};
         let goal_tasks = |w: &Workload, goal: Goal| {
