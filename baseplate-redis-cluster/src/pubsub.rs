@@ -297,7 +297,8 @@ impl Subscriber {
         self.change(Kind::ShardChannel, true, channels).await
     }
 
-    /// Unsubscribes from `channels` (`UNSUBSCRIBE`). Traced as `{client}.UNSUBSCRIBE`.
+    /// Unsubscribes from `channels` (`UNSUBSCRIBE`), or from every channel subscribed when
+    /// `channels` is empty, as `UNSUBSCRIBE` with none does. Traced as `{client}.UNSUBSCRIBE`.
     ///
     /// # Errors
     /// As [`subscribe`](Self::subscribe); the channels are no longer subscribed again after a
@@ -306,7 +307,8 @@ impl Subscriber {
         self.change(Kind::Channel, false, channels).await
     }
 
-    /// Unsubscribes from `patterns` (`PUNSUBSCRIBE`). Traced as `{client}.PUNSUBSCRIBE`.
+    /// Unsubscribes from `patterns` (`PUNSUBSCRIBE`), or from every pattern when `patterns` is
+    /// empty. Traced as `{client}.PUNSUBSCRIBE`.
     ///
     /// # Errors
     /// As [`unsubscribe`](Self::unsubscribe).
@@ -314,7 +316,8 @@ impl Subscriber {
         self.change(Kind::Pattern, false, patterns).await
     }
 
-    /// Unsubscribes from sharded `channels` (`SUNSUBSCRIBE`). Traced as `{client}.SUNSUBSCRIBE`.
+    /// Unsubscribes from sharded `channels` (`SUNSUBSCRIBE`), or from every sharded channel when
+    /// `channels` is empty. Traced as `{client}.SUNSUBSCRIBE`.
     ///
     /// # Errors
     /// As [`unsubscribe`](Self::unsubscribe).
@@ -332,10 +335,14 @@ impl Subscriber {
         subscribe: bool,
         channels: impl ToRedisArgs,
     ) -> RedisResult<()> {
-        let channels = channels.to_redis_args();
+        let mut channels = channels.to_redis_args();
         {
             let mut wanted = self.wanted.lock().unwrap_or_else(PoisonError::into_inner);
             let set = kind.set(&mut wanted);
+            if !subscribe && channels.is_empty() {
+                // As `UNSUBSCRIBE` with no channel: every one subscribed.
+                channels = set.iter().cloned().collect();
+            }
             for channel in &channels {
                 if subscribe {
                     set.insert(channel.clone());

@@ -169,6 +169,39 @@ async fn classic_subscribers_receive_what_any_node_publishes_on_channels_of_ever
     );
 }
 
+/// How many subscribers the cluster's nodes count for `channel` (`PUBSUB NUMSUB`, summed: each
+/// node counts the subscriptions made on it).
+async fn subscribers_of(channel: &str) -> i64 {
+    let mut total = 0;
+    for node in cluster().nodes().await {
+        let mut conn = cluster().node_connection(&node.addr).await;
+        let (_, count): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        total += count;
+    }
+    total
+}
+
+#[tokio::test]
+async fn unsubscribing_from_no_channel_unsubscribes_from_every_one_as_redis_does() {
+    let prefix = unique_prefix("pubsub-all");
+    let channels = channel_per_primary(&prefix).await;
+    let foo = connection(&[]);
+    let mut subscriber = foo.subscriber().await.unwrap();
+    subscriber.subscribe(&channels).await.unwrap();
+    for channel in &channels {
+        assert_eq!(subscribers_of(channel).await, 1, "{channel}");
+    }
+    subscriber.unsubscribe(Vec::<String>::new()).await.unwrap();
+    for channel in &channels {
+        assert_eq!(subscribers_of(channel).await, 0, "{channel}");
+    }
+}
+
 #[tokio::test]
 async fn pattern_subscribers_receive_every_matching_channel_and_only_those() {
     let prefix = unique_prefix("pubsub-pattern");
