@@ -35,6 +35,8 @@ use redis::caching::{CacheConfig, CacheMode};
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Arg, Cmd, PushInfo, PushKind, Value};
 
+use crate::connection::{deadline_after, earliest};
+
 /// `cache_max_keys` when the config does not set it.
 pub const DEFAULT_CACHE_MAX_KEYS: usize = 10_000;
 
@@ -117,6 +119,8 @@ impl CacheStats {
 /// A client's store of cached replies, and the pushes that invalidate them.
 pub(crate) struct HotKeyCache {
     ttl: Duration,
+    /// How many keys' replies are kept at most: the least recently read key leaves past it.
+    max_keys: usize,
     state: Mutex<State>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -132,7 +136,8 @@ struct State {
 }
 
 struct Cached {
-    expires: Instant,
+    /// When the replies leave; never for a `cache_ttl` past what the clock can count.
+    expires: Option<Instant>,
     /// The topology (its number) the replies were read under.
     topology: u64,
     replies: Vec<(Vec<u8>, Value)>,
@@ -190,8 +195,11 @@ impl HotKeyCache {
         let (sender, pushes) = mpsc::channel();
         let cache = Self {
             ttl: options.ttl,
+            max_keys: options.max_keys.get(),
             state: Mutex::new(State {
-                replies: LruCache::new(options.max_keys),
+                // Grown as keys come, not made room for up front: the bound may be far more keys
+                // than are ever read.
+                replies: LruCache::unbounded(),
                 in_flight: HashMap::new(),
                 pushes,
             }),
@@ -272,7 +280,7 @@ impl HotKeyCache {
         now: Instant,
     ) -> Option<Value> {
         let cached = state.replies.get(key)?;
-        if cached.expires <= now || cached.topology != topology {
+        if cached.expires.is_some_and(|expires| expires <= now) || cached.topology != topology {
             if let Some(stale) = state.replies.pop(key) {
                 self.dropped(stale.replies.len());
             }
@@ -375,7 +383,7 @@ impl Fill<'_> {
         if invalidated || topology != self.topology || matches!(reply, Value::ServerError(_)) {
             return;
         }
-        let expires = Instant::now() + cache.ttl;
+        let expires = deadline_after(Instant::now(), Some(cache.ttl));
         let key = self.key.clone();
         let command = self.command.clone();
         match state.replies.get_mut(&key) {
@@ -387,7 +395,7 @@ impl Fill<'_> {
                 }
                 cached.replies.retain(|(c, _)| *c != command);
                 cached.replies.push((command, reply.clone()));
-                cached.expires = cached.expires.min(expires);
+                cached.expires = earliest(cached.expires, expires);
             }
             None => {
                 let cached = Cached {
@@ -395,7 +403,10 @@ impl Fill<'_> {
                     topology: self.topology,
                     replies: vec![(command, reply.clone())],
                 };
-                if let Some((_, evicted)) = state.replies.push(key, cached) {
+                state.replies.push(key, cached);
+                if state.replies.len() > cache.max_keys
+                    && let Some((_, evicted)) = state.replies.pop_lru()
+                {
                     cache.dropped(evicted.replies.len());
                 }
             }
@@ -504,6 +515,17 @@ mod tests {
             NonZeroUsize::new(max_keys).unwrap(),
             ttl,
         ))
+    }
+
+    #[test]
+    fn a_bound_of_more_keys_than_memory_holds_takes_no_memory_up_front() {
+        let (cache, _pushes) = store(usize::MAX, Duration::from_secs(10));
+        let fill = match cache.lookup(b"k", &get("k"), 0) {
+            Lookup::Miss(fill) => fill,
+            _ => panic!("an empty cache answered"),
+        };
+        fill.finish(&value("v"), 0);
+        assert_eq!(cached(&cache, "k"), Some(value("v")));
     }
 
     fn get(key: &str) -> Cmd {

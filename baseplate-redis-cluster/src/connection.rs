@@ -27,14 +27,17 @@ use tracing_subscriber::registry::{LookupSpan as _, Registry};
 
 use crate::cache::{CacheStats, HotKeyCache, Lookup, cacheable, read_key, tracked_read};
 use crate::error::{
-    CallTimeout, ConnectTimeout, CrossSlotScript, PlainScan, error_type, name_call_error,
-    names_client,
+    CallTimeout, ConnectTimeout, CrossSlotScript, PlainScan, SharedConnectionCommand, error_type,
+    name_call_error, names_client, shown_key,
 };
 use crate::metrics::{ActiveGuard, ClientSeries, CommandName, CommandObserver, CommandSeries};
 use crate::pipeline::{self, BatchLabel, MonitoredPipeline};
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
 use crate::pubsub::primary_route;
-use crate::routing::{CmdRoute, Router, ScriptRoute, blocks_as, route_of, script_route, slot_of};
+use crate::routing::{
+    CmdRoute, Router, ScriptRoute, blocks_as, changes_shared_connection, first_key_of, route_of,
+    script_route, slot_of,
+};
 
 /// A monitored connection to the cluster, bound to one request's span.
 ///
@@ -156,13 +159,14 @@ impl MonitoredClusterRedisConnection {
         );
         let started = outcome.started;
         let after = self.pool.call_timeout();
-        let result = within(after.map(|after| started + after), work)
+        let result = within(deadline_after(started, after), work)
             .instrument(span)
             .await
             .unwrap_or_else(|_| {
                 Err(CallTimeout {
                     client: self.name.to_string(),
                     command: described.to_string(),
+                    key: None,
                     node: None,
                     after: after.unwrap_or_default(),
                     waited_for_permit: Duration::ZERO,
@@ -170,7 +174,7 @@ impl MonitoredClusterRedisConnection {
                 }
                 .into())
             })
-            .map_err(|error| name_call_error(error, &self.name, described));
+            .map_err(|error| name_call_error(error, &self.name, described, None, None));
         outcome.finish(&result);
         result
     }
@@ -184,7 +188,7 @@ impl MonitoredClusterRedisConnection {
 
     /// A named transaction (`MULTI`/`EXEC`) in one span `{client}.transaction_{name}`. All its
     /// keys must hash to one slot (use a `{hash tag}`); otherwise it fails with a
-    /// [`CrossSlotTransaction`] error before anything is sent.
+    /// [`CrossSlotTransaction`](crate::CrossSlotTransaction) error before anything is sent.
     pub fn transaction(&self, name: &str) -> MonitoredPipeline {
         MonitoredPipeline::new(self.clone(), BatchLabel::transaction(name))
     }
@@ -222,10 +226,7 @@ impl MonitoredClusterRedisConnection {
                 &span,
                 Instant::now(),
             );
-            let deadline = self
-                .pool
-                .call_timeout()
-                .map(|after| outcome.started + after);
+            let deadline = deadline_after(outcome.started, self.pool.call_timeout());
             let run = async {
                 let (_permit, waited) = match self.pool.permit(deadline).await {
                     Ok(permit) => permit,
@@ -368,8 +369,8 @@ impl MonitoredClusterRedisConnection {
         result
     }
 
-    /// `error` naming this client and the call, and the node when the call named one; a timeout
-    /// names the node too.
+    /// `error` naming this client, the call and its first key, and the node when the call named
+    /// one; a timeout names the node too.
     fn named(
         &self,
         error: RedisError,
@@ -384,10 +385,7 @@ impl MonitoredClusterRedisConnection {
         {
             return self.timed_out(name, cmd, node, after, Some(error), Duration::ZERO);
         }
-        match node {
-            Some(node) => name_call_error(error, &self.name, &format_args!("{name} on {node}")),
-            None => name_call_error(error, &self.name, &name),
-        }
+        name_call_error(error, &self.name, &name, cmd, node)
     }
 
     /// The call's deadline passed before it finished, `waited` of it spent waiting for a
@@ -426,6 +424,7 @@ impl MonitoredClusterRedisConnection {
         CallTimeout {
             client: self.name.to_string(),
             command: name.to_string(),
+            key: cmd.and_then(first_key_of).map(shown_key),
             node: node.map(str::to_owned).or_else(|| {
                 cmd.and_then(slot_of)
                     .and_then(|slot| self.pool.router().primary_of(slot))
@@ -510,6 +509,39 @@ impl MonitoredClusterRedisConnection {
 }
 
 impl MonitoredClusterRedisConnection {
+    /// The refusal of `cmd` when it would change the state of the node connection every caller
+    /// shares (`SUBSCRIBE`, `MONITOR`, `CLIENT REPLY`...).
+    pub(crate) fn shared_connection_refusal(&self, cmd: &Cmd) -> Option<redis::RedisError> {
+        let (command, reason) = changes_shared_connection(cmd)?;
+        Some(
+            SharedConnectionCommand {
+                client: self.name.to_string(),
+                command,
+                reason,
+            }
+            .into(),
+        )
+    }
+
+    /// Why `cmd` must not be sent at all: a plain `SCAN` (it would walk one random node), or a
+    /// command that would change the shared connection.
+    fn refusal(&self, cmd: &Cmd) -> Option<redis::RedisError> {
+        if command_name(cmd).eq_ignore_ascii_case(b"SCAN") {
+            return Some(
+                PlainScan {
+                    client: self.name.to_string(),
+                }
+                .into(),
+            );
+        }
+        self.shared_connection_refusal(cmd)
+    }
+
+    /// Why `pipeline` must not be sent: the [`refusal`](Self::refusal) of one of its commands.
+    pub(crate) fn pipeline_refusal(&self, pipeline: &Pipeline) -> Option<redis::RedisError> {
+        pipeline.cmd_iter().find_map(|cmd| self.refusal(cmd))
+    }
+
     /// Why `cmd` must not be sent as redis-rs would send it (a plain `SCAN`, a cross-slot script),
     /// or the route it must take instead (a keyless script goes to a primary); `Ok(None)` when
     /// redis-rs's own routing is right.
@@ -518,11 +550,8 @@ impl MonitoredClusterRedisConnection {
         cmd: &Cmd,
         row: Option<&'static CommandSpec>,
     ) -> RedisResult<Option<RoutingInfo>> {
-        if command_name(cmd).eq_ignore_ascii_case(b"SCAN") {
-            return Err(PlainScan {
-                client: self.name.to_string(),
-            }
-            .into());
+        if let Some(refusal) = self.refusal(cmd) {
+            return Err(refusal);
         }
         if let Some(route) = primary_route(cmd) {
             return Ok(Some(route));
@@ -605,10 +634,24 @@ async fn cached_read(
     }
 }
 
+/// The deadline `after` from `started`; none without `after`, or when `after` reaches past what
+/// the clock can count (`Duration::MAX` for "no limit").
+pub(crate) fn deadline_after(started: Instant, after: Option<Duration>) -> Option<Instant> {
+    after.and_then(|after| started.checked_add(after))
+}
+
+/// The earlier of two deadlines, either of which may be none.
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Runs `work` until `deadline`, if there is one. A plain function returning either future, so
 /// that `work` is held once (an `async fn` would keep its argument beside the timeout it moved
 /// into).
-fn within<F: Future>(
+pub(crate) fn within<F: Future>(
     deadline: Option<Instant>,
     work: F,
 ) -> impl Future<Output = Result<F::Output, tokio::time::error::Elapsed>> {

@@ -181,6 +181,9 @@ const PLAIN_SCAN: &str = "plain SCAN on a cluster";
 /// The description of a [`CrossSlotScript`] carried in a `RedisError`.
 const CROSS_SLOT_SCRIPT: &str = "cross-slot script";
 
+/// The description of a [`SharedConnectionCommand`] carried in a `RedisError`.
+const SHARED_CONNECTION_COMMAND: &str = "command would change a shared connection";
+
 /// A plain `SCAN` was sent through the connection. On a cluster it would walk the keys of one
 /// node, picked at random, and its cursor would mean nothing to the next node asked; the cluster
 /// scan ([`MonitoredClusterRedisConnection::cluster_scan`](crate::MonitoredClusterRedisConnection::cluster_scan))
@@ -198,6 +201,38 @@ pub struct PlainScan {
 impl From<PlainScan> for redis::RedisError {
     fn from(error: PlainScan) -> Self {
         redis::RedisError::from((redis::ErrorKind::Client, PLAIN_SCAN, error.to_string()))
+    }
+}
+
+/// A command that changes the state of its connection (`SUBSCRIBE`, `MULTI`, `WATCH`, `MONITOR`,
+/// `RESET`, `HELLO`, `AUTH`, `QUIT`, `READONLY`, `CLIENT REPLY`, `CLIENT TRACKING`...) was sent
+/// through the client, whose node connections every caller shares: it would break their
+/// commands, so nothing was sent. Subscribe with
+/// [`MonitoredClusterRedisConnection::subscriber`](crate::MonitoredClusterRedisConnection::subscriber),
+/// run transactions with
+/// [`MonitoredClusterRedisConnection::transaction`](crate::MonitoredClusterRedisConnection::transaction).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+#[error(
+    "redis cluster client {client:?}: {command} would change the connection other callers \
+     share ({reason}); nothing was sent"
+)]
+pub struct SharedConnectionCommand {
+    /// The client's name.
+    pub client: String,
+    /// The command, upper case: `MONITOR`, `CLIENT REPLY`.
+    pub command: String,
+    /// What it would break.
+    pub reason: &'static str,
+}
+
+impl From<SharedConnectionCommand> for redis::RedisError {
+    fn from(error: SharedConnectionCommand) -> Self {
+        redis::RedisError::from((
+            redis::ErrorKind::Client,
+            SHARED_CONNECTION_COMMAND,
+            error.to_string(),
+        ))
     }
 }
 
@@ -245,8 +280,9 @@ impl From<CrossSlotScript> for redis::RedisError {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 #[error(
-    "redis cluster client {client:?}: no reply to {command}{node} within {after:?}{waited}",
-    node = self.node.as_deref().map(|node| format!(" from {node}")).unwrap_or_default(),
+    "redis cluster client {client:?}: no reply to {command}{key} within {after:?}{waited}",
+    key = self.key.as_deref().map(|key| format!(" {key}")).unwrap_or_default()
+        + &self.node.as_deref().map(|node| format!(" from {node}")).unwrap_or_default(),
     waited = if self.waited_for_permit.is_zero() {
         String::new()
     } else {
@@ -258,6 +294,9 @@ pub struct CallTimeout {
     pub client: String,
     /// What was called: `GET`, `pipeline_bar`.
     pub command: String,
+    /// The command's first key, quoted (see [`CallFailed::key`]); none for pipelines and keyless
+    /// commands.
+    pub key: Option<String>,
     /// The node the call went to, `host:port`, when it addressed one slot whose primary is known
     /// (a read may have gone to one of its replicas).
     pub node: Option<String>,
@@ -289,12 +328,23 @@ impl From<CallTimeout> for redis::RedisError {
 /// answers, reach callers as redis-rs reports them.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
-#[error("redis cluster client {client:?}: {command} failed: {source}")]
+#[error(
+    "redis cluster client {client:?}: {command}{key} failed: {source}",
+    key = self.key.as_deref().map(|key| format!(" {key}")).unwrap_or_default()
+        + &self.node.as_deref().map(|node| format!(" on {node}")).unwrap_or_default()
+)]
 pub struct CallFailed {
     /// The client's name.
     pub client: String,
     /// What was called: `GET`, `pipeline_bar`.
     pub command: String,
+    /// The command's first key, quoted as Rust quotes a string (bytes that are not UTF-8 shown
+    /// as `\u{FFFD}`), and cut to its first 100 characters; none for pipelines and keyless
+    /// commands.
+    pub key: Option<String>,
+    /// The node the call was sent to, `host:port`, when the caller named one
+    /// ([`MonitoredClusterRedisConnection::on_node`](crate::MonitoredClusterRedisConnection::on_node)).
+    pub node: Option<String>,
     /// What redis-rs reported.
     #[source]
     pub source: redis::RedisError,
@@ -336,6 +386,7 @@ pub(crate) fn error_type(error: &redis::RedisError) -> std::borrow::Cow<'_, str>
         (CROSS_SLOT_TRANSACTION, "CrossSlotTransaction"),
         (CROSS_SLOT_SCRIPT, "CrossSlotScript"),
         (PLAIN_SCAN, "PlainScan"),
+        (SHARED_CONNECTION_COMMAND, "SharedConnectionCommand"),
     ]
     .into_iter()
     .find_map(|(description, name)| {
@@ -355,24 +406,45 @@ pub(crate) fn names_client(error: &redis::RedisError) -> bool {
     error.to_string().contains("redis cluster client \"")
 }
 
-/// `error` as callers of the client `client` see it: naming the client and what was called,
-/// keeping redis-rs's error kind (the I/O error's kind for I/O errors) and source. Error replies
-/// and the client's own errors, which already say all that, pass through.
+/// `key` as errors show it: quoted, at most [`SHOWN_KEY_CHARS`] characters of it.
+pub(crate) fn shown_key(key: &[u8]) -> String {
+    let text = String::from_utf8_lossy(key);
+    match text.char_indices().nth(SHOWN_KEY_CHARS) {
+        Some((cut, _)) => format!("{:?}...", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
+/// How much of a key an error shows.
+const SHOWN_KEY_CHARS: usize = 100;
+
+/// `error` as callers of the client `client` see it: naming the client, what was called and the
+/// first key of `cmd`, keeping redis-rs's error kind (the I/O error's kind for I/O errors) and
+/// source. Error replies and the client's own errors, which already say all that, pass through.
 pub(crate) fn name_call_error(
     error: redis::RedisError,
     client: &str,
     command: &dyn std::fmt::Display,
+    cmd: Option<&redis::Cmd>,
+    node: Option<&str>,
 ) -> redis::RedisError {
     use redis::ErrorKind;
     if matches!(error.kind(), ErrorKind::Server(_) | ErrorKind::Extension) || names_client(&error) {
         return error;
     }
+    // Looked for only now: error replies, the common failures, pass through without it.
+    let key = cmd.and_then(crate::routing::first_key_of);
     if error.kind() != ErrorKind::Io {
         // Only an I/O error can carry ours as its source; the others keep their kind this way.
         return redis::RedisError::from((
             error.kind(),
             "redis cluster client call failed",
-            format!("redis cluster client {client:?}: {command} failed: {error}"),
+            format!(
+                "redis cluster client {client:?}: {command}{}{} failed: {error}",
+                key.map(|key| format!(" {}", shown_key(key)))
+                    .unwrap_or_default(),
+                node.map(|node| format!(" on {node}")).unwrap_or_default()
+            ),
         ));
     }
     let io_kind = std::error::Error::source(&error)
@@ -385,6 +457,8 @@ pub(crate) fn name_call_error(
     let failed = CallFailed {
         client: client.to_owned(),
         command: command.to_string(),
+        key: key.map(shown_key),
+        node: node.map(str::to_owned),
         source: error,
     };
     io::Error::new(io_kind, failed).into()
@@ -393,6 +467,10 @@ pub(crate) fn name_call_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn get(key: &[u8]) -> redis::Cmd {
+        redis::cmd("GET").arg(key).clone()
+    }
 
     #[test]
     fn error_types_name_the_reply_prefix_or_the_clients_error() {
@@ -419,6 +497,7 @@ mod tests {
         let call = CallTimeout {
             client: "foo".to_owned(),
             command: "GET".to_owned(),
+            key: None,
             node: None,
             after: Duration::from_secs(1),
             waited_for_permit: Duration::ZERO,
@@ -426,6 +505,75 @@ mod tests {
         };
         assert_eq!(error_type(call.into()), "CallTimeout");
         let refused = redis::RedisError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
-        assert_eq!(error_type(name_call_error(refused, "foo", &"GET")), "Io");
+        assert_eq!(
+            error_type(name_call_error(
+                refused,
+                "foo",
+                &"GET",
+                Some(&get(b"k")),
+                None
+            )),
+            "Io"
+        );
+    }
+
+    #[test]
+    fn a_failed_calls_error_names_its_key_quoted_and_cut_short() {
+        let refused = || redis::RedisError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        let shown = |key: &[u8]| {
+            name_call_error(refused(), "foo", &"GET", Some(&get(key)), None)
+                .to_string()
+                .split(" failed: ")
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            shown(b"user:1"),
+            "redis cluster client \"foo\": GET \"user:1\""
+        );
+        assert_eq!(
+            shown(b"say \"hi\"\n\xff"),
+            "redis cluster client \"foo\": GET \"say \\\"hi\\\"\\n\u{fffd}\""
+        );
+        let long = "k".repeat(150);
+        assert_eq!(
+            shown(long.as_bytes()),
+            format!(
+                "redis cluster client \"foo\": GET \"{}\"...",
+                "k".repeat(100)
+            )
+        );
+        let failed = name_call_error(refused(), "foo", &"GET", Some(&get(b"user:1")), None);
+        assert_eq!(
+            CallFailed::find(&failed).and_then(|f| f.key.clone()),
+            Some("\"user:1\"".to_owned())
+        );
+        let on_node = name_call_error(
+            refused(),
+            "foo",
+            &"GET",
+            Some(&get(b"k")),
+            Some("10.0.0.1:7000"),
+        );
+        assert!(
+            on_node
+                .to_string()
+                .starts_with("redis cluster client \"foo\": GET \"k\" on 10.0.0.1:7000 failed: "),
+            "{on_node}"
+        );
+        let timeout = CallTimeout {
+            client: "foo".to_owned(),
+            command: "GET".to_owned(),
+            key: Some(shown_key(b"user:1")),
+            node: Some("127.0.0.1:7001".to_owned()),
+            after: Duration::from_secs(1),
+            waited_for_permit: Duration::ZERO,
+            source: None,
+        };
+        assert_eq!(
+            timeout.to_string(),
+            "redis cluster client \"foo\": no reply to GET \"user:1\" from 127.0.0.1:7001 within 1s"
+        );
     }
 }

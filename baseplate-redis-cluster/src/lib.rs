@@ -25,7 +25,7 @@ pub use config::{
 pub use connection::MonitoredClusterRedisConnection;
 pub use error::{
     CacheUnsupported, CallFailed, CallTimeout, ClusterConfigError, ConnectTimeout, CrossSlotScript,
-    CrossSlotTransaction, PlainScan, PoolTimeout,
+    CrossSlotTransaction, PlainScan, PoolTimeout, SharedConnectionCommand,
 };
 pub use factory::ClusterRedisContextFactory;
 pub use metrics::{

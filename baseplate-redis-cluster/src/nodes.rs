@@ -105,8 +105,12 @@ impl MonitoredClusterRedisConnection {
         let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
         let name = CommandName::Command(command_name(cmd));
         let span = self.span(name, name, None);
+        let refusal = self.shared_connection_refusal(cmd);
         let work = async |conn: &mut ClusterConnection| {
-            let result = conn.route_command(cmd.clone(), routing).await;
+            let result = match refusal {
+                Some(refusal) => Err(refusal),
+                None => conn.route_command(cmd.clone(), routing).await,
+            };
             if let Ok(Value::Map(replies)) = &result {
                 Span::current().record("db.redis.nodes", replies.len());
             }
@@ -189,7 +193,9 @@ impl ConnectionLike for NodeConnection {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
             // The topology is known once the call has its connection.
-            let work = async |conn: &mut ClusterConnection| match self.route() {
+            let refusal = self.conn.shared_connection_refusal(cmd);
+            let work = async |conn: &mut ClusterConnection| match refusal.map_or(self.route(), Err)
+            {
                 Ok(route) => {
                     let routing = RoutingInfo::SingleNode(route);
                     (conn.route_command(cmd.clone(), routing).await, ())
@@ -220,7 +226,11 @@ impl ConnectionLike for NodeConnection {
             let name = CommandName::Label(PIPELINE_COMMAND);
             let operation = BatchOperation::of(pipeline);
             let span = self.span(name, operation, Some(pipeline.len()));
-            let work = async |conn: &mut ClusterConnection| match self.route() {
+            let refusal = pipeline
+                .cmd_iter()
+                .find_map(|cmd| self.conn.shared_connection_refusal(cmd));
+            let work = async |conn: &mut ClusterConnection| match refusal.map_or(self.route(), Err)
+            {
                 Ok(route) => {
                     let result = conn
                         .route_pipeline(pipeline.clone(), offset, count, route)

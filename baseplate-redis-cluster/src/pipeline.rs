@@ -184,6 +184,9 @@ pub(crate) async fn run(
     let blocking = pipeline.cmd_iter().any(blocks);
     // A transaction runs as a whole, any other pipeline split by node.
     let work = async |cluster: &mut ClusterConnection| {
+        if let Some(refusal) = conn.pipeline_refusal(pipeline) {
+            return (Err(refusal), Ran::Nothing);
+        }
         if pipeline.is_transaction() {
             run_transaction(conn, cluster, pipeline, offset, count, label).await
         } else {

@@ -28,6 +28,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::cache::{CacheStats, HotKeyCache, HotKeyCacheOptions};
 use crate::config::ClusterOptions;
+use crate::connection::{deadline_after, earliest, within};
 use crate::error::{CacheUnsupported, ClusterConfigError, ConnectTimeout, PoolTimeout};
 use crate::routing::{Router, RouterFactory};
 
@@ -111,6 +112,18 @@ impl ClusterPool {
         options: ClusterOptions,
     ) -> Result<Self, ClusterConfigError> {
         let name = name.into();
+        // The config refuses these; options set in code must not reach mobc, which panics on a
+        // zero wait, or a pool no call can ever enter.
+        let zero = |key: &str| ClusterConfigError::Invalid {
+            key: format!("{name}.{key}"),
+            reason: "must be above zero".to_owned(),
+        };
+        if options.max_connections == 0 {
+            return Err(zero("max_connections"));
+        }
+        if options.connect_timeout.is_some_and(|after| after.is_zero()) {
+            return Err(zero("socket_connect_timeout"));
+        }
         // tokio's semaphore cannot hold more permits than this and panics when asked to.
         if options.max_connections > Semaphore::MAX_PERMITS {
             return Err(ClusterConfigError::Invalid {
@@ -294,14 +307,14 @@ impl ClusterPool {
         started: Instant,
         deadline: Option<Instant>,
     ) -> RedisResult<SemaphorePermit<'_>> {
-        let mut until = started + self.inner.options.pool_wait;
-        if let Some(deadline) = deadline {
-            until = until.min(deadline);
-        }
+        let until = earliest(
+            deadline_after(started, Some(self.inner.options.pool_wait)),
+            deadline,
+        );
         let acquired = {
             // Counted while waiting, even when the caller gives up (drops the call) meanwhile.
             let _waiting = Waiting::start(&self.inner.waiting);
-            tokio::time::timeout_at(until.into(), self.inner.permits.acquire()).await
+            within(until, self.inner.permits.acquire()).await
         };
         match acquired {
             Ok(Ok(permit)) => Ok(permit),
@@ -662,6 +675,27 @@ mod tests {
     use redis::ErrorKind;
 
     use super::*;
+
+    #[test]
+    fn options_set_in_code_that_no_call_could_use_are_refused_not_a_panic() {
+        let config: baseplate_config::RawConfig = [("foo.url", "redis://127.0.0.1:7000")]
+            .into_iter()
+            .collect();
+        let options = crate::ClusterRedisClient::new()
+            .options_from_config(&config, "foo.")
+            .unwrap();
+        let mut no_permits = options.clone();
+        no_permits.max_connections = 0;
+        let mut no_time = options;
+        no_time.connect_timeout = Some(Duration::ZERO);
+        for (options, expected) in [
+            (no_permits, "foo.max_connections: must be above zero"),
+            (no_time, "foo.socket_connect_timeout: must be above zero"),
+        ] {
+            let error = ClusterPool::new("foo", options).unwrap_err();
+            assert_eq!(error.to_string(), expected);
+        }
+    }
 
     #[test]
     fn a_connection_with_no_node_left_or_a_dropped_socket_is_replaced() {

@@ -220,7 +220,7 @@ impl MonitoredClusterRedisConnection {
                 if ConnectTimeout::find(&error).is_some() {
                     error
                 } else {
-                    crate::error::name_call_error(error, name, &"opening a subscriber")
+                    crate::error::name_call_error(error, name, &"opening a subscriber", None, None)
                 }
             })?;
         let wanted = Arc::new(Mutex::new(Wanted::default()));
@@ -583,7 +583,7 @@ fn name_subscription_error(
             "subscription refused",
             format!("redis cluster client {client:?}: {described} refused: {error}"),
         )),
-        _ => crate::error::name_call_error(error, client, described),
+        _ => crate::error::name_call_error(error, client, described, None, None),
     }
 }
 

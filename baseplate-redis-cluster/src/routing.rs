@@ -135,19 +135,11 @@ pub(crate) struct CmdRoute {
 /// command table, the one that also says which keys the hot-key tracker counts: it knows where
 /// the first key is for the commands that do not take it first (`EVAL`-like commands, the
 /// `numkeys` family, `XREAD ... STREAMS key`, `OBJECT ENCODING key`, `BITOP op destkey`) and
-/// which server commands name no key. A command it does not know is routed by its first argument.
-/// A misplaced command is still safe: the node answers `MOVED` and the caller sees that error.
+/// which server commands name no key. A command it does not know is routed by its first argument;
+/// the node answers a misplaced one with `MOVED`, on which redis-rs sends the node's whole
+/// pipeline again (see the crate README's "Pipelines and transactions").
 pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
-    let args: Vec<&[u8]> = cmd
-        .args_iter()
-        .map(|arg| match arg {
-            redis::Arg::Simple(bytes) => bytes,
-            // A SCAN cursor is never a key.
-            _ => b"0",
-        })
-        .collect();
-    let spec = baseplate_hotkeys::command(args.first()?).copied();
-    let key = first_key(&args, spec)?;
+    let (key, spec) = first_key_and_row(cmd)?;
     // A command the table counts as reading keys and writing none is a read; anything else,
     // known or not, goes to the primary.
     let read_only = spec.is_some_and(|spec| {
@@ -157,6 +149,25 @@ pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
         slot: key_slot(key),
         read_only,
     })
+}
+
+/// A command's first key, as [`route_of`] routes it; `None` for keyless commands.
+pub(crate) fn first_key_of(cmd: &Cmd) -> Option<&[u8]> {
+    first_key_and_row(cmd).map(|(key, _)| key)
+}
+
+/// A command's first key and its name's table row.
+fn first_key_and_row(cmd: &Cmd) -> Option<(&[u8], Option<CommandSpec>)> {
+    let args: Vec<&[u8]> = cmd
+        .args_iter()
+        .map(|arg| match arg {
+            redis::Arg::Simple(bytes) => bytes,
+            // A SCAN cursor is never a key.
+            _ => b"0",
+        })
+        .collect();
+    let spec = baseplate_hotkeys::command(args.first()?).copied();
+    Some((first_key(&args, spec)?, spec))
 }
 
 /// Where a script or function call (`EVAL`, `EVALSHA`, `FCALL` and their `_RO` forms) may run.
@@ -226,6 +237,55 @@ pub(crate) fn blocks(cmd: &Cmd) -> bool {
 pub(crate) fn blocks_as(cmd: &Cmd, row: Option<&CommandSpec>) -> bool {
     // XREAD and XREADGROUP block only with a BLOCK option, looked for without collecting.
     row.is_some_and(|spec| spec.blocking().blocks(cmd.args_iter().map(simple)))
+}
+
+/// Why `cmd` must not run on a connection other callers share, when it would change that
+/// connection's state under them: their replies would stop matching their commands, or the
+/// protocol, authentication or tracking the client set up would be gone. `None` for any other
+/// command. The command is named upper case, with its subcommand for `CLIENT`.
+pub(crate) fn changes_shared_connection(cmd: &Cmd) -> Option<(String, &'static str)> {
+    let mut args = cmd.args_iter().map(simple);
+    let name = args.next()?;
+    let is = |expected: &str| name.eq_ignore_ascii_case(expected.as_bytes());
+    let upper = |bytes: &[u8]| String::from_utf8_lossy(bytes).to_ascii_uppercase();
+    let reason = if ["SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"]
+        .into_iter()
+        .any(is)
+        || ["UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"]
+            .into_iter()
+            .any(is)
+    {
+        "it puts the connection in subscriber mode, where other callers' commands fail; \
+         subscribe with subscriber()"
+    } else if ["MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"]
+        .into_iter()
+        .any(is)
+    {
+        "other callers' commands would join or end its transaction; run one with transaction()"
+    } else if is("MONITOR") {
+        "other callers would take the node's stream of commands for their replies"
+    } else if is("RESET") || is("HELLO") {
+        "it resets the connection's protocol, authentication or tracking"
+    } else if is("AUTH") {
+        "every caller would run as the user it names; give the user and password in the URL"
+    } else if is("READONLY") || is("READWRITE") {
+        "the client sets which nodes serve reads (read_from_replicas)"
+    } else if is("QUIT") {
+        "it closes the connection under other callers' commands"
+    } else if is("CLIENT") {
+        let sub = args.next().unwrap_or_default();
+        let reason = if sub.eq_ignore_ascii_case(b"REPLY") {
+            "other callers' commands would get no replies"
+        } else if sub.eq_ignore_ascii_case(b"TRACKING") {
+            "the hot-key cache's invalidations come by the tracking the client set up"
+        } else {
+            return None;
+        };
+        return Some((format!("CLIENT {}", upper(sub)), reason));
+    } else {
+        return None;
+    };
+    Some((upper(name), reason))
 }
 
 /// An argument's bytes, or none for a SCAN cursor (never a name, a key or an option).
@@ -572,5 +632,34 @@ mod tests {
         assert!(blocks(&cmd_of("BZMPOP 0 1 a MIN")));
         assert!(blocks(&cmd_of("XREADGROUP GROUP g c BLOCK 0 STREAMS a >")));
         assert!(!blocks(&cmd_of("XREADGROUP GROUP g c STREAMS a >")));
+    }
+
+    #[test]
+    fn only_commands_that_change_their_connections_state_are_refused_on_a_shared_one() {
+        let named = |line: &str| changes_shared_connection(&cmd_of(line)).map(|(name, _)| name);
+        assert_eq!(named("subscribe news"), Some("SUBSCRIBE".to_owned()));
+        assert_eq!(named("SUnsubscribe"), Some("SUNSUBSCRIBE".to_owned()));
+        assert_eq!(named("client Reply SKIP"), Some("CLIENT REPLY".to_owned()));
+        assert_eq!(
+            named("CLIENT tracking off"),
+            Some("CLIENT TRACKING".to_owned())
+        );
+        for line in ["MULTI", "exec", "WATCH k", "AUTH u p", "READONLY"] {
+            assert!(named(line).is_some(), "{line}");
+        }
+        // Commands that leave the connection as it was, or change only what is theirs.
+        for line in [
+            "PUBLISH news hi",
+            "SPUBLISH news hi",
+            "SUBSTR k 0 1",
+            "CLIENT SETNAME worker",
+            "CLIENT CACHING YES",
+            "CLIENT TRACKINGINFO",
+            "CLIENT",
+            "PING",
+        ] {
+            assert_eq!(named(line), None, "{line}");
+        }
+        assert_eq!(changes_shared_connection(&Cmd::new()), None);
     }
 }

@@ -15,6 +15,7 @@ use rand::RngExt as _;
 use redis::{ErrorKind, FromRedisValue, RedisError, RedisResult, ServerErrorKind, Value};
 
 use crate::connection::MonitoredClusterRedisConnection;
+use crate::error::shown_key;
 use crate::routing::key_slot;
 
 /// How long a scan keeps trying while it makes no progress (every node it asks fails, or the
@@ -359,8 +360,26 @@ impl<T: FromRedisValue> Walk<T> {
             // A key of a slot this walk does not claim is another node's to return: its slot
             // is migrating here, or is walked elsewhere.
             if walk.claimed.contains(key_slot(&key)) {
-                self.keys
-                    .push_back(T::from_redis_value(Value::BulkString(key))?);
+                let key = Value::BulkString(key);
+                let converted = T::from_redis_value_ref(&key).map_err(|error| {
+                    let shown = match &key {
+                        Value::BulkString(key) => shown_key(key),
+                        _ => String::new(),
+                    };
+                    RedisError::from((
+                        ErrorKind::UnexpectedReturnType,
+                        "scanned key not convertible",
+                        format!(
+                            "redis cluster client {:?}: key {} from SCAN on {} cannot be read \
+                             as the scan's key type ({error}); cluster_scan::<Vec<u8>>() reads \
+                             any key",
+                            self.conn.name(),
+                            shown,
+                            walk.target.scan
+                        ),
+                    ))
+                })?;
+                self.keys.push_back(converted);
             }
         }
         if cursor != b"0" {

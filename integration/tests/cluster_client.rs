@@ -274,6 +274,137 @@ async fn a_transaction_runs_in_one_slot_and_a_cross_slot_one_is_refused() {
 }
 
 #[tokio::test]
+async fn commands_that_would_change_the_shared_connection_are_refused_unsent() {
+    let prefix = unique_prefix("state");
+    let mut foo = connection(&[]);
+    // Keys on every primary, so that a node left in subscriber or monitor mode would show.
+    let keys: Vec<String> = (0..30).map(|i| format!("{prefix}{i}")).collect();
+    for key in &keys {
+        let () = foo.set(key, key).await.unwrap();
+    }
+    let subscriber = "it puts the connection in subscriber mode, where other callers' commands \
+                      fail; subscribe with subscriber()";
+    let refused = [
+        (
+            redis::cmd("SUBSCRIBE").arg("news").clone(),
+            "SUBSCRIBE",
+            subscriber,
+        ),
+        (
+            redis::cmd("psubscribe").arg("n*").clone(),
+            "PSUBSCRIBE",
+            subscriber,
+        ),
+        (
+            redis::cmd("SSUBSCRIBE").arg(&keys[0]).clone(),
+            "SSUBSCRIBE",
+            subscriber,
+        ),
+        (redis::cmd("UNSUBSCRIBE"), "UNSUBSCRIBE", subscriber),
+        (
+            redis::cmd("MONITOR"),
+            "MONITOR",
+            "other callers would take the node's stream of commands for their replies",
+        ),
+        (
+            redis::cmd("RESET"),
+            "RESET",
+            "it resets the connection's protocol, authentication or tracking",
+        ),
+        (
+            redis::cmd("HELLO").arg(2).clone(),
+            "HELLO",
+            "it resets the connection's protocol, authentication or tracking",
+        ),
+        (
+            redis::cmd("QUIT"),
+            "QUIT",
+            "it closes the connection under other callers' commands",
+        ),
+        (
+            redis::cmd("MULTI"),
+            "MULTI",
+            "other callers' commands would join or end its transaction; run one with \
+             transaction()",
+        ),
+        (
+            redis::cmd("WATCH").arg(&keys[1]).clone(),
+            "WATCH",
+            "other callers' commands would join or end its transaction; run one with \
+             transaction()",
+        ),
+        (
+            redis::cmd("AUTH").arg("default").arg("secret").clone(),
+            "AUTH",
+            "every caller would run as the user it names; give the user and password in the URL",
+        ),
+        (
+            redis::cmd("READONLY"),
+            "READONLY",
+            "the client sets which nodes serve reads (read_from_replicas)",
+        ),
+        (
+            redis::cmd("CLIENT").arg("reply").arg("OFF").clone(),
+            "CLIENT REPLY",
+            "other callers' commands would get no replies",
+        ),
+        (
+            redis::cmd("CLIENT").arg("TRACKING").arg("OFF").clone(),
+            "CLIENT TRACKING",
+            "the hot-key cache's invalidations come by the tracking the client set up",
+        ),
+    ];
+    let primary = cluster()
+        .nodes()
+        .await
+        .into_iter()
+        .find(|n| n.primary)
+        .unwrap();
+    let mut node = foo.on_node(&primary.addr).unwrap();
+    for (cmd, shown, reason) in refused {
+        let expected = format!(
+            "command would change a shared connection - Client: redis cluster client \"foo\": \
+             {shown} would change the connection other callers share ({reason}); nothing was sent"
+        );
+        let error = cmd.query_async::<redis::Value>(&mut foo).await.unwrap_err();
+        assert_eq!(error.to_string(), expected);
+        let error = cmd
+            .query_async::<redis::Value>(&mut node)
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), expected, "on a node");
+        let error = foo
+            .on_all_primaries::<redis::Value>(&cmd)
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), expected, "on every primary");
+        let mut pipe = foo.pipeline("mixed");
+        pipe.incr(format!("{prefix}count"), 1)
+            .add_command(cmd.clone());
+        let error = pipe.query_async::<redis::Value>().await.unwrap_err();
+        assert_eq!(error.to_string(), expected, "in a pipeline");
+    }
+    // A plain SCAN would walk one random node in a pipeline as well.
+    let mut pipe = foo.pipeline("scan");
+    pipe.incr(format!("{prefix}count"), 1).cmd("SCAN").arg(0);
+    let error = pipe.query_async::<redis::Value>().await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("plain SCAN on a cluster - Client: redis cluster client \"foo\": SCAN"),
+        "{error}"
+    );
+    // Nothing was sent: every node answers every caller with its own reply, and the pipelines'
+    // other commands never ran.
+    for key in &keys {
+        assert_eq!(foo.get::<_, String>(key).await.unwrap(), *key);
+    }
+    let counted: Option<i64> = foo.get(format!("{prefix}count")).await.unwrap();
+    assert_eq!(counted, None);
+    cluster().delete(&keys).await;
+}
+
+#[tokio::test]
 async fn excess_callers_wait_for_a_slot_then_fail_with_the_pool_error() {
     let prefix = unique_prefix("exhaust");
     let foo = connection(&[
@@ -355,7 +486,8 @@ async fn a_response_timeout_fires_within_the_timeout_and_names_the_client() {
     let node = timeout.node.clone().expect("the key's node");
     assert!(
         error.to_string().starts_with(&format!(
-            "redis cluster client \"foo\": no reply to BLPOP from {node} within 500ms"
+            "redis cluster client \"foo\": no reply to BLPOP \"{prefix}empty\" from {node} within \
+             500ms"
         )),
         "{error}"
     );
@@ -560,7 +692,7 @@ async fn a_refused_connection_names_the_client_and_keeps_its_kind() {
     let error = foo.get::<_, Option<String>>("k").await.unwrap_err();
     let shown = error.to_string();
     assert!(
-        shown.starts_with("redis cluster client \"foo\": GET failed: "),
+        shown.starts_with("redis cluster client \"foo\": GET \"k\" failed: "),
         "{shown}"
     );
     assert!(!shown.contains("hunter2"), "{shown}");

@@ -220,6 +220,48 @@ async fn scan_options_match_count_and_type() {
 }
 
 #[tokio::test]
+async fn a_key_the_scans_type_cannot_hold_is_an_error_naming_the_client_and_key() {
+    let prefix = unique_prefix("scan-bytes");
+    let foo = connection(cluster(), &[]);
+    let mut key = prefix.clone().into_bytes();
+    key.extend_from_slice(b"\xff");
+    let mut raw = foo.clone();
+    let () = raw.set(&key, 1).await.unwrap();
+    let options = ClusterScanOptions::default().with_pattern(format!("{prefix}*"));
+    let mut scan = foo.cluster_scan::<String>(options.clone());
+    let mut errors = Vec::new();
+    while let Some(found) = scan.next().await {
+        if let Err(error) = found {
+            errors.push(error.to_string());
+            break;
+        }
+    }
+    let [error] = errors.as_slice() else {
+        panic!("the scan read {key:?} as a String: {errors:?}")
+    };
+    let shown = format!("{:?}", String::from_utf8_lossy(&key));
+    assert!(
+        error.starts_with(&format!(
+            "scanned key not convertible - UnexpectedReturnType: redis cluster client \"foo\": \
+             key {shown} from SCAN on 127.0.0.1:"
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains("; cluster_scan::<Vec<u8>>() reads any key"),
+        "{error}"
+    );
+    // As bytes, it is found.
+    let mut scan = foo.cluster_scan::<Vec<u8>>(options);
+    let mut found = Vec::new();
+    while let Some(each) = scan.next().await {
+        found.push(each.unwrap());
+    }
+    assert_eq!(found, [key.clone()]);
+    let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_plain_scan_fails_with_an_error_that_points_to_the_cluster_scan() {
     let recorder = SpanRecorder::install();
     let mut foo = connection(cluster(), &[]);

@@ -14,7 +14,7 @@ use baseplate_redis_cluster::{
 };
 use cluster_launcher::{Cluster, ClusterSpec, info_field};
 use integration::statsd::Statsd;
-use integration::{TestCluster, eventually, name_in_slot, own_cluster, unique_prefix};
+use integration::{TestCluster, cluster, eventually, name_in_slot, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
 use redis::aio::ConnectionLike as _;
 use redis::cluster_async::ClusterConnection;
@@ -173,6 +173,23 @@ async fn reads_of_a_hot_key_stay_in_memory_until_another_connection_writes_it() 
         stats.misses > before.1.misses,
         "the read after the write went to Redis"
     );
+    let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn timeouts_and_a_ttl_longer_than_the_clock_counts_mean_no_limit_not_a_panic() {
+    // u64::MAX seconds: what a config says for "never" when it has no word for it.
+    let never = "18446744073709551615 seconds";
+    let key = format!("{}never", unique_prefix("cache"));
+    let extra = [("foo.timeout", never), ("foo.cache_ttl", never)];
+    let (mut raw, factory, mut foo) = cached_key(cluster(), &key, "v1", &extra).await;
+    let () = raw.set(&key, "v2").await.unwrap();
+    let read = until_read(&mut foo, &key, "v2", INVALIDATION_BOUND).await;
+    assert!(
+        read.is_some(),
+        "{key} still read v1 after another connection wrote v2"
+    );
+    assert!(factory.pool().cache_stats().unwrap().invalidations > 0);
     let () = raw.del(&key).await.unwrap();
 }
 

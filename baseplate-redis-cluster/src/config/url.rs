@@ -72,8 +72,9 @@ impl UrlSettings {
                     text.trim()
                         .parse::<f64>()
                         .ok()
-                        .filter(|secs| *secs > 0.0)
                         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+                        // Above zero once in nanoseconds: 1e-10 s is no time at all.
+                        .filter(|bound| !bound.is_zero())
                         .ok_or_else(|| {
                             format!(
                                 "{name}: invalid number {text:?}: expected seconds above 0, such as 0.5"
@@ -276,6 +277,14 @@ mod tests {
             (
                 "redis://h:1/0?socket_connect_timeout=-1",
                 "foo.url: socket_connect_timeout: invalid number \"-1\": expected seconds above 0, such as 0.5",
+            ),
+            (
+                "redis://h:1/0?socket_connect_timeout=1e-10",
+                "foo.url: socket_connect_timeout: invalid number \"1e-10\": expected seconds above 0, such as 0.5",
+            ),
+            (
+                "redis://h:1/0?socket_timeout=0",
+                "foo.url: socket_timeout: invalid number \"0\": expected seconds above 0, such as 0.5",
             ),
             (
                 "redis://h:1/0?max_connections=lots",
