@@ -13,6 +13,7 @@ mod nodes;
 mod pipeline;
 mod pool;
 mod pubsub;
+mod redirects;
 mod routing;
 mod scan;
 mod tls;

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use redis::aio::ConnectionLike;
 use redis::cluster::NodeAddress;
-use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
     Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value,
@@ -16,6 +15,7 @@ use tracing::Span;
 use crate::connection::{BatchOperation, Call, MonitoredClusterRedisConnection, command_name};
 use crate::metrics::{CommandName, PIPELINE_COMMAND};
 use crate::pipeline::Ran;
+use crate::redirects::{ClusterConnection, resend_held};
 use crate::routing::blocks;
 
 /// A connection to one node of the cluster, named by `host:port`, from
@@ -232,9 +232,21 @@ impl ConnectionLike for NodeConnection {
             let work = async |conn: &mut ClusterConnection| match refusal.map_or(self.route(), Err)
             {
                 Ok(route) => {
-                    let result = conn
+                    let result = match conn
                         .route_pipeline(pipeline.clone(), offset, count, route)
-                        .await;
+                        .await
+                    {
+                        // A command the node redirected follows its redirection alone, as a
+                        // single command sent to the node does.
+                        Ok(mut values) => {
+                            let commands: Vec<&Cmd> =
+                                pipeline.cmd_iter().skip(offset).take(count).collect();
+                            resend_held(conn, &commands, &mut values)
+                                .await
+                                .map(|_| values)
+                        }
+                        Err(error) => Err(error),
+                    };
                     (result, ())
                 }
                 Err(error) => (Err(error), ()),

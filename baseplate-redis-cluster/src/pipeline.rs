@@ -8,7 +8,6 @@ use std::borrow::Cow;
 use std::ops::{Deref, DerefMut};
 
 use redis::aio::ConnectionLike;
-use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 use tracing::Span;
@@ -18,6 +17,7 @@ use crate::connection::{
 };
 use crate::error::CrossSlotTransaction;
 use crate::metrics::{CommandName, PIPELINE_COMMAND, TRANSACTION_COMMAND};
+use crate::redirects::ClusterConnection;
 use crate::routing::{blocks, slot_of};
 
 /// A named pipeline (or transaction) made by [`MonitoredClusterRedisConnection::pipeline`] or

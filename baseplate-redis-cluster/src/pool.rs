@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
-use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{RedisError, RedisResult};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -30,6 +29,7 @@ use crate::cache::{CacheStats, HotKeyCache, HotKeyCacheOptions};
 use crate::config::ClusterOptions;
 use crate::connection::{deadline_after, earliest, within};
 use crate::error::{CacheUnsupported, ClusterConfigError, ConnectTimeout, PoolTimeout};
+use crate::redirects::ClusterConnection;
 use crate::routing::{Router, RouterFactory};
 
 /// Bound on opening a connection when no connect timeout is configured, so a black-holed seed
@@ -575,14 +575,25 @@ impl Drop for OpenGuard {
     }
 }
 
-/// Opens a cluster connection of `client`, or fails with a [`ConnectTimeout`] naming the client
-/// `name` once `timeout` passed: redis-rs alone can wait on a black-holed seed indefinitely.
-pub(crate) async fn connect(
+/// Opens a cluster connection of `client` whose node connections are `C`s (the pool's hold a
+/// pipeline's redirections back, see `redirects`), or fails with a [`ConnectTimeout`] naming the
+/// client `name` once `timeout` passed: redis-rs alone can wait on a black-holed seed
+/// indefinitely.
+pub(crate) async fn connect<C>(
     client: &ClusterClient,
     name: &str,
     timeout: Duration,
-) -> RedisResult<ClusterConnection> {
-    tokio::time::timeout(timeout, client.get_async_connection())
+) -> RedisResult<redis::cluster_async::ClusterConnection<C>>
+where
+    C: redis::aio::ConnectionLike
+        + redis::cluster_async::Connect
+        + Clone
+        + Send
+        + Sync
+        + Unpin
+        + 'static,
+{
+    tokio::time::timeout(timeout, client.get_async_generic_connection::<C>())
         .await
         .map_err(|_| {
             RedisError::from(ConnectTimeout {

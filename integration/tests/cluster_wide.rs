@@ -2,8 +2,8 @@
 //! `MATCH`/`COUNT`/`TYPE`, during a reshard), a plain `SCAN` refused, commands sent to one named
 //! node or to every primary (their replies, spans, statsd lines and Prometheus series), where
 //! redis-rs sends the multi-node commands (read from the nodes' own command counters), and
-//! scripts and functions routed and tracked by their keys. The scan through a failover runs on a
-//! chaos cluster of its own.
+//! scripts and functions routed and tracked by their keys, pipelines meeting a moving slot. The
+//! scan through a failover runs on a chaos cluster of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -954,6 +954,75 @@ async fn a_scan_during_a_reshard_finds_every_key_that_existed_throughout() {
     );
     // One by one: the client's own view of the slots is older than the reshard.
     on.delete(&keys).await;
+}
+
+/// The first of `{prefix}{n}` for n = 0, 1... whose slot `wanted` accepts.
+fn key_where(prefix: &str, wanted: impl Fn(u16) -> bool) -> String {
+    (0..)
+        .map(|n| format!("{prefix}{n}"))
+        .find(|key| wanted(key_slot(key.as_bytes())))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_meeting_a_moving_slot_runs_each_command_once() {
+    let _turn = OWN.lock().await;
+    let on = own_cluster();
+    let prefix = unique_prefix("pipeline-moving");
+    let nodes = on.nodes().await;
+    let mut primaries = nodes.iter().filter(|n| n.primary && !n.slots.is_empty());
+    let (source, target) = (primaries.next().unwrap(), primaries.next().unwrap());
+    // `moving` and `also_moving` share the slot that moves; `staying` is another slot of the
+    // same node, `elsewhere` a slot of the node the slot moves to.
+    let tag = key_where(&format!("{prefix}tag"), |slot| source.serves(slot));
+    let slot = key_slot(tag.as_bytes());
+    let (moving, also_moving) = (format!("{{{tag}}}:x"), format!("{{{tag}}}:y"));
+    let staying = key_where(&format!("{prefix}staying"), |other| {
+        other != slot && source.serves(other)
+    });
+    let elsewhere = key_where(&format!("{prefix}elsewhere"), |other| target.serves(other));
+    let foo = connection(on, &[]);
+    let one_node = [&staying, &moving, &also_moving];
+    let two_nodes = [&elsewhere, &staying, &moving, &also_moving];
+    let incr_all = async |keys: &[&String]| -> Vec<i64> {
+        let mut pipe = foo.pipeline("counts");
+        for key in keys {
+            pipe.incr(*key, 1);
+        }
+        pipe.query_async().await.unwrap()
+    };
+    // The client learns the topology before the slot moves, and is not told of the move.
+    assert_eq!(incr_all(&one_node).await, [1, 1, 1]);
+
+    // Half the slot's keys moved: the node answers `ASK` for one of the two.
+    let mut during = Vec::new();
+    migrate_slot_in_halves(
+        on,
+        slot,
+        (&source.addr, &source.id),
+        (&target.addr, &target.id),
+        async {
+            during.push(incr_all(&one_node).await);
+            during.push(incr_all(&two_nodes).await);
+        },
+    )
+    .await;
+    assert_eq!(during, [vec![2, 2, 2], vec![1, 3, 3, 3]]);
+    // The slot moved: the node answers `MOVED` for both.
+    assert_eq!(incr_all(&one_node).await, [4, 4, 4]);
+    assert_eq!(incr_all(&two_nodes).await, [2, 5, 5, 5]);
+
+    let mut check = on.connection().await;
+    for (key, expected) in [
+        (&elsewhere, 2),
+        (&staying, 5),
+        (&moving, 5),
+        (&also_moving, 5),
+    ] {
+        let count: i64 = check.get(key).await.unwrap();
+        assert_eq!(count, expected, "{key}");
+    }
+    on.delete(&[elsewhere, staying, moving, also_moving]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

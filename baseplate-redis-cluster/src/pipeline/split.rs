@@ -1,19 +1,22 @@
 //! A pipeline split by node: its commands grouped by the primary serving their slot, one
-//! sub-pipeline sent to each node concurrently, and the replies put back in queue order.
+//! sub-pipeline sent to each node concurrently, the replies put back in queue order, and the
+//! commands a node redirected sent again alone (see `redirects`).
 
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
-use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Value};
 use tracing::Span;
 
 use super::Ran;
 use crate::connection::{MonitoredClusterRedisConnection, count, record_node};
+use crate::redirects::ClusterConnection;
+use crate::redirects::resend_held;
 use crate::routing::{CmdRoute, route_of};
 
-/// Sends one sub-pipeline per node, concurrently, and puts the replies back in queue order.
+/// Sends one sub-pipeline per node, concurrently, puts the replies back in queue order, and sends
+/// the commands a node redirected again, alone.
 pub(super) async fn run_split(
     conn: &MonitoredClusterRedisConnection,
     cluster: &ClusterConnection,
@@ -34,11 +37,20 @@ pub(super) async fn run_split(
             .first()
             .map(|g| g.route())
             .unwrap_or(SingleNodeRoutingInfo::Random);
+        let mut cluster = cluster.clone();
         let result = cluster
-            .clone()
             .route_pipeline(pipeline.clone(), 0, pipeline.len(), route)
             .await;
         let ran = Ran::whole(&result);
+        let result = match result {
+            Ok(mut values) => {
+                let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+                resend_held(&mut cluster, &commands, &mut values)
+                    .await
+                    .map(|_| values)
+            }
+            Err(error) => Err(error),
+        };
         return (result, ran);
     }
     let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
@@ -78,10 +90,11 @@ pub(super) async fn run_split(
         }
     }
     let ran = Ran::Only(ran);
-    match first_error {
-        Some(error) => (Err(error), ran),
-        None => (Ok(values), ran),
+    if let Some(error) = first_error {
+        return (Err(error), ran);
     }
+    let result = resend_held(&mut cluster.clone(), &commands, &mut values).await;
+    (result.map(|_| values), ran)
 }
 
 /// The commands of a pipeline that go to one node.
