@@ -243,7 +243,7 @@ impl ConnectionLike for NodeConnection {
                                 pipeline.cmd_iter().skip(offset).take(count).collect();
                             resend_held(conn, &commands, &mut values)
                                 .await
-                                .map(|_| values)
+                                .map(|()| values)
                         }
                         Err(error) => Err(error),
                     };

@@ -19,7 +19,7 @@
 use futures_util::FutureExt as _;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::Connect;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::RoutingInfo;
 use redis::{
     AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
     RetryMethod, Value,
@@ -95,20 +95,16 @@ fn hold(reply: &mut Value) {
 
 /// Whether `reply` is held back: its command did not run.
 pub(crate) fn is_held(reply: &Value) -> bool {
-    matches!(reply, Value::Attribute { data, attributes } if is_mark(attributes) && is_held_data(data))
-}
-
-fn is_mark(attributes: &[(Value, Value)]) -> bool {
-    matches!(attributes, [(Value::SimpleString(mark), Value::Nil)] if mark == HELD)
-}
-
-fn is_held_data(data: &Value) -> bool {
-    matches!(data, Value::ServerError(_))
+    let Value::Attribute { data, attributes } = reply else {
+        return false;
+    };
+    matches!(**data, Value::ServerError(_))
+        && matches!(attributes.as_slice(), [(Value::SimpleString(mark), Value::Nil)] if mark == HELD)
 }
 
 /// Replaces each held reply of `replies`, the replies to `commands` in order, by the reply to
 /// its command sent again alone through `cluster`, in queue order, each following its own
-/// redirections. Returns how many were sent again.
+/// redirections.
 ///
 /// # Errors
 /// The first error of a command sent again (its connection failed, say): the pipeline's other
@@ -117,26 +113,61 @@ pub(crate) async fn resend_held(
     cluster: &mut ClusterConnection,
     commands: &[&Cmd],
     replies: &mut [Value],
-) -> RedisResult<usize> {
-    let mut resent = 0;
+) -> RedisResult<()> {
     for (cmd, reply) in commands.iter().zip(replies.iter_mut()) {
         if !is_held(reply) {
             continue;
         }
-        resent += 1;
         *reply = match route_of(cmd) {
             Some(route) => {
-                let addr = if route.read_only {
-                    SlotAddr::ReplicaOptional
-                } else {
-                    SlotAddr::Master
-                };
-                let route = Route::new(route.slot, addr);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let routing = RoutingInfo::SingleNode(route.routing());
                 cluster.route_command((*cmd).clone(), routing).await?
             }
             None => cluster.req_packed_command(cmd).await?,
         };
     }
-    Ok(resent)
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(resp: &str) -> Value {
+        redis::parse_redis_value(resp.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn only_replies_redis_rs_would_send_the_pipeline_again_for_are_held() {
+        for resp in [
+            "-MOVED 3999 127.0.0.1:6381\r\n",
+            "-ASK 3999 127.0.0.1:6381\r\n",
+            "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+            "-CLUSTERDOWN The cluster is down\r\n",
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "-READONLY You can't write against a read only replica.\r\n",
+        ] {
+            let mut held = reply(resp);
+            hold(&mut held);
+            assert!(is_held(&held), "{resp:?}");
+        }
+        for resp in [
+            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+            "-ERR unknown command\r\n",
+            "-NOSCRIPT No matching script\r\n",
+            ":1\r\n",
+            "+OK\r\n",
+        ] {
+            let mut kept = reply(resp);
+            hold(&mut kept);
+            assert_eq!(kept, reply(resp), "{resp:?}");
+            assert!(!is_held(&kept), "{resp:?}");
+        }
+        // An attribute the server sent is not a held reply.
+        let attribute = Value::Attribute {
+            data: Box::new(reply("-MOVED 3999 127.0.0.1:6381\r\n")),
+            attributes: vec![(Value::SimpleString("other".to_owned()), Value::Nil)],
+        };
+        assert!(!is_held(&attribute));
+    }
 }

@@ -11,6 +11,7 @@ use redis::cluster::NodeAddress;
 use redis::cluster_read_routing::{
     ClusterTopology, ReadCandidates, ReadRoutingStrategy, ReadRoutingStrategyFactory,
 };
+use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 
 /// The number of hash slots in a Redis Cluster.
 const SLOTS: u16 = 16_384;
@@ -127,6 +128,19 @@ pub(crate) struct CmdRoute {
     pub(crate) slot: u16,
     /// Whether the command only reads, so a replica may serve it.
     pub(crate) read_only: bool,
+}
+
+impl CmdRoute {
+    /// The route redis-rs takes it by: the slot's primary, or for a read any node serving the
+    /// slot (the router decides, as for single reads).
+    pub(crate) fn routing(self) -> SingleNodeRoutingInfo {
+        let addr = if self.read_only {
+            SlotAddr::ReplicaOptional
+        } else {
+            SlotAddr::Master
+        };
+        SingleNodeRoutingInfo::SpecificNode(Route::new(self.slot, addr))
+    }
 }
 
 /// The route of a command by its first key; `None` for keyless commands.

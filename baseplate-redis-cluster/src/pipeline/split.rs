@@ -5,14 +5,13 @@
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
-use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::SingleNodeRoutingInfo;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisResult, Value};
 use tracing::Span;
 
 use super::Ran;
 use crate::connection::{MonitoredClusterRedisConnection, count, record_node};
-use crate::redirects::ClusterConnection;
-use crate::redirects::resend_held;
+use crate::redirects::{ClusterConnection, resend_held};
 use crate::routing::{CmdRoute, route_of};
 
 /// Sends one sub-pipeline per node, concurrently, puts the replies back in queue order, and sends
@@ -47,7 +46,7 @@ pub(super) async fn run_split(
                 let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
                 resend_held(&mut cluster, &commands, &mut values)
                     .await
-                    .map(|_| values)
+                    .map(|()| values)
             }
             Err(error) => Err(error),
         };
@@ -94,7 +93,7 @@ pub(super) async fn run_split(
         return (Err(error), ran);
     }
     let result = resend_held(&mut cluster.clone(), &commands, &mut values).await;
-    (result.map(|_| values), ran)
+    (result.map(|()| values), ran)
 }
 
 /// The commands of a pipeline that go to one node.
@@ -110,13 +109,12 @@ struct NodeGroup {
 
 impl NodeGroup {
     fn route(&self) -> SingleNodeRoutingInfo {
-        // A group of reads may go to a replica (the router decides, as for single reads).
-        let addr = if self.read_only {
-            SlotAddr::ReplicaOptional
-        } else {
-            SlotAddr::Master
-        };
-        SingleNodeRoutingInfo::SpecificNode(Route::new(self.slot, addr))
+        // A group of reads may go to a replica.
+        CmdRoute {
+            slot: self.slot,
+            read_only: self.read_only,
+        }
+        .routing()
     }
 }
 
@@ -163,6 +161,8 @@ fn group_by_node<'a>(
 
 #[cfg(test)]
 mod tests {
+    use redis::cluster_routing::{Route, SlotAddr};
+
     use super::*;
     use crate::routing::key_slot;
 
