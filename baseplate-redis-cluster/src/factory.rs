@@ -10,13 +10,12 @@ use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
-use tokio::sync::OnceCell;
 use tracing::Span;
 
 use crate::cache::CacheStats;
 use crate::connection::MonitoredClusterRedisConnection;
 use crate::metrics::ClientSeries;
-use crate::pool::{ClusterPool, PoolStats, connect};
+use crate::pool::{ClusterPool, PoolStats, connect, retires_connection};
 
 /// Makes a [`MonitoredClusterRedisConnection`] per request; what `configure_context` registers.
 ///
@@ -127,7 +126,7 @@ impl ClusterRedisContextFactory {
             client: self.pool.client().clone(),
             name: Arc::clone(&self.name),
             connect_timeout: self.pool.connect_timeout(),
-            conn: Arc::new(OnceCell::new()),
+            conn: Arc::default(),
         };
         match HotKeyTracker::start(conn, options) {
             Ok(tracker) => Some(tracker),
@@ -141,27 +140,44 @@ impl ClusterRedisContextFactory {
 }
 
 /// The tracker's own cluster connection, opened on its first write (within the connect timeout;
-/// a failed attempt is retried on the next write).
+/// a failed attempt is retried on the next write) and opened again after an error showing it can
+/// no longer work, as the pool's shared connection is.
 #[derive(Clone)]
 struct TrackerConnection {
     client: ClusterClient,
     name: Arc<str>,
     connect_timeout: Duration,
-    conn: Arc<OnceCell<ClusterConnection>>,
+    conn: Arc<tokio::sync::Mutex<Option<ClusterConnection>>>,
 }
 
 impl TrackerConnection {
     async fn get(&self) -> redis::RedisResult<ClusterConnection> {
-        self.conn
-            .get_or_try_init(|| connect(&self.client, &self.name, self.connect_timeout))
-            .await
-            .cloned()
+        let mut current = self.conn.lock().await;
+        if let Some(conn) = &*current {
+            return Ok(conn.clone());
+        }
+        let conn = connect(&self.client, &self.name, self.connect_timeout).await?;
+        *current = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops the connection when `result` shows it can no longer work.
+    async fn inspect<T>(&self, result: &redis::RedisResult<T>) {
+        if let Err(error) = result
+            && retires_connection(error)
+        {
+            *self.conn.lock().await = None;
+        }
     }
 }
 
 impl ConnectionLike for TrackerConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        Box::pin(async move { self.get().await?.req_packed_command(cmd).await })
+        Box::pin(async move {
+            let result = self.get().await?.req_packed_command(cmd).await;
+            self.inspect(&result).await;
+            result
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -171,10 +187,13 @@ impl ConnectionLike for TrackerConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            self.get()
+            let result = self
+                .get()
                 .await?
                 .req_packed_commands(pipeline, offset, count)
-                .await
+                .await;
+            self.inspect(&result).await;
+            result
         })
     }
 

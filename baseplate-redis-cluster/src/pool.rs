@@ -488,7 +488,7 @@ impl SharedConnection {
 /// own reconnection from the seeds does not always recover from it, and the connection then fails
 /// every command at once with "No connections found" for as long as it lives, the cluster long
 /// back.
-fn retires_connection(error: &RedisError) -> bool {
+pub(crate) fn retires_connection(error: &RedisError) -> bool {
     error.is_connection_dropped() || error.kind() == redis::ErrorKind::ClusterConnectionNotFound
 }
 
