@@ -33,7 +33,7 @@ use crate::metrics::{ActiveGuard, ClientSeries, CommandName, CommandObserver, Co
 use crate::pipeline::{self, BatchLabel, MonitoredPipeline};
 use crate::pool::{ClusterPool, PoolStats, SharedConnection};
 use crate::pubsub::primary_route;
-use crate::redirects::{ClusterConnection, is_held};
+use crate::redirects::ClusterConnection;
 use crate::routing::{
     CmdRoute, Router, ScriptRoute, blocks_as, changes_shared_connection, first_key_of, route_of,
     script_route, slot_of,
@@ -581,8 +581,9 @@ impl MonitoredClusterRedisConnection {
 
 /// The reply to `cmd`, a read of a hot key: from the cache, from a read of it already in flight,
 /// or from the key's primary, which then tracks the key, and cached. A reply the primary does
-/// not give (the slot moved or is moving: `MOVED`, `ASK`) comes the usual way, following
-/// redirections, and is not cached.
+/// not give (the slot moved: `MOVED`) comes the usual way, following redirections, and is not
+/// cached. (The read pipeline is one redis-rs sends again whole when redirected, see
+/// `redirects`: it changes nothing.)
 async fn cached_read(
     cache: &HotKeyCache,
     router: &Router,
@@ -616,9 +617,16 @@ async fn cached_read(
         }
     };
     match reply {
-        // Redirected (the slot moved, or is moving: `ASK`), or to be tried again: read the
-        // usual way, following redirections, uncached.
-        Some(reply) if is_held(&reply) => conn.req_packed_command(cmd).await,
+        Some(Value::ServerError(error))
+            if error.kind().is_some_and(|kind| {
+                matches!(
+                    kind,
+                    redis::ServerErrorKind::Moved | redis::ServerErrorKind::Ask
+                )
+            }) =>
+        {
+            conn.req_packed_command(cmd).await
+        }
         Some(Value::ServerError(error)) => Err(error.into()),
         Some(value) => {
             fill.finish(&value, router.topologies());

@@ -233,15 +233,15 @@ impl ConnectionLike for NodeConnection {
             {
                 Ok(route) => {
                     let result = match conn
-                        .route_pipeline(pipeline.clone(), offset, count, route)
+                        .route_pipeline(pipeline.clone(), offset, count, route.clone())
                         .await
                     {
-                        // A command the node redirected follows its redirection alone, as a
-                        // single command sent to the node does.
+                        // A command the node held back (see `redirects`) follows its
+                        // redirection alone, as a single command sent to the node does.
                         Ok(mut values) => {
                             let commands: Vec<&Cmd> =
                                 pipeline.cmd_iter().skip(offset).take(count).collect();
-                            resend_held(conn, &commands, &mut values)
+                            resend_held(conn, &commands, &mut values, &route)
                                 .await
                                 .map(|()| values)
                         }

@@ -228,6 +228,16 @@ impl Ran {
         }
     }
 
+    /// These, less the commands at `held` (of a pipeline of `len` commands).
+    pub(crate) fn except(self, held: &[usize], len: usize) -> Self {
+        let ran = match self {
+            Self::Nothing => return Self::Nothing,
+            Self::All => (0..len).collect(),
+            Self::Only(indices) => indices,
+        };
+        Self::Only(ran.into_iter().filter(|i| !held.contains(i)).collect())
+    }
+
     /// Offers the commands of `pipeline` that ran to `conn`'s hot-key tracker.
     pub(crate) fn offer(self, conn: &MonitoredClusterRedisConnection, pipeline: &Pipeline) {
         match self {

@@ -1,37 +1,44 @@
 //! Redirections in a pipeline's replies, held back from redis-rs so that only the redirected
 //! commands are sent again.
 //!
-//! redis-rs answers a redirection (`MOVED`, `ASK`) or a "try again" (`TRYAGAIN`, `CLUSTERDOWN`,
-//! `LOADING`, `READONLY`...) in any one reply of a pipeline by sending the whole pipeline again,
-//! to the node named or after a pause, until its retries run out: the pipeline's other commands,
-//! which the node ran, run again each time (a cross-slot pipeline meeting a moving slot would
-//! increment its counters twice). The node connections of the pool's cluster connections are
-//! therefore [`HoldingConnection`]s: the replies of a plain (non-transaction) pipeline that
-//! redis-rs would act on come back *held*, wrapped where redis-rs does not look, and the code
-//! that sent the pipeline sends just those commands again, one at a time and in queue order, each
-//! following its own redirections ([`resend_held`]), as redis-py-cluster does. A transaction's
-//! replies are left to redis-rs: a redirected command aborts the whole transaction
-//! (`EXECABORT`), so sending it again runs it once.
+//! redis-rs answers a redirection (`MOVED`, `ASK`) or a "try again" in any one reply of a
+//! pipeline by sending the whole pipeline again, to the node named or after a pause, until its
+//! retries run out: the pipeline's other commands, which the node ran, run again each time (a
+//! cross-slot pipeline meeting a moving slot would increment its counters twice). The node
+//! connections of the pool's cluster connections are therefore [`HoldingConnection`]s: in a
+//! pipeline that may write, the replies that say a command did not run *there* while the node
+//! ran others (`MOVED`, `ASK`, `TRYAGAIN`, `CLUSTERDOWN`: a slot elsewhere, moving, or not
+//! served) come back *held*, wrapped where redis-rs does not look, and the code that sent the
+//! pipeline sends just those commands again, each following its own redirections
+//! ([`resend_held`]), as redis-py-cluster does.
+//!
+//! Left to redis-rs, which sends the whole pipeline again: a transaction (a redirected command
+//! aborts all of it, `EXECABORT`, so none of it ran); a pipeline that only reads (running its
+//! reads twice changes nothing, and they stay in order); and the replies a node gives for every
+//! write it is sent (`READONLY` from a demoted primary, `LOADING`, `MASTERDOWN`), where only
+//! reads ran.
 //!
 //! A held reply never reaches a caller: every place a pool connection's pipeline replies come
 //! back sends the held ones again.
 
 use futures_util::FutureExt as _;
+use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::Connect;
-use redis::cluster_routing::RoutingInfo;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
-    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
-    RetryMethod, Value,
+    AsyncConnectionConfig, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
 };
 
+use crate::connection::command_name;
 use crate::routing::route_of;
 
 /// A cluster connection whose node connections hold a pipeline's redirected replies back.
 pub(crate) type ClusterConnection = redis::cluster_async::ClusterConnection<HoldingConnection>;
 
-/// A node connection (redis-rs's multiplexed one) that holds back the replies of a plain
-/// pipeline redis-rs would send the whole pipeline again for (see the module doc).
+/// A node connection (redis-rs's multiplexed one) that holds back the replies of a pipeline
+/// redis-rs would send again whole, running its other commands twice (see the module doc).
 #[derive(Clone)]
 pub(crate) struct HoldingConnection(MultiplexedConnection);
 
@@ -57,7 +64,7 @@ impl ConnectionLike for HoldingConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        if pipeline.is_transaction() {
+        if pipeline.is_transaction() || pipeline.cmd_iter().all(changes_nothing) {
             return self.0.req_packed_commands(pipeline, offset, count);
         }
         Box::pin(async move {
@@ -72,17 +79,33 @@ impl ConnectionLike for HoldingConnection {
     }
 }
 
+/// Whether running `cmd` twice changes nothing: a read (by the command table), or
+/// `CLIENT CACHING`, which only marks the next read for the hot-key cache's tracking.
+fn changes_nothing(cmd: &Cmd) -> bool {
+    if route_of(cmd).is_some_and(|route| route.read_only) {
+        return true;
+    }
+    let mut args = cmd.args_iter().skip(1);
+    command_name(cmd).eq_ignore_ascii_case(b"CLIENT")
+        && matches!(args.next(), Some(redis::Arg::Simple(sub)) if sub.eq_ignore_ascii_case(b"CACHING"))
+}
+
 /// The attribute that marks a held reply.
 const HELD: &str = "baseplate-held-redirection";
 
-/// Holds `reply` back when redis-rs would send its pipeline again for it.
+/// Holds `reply` back when it says its command did not run on the node while others may have.
 fn hold(reply: &mut Value) {
     let Value::ServerError(error) = reply else {
         return;
     };
-    if matches!(
-        RedisError::from(error.clone()).retry_method(),
-        RetryMethod::NoRetry
+    if !matches!(
+        error.kind(),
+        Some(
+            ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+        )
     ) {
         return;
     }
@@ -102,31 +125,83 @@ pub(crate) fn is_held(reply: &Value) -> bool {
         && matches!(attributes.as_slice(), [(Value::SimpleString(mark), Value::Nil)] if mark == HELD)
 }
 
-/// Replaces each held reply of `replies`, the replies to `commands` in order, by the reply to
-/// its command sent again alone through `cluster`, in queue order, each following its own
-/// redirections.
+/// Replaces each held reply of `replies`, the replies to `commands` in order, by the reply to its
+/// command sent again through `cluster`. The commands of one slot go in queue order: the first
+/// alone, following its redirections (which also has redis-rs learn where the slot went), then
+/// the others in one pipeline to where the slot is now, and any of those held again alone, one
+/// after the other. The slots go concurrently. A keyless command (held by `CLUSTERDOWN`) goes to
+/// `keyless`.
 ///
 /// # Errors
 /// The first error of a command sent again (its connection failed, say): the pipeline's other
-/// commands ran, and so may the ones sent before it.
+/// commands ran, and so may some of those sent again.
 pub(crate) async fn resend_held(
-    cluster: &mut ClusterConnection,
+    cluster: &ClusterConnection,
     commands: &[&Cmd],
     replies: &mut [Value],
+    keyless: &SingleNodeRoutingInfo,
 ) -> RedisResult<()> {
-    for (cmd, reply) in commands.iter().zip(replies.iter_mut()) {
-        if !is_held(reply) {
+    // The held commands by slot, slots in the order of their first held command.
+    let mut by_slot: Vec<(Option<u16>, Vec<usize>)> = Vec::new();
+    for (index, reply) in replies.iter().enumerate() {
+        let Some(cmd) = commands.get(index).filter(|_| is_held(reply)) else {
             continue;
-        }
-        *reply = match route_of(cmd) {
-            Some(route) => {
-                let routing = RoutingInfo::SingleNode(route.routing());
-                cluster.route_command((*cmd).clone(), routing).await?
-            }
-            None => cluster.req_packed_command(cmd).await?,
         };
+        let slot = route_of(cmd).map(|route| route.slot);
+        match by_slot.iter_mut().find(|(s, _)| *s == slot) {
+            Some((_, indices)) => indices.push(index),
+            None => by_slot.push((slot, vec![index])),
+        }
+    }
+    let groups = by_slot
+        .iter()
+        .map(|(_, indices)| resend_in_order(cluster.clone(), commands, indices, keyless));
+    for (index, reply) in try_join_all(groups).await?.into_iter().flatten() {
+        replies[index] = reply;
     }
     Ok(())
+}
+
+/// Sends `commands[indices]` again, all of one slot (or all keyless), in order; their replies.
+async fn resend_in_order(
+    mut cluster: ClusterConnection,
+    commands: &[&Cmd],
+    indices: &[usize],
+    keyless: &SingleNodeRoutingInfo,
+) -> RedisResult<Vec<(usize, Value)>> {
+    let routing =
+        |cmd: &Cmd| route_of(cmd).map_or_else(|| keyless.clone(), |route| route.routing());
+    let mut replies = Vec::with_capacity(indices.len());
+    let Some((&first, rest)) = indices.split_first() else {
+        return Ok(replies);
+    };
+    let cmd = commands[first];
+    let reply = cluster
+        .route_command(cmd.clone(), RoutingInfo::SingleNode(routing(cmd)))
+        .await?;
+    replies.push((first, reply));
+    if rest.is_empty() {
+        return Ok(replies);
+    }
+    let mut pipeline = redis::pipe();
+    for &index in rest {
+        pipeline.add_command(commands[index].clone());
+    }
+    let again = cluster
+        .route_pipeline(pipeline, 0, rest.len(), routing(commands[rest[0]]))
+        .await?;
+    for (&index, reply) in rest.iter().zip(again) {
+        let reply = if is_held(&reply) {
+            let cmd = commands[index];
+            cluster
+                .route_command(cmd.clone(), RoutingInfo::SingleNode(routing(cmd)))
+                .await?
+        } else {
+            reply
+        };
+        replies.push((index, reply));
+    }
+    Ok(replies)
 }
 
 #[cfg(test)]
@@ -138,14 +213,12 @@ mod tests {
     }
 
     #[test]
-    fn only_replies_redis_rs_would_send_the_pipeline_again_for_are_held() {
+    fn only_replies_to_commands_that_did_not_run_beside_others_that_did_are_held() {
         for resp in [
             "-MOVED 3999 127.0.0.1:6381\r\n",
             "-ASK 3999 127.0.0.1:6381\r\n",
             "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
-            "-CLUSTERDOWN The cluster is down\r\n",
-            "-LOADING Redis is loading the dataset in memory\r\n",
-            "-READONLY You can't write against a read only replica.\r\n",
+            "-CLUSTERDOWN Hash slot not served\r\n",
         ] {
             let mut held = reply(resp);
             hold(&mut held);
@@ -155,6 +228,10 @@ mod tests {
             "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
             "-ERR unknown command\r\n",
             "-NOSCRIPT No matching script\r\n",
+            // Given for every write the node is sent: only reads ran, which may run again.
+            "-READONLY You can't write against a read only replica.\r\n",
+            "-LOADING Redis is loading the dataset in memory\r\n",
+            "-MASTERDOWN Link with MASTER is down\r\n",
             ":1\r\n",
             "+OK\r\n",
         ] {
@@ -169,5 +246,28 @@ mod tests {
             attributes: vec![(Value::SimpleString("other".to_owned()), Value::Nil)],
         };
         assert!(!is_held(&attribute));
+    }
+
+    #[test]
+    fn only_pipelines_that_may_write_have_replies_held() {
+        let changes_nothing_all = |pipeline: &Pipeline| pipeline.cmd_iter().all(changes_nothing);
+        let mut reads = redis::pipe();
+        reads
+            .get("a")
+            .hgetall("b")
+            .cmd("CLIENT")
+            .arg("CACHING")
+            .arg("YES");
+        assert!(changes_nothing_all(&reads));
+        for write in [
+            redis::cmd("INCR").arg("a").clone(),
+            redis::cmd("EVAL").arg("return 1").arg(0).clone(),
+            redis::cmd("CLIENT").arg("KILL").arg("ID").arg(1).clone(),
+            redis::cmd("PUBLISH").arg("c").arg("m").clone(),
+        ] {
+            let mut pipeline = reads.clone();
+            pipeline.add_command(write.clone());
+            assert!(!changes_nothing_all(&pipeline), "{write:?}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use tracing::Span;
 
 use super::Ran;
 use crate::connection::{MonitoredClusterRedisConnection, count, record_node};
-use crate::redirects::{ClusterConnection, resend_held};
+use crate::redirects::{ClusterConnection, is_held, resend_held};
 use crate::routing::{CmdRoute, route_of};
 
 /// Sends one sub-pipeline per node, concurrently, puts the replies back in queue order, and sends
@@ -31,28 +31,23 @@ pub(super) async fn run_split(
         let node = router.node_for(group.slot, group.read_only);
         record_node(&span, node.as_ref());
     }
+    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    // Where the first group goes, with the keyless commands; a keyless command a node held back
+    // goes there again.
+    let first_route = groups
+        .first()
+        .map_or(SingleNodeRoutingInfo::Random, NodeGroup::route);
     if groups.len() <= 1 {
-        let route = groups
-            .first()
-            .map(|g| g.route())
-            .unwrap_or(SingleNodeRoutingInfo::Random);
-        let mut cluster = cluster.clone();
         let result = cluster
-            .route_pipeline(pipeline.clone(), 0, pipeline.len(), route)
+            .clone()
+            .route_pipeline(pipeline.clone(), 0, pipeline.len(), first_route.clone())
             .await;
         let ran = Ran::whole(&result);
-        let result = match result {
-            Ok(mut values) => {
-                let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
-                resend_held(&mut cluster, &commands, &mut values)
-                    .await
-                    .map(|()| values)
-            }
-            Err(error) => Err(error),
+        return match result {
+            Ok(values) => with_held_sent_again(cluster, &commands, values, ran, &first_route).await,
+            Err(error) => (Err(error), ran),
         };
-        return (result, ran);
     }
-    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
     let requests = groups.iter().map(|group| {
         let mut sub = redis::pipe();
         for &index in &group.indices {
@@ -89,11 +84,31 @@ pub(super) async fn run_split(
         }
     }
     let ran = Ran::Only(ran);
-    if let Some(error) = first_error {
-        return (Err(error), ran);
+    match first_error {
+        Some(error) => (Err(error), ran),
+        None => with_held_sent_again(cluster, &commands, values, ran, &first_route).await,
     }
-    let result = resend_held(&mut cluster.clone(), &commands, &mut values).await;
-    (result.map(|()| values), ran)
+}
+
+/// The pipeline's replies once the commands a node held back are sent again (see `redirects`),
+/// and which commands ran: `ran`, less the held ones when sending them again failed.
+async fn with_held_sent_again(
+    cluster: &ClusterConnection,
+    commands: &[&Cmd],
+    mut values: Vec<Value>,
+    ran: Ran,
+    keyless: &SingleNodeRoutingInfo,
+) -> (RedisResult<Vec<Value>>, Ran) {
+    let held: Vec<usize> = (0..values.len())
+        .filter(|&index| is_held(&values[index]))
+        .collect();
+    if held.is_empty() {
+        return (Ok(values), ran);
+    }
+    match resend_held(cluster, commands, &mut values, keyless).await {
+        Ok(()) => (Ok(values), ran),
+        Err(error) => (Err(error), ran.except(&held, commands.len())),
+    }
 }
 
 /// The commands of a pipeline that go to one node.
