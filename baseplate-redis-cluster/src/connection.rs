@@ -227,6 +227,7 @@ impl MonitoredClusterRedisConnection {
                 Instant::now(),
             );
             let deadline = deadline_after(outcome.started, self.pool.call_timeout());
+            let outcome_started = outcome.started;
             let run = async {
                 let (_permit, waited) = match self.pool.permit(deadline).await {
                     Ok(permit) => permit,
@@ -249,10 +250,16 @@ impl MonitoredClusterRedisConnection {
                     connected.store(true, Ordering::Relaxed);
                     let outcome = work(&mut shared.conn).await;
                     shared.inspect(&outcome.0);
+                    if ran_on_server(&outcome.0) {
+                        self.pool.answered(outcome_started);
+                    }
                     outcome
                 };
                 within(deadline, on_connection).await.unwrap_or_else(|_| {
                     let connected = connected.load(Ordering::Relaxed);
+                    if connected && !call.blocking {
+                        self.pool.unanswered(Instant::now());
+                    }
                     let error = self.deadline_passed(name, call.cmd, call.node, waited, connected);
                     (Err(error), E::default())
                 })

@@ -15,7 +15,7 @@
 //! `max_connections` of them, idle ones kept a minute and health-checked after 5 s idle), so it
 //! never holds up the callers sharing a node's socket.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,9 @@ struct PoolInner {
     open: Arc<AtomicUsize>,
     permits: Semaphore,
     waiting: AtomicUsize,
+    /// When a call on the shared connection last had a reply, in milliseconds from `epoch`.
+    answered: AtomicU64,
+    epoch: Instant,
     current: Mutex<Option<Current>>,
     refresh: tokio::sync::Mutex<()>,
     /// The hot-key cache, when `cache_hot_keys` is on.
@@ -196,6 +199,8 @@ impl ClusterPool {
                 subscribers: AtomicUsize::new(0),
                 open,
                 waiting: AtomicUsize::new(0),
+                answered: AtomicU64::new(0),
+                epoch: Instant::now(),
                 current: Mutex::new(None),
                 refresh: tokio::sync::Mutex::new(()),
                 cache,
@@ -355,6 +360,8 @@ impl ClusterPool {
             conn: checkout.conn.clone(),
             broken: Arc::clone(&checkout.broken),
         };
+        // A new connection has a whole timeout to answer before it counts as silent.
+        self.answered(Instant::now());
         *self
             .inner
             .current
@@ -387,6 +394,49 @@ impl ClusterPool {
             pool: self.clone(),
             finished: false,
         })
+    }
+
+    /// Notes that a call made at `started` on the shared connection had a reply (an error reply
+    /// too): the connection works.
+    pub(crate) fn answered(&self, started: Instant) {
+        let at = self.millis(started);
+        // Read first: the store happens at most once a millisecond, not once a call.
+        if self.inner.answered.load(Ordering::Relaxed) < at {
+            self.inner.answered.store(at, Ordering::Relaxed);
+        }
+    }
+
+    /// A call on the shared connection had no reply by its deadline. When no call has had one
+    /// for a whole call timeout either, the connection is retired and the next call opens a new
+    /// one, which learns the cluster's topology afresh: a redis-rs cluster connection can stop
+    /// answering altogether (seen after a primary was killed and its replica promoted, every
+    /// call to every node timing out for as long as the connection lived), while a node that
+    /// alone hangs leaves the other nodes' calls answered and the connection kept.
+    pub(crate) fn unanswered(&self, now: Instant) {
+        let Some(timeout) = self.call_timeout() else {
+            return;
+        };
+        let silent = self
+            .millis(now)
+            .saturating_sub(self.inner.answered.load(Ordering::Relaxed));
+        if u128::from(silent) < timeout.as_millis() {
+            return;
+        }
+        if let Some(shared) = self.healthy_current()
+            && !shared.broken.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                client = %self.inner.name,
+                silent_ms = silent,
+                "no call had a reply for a whole timeout: opening a new cluster connection"
+            );
+        }
+    }
+
+    /// `at` in milliseconds from the pool's creation.
+    fn millis(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.inner.epoch).as_millis();
+        u64::try_from(since).unwrap_or(u64::MAX)
     }
 
     fn healthy_current(&self) -> Option<SharedConnection> {
