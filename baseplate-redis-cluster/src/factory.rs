@@ -147,26 +147,30 @@ struct TrackerConnection {
     client: ClusterClient,
     name: Arc<str>,
     connect_timeout: Duration,
-    conn: Arc<tokio::sync::Mutex<Option<ClusterConnection>>>,
+    conn: Arc<tokio::sync::Mutex<Option<Arc<ClusterConnection>>>>,
 }
 
 impl TrackerConnection {
-    async fn get(&self) -> redis::RedisResult<ClusterConnection> {
+    async fn get(&self) -> redis::RedisResult<Arc<ClusterConnection>> {
         let mut current = self.conn.lock().await;
         if let Some(conn) = &*current {
-            return Ok(conn.clone());
+            return Ok(Arc::clone(conn));
         }
-        let conn = connect(&self.client, &self.name, self.connect_timeout).await?;
-        *current = Some(conn.clone());
+        let conn = Arc::new(connect(&self.client, &self.name, self.connect_timeout).await?);
+        *current = Some(Arc::clone(&conn));
         Ok(conn)
     }
 
-    /// Drops the connection when `result` shows it can no longer work.
-    async fn inspect<T>(&self, result: &redis::RedisResult<T>) {
+    /// Drops `used`, the connection a call went out on, when `result` shows it can no longer
+    /// work, unless it was replaced already (by a concurrent write that failed first).
+    async fn inspect<T>(&self, used: &Arc<ClusterConnection>, result: &redis::RedisResult<T>) {
         if let Err(error) = result
             && retires_connection(error)
         {
-            *self.conn.lock().await = None;
+            let mut current = self.conn.lock().await;
+            if current.as_ref().is_some_and(|conn| Arc::ptr_eq(conn, used)) {
+                *current = None;
+            }
         }
     }
 }
@@ -174,8 +178,9 @@ impl TrackerConnection {
 impl ConnectionLike for TrackerConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let result = self.get().await?.req_packed_command(cmd).await;
-            self.inspect(&result).await;
+            let used = self.get().await?;
+            let result = (*used).clone().req_packed_command(cmd).await;
+            self.inspect(&used, &result).await;
             result
         })
     }
@@ -187,12 +192,12 @@ impl ConnectionLike for TrackerConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let result = self
-                .get()
-                .await?
+            let used = self.get().await?;
+            let result = (*used)
+                .clone()
                 .req_packed_commands(pipeline, offset, count)
                 .await;
-            self.inspect(&result).await;
+            self.inspect(&used, &result).await;
             result
         })
     }
