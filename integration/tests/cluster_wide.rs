@@ -1084,3 +1084,24 @@ async fn a_scan_through_a_failover_finds_every_key_the_cluster_kept() {
         repeated(&found).len()
     );
 }
+
+#[tokio::test]
+async fn a_key_a_named_node_does_not_serve_follows_the_nodes_redirection() {
+    let on = cluster();
+    let foo = connection(on, &[]);
+    let key = unique_prefix("on-node-moved");
+    let nodes = on.nodes().await;
+    let elsewhere = nodes
+        .iter()
+        .find(|n| n.primary && !n.serves(key_slot(key.as_bytes())))
+        .unwrap();
+    let mut node = foo.on_node(&elsewhere.addr).unwrap();
+    let () = node.set(&key, 1).await.unwrap();
+    let mut pipe = redis::pipe();
+    pipe.incr(&key, 1).get(&key);
+    let (incremented, read): (i64, i64) = pipe.query_async(&mut node).await.unwrap();
+    assert_eq!((incremented, read), (2, 2));
+    let stored: i64 = foo.clone().get(&key).await.unwrap();
+    assert_eq!(stored, 2);
+    cluster().delete(&[key]).await;
+}
