@@ -25,8 +25,9 @@ use crate::routing::blocks;
 /// `redis::cmd(...).query_async(&mut node)` work on it: each command goes to that node whatever
 /// its keys (a key the node does not serve follows the node's `MOVED` to the node that does, as
 /// redis-rs follows any redirection), in a span `{client}.{COMMAND}` with `server.address` and
-/// `server.port` set, and is measured like any other command. A pipeline runs on the node as one pipeline. A node the
-/// cluster's topology does not list gets no command: the call fails at once, naming the node.
+/// `server.port` set, and is measured like any other command. A pipeline runs on the node as one
+/// pipeline. A node the cluster's topology does not list gets no command: the call fails at once,
+/// naming the node.
 ///
 /// ```no_run
 /// # async fn example(foo: &baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {

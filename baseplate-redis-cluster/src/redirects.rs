@@ -31,8 +31,9 @@ use redis::{
     ServerErrorKind, Value,
 };
 
-use crate::connection::command_name;
-use crate::routing::route_of;
+use baseplate_hotkeys::command_of;
+
+use crate::routing::{CmdRoute, only_reads, route_of};
 
 /// A cluster connection whose node connections hold a pipeline's redirected replies back.
 pub(crate) type ClusterConnection = redis::cluster_async::ClusterConnection<HoldingConnection>;
@@ -82,12 +83,12 @@ impl ConnectionLike for HoldingConnection {
 /// Whether running `cmd` twice changes nothing: a read (by the command table), or
 /// `CLIENT CACHING`, which only marks the next read for the hot-key cache's tracking.
 fn changes_nothing(cmd: &Cmd) -> bool {
-    if route_of(cmd).is_some_and(|route| route.read_only) {
+    if command_of(cmd).is_some_and(only_reads) {
         return true;
     }
-    let mut args = cmd.args_iter().skip(1);
-    command_name(cmd).eq_ignore_ascii_case(b"CLIENT")
-        && matches!(args.next(), Some(redis::Arg::Simple(sub)) if sub.eq_ignore_ascii_case(b"CACHING"))
+    let mut args = cmd.args_iter();
+    let mut next_is = |expected: &[u8]| matches!(args.next(), Some(redis::Arg::Simple(arg)) if arg.eq_ignore_ascii_case(expected));
+    next_is(b"CLIENT") && next_is(b"CACHING")
 }
 
 /// The attribute that marks a held reply.
@@ -187,8 +188,19 @@ async fn resend_in_order(
     for &index in rest {
         pipeline.add_command(commands[index].clone());
     }
+    // To the slot's primary unless all of them read.
+    let rest_routing = match route_of(commands[rest[0]]) {
+        Some(route) => CmdRoute {
+            slot: route.slot,
+            read_only: rest
+                .iter()
+                .all(|&index| route_of(commands[index]).is_some_and(|route| route.read_only)),
+        }
+        .routing(),
+        None => keyless.clone(),
+    };
     let again = cluster
-        .route_pipeline(pipeline, 0, rest.len(), routing(commands[rest[0]]))
+        .route_pipeline(pipeline, 0, rest.len(), rest_routing)
         .await?;
     for (&index, reply) in rest.iter().zip(again) {
         let reply = if is_held(&reply) {

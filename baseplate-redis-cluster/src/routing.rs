@@ -150,19 +150,20 @@ impl CmdRoute {
 /// the first key is for the commands that do not take it first (`EVAL`-like commands, the
 /// `numkeys` family, `XREAD ... STREAMS key`, `OBJECT ENCODING key`, `BITOP op destkey`) and
 /// which server commands name no key. A command it does not know is routed by its first argument;
-/// the node answers a misplaced one with `MOVED`, on which redis-rs sends the node's whole
-/// pipeline again (see the crate README's "Pipelines and transactions").
+/// the node answers a misplaced one with `MOVED`, and the command follows it (see `redirects`
+/// for one in a pipeline).
 pub(crate) fn route_of(cmd: &Cmd) -> Option<CmdRoute> {
     let (key, spec) = first_key_and_row(cmd)?;
-    // A command the table counts as reading keys and writing none is a read; anything else,
-    // known or not, goes to the primary.
-    let read_only = spec.is_some_and(|spec| {
-        spec.writes() == KeyPositions::None && spec.reads() != KeyPositions::None
-    });
+    // Anything but a read, known or not, goes to the primary.
     Some(CmdRoute {
         slot: key_slot(key),
-        read_only,
+        read_only: spec.as_ref().is_some_and(only_reads),
     })
+}
+
+/// Whether the table counts a command as a read: reading keys and writing none.
+pub(crate) fn only_reads(spec: &CommandSpec) -> bool {
+    spec.writes() == KeyPositions::None && spec.reads() != KeyPositions::None
 }
 
 /// A command's first key, as [`route_of`] routes it; `None` for keyless commands.

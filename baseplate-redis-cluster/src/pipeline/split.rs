@@ -1,6 +1,6 @@
 //! A pipeline split by node: its commands grouped by the primary serving their slot, one
 //! sub-pipeline sent to each node concurrently, the replies put back in queue order, and the
-//! commands a node redirected sent again alone (see `redirects`).
+//! commands a node held back sent again (see `redirects`).
 
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ use crate::redirects::{ClusterConnection, is_held, resend_held};
 use crate::routing::{CmdRoute, route_of};
 
 /// Sends one sub-pipeline per node, concurrently, puts the replies back in queue order, and sends
-/// the commands a node redirected again, alone.
+/// again the commands a node held back.
 pub(super) async fn run_split(
     conn: &MonitoredClusterRedisConnection,
     cluster: &ClusterConnection,
@@ -31,7 +31,6 @@ pub(super) async fn run_split(
         let node = router.node_for(group.slot, group.read_only);
         record_node(&span, node.as_ref());
     }
-    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
     // Where the first group goes, with the keyless commands; a keyless command a node held back
     // goes there again.
     let first_route = groups
@@ -44,10 +43,11 @@ pub(super) async fn run_split(
             .await;
         let ran = Ran::whole(&result);
         return match result {
-            Ok(values) => with_held_sent_again(cluster, &commands, values, ran, &first_route).await,
+            Ok(values) => with_held_sent_again(cluster, pipeline, values, ran, &first_route).await,
             Err(error) => (Err(error), ran),
         };
     }
+    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
     let requests = groups.iter().map(|group| {
         let mut sub = redis::pipe();
         for &index in &group.indices {
@@ -86,7 +86,7 @@ pub(super) async fn run_split(
     let ran = Ran::Only(ran);
     match first_error {
         Some(error) => (Err(error), ran),
-        None => with_held_sent_again(cluster, &commands, values, ran, &first_route).await,
+        None => with_held_sent_again(cluster, pipeline, values, ran, &first_route).await,
     }
 }
 
@@ -94,18 +94,19 @@ pub(super) async fn run_split(
 /// and which commands ran: `ran`, less the held ones when sending them again failed.
 async fn with_held_sent_again(
     cluster: &ClusterConnection,
-    commands: &[&Cmd],
+    pipeline: &Pipeline,
     mut values: Vec<Value>,
     ran: Ran,
     keyless: &SingleNodeRoutingInfo,
 ) -> (RedisResult<Vec<Value>>, Ran) {
+    if !values.iter().any(is_held) {
+        return (Ok(values), ran);
+    }
     let held: Vec<usize> = (0..values.len())
         .filter(|&index| is_held(&values[index]))
         .collect();
-    if held.is_empty() {
-        return (Ok(values), ran);
-    }
-    match resend_held(cluster, commands, &mut values, keyless).await {
+    let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
+    match resend_held(cluster, &commands, &mut values, keyless).await {
         Ok(()) => (Ok(values), ran),
         Err(error) => (Err(error), ran.except(&held, commands.len())),
     }
