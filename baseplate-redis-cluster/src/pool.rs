@@ -82,6 +82,8 @@ struct PoolInner {
     /// When a call on the shared connection last had a reply, in milliseconds from `epoch`.
     answered: AtomicU64,
     epoch: Instant,
+    /// Whether a connection is being opened to take over from a silent one.
+    taking_over: AtomicBool,
     current: Mutex<Option<Current>>,
     refresh: tokio::sync::Mutex<()>,
     /// The hot-key cache, when `cache_hot_keys` is on.
@@ -201,6 +203,7 @@ impl ClusterPool {
                 waiting: AtomicUsize::new(0),
                 answered: AtomicU64::new(0),
                 epoch: Instant::now(),
+                taking_over: AtomicBool::new(false),
                 current: Mutex::new(None),
                 refresh: tokio::sync::Mutex::new(()),
                 cache,
@@ -356,21 +359,57 @@ impl ClusterPool {
             .get()
             .await
             .map_err(|e| self.mobc_error(e))?;
+        Ok(self.install(checkout))
+    }
+
+    /// Makes `checkout` the connection commands share, retiring the one it replaces (mobc
+    /// discards it once the calls still on it are done).
+    fn install(&self, checkout: mobc::Connection<ClusterManager>) -> SharedConnection {
         let shared = SharedConnection {
             conn: checkout.conn.clone(),
             broken: Arc::clone(&checkout.broken),
         };
         // A new connection has a whole timeout to answer before it counts as silent.
         self.answered(Instant::now());
-        *self
+        let replaced = self
             .inner
             .current
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Current {
-            checkout,
-            shared: shared.clone(),
-        });
-        Ok(shared)
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(Current {
+                checkout,
+                shared: shared.clone(),
+            });
+        if let Some(replaced) = replaced {
+            replaced.shared.broken.store(true, Ordering::Relaxed);
+        }
+        shared
+    }
+
+    /// Opens a connection to take over from the shared one, which has gone silent, and keeps
+    /// the silent one when none can be opened (its seeds may be down, while the silent one
+    /// knows the whole topology and may yet recover).
+    async fn take_over_from_silent(&self, silent_ms: u64) {
+        let _refreshing = self.inner.refresh.lock().await;
+        match self.inner.connections.get().await {
+            Ok(checkout) => {
+                self.install(checkout);
+                tracing::warn!(
+                    client = %self.inner.name,
+                    silent_ms,
+                    "no call had a reply for a whole timeout: commands moved to a new cluster connection"
+                );
+            }
+            Err(error) => {
+                let error = self.mobc_error(error);
+                tracing::warn!(
+                    client = %self.inner.name,
+                    silent_ms,
+                    %error,
+                    "no call had a reply for a whole timeout, and no new cluster connection could be opened"
+                );
+            }
+        }
     }
 
     /// A connection of its own for one blocking command, from the dedicated pool (opened within
@@ -407,8 +446,8 @@ impl ClusterPool {
     }
 
     /// A call on the shared connection had no reply by its deadline. When no call has had one
-    /// for a whole call timeout either, the connection is retired and the next call opens a new
-    /// one, which learns the cluster's topology afresh: a redis-rs cluster connection can stop
+    /// for a whole call timeout either, a new connection, which learns the cluster's topology
+    /// afresh, is opened in the background to take over: a redis-rs cluster connection can stop
     /// answering altogether (seen after a primary was killed and its replica promoted, every
     /// call to every node timing out for as long as the connection lived), while a node that
     /// alone hangs leaves the other nodes' calls answered and the connection kept.
@@ -422,15 +461,15 @@ impl ClusterPool {
         if u128::from(silent) < timeout.as_millis() {
             return;
         }
-        if let Some(shared) = self.healthy_current()
-            && !shared.broken.swap(true, Ordering::Relaxed)
-        {
-            tracing::warn!(
-                client = %self.inner.name,
-                silent_ms = silent,
-                "no call had a reply for a whole timeout: opening a new cluster connection"
-            );
+        // One attempt at a time; the next silent timeout after a failed one tries again.
+        if self.inner.taking_over.swap(true, Ordering::Relaxed) {
+            return;
         }
+        let pool = self.clone();
+        tokio::spawn(async move {
+            pool.take_over_from_silent(silent).await;
+            pool.inner.taking_over.store(false, Ordering::Relaxed);
+        });
     }
 
     /// `at` in milliseconds from the pool's creation.
