@@ -6,9 +6,11 @@
 //! permit (waiting in FIFO order, for at most the configured wait) and a cheap clone of one shared
 //! connection. That connection is a single long-lived mobc checkout: mobc opens it (within the
 //! connect timeout), and is asked for another only when the pool finds it broken (a dropped
-//! connection, or no node left), which it hands back for mobc to close. mobc's health check and
-//! limits therefore only act on that replacement: a PING when the connection it lends sat idle
-//! over 5 s, at most 4 open at once while a broken one is still closing, 1 kept idle.
+//! connection, or no node left), which it hands back for mobc to close, or silent (no call had a
+//! reply for a whole timeout: see `unanswered`), which it hands back once another opened. mobc's
+//! health check and limits therefore only act on that replacement: a PING when the connection it
+//! lends sat idle over 5 s, at most 4 open at once while a broken one is still closing, 1 kept
+//! idle.
 //!
 //! Blocking commands (`BLPOP`, `XREAD ... BLOCK`, ...) are where mobc does a pool's usual work: the
 //! second mobc pool lends each one a cluster connection of its own for as long as it waits (up to
