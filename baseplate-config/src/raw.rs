@@ -58,16 +58,17 @@ impl RawConfig {
     /// Reads the `[app:main]` section of an INI file, as `baseplate-serve` does.
     ///
     /// The syntax is Python's `configparser` (with baseplate's `RawConfigParser` settings):
-    /// `key = value` or `key: value`; keys keep their case; a line starting with `#` or `;` is a
+    /// `key = value` or `key: value`; keys are lowercased; a line starting with `#` or `;` is a
     /// comment, but there are no inline comments (`a = x # y` has the value `x # y`); a value
     /// continues on following lines indented deeper than its key; no quotes or escapes are
-    /// processed. Keys of a `[DEFAULT]` section apply to every section, as in Python.
+    /// processed. Keys of a `[DEFAULT]` section apply to every section. A key set twice in a
+    /// section (in any case) or a section opened twice is an error, as in Python.
     ///
     /// # Errors
     ///
     /// [`ConfigError::Io`] naming the path when the file cannot be read,
     /// [`ConfigError::SectionNotFound`] naming the section and the file when it has no
-    /// `[app:main]`, and [`ConfigError::IniSyntax`] when the text is malformed.
+    /// `[app:main]`, and [`ConfigError::IniSyntax`] naming the line when the text is malformed.
     ///
     /// # Examples
     ///

@@ -3,17 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use configparser::ini::Ini;
-
 use crate::error::ConfigError;
 use crate::value::Value;
 
-/// Python's name for the section whose keys apply to every section.
-const PYTHON_DEFAULT_SECTION: &str = "DEFAULT";
-
-/// Where `configparser` puts keys that come before any section header. Python rejects such keys;
-/// a name no real section can have lets us find and reject them too.
-const NO_SECTION: &str = "\u{0}baseplate-config: before the first section header";
+mod ini;
 
 /// Reads a config file as UTF-8 text.
 pub(crate) fn read_file(path: &Path) -> Result<String, ConfigError> {
@@ -24,63 +17,31 @@ pub(crate) fn read_file(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// Reads the keys of `section` (with those of `[DEFAULT]` under them) from INI text, the way
-/// baseplate's `RawConfigParser` and `parser.items(section)` do.
+/// `baseplate-serve`'s `RawConfigParser` and `parser.items(section)` do.
 pub(crate) fn ini_section(
     text: &str,
     section: &str,
     file: Option<&Path>,
 ) -> Result<BTreeMap<String, Value>, ConfigError> {
-    let syntax_error = |message: String| ConfigError::IniSyntax {
+    let sections = ini::sections(text).map_err(|message| ConfigError::IniSyntax {
         file: file.map(Path::to_owned),
         message,
-    };
-
-    let mut ini = Ini::new_cs();
-    let mut options = ini.defaults();
-    // Python's defaults: values continue on deeper-indented lines, and `#` or `;` start a
-    // comment only at the start of a line, so `a = x # y` has the value `x # y`.
-    options.multiline = true;
-    options.enable_inline_comments = false;
-    options.default_section = NO_SECTION.to_owned();
-    ini.load_defaults(options);
-
-    // Python's configparser does not skip a UTF-8 byte order mark either, but editors on Windows
-    // add one silently and it would otherwise turn the first header into a key.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    ini.read(text.to_owned()).map_err(syntax_error)?;
-    let sections = ini.get_map_ref();
-
-    if let Some(key) = sections.get(NO_SECTION).and_then(|keys| keys.keys().next()) {
-        return Err(syntax_error(format!(
-            "key \"{key}\" comes before the first [section] header"
-        )));
-    }
+    })?;
     let Some(keys) = sections.get(section) else {
         return Err(ConfigError::SectionNotFound {
             file: file.map(Path::to_owned),
             section: section.to_owned(),
         });
     };
-
-    let mut values = BTreeMap::new();
     let defaults = sections
-        .get(PYTHON_DEFAULT_SECTION)
-        .filter(|_| section != PYTHON_DEFAULT_SECTION);
-    for (section_name, keys) in defaults
-        .map(|defaults| (PYTHON_DEFAULT_SECTION, defaults))
+        .get(ini::DEFAULT_SECTION)
+        .filter(|_| section != ini::DEFAULT_SECTION);
+    Ok(defaults
         .into_iter()
-        .chain([(section, keys)])
-    {
-        for (key, value) in keys {
-            let Some(value) = value else {
-                return Err(syntax_error(format!(
-                    "key \"{key}\" in [{section_name}] has no value, expected \"{key} = <value>\""
-                )));
-            };
-            values.insert(key.clone(), Value::String(value.clone()));
-        }
-    }
-    Ok(values)
+        .chain([keys])
+        .flat_map(ini::Section::values)
+        .map(|(key, value)| (key.to_owned(), Value::String(value)))
+        .collect())
 }
 
 /// Reads a TOML document, flattened into dotted keys.
