@@ -8,8 +8,9 @@
 //! connection, and its reply cached. Every other command goes to Redis as before.
 //!
 //! A reply leaves the cache when the server says its key changed (an invalidation push), when
-//! redis-rs reports a new cluster topology (a reply read under an earlier one is never answered:
-//! after a failover or a slot move the node it came from may no longer tell of changes), when a
+//! redis-rs reports a cluster topology other than the one known (a reply read under an earlier one
+//! is never answered: after a failover or a slot move the node it came from may no longer tell of
+//! changes; the same topology read again, as every new connection reads it, drops nothing), when a
 //! node connection drops or a cached read fails on its way (everything is dropped), after `ttl`,
 //! and by LRU beyond the bound. A reply whose key was invalidated while the read was in flight is not
 //! cached: the server sends one invalidation per tracked read, and a reply cached after it would

@@ -2,7 +2,7 @@
 //! cluster topology that lets a pipeline be split into one sub-pipeline per node.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use baseplate_hotkeys::{CommandSpec, KeyPositions, command_of};
 use rand::RngExt as _;
@@ -21,9 +21,10 @@ const SLOTS: u16 = 16_384;
 pub(crate) struct Router {
     read_from_replicas: bool,
     topology: RwLock<Option<ClusterTopology>>,
-    /// How many topologies redis-rs has reported: the hot-key cache drops what it read under an
-    /// earlier one (a failover or a slot move may have made it stale without a word from the
-    /// server it came from).
+    /// How many different topologies redis-rs has reported in turn: the hot-key cache drops what
+    /// it read under an earlier one (a failover or a slot move may have made it stale without a
+    /// word from the server it came from). A report of the topology already known (every new
+    /// connection reads it) does not count.
     topologies: AtomicU64,
 }
 
@@ -36,7 +37,7 @@ impl Router {
         })
     }
 
-    /// How many topologies redis-rs has reported so far.
+    /// How many different topologies redis-rs has reported in turn so far.
     pub(crate) fn topologies(&self) -> u64 {
         self.topologies.load(Ordering::Acquire)
     }
@@ -69,12 +70,20 @@ impl Router {
         Some(shard.primary().clone())
     }
 
-    /// Takes `topology` as the cluster's, as redis-rs reports each one it reads.
+    /// Takes `topology` as the cluster's, as redis-rs reports each one it reads, and counts it
+    /// when it differs from the one known.
     pub(crate) fn learn(&self, topology: ClusterTopology) {
-        if let Ok(mut current) = self.topology.write() {
-            *current = Some(topology);
+        let mut current = self
+            .topology
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let changed = current
+            .as_ref()
+            .is_none_or(|known| layout(known) != layout(&topology));
+        *current = Some(topology);
+        if changed {
+            self.topologies.fetch_add(1, Ordering::AcqRel);
         }
-        self.topologies.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether `node` is a primary or a replica in the topology (`true` while none is known yet):
@@ -89,6 +98,24 @@ impl Router {
                 .any(|shard| shard.primary() == node || shard.replicas().contains(node))
         })
     }
+}
+
+/// One shard as a topology lists it: its slot ranges, primary and replicas (sorted).
+type ShardLayout<'a> = (&'a [(u16, u16)], &'a NodeAddress, Vec<&'a NodeAddress>);
+
+/// What a topology says: its shards, in an order of their own (redis-rs lists them as `CLUSTER
+/// SLOTS` did).
+fn layout(topology: &ClusterTopology) -> Vec<ShardLayout<'_>> {
+    let mut shards: Vec<_> = topology
+        .shards()
+        .map(|shard| {
+            let mut replicas: Vec<_> = shard.replicas().iter().collect();
+            replicas.sort_unstable();
+            (shard.slot_ranges(), shard.primary(), replicas)
+        })
+        .collect();
+    shards.sort_unstable();
+    shards
 }
 
 /// The factory redis-rs asks for a strategy per connection; all of them share the pool's [`Router`].
@@ -346,6 +373,31 @@ fn first_key<'a>(args: &[&'a [u8]], spec: Option<CommandSpec>) -> Option<&'a [u8
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redis::cluster_read_routing::Shard;
+
+    #[test]
+    fn only_a_topology_that_differs_from_the_known_one_counts() {
+        let node = |port| NodeAddress::new("127.0.0.1", port);
+        let topology = |first_end: u16, replicas: Vec<NodeAddress>| {
+            ClusterTopology::from_shards(vec![
+                Shard::new(vec![(0, first_end)], node(7000), replicas),
+                Shard::new(vec![(first_end + 1, 16_383)], node(7001), vec![node(7004)]),
+            ])
+        };
+        let router = Router::new(false);
+        router.learn(topology(8000, vec![node(7002), node(7003)]));
+        assert_eq!(router.topologies(), 1, "the first one");
+        router.learn(topology(8000, vec![node(7003), node(7002)]));
+        assert_eq!(
+            router.topologies(),
+            1,
+            "the same, replicas listed in another order"
+        );
+        router.learn(topology(8001, vec![node(7002), node(7003)]));
+        assert_eq!(router.topologies(), 2, "a slot moved");
+        router.learn(topology(8001, vec![node(7002)]));
+        assert_eq!(router.topologies(), 3, "a replica left");
+    }
 
     #[test]
     fn slots_match_redis_cluster_keyslot() {

@@ -230,6 +230,28 @@ async fn with_replica_reads_on_a_hot_key_is_still_read_from_memory() {
 }
 
 #[tokio::test]
+async fn a_connection_opened_for_a_blocking_command_leaves_the_cache_warm() {
+    let on = integration::cluster();
+    let key = format!("{}blocking", unique_prefix("cache"));
+    let (mut raw, factory, mut foo) = cached_key(on, &key, "v", &[]).await;
+    // `BLPOP` runs on a connection of its own, which reads the cluster's topology as it opens:
+    // the same topology, so nothing cached can have gone stale.
+    let list = format!("{}blocking-list", unique_prefix("cache"));
+    let popped: Option<(String, String)> = foo.blpop(&list, 0.01).await.unwrap();
+    assert_eq!(popped, None);
+    let before = factory.pool().cache_stats().unwrap();
+    let read: Option<String> = foo.get(&key).await.unwrap();
+    assert_eq!(read.as_deref(), Some("v"));
+    let after = factory.pool().cache_stats().unwrap();
+    assert_eq!(
+        (after.hits - before.hits, after.misses - before.misses),
+        (1, 0),
+        "{before:?} -> {after:?}"
+    );
+    let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_cached_key_whose_slot_moves_is_never_read_stale() {
     let _turn = OWN.lock().await;
     let on = own_cluster();
