@@ -274,7 +274,10 @@ impl Subscriber {
     ///
     /// # Errors
     /// When a channel's node refuses or cannot be reached within the client's timeout; the
-    /// error names the client and the channel. The channels already accepted stay subscribed.
+    /// error names the client and the channel. The channels already accepted stay subscribed; a
+    /// channel its node refused is not subscribed. A channel whose call ran out of time may still
+    /// be subscribed (the command may have reached its node): it is kept, and subscribed again
+    /// after a fault, until [`unsubscribe`](Self::unsubscribe) drops it.
     pub async fn subscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
         self.change(Kind::Channel, true, channels).await
     }

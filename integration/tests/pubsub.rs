@@ -720,3 +720,34 @@ async fn refused_subscriptions_fail_naming_the_client_and_the_channel() {
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_subscription_whose_call_ran_out_of_time_may_still_take_effect() {
+    let _turn = TURN.lock().await;
+    // A node timeout far longer than the freeze: nothing fails over.
+    let chaos = Arc::new(blocking(|| ChaosCluster::start(Duration::from_secs(60))).await);
+    let c = Arc::clone(&chaos);
+    let frozen = blocking(move || c.nodes().into_iter().find(|n| n.primary).unwrap()).await;
+    let channel = name_in_slot("late", frozen.slots[0].0);
+    let mut foo = connection_to(
+        &chaos.url_with_password(),
+        &[("foo.timeout", "300 milliseconds")],
+    );
+    let mut subscriber = foo.subscriber().await.unwrap();
+
+    let c = Arc::clone(&chaos);
+    let port = frozen.port;
+    blocking(move || c.pause(port)).await;
+    let error = subscriber.subscribe(&channel).await.unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert!(error.to_string().contains(&channel), "{error}");
+    let c = Arc::clone(&chaos);
+    blocking(move || c.resume(port)).await;
+
+    // The command reached the node before the call gave up: it subscribes once the node runs.
+    let received = publish_until_received(&mut foo, &mut subscriber, &channel, false, PATIENCE)
+        .await
+        .expect("the subscription that timed out took effect");
+    assert!(received.parse::<u32>().is_ok(), "{received}");
+    subscriber.unsubscribe(&channel).await.unwrap();
+}
