@@ -38,20 +38,6 @@ impl Section {
     }
 }
 
-/// One key's value as read so far: its lines, and the line the key was set on.
-#[derive(Debug)]
-struct Setting {
-    line: usize,
-    lines: Vec<String>,
-}
-
-impl Setting {
-    /// The value: its lines joined with newlines, trailing blank ones dropped.
-    fn value(&self) -> String {
-        self.lines.join("\n").trim_end().to_owned()
-    }
-}
-
 /// Reads every section of `text`; an error names its line.
 pub(super) fn sections(text: &str) -> Result<BTreeMap<&str, Section>, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -152,6 +138,20 @@ pub(super) fn sections(text: &str) -> Result<BTreeMap<&str, Section>, String> {
         key = Some(name);
     }
     Ok(sections)
+}
+
+/// One key's value as read so far: its lines, and the line the key was set on.
+#[derive(Debug)]
+struct Setting {
+    line: usize,
+    lines: Vec<String>,
+}
+
+impl Setting {
+    /// The value: its lines joined with newlines, trailing blank ones dropped.
+    fn value(&self) -> String {
+        self.lines.join("\n").trim_end().to_owned()
+    }
 }
 
 fn before_first_header(number: usize, key: &str) -> String {
