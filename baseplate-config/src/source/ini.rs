@@ -1,8 +1,11 @@
 //! INI text read as `baseplate-serve` reads a config file: Python's `configparser.RawConfigParser`
 //! with its defaults, which are strict.
 //!
+//! - Lines end at `\n`, `\r\n` or a lone `\r` (Python's universal newlines); white space is what
+//!   Python's `str.strip()` strips.
 //! - `key = value` or `key: value`, split at the first `=` or `:`; key and value trimmed; keys
-//!   lowercased (Python's `optionxform`), section names kept as written.
+//!   lowercased (Python's `optionxform`, by Rust's Unicode tables: only letters added to Unicode
+//!   after the Python's own version lowercase differently), section names kept as written.
 //! - A line whose first non-blank character is `#` or `;` is a comment; there are no inline
 //!   comments, quotes or escapes.
 //! - A line indented deeper than its key's line continues the key's value (joined with newlines);
@@ -46,9 +49,9 @@ pub(super) fn sections(text: &str) -> Result<BTreeMap<&str, Section>, String> {
     let mut section: Option<&str> = None;
     let mut key: Option<String> = None;
     let mut key_indent = 0;
-    for (index, line) in text.lines().enumerate() {
+    for (index, line) in lines(text).enumerate() {
         let number = index + 1;
-        let content = line.trim();
+        let content = line.trim_matches(is_space);
         let continued = section
             .zip(key.as_deref())
             .and_then(|(section, key)| sections.get_mut(section)?.keys.get_mut(key));
@@ -60,7 +63,7 @@ pub(super) fn sections(text: &str) -> Result<BTreeMap<&str, Section>, String> {
             }
             continue;
         }
-        let indent = line.chars().take_while(|c| c.is_whitespace()).count();
+        let indent = line.chars().take_while(|&c| is_space(c)).count();
         if let Some(setting) = continued
             && indent > key_indent
         {
@@ -108,7 +111,10 @@ pub(super) fn sections(text: &str) -> Result<BTreeMap<&str, Section>, String> {
                 None => before_first_header(number, content),
             });
         };
-        let (name, value) = (content[..at].trim_end(), content[at + 1..].trim_start());
+        let (name, value) = (
+            content[..at].trim_end_matches(is_space),
+            content[at + 1..].trim_start_matches(is_space),
+        );
         let Some((section, keys)) =
             section.and_then(|section| Some((section, &mut sections.get_mut(section)?.keys)))
         else {
@@ -150,10 +156,37 @@ struct Setting {
 impl Setting {
     /// The value: its lines joined with newlines, trailing blank ones dropped.
     fn value(&self) -> String {
-        self.lines.join("\n").trim_end().to_owned()
+        self.lines.join("\n").trim_end_matches(is_space).to_owned()
     }
 }
 
 fn before_first_header(number: usize, key: &str) -> String {
     format!("line {number}: key \"{key}\" comes before the first [section] header")
+}
+
+/// The lines of `text` as Python reads a file in text mode: `\n`, `\r\n` and a lone `\r` each
+/// end one.
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = (!text.is_empty()).then_some(text);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        let Some(end) = current.find(['\n', '\r']) else {
+            rest = None;
+            return Some(current);
+        };
+        let next = end
+            + if current[end..].starts_with("\r\n") {
+                2
+            } else {
+                1
+            };
+        rest = (next < current.len()).then(|| &current[next..]);
+        Some(&current[..end])
+    })
+}
+
+/// Whether Python's `str.strip()` strips `c`: Unicode's white space, and the four ASCII
+/// separators (file, group, record, unit) Python counts as such.
+fn is_space(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '\u{1c}'..='\u{1f}')
 }
