@@ -31,8 +31,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::Stream;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{Stream, StreamExt as _};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
@@ -275,9 +276,10 @@ impl Subscriber {
     /// # Errors
     /// When a channel's node refuses or cannot be reached within the client's timeout; the
     /// error names the client and the channel. The channels already accepted stay subscribed; a
-    /// channel its node refused is not subscribed. A channel whose call ran out of time may still
-    /// be subscribed (the command may have reached its node): it is kept, and subscribed again
-    /// after a fault, until [`unsubscribe`](Self::unsubscribe) drops it.
+    /// channel its node refused is not subscribed. When the call runs out of time, the channels
+    /// not yet answered may still be subscribed (their commands may have reached their nodes):
+    /// they are kept, and subscribed again after a fault, until
+    /// [`unsubscribe`](Self::unsubscribe) drops them.
     pub async fn subscribe(&mut self, channels: impl ToRedisArgs) -> RedisResult<()> {
         self.change(Kind::Channel, true, channels).await
     }
@@ -368,12 +370,17 @@ impl Subscriber {
         let repair = &self.repair;
         let client = self.client.name();
         let work = async {
-            let sent = channels.iter().map(|channel| {
-                let mut conn = conn.clone();
-                async move { (channel, send(&mut conn, kind, subscribe, channel).await) }
-            });
+            // Outcomes taken as they come, so a refusal is recorded even when the call runs out
+            // of time waiting for another channel's.
+            let mut sent: FuturesUnordered<_> = channels
+                .iter()
+                .map(|channel| {
+                    let mut conn = conn.clone();
+                    async move { (channel, send(&mut conn, kind, subscribe, channel).await) }
+                })
+                .collect();
             let mut first_error = None;
-            for (channel, result) in join_all(sent).await {
+            while let Some((channel, result)) = sent.next().await {
                 let Err(error) = result else { continue };
                 if lost_every_node(&error) {
                     // The subscriptions already held went with the connection: take them to a

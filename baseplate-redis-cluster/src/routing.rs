@@ -397,6 +397,14 @@ mod tests {
         assert_eq!(router.topologies(), 2, "a slot moved");
         router.learn(topology(8001, vec![node(7002)]));
         assert_eq!(router.topologies(), 3, "a replica left");
+        router.learn(topology(8000, vec![node(7002), node(7003)]));
+        assert_eq!(router.topologies(), 4, "back to the first one");
+        let failed_over = ClusterTopology::from_shards(vec![
+            Shard::new(vec![(0, 8000)], node(7002), vec![node(7000), node(7003)]),
+            Shard::new(vec![(8001, 16_383)], node(7001), vec![node(7004)]),
+        ]);
+        router.learn(failed_over);
+        assert_eq!(router.topologies(), 5, "a replica promoted");
     }
 
     #[test]

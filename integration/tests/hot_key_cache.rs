@@ -1,9 +1,9 @@
 //! The hot-key cache on the real cluster: reads of a hot key are answered from memory (the node's
 //! own command counter does not move), a write from another connection reaches the caching reader
 //! through the server's invalidation (the window is measured and bounded well below the cache's
-//! TTL), a slot move of the key leaves no stale value, the counters reach Prometheus and the
-//! runtime statsd lines,
-//! and a cluster that refuses RESP3 fails every command with an error naming the client.
+//! TTL), a slot move of the key leaves no stale value while a connection opening for a blocking
+//! command drops nothing, the counters reach Prometheus and the runtime statsd lines, and a
+//! cluster that refuses RESP3 fails every command with an error naming the client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //!   Python's `str.strip()` strips.
 //! - `key = value` or `key: value`, split at the first `=` or `:`; key and value trimmed; keys
 //!   lowercased (Python's `optionxform`, by Rust's Unicode tables: only letters added to Unicode
-//!   after the Python's own version lowercase differently), section names kept as written.
+//!   after Python's own version lowercase differently), section names kept as written.
 //! - A line whose first non-blank character is `#` or `;` is a comment; there are no inline
 //!   comments, quotes or escapes.
 //! - A line indented deeper than its key's line continues the key's value (joined with newlines);
@@ -80,7 +80,8 @@ pub(super) fn sections(text: &str) -> Result<BTreeMap<&str, Section>, String> {
                 .map(|end| &header[..end])
             else {
                 return Err(format!(
-                    "line {number}: \"{content}\" is not a section header, expected \"[name]\""
+                    "line {number}: a line starting with \"[\" is not a section header, expected \
+                     \"[name]\""
                 ));
             };
             match sections.entry(name) {
@@ -102,13 +103,15 @@ pub(super) fn sections(text: &str) -> Result<BTreeMap<&str, Section>, String> {
             continue;
         }
 
+        // A line's text may be a secret (a value's next line not indented): errors name keys
+        // only where a delimiter sets them apart.
         let Some(at) = content.find(['=', ':']) else {
             return Err(match section {
                 Some(section) => format!(
-                    "line {number}: key \"{content}\" in [{section}] has no value, expected \
-                     \"{content} = <value>\""
+                    "line {number} in [{section}]: expected \"key = value\" (a line continuing a \
+                     value is indented deeper than its key)"
                 ),
-                None => before_first_header(number, content),
+                None => format!("line {number}: text before the first [section] header"),
             });
         };
         let (name, value) = (
@@ -118,7 +121,9 @@ pub(super) fn sections(text: &str) -> Result<BTreeMap<&str, Section>, String> {
         let Some((section, keys)) =
             section.and_then(|section| Some((section, &mut sections.get_mut(section)?.keys)))
         else {
-            return Err(before_first_header(number, name));
+            return Err(format!(
+                "line {number}: key \"{name}\" comes before the first [section] header"
+            ));
         };
         if name.is_empty() {
             return Err(format!(
@@ -158,10 +163,6 @@ impl Setting {
     fn value(&self) -> String {
         self.lines.join("\n").trim_end_matches(is_space).to_owned()
     }
-}
-
-fn before_first_header(number: usize, key: &str) -> String {
-    format!("line {number}: key \"{key}\" comes before the first [section] header")
 }
 
 /// The lines of `text` as Python reads a file in text mode: `\n`, `\r\n` and a lone `\r` each

@@ -57,24 +57,29 @@ fn ini_errors() {
             "invalid INI: line 1: key \"a\" comes before the first [section] header",
         ),
         (
+            "flag\n[app:main]\n",
+            "app:main",
+            "invalid INI: line 1: text before the first [section] header",
+        ),
+        (
             "[app:main]\nfoo.flag\n",
             "app:main",
-            "invalid INI: line 2: key \"foo.flag\" in [app:main] has no value, expected \"foo.flag = <value>\"",
+            "invalid INI: line 2 in [app:main]: expected \"key = value\" (a line continuing a value is indented deeper than its key)",
         ),
         (
             "[DEFAULT]\nflag\n[app:main]\n",
             "app:main",
-            "invalid INI: line 2: key \"flag\" in [DEFAULT] has no value, expected \"flag = <value>\"",
+            "invalid INI: line 2 in [DEFAULT]: expected \"key = value\" (a line continuing a value is indented deeper than its key)",
         ),
         (
             "[app:main\na = 1\n",
             "app:main",
-            "invalid INI: line 1: \"[app:main\" is not a section header, expected \"[name]\"",
+            "invalid INI: line 1: a line starting with \"[\" is not a section header, expected \"[name]\"",
         ),
         (
             "[app:main]\n[]\n",
             "app:main",
-            "invalid INI: line 2: \"[]\" is not a section header, expected \"[name]\"",
+            "invalid INI: line 2: a line starting with \"[\" is not a section header, expected \"[name]\"",
         ),
         (
             "[app:main]\n= 1\n",
@@ -95,6 +100,21 @@ fn ini_errors() {
     for (text, section, expected) in cases {
         let error = RawConfig::from_ini_str(text, section).unwrap_err();
         assert_eq!(error.to_string(), expected, "{text:?}");
+    }
+}
+
+#[test]
+fn ini_errors_never_show_a_value() {
+    // A secret whose continuation lost its indent, one written before any header, one after a
+    // stray bracket.
+    for text in [
+        "[app:main]\nvault.token =\ns3cr3t-t0ken\n",
+        "s3cr3t-t0ken\n[app:main]\n",
+        "[app:main]\n[s3cr3t-t0ken\n",
+        "[app:main\nvault.token = s3cr3t-t0ken\n",
+    ] {
+        let error = RawConfig::from_ini_str(text, "app:main").unwrap_err();
+        assert!(!format!("{error} {error:?}").contains("s3cr3t"), "{error}");
     }
 }
 
