@@ -1,9 +1,10 @@
 //! The hot-key cache on the real cluster: reads of a hot key are answered from memory (the node's
 //! own command counter does not move), a write from another connection reaches the caching reader
 //! through the server's invalidation (the window is measured and bounded well below the cache's
-//! TTL), a slot move of the key leaves no stale value while a connection opening for a blocking
-//! command drops nothing, the counters reach Prometheus and the runtime statsd lines, and a
-//! cluster that refuses RESP3 fails every command with an error naming the client.
+//! TTL), neither a slot move of the key nor a graceful failover and back leaves a stale value
+//! while a connection opening for a blocking command drops nothing, the counters reach Prometheus
+//! and the runtime statsd lines, and a cluster that refuses RESP3 fails every command with an
+//! error naming the client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -279,6 +280,70 @@ async fn a_cached_key_whose_slot_moves_is_never_read_stale() {
     let () = raw.set(&key, "back").await.unwrap();
     let read: Option<String> = foo.get(&key).await.unwrap();
     assert_eq!(read.as_deref(), Some("back"));
+    let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_key_is_never_read_stale_across_a_graceful_failover_and_back() {
+    let _turn = OWN.lock().await;
+    let on = own_cluster();
+    let nodes = on.nodes().await;
+    let (first, replica) = nodes
+        .iter()
+        .filter(|n| n.primary && !n.slots.is_empty())
+        .find_map(|p| Some((p, nodes.iter().find(|n| n.replicates(p))?)))
+        .expect("a primary with a replica");
+    let key = name_in_slot(&unique_prefix("cache-failover"), first.slots[0].0);
+    let (mut raw, _factory, mut foo) = cached_key(on, &key, "v1", &[]).await;
+    // Reads answered from memory reach no node, so nothing tells the client of the failover but
+    // the server's invalidations.
+    for (step, to, value) in [("to its replica", replica, "v2"), ("back", first, "v3")] {
+        let mut node = on.node_connection(&to.addr).await;
+        // A replica takes over only once it is in step with its primary (the old primary, back,
+        // syncs first).
+        let in_step = eventually(Duration::from_secs(30), async || {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut node)
+                .await
+                .unwrap();
+            info.contains("master_link_status:up")
+        })
+        .await;
+        assert!(
+            in_step.is_some(),
+            "{} never caught up with its primary",
+            to.addr
+        );
+        // The other primaries refuse their votes while they still take `to` for a primary (the
+        // way back, right after the first failover): asked again until it takes.
+        let promoted = eventually(Duration::from_secs(60), async || {
+            let _: redis::RedisResult<()> = redis::cmd("CLUSTER")
+                .arg("FAILOVER")
+                .query_async(&mut node)
+                .await;
+            eventually(Duration::from_secs(6), async || {
+                primary_of(on, &key).await == to.addr
+            })
+            .await
+            .is_some()
+        })
+        .await;
+        assert!(
+            promoted.is_some(),
+            "failover {step}: {} never took over {key}'s slot: {:#?}",
+            to.addr,
+            on.nodes().await
+        );
+
+        let () = raw.set(&key, value).await.unwrap();
+        let window = until_read(&mut foo, &key, value, INVALIDATION_BOUND).await;
+        assert!(
+            window.is_some(),
+            "after the failover {step}, {key} still read an older value {INVALIDATION_BOUND:?} \
+             after another connection wrote {value}"
+        );
+    }
     let () = raw.del(&key).await.unwrap();
 }
 
