@@ -13,7 +13,7 @@ use baseplate::{ClusterRedisClient, RawConfig};
 use baseplate_redis_cluster::{
     ClusterRedisContextFactory, MonitoredClusterRedisConnection, RedisClientMetrics, key_slot,
 };
-use cluster_launcher::{Cluster, ClusterSpec, info_field};
+use cluster_launcher::{Cluster, ClusterNode, ClusterSpec, info_field};
 use integration::statsd::Statsd;
 use integration::{TestCluster, cluster, eventually, name_in_slot, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
@@ -113,6 +113,26 @@ async fn primary_of(on: &TestCluster, key: &str) -> String {
         .find(|node| node.primary && node.serves(slot))
         .expect("a primary serves every slot");
     primary.addr.clone()
+}
+
+/// Whether every one of `nodes` takes `primary` for a primary and `replica` for a replica.
+async fn all_agree(on: &TestCluster, nodes: &[ClusterNode], primary: &str, replica: &str) -> bool {
+    for node in nodes {
+        let mut conn = on.node_connection(&node.addr).await;
+        let Ok(text) = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async::<String>(&mut conn)
+            .await
+        else {
+            return false;
+        };
+        let view = ClusterNode::parse_all(&text);
+        let is_primary = |addr: &str| view.iter().find(|n| n.addr == addr).map(|n| n.primary);
+        if is_primary(primary) != Some(true) || is_primary(replica) != Some(false) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Reads `key` through `foo` as fast as it can until it reads `want`; how long that took, or
@@ -257,8 +277,12 @@ async fn a_cached_key_whose_slot_moves_is_never_read_stale() {
     let _turn = OWN.lock().await;
     let on = own_cluster();
     let nodes = on.nodes().await;
-    let mut primaries: Vec<_> = nodes.iter().filter(|n| n.primary).collect();
-    primaries.sort_by_key(|n| n.slots.first().map(|r| r.0));
+    // A replica that has only just joined may still be listed as a primary, with no slots.
+    let mut primaries: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.primary && !n.slots.is_empty())
+        .collect();
+    primaries.sort_by_key(|n| n.slots[0].0);
     let (from, to) = (primaries[0], primaries[1]);
     // The first slot of `from`: `reshard` moves a primary's slots from its first one on.
     let slot = from.slots[0].0;
@@ -297,7 +321,11 @@ async fn a_cached_key_is_never_read_stale_across_a_graceful_failover_and_back() 
     let (mut raw, _factory, mut foo) = cached_key(on, &key, "v1", &[]).await;
     // Reads answered from memory reach no node, so nothing tells the client of the failover but
     // the server's invalidations.
-    for (step, to, value) in [("to its replica", replica, "v2"), ("back", first, "v3")] {
+    let steps = [
+        ("to its replica", replica, first, "v2"),
+        ("back", first, replica, "v3"),
+    ];
+    for (step, to, from, value) in steps {
         let mut node = on.node_connection(&to.addr).await;
         // A replica takes over only once it is in step with its primary (the old primary, back,
         // syncs first).
@@ -316,14 +344,15 @@ async fn a_cached_key_is_never_read_stale_across_a_graceful_failover_and_back() 
             to.addr
         );
         // The other primaries refuse their votes while they still take `to` for a primary (the
-        // way back, right after the first failover): asked again until it takes.
+        // way back, right after the first failover): asked again until it takes. Done once every
+        // node says so, so that the next test on this cluster finds it settled.
         let promoted = eventually(Duration::from_secs(60), async || {
             let _: redis::RedisResult<()> = redis::cmd("CLUSTER")
                 .arg("FAILOVER")
                 .query_async(&mut node)
                 .await;
             eventually(Duration::from_secs(6), async || {
-                primary_of(on, &key).await == to.addr
+                all_agree(on, &nodes, &to.addr, &from.addr).await
             })
             .await
             .is_some()
@@ -331,10 +360,13 @@ async fn a_cached_key_is_never_read_stale_across_a_graceful_failover_and_back() 
         .await;
         assert!(
             promoted.is_some(),
-            "failover {step}: {} never took over {key}'s slot: {:#?}",
+            "failover {step}: the nodes never all took {} for the primary and {} for its \
+             replica: {:#?}",
             to.addr,
+            from.addr,
             on.nodes().await
         );
+        assert_eq!(primary_of(on, &key).await, to.addr);
 
         let () = raw.set(&key, value).await.unwrap();
         let window = until_read(&mut foo, &key, value, INVALIDATION_BOUND).await;
