@@ -727,7 +727,13 @@ async fn a_subscription_whose_call_ran_out_of_time_may_still_take_effect() {
     // A node timeout far longer than the freeze: nothing fails over.
     let chaos = Arc::new(blocking(|| ChaosCluster::start(Duration::from_secs(60))).await);
     let c = Arc::clone(&chaos);
-    let frozen = blocking(move || c.nodes().into_iter().find(|n| n.primary).unwrap()).await;
+    let frozen = blocking(move || {
+        c.nodes()
+            .into_iter()
+            .find(|n| n.primary && !n.slots.is_empty())
+            .unwrap()
+    })
+    .await;
     let channel = name_in_slot("late", frozen.slots[0].0);
     let mut foo = connection_to(
         &chaos.url_with_password(),
