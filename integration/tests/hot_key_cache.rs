@@ -277,7 +277,8 @@ async fn a_cached_key_whose_slot_moves_is_never_read_stale() {
     let _turn = OWN.lock().await;
     let on = own_cluster();
     let nodes = on.nodes().await;
-    // A replica that has only just joined may still be listed as a primary, with no slots.
+    // A node may be listed as a primary with no slots: a primary failed over (under load, say)
+    // until it rejoins as a replica.
     let mut primaries: Vec<_> = nodes
         .iter()
         .filter(|n| n.primary && !n.slots.is_empty())
