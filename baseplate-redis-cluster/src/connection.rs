@@ -588,8 +588,8 @@ impl MonitoredClusterRedisConnection {
 
 /// The reply to `cmd`, a read of a hot key: from the cache, from a read of it already in flight,
 /// or from the key's primary, which then tracks the key, and cached. A reply the primary does
-/// not give (the slot moved: `MOVED`) comes the usual way, following redirections, and is not
-/// cached. (The read pipeline is one redis-rs sends again whole when redirected, see
+/// not give (the slot moved or is moving: `MOVED`, `ASK`) comes the usual way, following
+/// redirections, and is not cached. (The read pipeline is one redis-rs sends again whole when redirected, see
 /// `redirects`: it changes nothing.)
 async fn cached_read(
     cache: &HotKeyCache,

@@ -99,12 +99,12 @@ async fn with_held_sent_again(
     ran: Ran,
     keyless: &SingleNodeRoutingInfo,
 ) -> (RedisResult<Vec<Value>>, Ran) {
-    if !values.iter().any(is_held) {
-        return (Ok(values), ran);
-    }
     let held: Vec<usize> = (0..values.len())
         .filter(|&index| is_held(&values[index]))
         .collect();
+    if held.is_empty() {
+        return (Ok(values), ran);
+    }
     let commands: Vec<&Cmd> = pipeline.cmd_iter().collect();
     match resend_held(cluster, &commands, &mut values, keyless).await {
         Ok(()) => (Ok(values), ran),
