@@ -715,15 +715,20 @@ impl mobc::Manager for ClusterManager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Managed, RedisError> {
-        let connected = connect(&self.client, &self.name, self.connect_timeout)
-            .await
-            .map_err(|error| {
-                if self.caching {
-                    CacheUnsupported::from_refusal(&self.name, error)
-                } else {
-                    error
-                }
-            });
+        let connected = ClusterConnection::open(
+            &self.client,
+            &self.name,
+            self.connect_timeout,
+            self.router.reads_from_replicas(),
+        )
+        .await
+        .map_err(|error| {
+            if self.caching {
+                CacheUnsupported::from_refusal(&self.name, error)
+            } else {
+                error
+            }
+        });
         let conn = match connected {
             Ok(conn) => {
                 if self.failing.swap(false, Ordering::Relaxed) {

@@ -21,9 +21,12 @@
 //! A held reply never reaches a caller: every place a pool connection's pipeline replies come
 //! back sends the held ones again.
 
+use std::time::Duration;
+
 use futures_util::FutureExt as _;
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::ClusterClient;
 use redis::cluster_async::Connect;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
@@ -33,17 +36,103 @@ use redis::{
 
 use baseplate_hotkeys::command_of;
 
+use crate::pool::connect;
 use crate::routing::{CmdRoute, only_reads, route_of};
 
-/// A cluster connection whose node connections hold a pipeline's redirected replies back.
-pub(crate) type ClusterConnection = redis::cluster_async::ClusterConnection<HoldingConnection>;
+/// A cluster connection of the pool: its node connections hold a pipeline's redirected replies
+/// back, and put a replica in `READONLY` mode (so that it serves reads) only when the client reads
+/// from replicas (see [`HoldingConnection`]). redis-rs builds node connections from their type
+/// alone, so each setting has a type of its own.
+#[derive(Clone)]
+pub(crate) enum ClusterConnection {
+    /// `read_from_replicas = false`: every read is for a primary to serve.
+    PrimaryReads(redis::cluster_async::ClusterConnection<HoldingConnection<false>>),
+    /// `read_from_replicas = true`.
+    ReplicaReads(redis::cluster_async::ClusterConnection<HoldingConnection<true>>),
+}
+
+/// Runs `$call` on the redis-rs connection inside `$conn`, whichever its node connections.
+macro_rules! on_inner {
+    ($conn:expr, $inner:ident => $call:expr) => {
+        match $conn {
+            ClusterConnection::PrimaryReads($inner) => $call,
+            ClusterConnection::ReplicaReads($inner) => $call,
+        }
+    };
+}
+
+impl ClusterConnection {
+    /// Opens a cluster connection of `client` (see [`pool::connect`](crate::pool::connect)),
+    /// whose replicas serve reads when `replica_reads`.
+    ///
+    /// # Errors
+    /// As [`pool::connect`](crate::pool::connect).
+    pub(crate) async fn open(
+        client: &ClusterClient,
+        name: &str,
+        timeout: Duration,
+        replica_reads: bool,
+    ) -> RedisResult<Self> {
+        if replica_reads {
+            connect(client, name, timeout).await.map(Self::ReplicaReads)
+        } else {
+            connect(client, name, timeout).await.map(Self::PrimaryReads)
+        }
+    }
+
+    /// redis-rs's `ClusterConnection::route_command`.
+    pub(crate) async fn route_command(
+        &mut self,
+        cmd: Cmd,
+        routing: RoutingInfo,
+    ) -> RedisResult<Value> {
+        on_inner!(self, conn => conn.route_command(cmd, routing).await)
+    }
+
+    /// redis-rs's `ClusterConnection::route_pipeline`.
+    pub(crate) async fn route_pipeline(
+        &mut self,
+        pipeline: Pipeline,
+        offset: usize,
+        count: usize,
+        route: SingleNodeRoutingInfo,
+    ) -> RedisResult<Vec<Value>> {
+        on_inner!(self, conn => conn.route_pipeline(pipeline, offset, count, route).await)
+    }
+}
+
+impl ConnectionLike for ClusterConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        on_inner!(self, conn => conn.req_packed_command(cmd))
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        on_inner!(self, conn => conn.req_packed_commands(pipeline, offset, count))
+    }
+
+    fn get_db(&self) -> i64 {
+        on_inner!(self, conn => conn.get_db())
+    }
+}
 
 /// A node connection (redis-rs's multiplexed one) that holds back the replies of a pipeline
 /// redis-rs would send again whole, running its other commands twice (see the module doc).
+///
+/// Unless `REPLICA_READS`, it answers the `READONLY` redis-rs sends as it opens the connection
+/// (to every node, since the pool routes reads itself) with a `PING` instead: a replica then
+/// answers a read with `MOVED` to its primary, as baseplate.py's replicas do. redis-rs sends a
+/// command for a primary whose connection is being opened again to another node of its shard;
+/// a replica in `READONLY` mode would answer a read there with what it has, maybe older than
+/// what the primary acknowledged.
 #[derive(Clone)]
-pub(crate) struct HoldingConnection(MultiplexedConnection);
+pub(crate) struct HoldingConnection<const REPLICA_READS: bool>(MultiplexedConnection);
 
-impl Connect for HoldingConnection {
+impl<const REPLICA_READS: bool> Connect for HoldingConnection<REPLICA_READS> {
     fn connect_with_config<'a, T>(info: T, config: AsyncConnectionConfig) -> RedisFuture<'a, Self>
     where
         T: IntoConnectionInfo + Send + 'a,
@@ -54,8 +143,12 @@ impl Connect for HoldingConnection {
     }
 }
 
-impl ConnectionLike for HoldingConnection {
+impl<const REPLICA_READS: bool> ConnectionLike for HoldingConnection<REPLICA_READS> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        if !REPLICA_READS && is_readonly(cmd) {
+            // Still a round trip, which tells redis-rs the connection works.
+            return Box::pin(async move { self.0.req_packed_command(&redis::cmd("PING")).await });
+        }
         self.0.req_packed_command(cmd)
     }
 
@@ -78,6 +171,11 @@ impl ConnectionLike for HoldingConnection {
     fn get_db(&self) -> i64 {
         self.0.get_db()
     }
+}
+
+/// Whether `cmd` is `READONLY` (callers cannot send it: see `routing::changes_shared_connection`).
+fn is_readonly(cmd: &Cmd) -> bool {
+    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"READONLY"))
 }
 
 /// Whether running `cmd` twice changes nothing: a read (by the command table), or

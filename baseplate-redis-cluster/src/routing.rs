@@ -37,6 +37,11 @@ impl Router {
         })
     }
 
+    /// Whether replicas serve reads (`read_from_replicas`).
+    pub(crate) fn reads_from_replicas(&self) -> bool {
+        self.read_from_replicas
+    }
+
     /// How many different topologies redis-rs has reported in turn so far.
     pub(crate) fn topologies(&self) -> u64 {
         self.topologies.load(Ordering::Acquire)
