@@ -63,6 +63,12 @@ impl ClusterNode {
         text.lines().filter_map(ClusterNode::parse).collect()
     }
 
+    /// Whether the node is a primary serving slots: a primary that failed over (under load, say)
+    /// may be listed without any until it rejoins as a replica.
+    pub fn serves_slots(&self) -> bool {
+        self.primary && !self.slots.is_empty()
+    }
+
     /// Whether the node serves `slot` (as a primary).
     pub fn serves(&self, slot: u16) -> bool {
         self.slots

@@ -970,7 +970,7 @@ async fn a_pipeline_meeting_a_moving_slot_runs_each_command_once() {
     let on = own_cluster();
     let prefix = unique_prefix("pipeline-moving");
     let nodes = on.nodes().await;
-    let mut primaries = nodes.iter().filter(|n| n.primary && !n.slots.is_empty());
+    let mut primaries = nodes.iter().filter(|n| n.serves_slots());
     let (source, target) = (primaries.next().unwrap(), primaries.next().unwrap());
     // `moving` and `also_moving` share the slot that moves; `staying` is another slot of the
     // same node, `elsewhere` a slot of the node the slot moves to.

@@ -277,12 +277,7 @@ async fn a_cached_key_whose_slot_moves_is_never_read_stale() {
     let _turn = OWN.lock().await;
     let on = own_cluster();
     let nodes = on.nodes().await;
-    // A node may be listed as a primary with no slots: a primary failed over (under load, say)
-    // until it rejoins as a replica.
-    let mut primaries: Vec<_> = nodes
-        .iter()
-        .filter(|n| n.primary && !n.slots.is_empty())
-        .collect();
+    let mut primaries: Vec<_> = nodes.iter().filter(|n| n.serves_slots()).collect();
     primaries.sort_by_key(|n| n.slots[0].0);
     let (from, to) = (primaries[0], primaries[1]);
     // The first slot of `from`: `reshard` moves a primary's slots from its first one on.
@@ -315,7 +310,7 @@ async fn a_cached_key_is_never_read_stale_across_a_graceful_failover_and_back() 
     let nodes = on.nodes().await;
     let (first, replica) = nodes
         .iter()
-        .filter(|n| n.primary && !n.slots.is_empty())
+        .filter(|n| n.serves_slots())
         .find_map(|p| Some((p, nodes.iter().find(|n| n.replicates(p))?)))
         .expect("a primary with a replica");
     let key = name_in_slot(&unique_prefix("cache-failover"), first.slots[0].0);

@@ -404,7 +404,7 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
     let c = Arc::clone(&chaos);
     let (victim, replicas) = blocking(move || {
         let nodes = c.nodes();
-        let victim = nodes.iter().find(|n| n.primary).cloned().unwrap();
+        let victim = nodes.iter().find(|n| n.serves_slots()).cloned().unwrap();
         let replicas = victim.replica_ports(&nodes);
         (victim, replicas)
     })
@@ -579,7 +579,7 @@ async fn sharded_subscriptions_follow_their_slot_to_another_primary() {
     let chaos = Arc::new(blocking(|| ChaosCluster::start(Duration::from_millis(2_000))).await);
     let c = Arc::clone(&chaos);
     let (from, to) = blocking(move || {
-        let primaries: Vec<_> = c.nodes().into_iter().filter(|n| n.primary).collect();
+        let primaries: Vec<_> = c.nodes().into_iter().filter(|n| n.serves_slots()).collect();
         (primaries[0].clone(), primaries[1].clone())
     })
     .await;
@@ -727,13 +727,7 @@ async fn a_subscription_whose_call_ran_out_of_time_may_still_take_effect() {
     // A node timeout far longer than the freeze: nothing fails over.
     let chaos = Arc::new(blocking(|| ChaosCluster::start(Duration::from_secs(60))).await);
     let c = Arc::clone(&chaos);
-    let frozen = blocking(move || {
-        c.nodes()
-            .into_iter()
-            .find(|n| n.primary && !n.slots.is_empty())
-            .unwrap()
-    })
-    .await;
+    let frozen = blocking(move || c.nodes().into_iter().find(|n| n.serves_slots()).unwrap()).await;
     let channel = name_in_slot("late", frozen.slots[0].0);
     let mut foo = connection_to(
         &chaos.url_with_password(),
