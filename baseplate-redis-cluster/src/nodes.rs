@@ -23,11 +23,11 @@ use crate::routing::blocks;
 ///
 /// It implements [`redis::aio::ConnectionLike`], so every [`redis::AsyncCommands`] method and
 /// `redis::cmd(...).query_async(&mut node)` work on it: each command goes to that node whatever
-/// its keys (a key the node does not serve follows the node's `MOVED` to the node that does, as
-/// redis-rs follows any redirection; a replica serves reads of its primary's keys only when the
-/// client reads from replicas, `read_from_replicas`, and redirects them otherwise), in a span `{client}.{COMMAND}` with `server.address` and
-/// `server.port` set, and is measured like any other command. A pipeline runs on the node as one
-/// pipeline. A node the cluster's topology does not list gets no command: the call fails at once,
+/// its keys, in a span `{client}.{COMMAND}` with `server.address` and `server.port` set, and is
+/// measured like any other command. A key the node does not serve follows the node's `MOVED` to
+/// the node that does, as redis-rs follows any redirection; a replica serves reads of its
+/// primary's keys only when the client reads from replicas (`read_from_replicas`), and redirects
+/// them otherwise. A pipeline runs on the node as one pipeline. A node the cluster's topology does not list gets no command: the call fails at once,
 /// naming the node.
 ///
 /// ```no_run

@@ -715,14 +715,18 @@ impl mobc::Manager for ClusterManager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<Managed, RedisError> {
-        let connected = ClusterConnection::open(
-            &self.client,
-            &self.name,
-            self.connect_timeout,
-            self.router.reads_from_replicas(),
-        )
-        .await
-        .map_err(|error| {
+        // redis-rs builds node connections from their type alone: one per setting.
+        let (client, name, timeout) = (&self.client, &self.name, self.connect_timeout);
+        let opened = if self.router.reads_from_replicas() {
+            connect(client, name, timeout)
+                .await
+                .map(ClusterConnection::ReplicaReads)
+        } else {
+            connect(client, name, timeout)
+                .await
+                .map(ClusterConnection::PrimaryReads)
+        };
+        let connected = opened.map_err(|error| {
             if self.caching {
                 CacheUnsupported::from_refusal(&self.name, error)
             } else {

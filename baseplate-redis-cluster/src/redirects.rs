@@ -20,13 +20,13 @@
 //!
 //! A held reply never reaches a caller: every place a pool connection's pipeline replies come
 //! back sends the held ones again.
-
-use std::time::Duration;
+//!
+//! The same node connections keep replicas from serving the reads of a client that reads from
+//! primaries only (see [`HoldingConnection`]).
 
 use futures_util::FutureExt as _;
 use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::cluster::ClusterClient;
 use redis::cluster_async::Connect;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
@@ -36,7 +36,6 @@ use redis::{
 
 use baseplate_hotkeys::command_of;
 
-use crate::pool::connect;
 use crate::routing::{CmdRoute, only_reads, route_of};
 
 /// A cluster connection of the pool: its node connections hold a pipeline's redirected replies
@@ -62,24 +61,6 @@ macro_rules! on_inner {
 }
 
 impl ClusterConnection {
-    /// Opens a cluster connection of `client` (see [`pool::connect`](crate::pool::connect)),
-    /// whose replicas serve reads when `replica_reads`.
-    ///
-    /// # Errors
-    /// As [`pool::connect`](crate::pool::connect).
-    pub(crate) async fn open(
-        client: &ClusterClient,
-        name: &str,
-        timeout: Duration,
-        replica_reads: bool,
-    ) -> RedisResult<Self> {
-        if replica_reads {
-            connect(client, name, timeout).await.map(Self::ReplicaReads)
-        } else {
-            connect(client, name, timeout).await.map(Self::PrimaryReads)
-        }
-    }
-
     /// redis-rs's `ClusterConnection::route_command`.
     pub(crate) async fn route_command(
         &mut self,
@@ -126,9 +107,10 @@ impl ConnectionLike for ClusterConnection {
 /// Unless `REPLICA_READS`, it answers the `READONLY` redis-rs sends as it opens the connection
 /// (to every node, since the pool routes reads itself) with a `PING` instead: a replica then
 /// answers a read with `MOVED` to its primary, as baseplate.py's replicas do. redis-rs sends a
-/// command for a primary whose connection is being opened again to another node of its shard;
-/// a replica in `READONLY` mode would answer a read there with what it has, maybe older than
-/// what the primary acknowledged.
+/// command for a primary whose connection is being opened again to another node it is connected
+/// to (for a read, a node of the same shard first); a replica in `READONLY` mode would answer a
+/// read there with what it has, maybe older than what the primary acknowledged. Such reads wait
+/// for the primary (or its promoted replica) instead, or fail when their deadline passes first.
 #[derive(Clone)]
 pub(crate) struct HoldingConnection<const REPLICA_READS: bool>(MultiplexedConnection);
 
@@ -175,7 +157,10 @@ impl<const REPLICA_READS: bool> ConnectionLike for HoldingConnection<REPLICA_REA
 
 /// Whether `cmd` is `READONLY` (callers cannot send it: see `routing::changes_shared_connection`).
 fn is_readonly(cmd: &Cmd) -> bool {
-    matches!(cmd.args_iter().next(), Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"READONLY"))
+    matches!(
+        cmd.args_iter().next(),
+        Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"READONLY")
+    )
 }
 
 /// Whether running `cmd` twice changes nothing: a read (by the command table), or
