@@ -18,7 +18,7 @@ pub mod statsd;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cluster_launcher::{Cluster, ClusterNode};
+use cluster_launcher::{Cluster, ClusterNode, info_field};
 use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
@@ -143,6 +143,29 @@ impl TestCluster {
         ClusterNode::parse_all(&text)
     }
 
+    /// How often the node at `addr` ran `command` (lower case: `get`) since it started, and how
+    /// often it refused it (a cluster redirection among the reasons), from `INFO commandstats`.
+    pub async fn command_calls(&self, addr: &str, command: &str) -> CommandCalls {
+        let mut conn = self.node_connection(addr).await;
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("INFO commandstats on {addr}: {e}"));
+        let fields = info_field(&stats, &format!("cmdstat_{command}")).unwrap_or_default();
+        let field = |name: &str| {
+            fields
+                .split(',')
+                .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|count| count.parse().ok())
+                .unwrap_or(0)
+        };
+        CommandCalls {
+            calls: field("calls"),
+            rejected: field("rejected_calls"),
+        }
+    }
+
     /// How many primaries serve at least one of `keys` (asked with `CLUSTER KEYSLOT`), to show a
     /// test's keys really are spread over the cluster.
     pub async fn primaries_covering(&self, keys: &[String]) -> usize {
@@ -184,6 +207,15 @@ impl TestCluster {
             let _: () = conn.del(key).await.expect("deleting a test key");
         }
     }
+}
+
+/// A node's counts of one command, from [`TestCluster::command_calls`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandCalls {
+    /// Times the command ran.
+    pub calls: u64,
+    /// Times the node refused it before running it (`MOVED` among the reasons).
+    pub rejected: u64,
 }
 
 /// Asks `ready` every 20 ms (on the runtime's clock, so other tasks keep running) until it holds,

@@ -13,7 +13,7 @@ use baseplate::{ClusterRedisClient, RawConfig};
 use baseplate_redis_cluster::{
     ClusterRedisContextFactory, MonitoredClusterRedisConnection, RedisClientMetrics, key_slot,
 };
-use cluster_launcher::{Cluster, ClusterNode, ClusterSpec, info_field};
+use cluster_launcher::{Cluster, ClusterNode, ClusterSpec};
 use integration::statsd::Statsd;
 use integration::{TestCluster, cluster, eventually, name_in_slot, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
@@ -90,20 +90,6 @@ async fn cached_key(
     (raw, factory, foo)
 }
 
-/// The `GET` calls the node at `addr` has served.
-async fn gets_served(on: &TestCluster, addr: &str) -> u64 {
-    let mut node = on.node_connection(addr).await;
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut node)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_get:"))
-        .and_then(|stats| info_field(stats, "calls"))
-        .map_or(0, |calls| calls.parse().unwrap())
-}
-
 /// The primary serving `key`, `host:port`.
 async fn primary_of(on: &TestCluster, key: &str) -> String {
     let slot = key_slot(key.as_bytes());
@@ -163,7 +149,7 @@ async fn reads_of_a_hot_key_stay_in_memory_until_another_connection_writes_it() 
 
     let primary = primary_of(on, &key).await;
     let before = (
-        gets_served(on, &primary).await,
+        on.command_calls(&primary, "get").await.calls,
         factory.pool().cache_stats().unwrap(),
     );
     for _ in 0..1000 {
@@ -171,7 +157,7 @@ async fn reads_of_a_hot_key_stay_in_memory_until_another_connection_writes_it() 
         assert_eq!(read.as_deref(), Some("v1"));
     }
     let after = (
-        gets_served(on, &primary).await,
+        on.command_calls(&primary, "get").await.calls,
         factory.pool().cache_stats().unwrap(),
     );
     assert_eq!(

@@ -7,25 +7,14 @@ use baseplate_config::RawConfig;
 use baseplate_redis_cluster::ClusterRedisClient;
 use std::time::Duration;
 
-use cluster_launcher::info_field;
 use integration::{eventually, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
 
-/// Total `GET` calls served by the replicas, from each node's `INFO commandstats`.
+/// Total `GET` calls served by the replicas.
 async fn gets_served_by_replicas() -> u64 {
     let mut total = 0;
     for node in own_cluster().nodes().await.iter().filter(|n| !n.primary) {
-        let mut conn = own_cluster().node_connection(&node.addr).await;
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        total += info_field(&stats, "cmdstat_get")
-            .and_then(|v| v.strip_prefix("calls="))
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
+        total += own_cluster().command_calls(&node.addr, "get").await.calls;
     }
     total
 }
