@@ -1,23 +1,41 @@
 //! `read_from_replicas = false`: a replica never serves the client's reads, not even while the
 //! connection to the key's primary is being opened again (redis-rs then sends a read routed to
 //! the primary to a node of the same shard, which a replica in `READONLY` mode would answer with
-//! what it has, maybe an older value). On a cluster of this binary's own: the test pauses a
-//! primary and reads the replicas' command counters.
+//! what it has, maybe an older value), nor when it is sent there by name (`on_node`). On a
+//! cluster of this binary's own: the tests pause a primary and read the replicas' command
+//! counters, one test at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use baseplate_config::RawConfig;
-use baseplate_redis_cluster::{ClusterRedisClient, key_slot};
+use baseplate_redis_cluster::{ClusterRedisClient, MonitoredClusterRedisConnection, key_slot};
 use futures_util::future::join_all;
 use integration::{CommandCalls, eventually, own_cluster, unique_prefix};
 use redis::AsyncCommands as _;
+use tokio::sync::Mutex;
 
 /// How long the primary refuses to run commands each round: the read below starts well within
 /// it unless the machine stalls for seconds, when the round shows nothing and another is run.
 const PAUSE_MS: u64 = 3000;
 /// Rounds run at most before the test gives up on seeing a replica redirect a read.
 const ROUNDS: usize = 5;
+
+/// Held by each test: one test's reads would show in the other's counters.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+/// The client `foo` reading from primaries only.
+fn primary_reads_client() -> MonitoredClusterRedisConnection {
+    let config: RawConfig = [
+        ("foo.url", own_cluster().url()),
+        ("foo.read_from_replicas", "false"),
+        ("foo.timeout", "30 seconds"),
+    ]
+    .into_iter()
+    .collect();
+    let factory = ClusterRedisClient::new().parse("foo", &config).unwrap();
+    factory.make_object_for_context("foo", &tracing::Span::none())
+}
 
 /// The addresses of the primary serving `slot` and of its replicas.
 async fn shard_of(slot: u16) -> (String, Vec<String>) {
@@ -47,21 +65,13 @@ async fn replica_gets(replicas: &[String]) -> Vec<CommandCalls> {
 #[tokio::test]
 async fn no_replica_answers_a_client_that_reads_from_primaries_while_its_primary_connection_reopens()
  {
+    let _turn = TURN.lock().await;
     assert!(own_cluster().replicas_per_primary() > 0, "needs replicas");
     let key = format!("{}k", unique_prefix("primary-reads"));
     let mut setup = own_cluster().connection().await;
     let () = setup.set(&key, "v1").await.unwrap();
     let (primary, replicas) = shard_of(key_slot(key.as_bytes())).await;
-
-    let config: RawConfig = [
-        ("foo.url", own_cluster().url()),
-        ("foo.read_from_replicas", "false"),
-        ("foo.timeout", "30 seconds"),
-    ]
-    .into_iter()
-    .collect();
-    let factory = ClusterRedisClient::new().parse("foo", &config).unwrap();
-    let mut foo = factory.make_object_for_context("foo", &tracing::Span::none());
+    let mut foo = primary_reads_client();
     let read: Option<String> = foo.get(&key).await.unwrap();
     assert_eq!(read.as_deref(), Some("v1"));
     // Every replica has the write, so a read one served would look right: count what they serve.
@@ -121,4 +131,27 @@ async fn no_replica_answers_a_client_that_reads_from_primaries_while_its_primary
         }
     }
     panic!("in {ROUNDS} rounds no read reached a replica while its primary was paused");
+}
+
+#[tokio::test]
+async fn a_read_sent_to_a_replica_by_name_is_redirected_to_its_primary() {
+    let _turn = TURN.lock().await;
+    let key = format!("{}k", unique_prefix("on-replica"));
+    let mut setup = own_cluster().connection().await;
+    let () = setup.set(&key, "v1").await.unwrap();
+    let (_, replicas) = shard_of(key_slot(key.as_bytes())).await;
+    let replica = replicas.first().expect("needs replicas");
+    let foo = primary_reads_client();
+
+    let before = own_cluster().command_calls(replica, "get").await;
+    let mut node = foo.on_node(replica).unwrap();
+    let read: Option<String> = node.get(&key).await.unwrap();
+    assert_eq!(read.as_deref(), Some("v1"));
+    let after = own_cluster().command_calls(replica, "get").await;
+    assert_eq!(after.calls, before.calls, "{replica} served the read");
+    assert_eq!(
+        after.rejected,
+        before.rejected + 1,
+        "{replica} redirected the read"
+    );
 }
