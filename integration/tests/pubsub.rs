@@ -432,7 +432,7 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
     let promoted = blocking(move || {
         c.kill(port);
         let mut promoted = None;
-        wait_until(Duration::from_secs(30), || {
+        let settled = wait_until(Duration::from_secs(30), || {
             promoted = c
                 .nodes_except(Some(port))
                 .into_iter()
@@ -465,10 +465,13 @@ async fn subscriptions_resume_on_the_promoted_replica_after_their_primary_dies()
                     })
             })
         });
-        promoted
+        settled.and(promoted)
     })
     .await;
-    assert!(promoted.is_some(), "no replica of {port} was promoted");
+    assert!(
+        promoted.is_some(),
+        "no replica of {port} was promoted, followed by the others and known to lead them"
+    );
 
     let within = Duration::from_secs(15);
     assert!(
