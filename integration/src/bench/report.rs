@@ -326,8 +326,10 @@ impl Report {
         };
         let ops = |c: &Cell| Some(c.figures.ops_per_sec);
         let p99 = |c: &Cell| c.figures.latency.map(|l| l.p99_us);
-        let commands = |c: &Cell| Some(c.tracker_commands_per_million());
-        let round_trips = |c: &Cell| Some(c.tracker_round_trips_per_million());
+        // None rather than 0 for a tracker that sent nothing: a broken one must not meet a goal
+        // of sending little.
+        let commands = |c: &Cell| Some(c.tracker_commands_per_million()).filter(|&n| n > 0.0);
+        let round_trips = |c: &Cell| Some(c.tracker_round_trips_per_million()).filter(|&n| n > 0.0);
         let workloads = &self.settings.workloads;
         let mut figures = Vec::new();
         for w in workloads {

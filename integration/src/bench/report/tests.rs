@@ -290,6 +290,24 @@ fn headline_states_client_cpu_and_its_differences() {
 }
 
 #[test]
+fn a_tracker_that_sent_nothing_meets_no_goal_of_sending_little() {
+    let mut report = fixture();
+    for cell in &mut report.cells {
+        if cell.contender == Contender::Aggregated {
+            cell.tracker = tracker(0, 0);
+        }
+    }
+    let headline = report.headline();
+    // Left out, as a figure with no value is, rather than a ratio of 0 that meets its goal.
+    for name in ["(b)/(c) tracker commands", "(b)/(c) tracker round trips"] {
+        assert!(
+            headline.iter().all(|figure| figure.name != name),
+            "{headline:#?}"
+        );
+    }
+}
+
+#[test]
 fn goals_judge_their_bound_inclusively() {
     assert!(Goal::AtLeast(0.95).met(0.95));
     assert!(!Goal::AtLeast(0.95).met(0.949));
