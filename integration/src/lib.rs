@@ -152,18 +152,7 @@ impl TestCluster {
             .query_async(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("INFO commandstats on {addr}: {e}"));
-        let fields = info_field(&stats, &format!("cmdstat_{command}")).unwrap_or_default();
-        let field = |name: &str| {
-            fields
-                .split(',')
-                .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
-                .and_then(|count| count.parse().ok())
-                .unwrap_or(0)
-        };
-        CommandCalls {
-            calls: field("calls"),
-            rejected: field("rejected_calls"),
-        }
+        CommandCalls::parse(&stats, command)
     }
 
     /// How many primaries serve at least one of `keys` (asked with `CLUSTER KEYSLOT`), to show a
@@ -216,6 +205,24 @@ pub struct CommandCalls {
     pub calls: u64,
     /// Times the node refused it before running it (`MOVED` among the reasons).
     pub rejected: u64,
+}
+
+impl CommandCalls {
+    /// `command`'s counts in an `INFO commandstats` reply; zeros when it never ran.
+    pub fn parse(stats: &str, command: &str) -> Self {
+        let fields = info_field(stats, &format!("cmdstat_{command}")).unwrap_or_default();
+        let field = |name: &str| {
+            fields
+                .split(',')
+                .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+                .and_then(|count| count.parse().ok())
+                .unwrap_or(0)
+        };
+        Self {
+            calls: field("calls"),
+            rejected: field("rejected_calls"),
+        }
+    }
 }
 
 /// Asks `ready` every 20 ms (on the runtime's clock, so other tasks keep running) until it holds,
@@ -273,4 +280,26 @@ where
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_calls_are_read_from_a_commandstats_reply() {
+        // As Redis 7.0 prints it.
+        let stats = "# Commandstats\r\n\
+            cmdstat_getrange:calls=7,usec=9,usec_per_call=1.29,rejected_calls=0,failed_calls=0\r\n\
+            cmdstat_get:calls=12,usec=30,usec_per_call=2.50,rejected_calls=3,failed_calls=1\r\n";
+        let get = CommandCalls::parse(stats, "get");
+        assert_eq!(
+            get,
+            CommandCalls {
+                calls: 12,
+                rejected: 3
+            }
+        );
+        assert_eq!(CommandCalls::parse(stats, "set"), CommandCalls::default());
+    }
 }
