@@ -27,8 +27,8 @@ use crate::routing::blocks;
 /// measured like any other command. A key the node does not serve follows the node's `MOVED` to
 /// the node that does, as redis-rs follows any redirection; a replica serves reads of its
 /// primary's keys only when the client reads from replicas (`read_from_replicas`), and redirects
-/// them otherwise. A pipeline runs on the node as one pipeline. A node the cluster's topology does not list gets no command: the call fails at once,
-/// naming the node.
+/// them otherwise. A pipeline runs on the node as one pipeline. A node the cluster's topology
+/// does not list gets no command: the call fails at once, naming the node.
 ///
 /// ```no_run
 /// # async fn example(foo: &baseplate_redis_cluster::MonitoredClusterRedisConnection) -> redis::RedisResult<()> {

@@ -14,9 +14,11 @@
 //!
 //! Left to redis-rs, which sends the whole pipeline again: a transaction (a redirected command
 //! aborts all of it, `EXECABORT`, so none of it ran); a pipeline that only reads (running its
-//! reads twice changes nothing, and they stay in order); and the replies a node gives for every
-//! write it is sent (`READONLY` from a demoted primary, `LOADING`, `MASTERDOWN`), where only
-//! reads ran.
+//! reads twice changes nothing, and they stay in order); a pipeline the node ran none of the
+//! keyed commands of (sent to a node serving none of its slots: no keyed command runs twice,
+//! and its keyless ones, a `WAIT` after the writes, then run where the writes do); and the
+//! replies a node gives for every write it is sent (`READONLY` from a demoted primary,
+//! `LOADING`, `MASTERDOWN`), where only reads ran.
 //!
 //! A held reply never reaches a caller: every place a pool connection's pipeline replies come
 //! back sends the held ones again.
@@ -145,7 +147,13 @@ impl<const REPLICA_READS: bool> ConnectionLike for HoldingConnection<REPLICA_REA
         }
         Box::pin(async move {
             let mut replies = self.0.req_packed_commands(pipeline, offset, count).await?;
-            replies.iter_mut().for_each(hold);
+            // A node that ran none of the keyed commands serves none of their slots (redis-rs
+            // sends a pipeline to another node while the connection to the slot's primary is
+            // repaired): sent again whole, no keyed command runs twice, and the keyless ones (a
+            // `WAIT` after the writes) run where they were meant to. Left to redis-rs.
+            if ran_a_keyed_command(pipeline, offset, &replies) {
+                replies.iter_mut().for_each(hold);
+            }
             Ok(replies)
         })
     }
@@ -177,20 +185,36 @@ fn changes_nothing(cmd: &Cmd) -> bool {
 /// The attribute that marks a held reply.
 const HELD: &str = "baseplate-held-redirection";
 
+/// Whether `reply` says its command did not run on the node: its slot is elsewhere, moving, or
+/// not served.
+fn did_not_run(reply: &Value) -> bool {
+    matches!(
+        reply,
+        Value::ServerError(error) if matches!(
+            error.kind(),
+            Some(
+                ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+            )
+        )
+    )
+}
+
+/// Whether a command with keys among those `replies` answer (the pipeline's from `offset` on)
+/// ran on the node.
+fn ran_a_keyed_command(pipeline: &Pipeline, offset: usize, replies: &[Value]) -> bool {
+    pipeline
+        .cmd_iter()
+        .skip(offset)
+        .zip(replies)
+        .any(|(cmd, reply)| route_of(cmd).is_some() && !did_not_run(reply))
+}
+
 /// Holds `reply` back when it says its command did not run on the node while others may have.
 fn hold(reply: &mut Value) {
-    let Value::ServerError(error) = reply else {
-        return;
-    };
-    if !matches!(
-        error.kind(),
-        Some(
-            ServerErrorKind::Moved
-                | ServerErrorKind::Ask
-                | ServerErrorKind::TryAgain
-                | ServerErrorKind::ClusterDown
-        )
-    ) {
+    if !did_not_run(reply) {
         return;
     }
     let error = std::mem::replace(reply, Value::Nil);
@@ -341,6 +365,42 @@ mod tests {
             attributes: vec![(Value::SimpleString("other".to_owned()), Value::Nil)],
         };
         assert!(!is_held(&attribute));
+    }
+
+    #[test]
+    fn replies_are_held_only_where_the_node_ran_a_keyed_command() {
+        let moved = || reply("-MOVED 3999 127.0.0.1:6381\r\n");
+        let mut write_and_wait = redis::pipe();
+        write_and_wait.set("a", 1).cmd("WAIT").arg(1).arg(100);
+        // Sent to a replica: the write redirected, the `WAIT` refused there; or to another
+        // primary, which answers the `WAIT` for its own writes. Nothing keyed ran either way.
+        let on_a_replica = [
+            moved(),
+            reply("-ERR WAIT cannot be used with replica instances\r\n"),
+        ];
+        assert!(!ran_a_keyed_command(&write_and_wait, 0, &on_a_replica));
+        assert!(!ran_a_keyed_command(
+            &write_and_wait,
+            0,
+            &[moved(), reply(":1\r\n")]
+        ));
+        assert!(ran_a_keyed_command(
+            &write_and_wait,
+            0,
+            &[reply("+OK\r\n"), reply(":1\r\n")]
+        ));
+
+        // One slot moved, another served: the served write ran.
+        let mut two_slots = redis::pipe();
+        two_slots.incr("a", 1).incr("b", 1);
+        assert!(ran_a_keyed_command(
+            &two_slots,
+            0,
+            &[moved(), reply(":1\r\n")]
+        ));
+        assert!(!ran_a_keyed_command(&two_slots, 0, &[moved(), moved()]));
+        // Replies from `offset` on answer the commands from `offset` on.
+        assert!(!ran_a_keyed_command(&two_slots, 1, &[moved()]));
     }
 
     #[test]

@@ -1105,3 +1105,23 @@ async fn a_key_a_named_node_does_not_serve_follows_the_nodes_redirection() {
     assert_eq!(stored, 2);
     cluster().delete(&[key]).await;
 }
+
+#[tokio::test]
+async fn a_write_and_its_wait_sent_to_a_replica_run_together_on_the_primary() {
+    let on = cluster();
+    let foo = connection(on, &[]);
+    let key = unique_prefix("on-replica-wait");
+    let nodes = on.nodes().await;
+    let replica = nodes.iter().find(|n| !n.primary).unwrap();
+    let mut node = foo.on_node(&replica.addr).unwrap();
+    let mut pipe = redis::pipe();
+    // `WAIT 1 0`: until one replica has the write, however long that takes.
+    pipe.set(&key, 1).cmd("WAIT").arg(1).arg(0);
+    // The replica redirects the write and refuses the `WAIT` (it is no primary): the pipeline
+    // runs again whole where the redirection leads, so the `WAIT` follows the write there.
+    let ((), acknowledged): ((), i64) = pipe.query_async(&mut node).await.unwrap();
+    assert_eq!(acknowledged, 1);
+    let stored: i64 = foo.clone().get(&key).await.unwrap();
+    assert_eq!(stored, 1);
+    cluster().delete(&[key]).await;
+}
