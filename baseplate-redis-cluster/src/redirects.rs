@@ -38,6 +38,7 @@ use redis::{
 
 use baseplate_hotkeys::command_of;
 
+use crate::connection::command_name;
 use crate::routing::{CmdRoute, only_reads, route_of};
 
 /// A cluster connection of the pool: its node connections hold a pipeline's redirected replies
@@ -129,7 +130,8 @@ impl<const REPLICA_READS: bool> Connect for HoldingConnection<REPLICA_READS> {
 
 impl<const REPLICA_READS: bool> ConnectionLike for HoldingConnection<REPLICA_READS> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        if !REPLICA_READS && is_readonly(cmd) {
+        // Callers cannot send `READONLY` (see `routing::changes_shared_connection`): redis-rs's.
+        if !REPLICA_READS && command_name(cmd).eq_ignore_ascii_case(b"READONLY") {
             // Still a round trip, which tells redis-rs the connection works.
             return Box::pin(async move { self.0.req_packed_command(&redis::cmd("PING")).await });
         }
@@ -161,14 +163,6 @@ impl<const REPLICA_READS: bool> ConnectionLike for HoldingConnection<REPLICA_REA
     fn get_db(&self) -> i64 {
         self.0.get_db()
     }
-}
-
-/// Whether `cmd` is `READONLY` (callers cannot send it: see `routing::changes_shared_connection`).
-fn is_readonly(cmd: &Cmd) -> bool {
-    matches!(
-        cmd.args_iter().next(),
-        Some(redis::Arg::Simple(name)) if name.eq_ignore_ascii_case(b"READONLY")
-    )
 }
 
 /// Whether running `cmd` twice changes nothing: a read (by the command table), or
