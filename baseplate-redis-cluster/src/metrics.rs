@@ -12,10 +12,13 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::cache::CacheStats;
+
+mod latency;
+
+use latency::LatencyHistogram;
 
 /// The latency histogram's bucket bounds in seconds, as baseplate.py 2.7.1 declares them.
 pub const LATENCY_BUCKETS: [f64; 15] = [
@@ -98,26 +101,14 @@ pub struct RedisClientMetrics {
     families: Arc<Families>,
 }
 
+#[derive(Default)]
 struct Families {
-    latency: Family<CommandLabels, Histogram, fn() -> Histogram>,
+    latency: Family<CommandLabels, LatencyHistogram>,
     requests: Family<CommandLabels, Counter>,
     active: Family<ActiveLabels, Gauge>,
     pool_max_size: Family<PoolLabels, Gauge>,
     pool_active: Family<PoolLabels, Gauge>,
     caches: Arc<CacheSources>,
-}
-
-impl Default for Families {
-    fn default() -> Self {
-        Self {
-            latency: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
-            requests: Family::default(),
-            active: Family::default(),
-            pool_max_size: Family::default(),
-            pool_active: Family::default(),
-            caches: Arc::default(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -332,7 +323,7 @@ pub(crate) struct CommandSeries {
     labels: ActiveLabels,
     active: Gauge,
     /// Latency and requests, failed (`[0]`) and succeeded (`[1]`).
-    outcomes: [OnceLock<(Histogram, Counter)>; 2],
+    outcomes: [OnceLock<(LatencyHistogram, Counter)>; 2],
 }
 
 impl CommandSeries {
