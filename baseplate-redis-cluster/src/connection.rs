@@ -60,39 +60,39 @@ use crate::routing::{
 /// ```
 #[derive(Clone)]
 pub struct MonitoredClusterRedisConnection {
-    name: Arc<str>,
+    client: Arc<ClientParts>,
     parent: Span,
-    pool: ClusterPool,
-    tracker: HotKeyTracker,
-    series: ClientSeries,
     observer: Option<Arc<dyn CommandObserver>>,
     /// This object's clone of the pool's connection, taken on its first command.
     shared: Option<SharedConnection>,
 }
 
+/// What every connection of one client shares, behind one reference count: a connection is made
+/// per request, and each reference count it takes and drops on shared parts is a write to memory
+/// every thread of the process writes.
+#[derive(Debug)]
+pub(crate) struct ClientParts {
+    /// The client's name, the first part of every span name.
+    pub(crate) name: Arc<str>,
+    pub(crate) pool: ClusterPool,
+    pub(crate) tracker: HotKeyTracker,
+    pub(crate) series: ClientSeries,
+}
+
 impl fmt::Debug for MonitoredClusterRedisConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MonitoredClusterRedisConnection")
-            .field("name", &self.name)
-            .field("pool", &self.pool)
+            .field("name", &self.client.name)
+            .field("pool", &self.client.pool)
             .finish_non_exhaustive()
     }
 }
 
 impl MonitoredClusterRedisConnection {
-    pub(crate) fn new(
-        name: Arc<str>,
-        parent: Span,
-        pool: ClusterPool,
-        tracker: HotKeyTracker,
-        series: ClientSeries,
-    ) -> Self {
+    pub(crate) fn new(client: Arc<ClientParts>, parent: Span) -> Self {
         Self {
-            name,
+            client,
             parent,
-            pool,
-            tracker,
-            series,
             observer: None,
             shared: None,
         }
@@ -107,34 +107,34 @@ impl MonitoredClusterRedisConnection {
 
     /// The client's name, the first part of every span name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.client.name
     }
 
     /// The pool's statistics.
     pub fn pool_stats(&self) -> PoolStats {
-        self.pool.stats()
+        self.client.pool.stats()
     }
 
     /// What the client's hot-key cache has done so far; `None` when `cache_hot_keys` is off.
     pub fn cache_stats(&self) -> Option<CacheStats> {
-        self.pool.cache_stats()
+        self.client.pool.cache_stats()
     }
 
     /// The read keys the hot-key tracker finds hottest now, whose reads the cache answers (empty
     /// when `cache_hot_keys` is off).
     pub fn hot_reads(&self) -> Vec<Vec<u8>> {
-        self.tracker.hot_reads()
+        self.client.tracker.hot_reads()
     }
 
     /// The pool this connection's calls run through (also for the connections a caller holds
     /// on its own, a subscriber's).
     pub(crate) fn pool(&self) -> &ClusterPool {
-        &self.pool
+        &self.client.pool
     }
 
     /// Offers a command that ran to the hot-key tracker.
     pub(crate) fn observe(&self, cmd: &Cmd) {
-        self.tracker.observe(cmd);
+        self.client.tracker.observe(cmd);
     }
 
     /// Runs `work`, a command on a connection the caller holds on its own (a subscriber's), as
@@ -153,18 +153,18 @@ impl MonitoredClusterRedisConnection {
             self,
             name,
             None,
-            self.series.command(name),
+            self.client.series.command(name),
             &span,
             Instant::now(),
         );
         let started = outcome.started;
-        let after = self.pool.call_timeout();
+        let after = self.client.pool.call_timeout();
         let result = within(deadline_after(started, after), work)
             .instrument(span)
             .await
             .unwrap_or_else(|_| {
                 Err(CallTimeout {
-                    client: self.name.to_string(),
+                    client: self.client.name.to_string(),
                     command: described.to_string(),
                     key: None,
                     node: None,
@@ -174,7 +174,7 @@ impl MonitoredClusterRedisConnection {
                 }
                 .into())
             })
-            .map_err(|error| name_call_error(error, &self.name, described, None, None));
+            .map_err(|error| name_call_error(error, &self.client.name, described, None, None));
         outcome.finish(&result);
         result
     }
@@ -213,8 +213,10 @@ impl MonitoredClusterRedisConnection {
             // Fields read in place rather than moved out, so the future holds `call` once.
             let name = call.name;
             let series = match name {
-                CommandName::Command(_) => self.series.command(name),
-                CommandName::Label(_) => self.series.command(CommandName::Label(call.command)),
+                CommandName::Command(_) => self.client.series.command(name),
+                CommandName::Label(_) => {
+                    self.client.series.command(CommandName::Label(call.command))
+                }
             };
             // Records the call however it ends, also when its caller drops it half-way. A call to a
             // named node has that node on its span already.
@@ -226,10 +228,10 @@ impl MonitoredClusterRedisConnection {
                 &span,
                 Instant::now(),
             );
-            let deadline = deadline_after(outcome.started, self.pool.call_timeout());
+            let deadline = deadline_after(outcome.started, self.client.pool.call_timeout());
             let outcome_started = outcome.started;
             let run = async {
-                let (_permit, waited) = match self.pool.permit(deadline).await {
+                let (_permit, waited) = match self.client.pool.permit(deadline).await {
                     Ok(permit) => permit,
                     Err(error) => return (Err(error), E::default()),
                 };
@@ -242,7 +244,7 @@ impl MonitoredClusterRedisConnection {
                     }
                     let shared = match cached {
                         Some(shared) if !shared.is_broken() => shared,
-                        cached => match self.pool.shared().await {
+                        cached => match self.client.pool.shared().await {
                             Ok(shared) => cached.insert(shared),
                             Err(error) => return (Err(error), E::default()),
                         },
@@ -251,14 +253,14 @@ impl MonitoredClusterRedisConnection {
                     let outcome = work(&mut shared.conn).await;
                     shared.inspect(&outcome.0);
                     if ran_on_server(&outcome.0) {
-                        self.pool.answered(outcome_started);
+                        self.client.pool.answered(outcome_started);
                     }
                     outcome
                 };
                 within(deadline, on_connection).await.unwrap_or_else(|_| {
                     let connected = connected.load(Ordering::Relaxed);
                     if connected && !call.blocking {
-                        self.pool.unanswered(Instant::now());
+                        self.client.pool.unanswered(Instant::now());
                     }
                     let error = self.deadline_passed(name, call.cmd, call.node, waited, connected);
                     (Err(error), E::default())
@@ -278,7 +280,7 @@ impl MonitoredClusterRedisConnection {
         connected: &AtomicBool,
         work: impl AsyncFnOnce(&mut ClusterConnection) -> (RedisResult<R>, E),
     ) -> (RedisResult<R>, E) {
-        let mut dedicated = match self.pool.dedicated().await {
+        let mut dedicated = match self.client.pool.dedicated().await {
             Ok(dedicated) => dedicated,
             Err(error) => return (Err(error), E::default()),
         };
@@ -310,7 +312,7 @@ impl MonitoredClusterRedisConnection {
         self.call(call, cached, span, work)
             .map(move |(result, ())| {
                 if ran_for_tracker(&result) {
-                    self.tracker.observe_as(cmd, row);
+                    self.client.tracker.observe_as(cmd, row);
                 }
                 result
             })
@@ -328,13 +330,13 @@ impl MonitoredClusterRedisConnection {
         span: &Span,
     ) -> Option<Value> {
         let started = Instant::now();
-        let topology = self.pool.router().topologies();
+        let topology = self.client.pool.router().topologies();
         let reply = cache.cached(read_key(cmd), cmd, topology, started)?;
-        let series = self.series.command(name);
+        let series = self.client.series.command(name);
         let outcome = Outcome::start(self, name, None, series, span, started);
         let reply = Ok(reply);
         outcome.finish(&reply);
-        self.tracker.observe_as(cmd, row);
+        self.client.tracker.observe_as(cmd, row);
         reply.ok()
     }
 
@@ -352,7 +354,7 @@ impl MonitoredClusterRedisConnection {
             let name = CommandName::Command(command_name(cmd));
             self.span(name, name, None)
         });
-        let cache = self.pool.cache().filter(|_| hot_read);
+        let cache = self.client.pool.cache().filter(|_| hot_read);
         let mut cached = self.shared.take();
         let work = async |conn: &mut ClusterConnection| {
             let result = match self.refusal_or_route(cmd, row) {
@@ -362,7 +364,7 @@ impl MonitoredClusterRedisConnection {
                 Ok(Some(routing)) => Box::pin(conn.route_command(cmd.clone(), routing)).await,
                 Ok(None) => match cache {
                     Some(cache) => {
-                        Box::pin(cached_read(cache, self.pool.router(), conn, cmd)).await
+                        Box::pin(cached_read(cache, self.client.pool.router(), conn, cmd)).await
                     }
                     None => conn.req_packed_command(cmd).await,
                 },
@@ -388,11 +390,11 @@ impl MonitoredClusterRedisConnection {
         // redis-rs's own response timeout fired.
         if error.is_timeout()
             && !names_client(&error)
-            && let Some(after) = self.pool.options().response_timeout
+            && let Some(after) = self.client.pool.options().response_timeout
         {
             return self.timed_out(name, cmd, node, after, Some(error), Duration::ZERO);
         }
-        name_call_error(error, &self.name, &name, cmd, node)
+        name_call_error(error, &self.client.name, &name, cmd, node)
     }
 
     /// The call's deadline passed before it finished, `waited` of it spent waiting for a
@@ -408,10 +410,10 @@ impl MonitoredClusterRedisConnection {
         waited: Duration,
         connected: bool,
     ) -> RedisError {
-        let after = self.pool.call_timeout().unwrap_or_default();
+        let after = self.client.pool.call_timeout().unwrap_or_default();
         if !connected && waited.is_zero() {
             return ConnectTimeout {
-                client: self.name.to_string(),
+                client: self.client.name.to_string(),
                 after,
             }
             .into();
@@ -429,12 +431,12 @@ impl MonitoredClusterRedisConnection {
         waited_for_permit: Duration,
     ) -> RedisError {
         CallTimeout {
-            client: self.name.to_string(),
+            client: self.client.name.to_string(),
             command: name.to_string(),
             key: cmd.and_then(first_key_of).map(shown_key),
             node: node.map(str::to_owned).or_else(|| {
                 cmd.and_then(slot_of)
-                    .and_then(|slot| self.pool.router().primary_of(slot))
+                    .and_then(|slot| self.client.pool.router().primary_of(slot))
             }),
             after,
             waited_for_permit,
@@ -454,7 +456,7 @@ impl MonitoredClusterRedisConnection {
         batch: Option<usize>,
     ) -> Span {
         let trace = TraceName {
-            client: &self.name,
+            client: &self.client.name,
             name,
         };
         let parent = self.parent_span();
@@ -472,7 +474,7 @@ impl MonitoredClusterRedisConnection {
             { SERVER_PORT } = Empty,
             { ERROR_TYPE } = Empty,
             { DB_RESPONSE_STATUS_CODE } = Empty,
-            baseplate.client = %self.name,
+            baseplate.client = %self.client.name,
             db.redis.nodes = Empty,
         );
         if let Some(batch) = batch.filter(|&n| n >= 2) {
@@ -522,7 +524,7 @@ impl MonitoredClusterRedisConnection {
         let (command, reason) = changes_shared_connection(cmd)?;
         Some(
             SharedConnectionCommand {
-                client: self.name.to_string(),
+                client: self.client.name.to_string(),
                 command,
                 reason,
             }
@@ -536,7 +538,7 @@ impl MonitoredClusterRedisConnection {
         if command_name(cmd).eq_ignore_ascii_case(b"SCAN") {
             return Some(
                 PlainScan {
-                    client: self.name.to_string(),
+                    client: self.client.name.to_string(),
                 }
                 .into(),
             );
@@ -574,7 +576,7 @@ impl MonitoredClusterRedisConnection {
                 other,
                 other_slot,
             } => Err(CrossSlotScript {
-                client: self.name.to_string(),
+                client: self.client.name.to_string(),
                 command: CommandName::Command(command_name(cmd)).to_string(),
                 first: String::from_utf8_lossy(first).into_owned(),
                 first_slot,
@@ -674,7 +676,7 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         // The name's table row, looked up once for the cache, the routing and the tracker.
         let row = command_of(cmd);
-        if self.pool.cache().is_none() || !cacheable(row) {
+        if self.client.pool.cache().is_none() || !cacheable(row) {
             return Box::pin(self.send_command(cmd, row, None, false));
         }
         // A read the cache may answer has a future of its own, a small one: a hit allocates (and
@@ -684,12 +686,12 @@ impl ConnectionLike for MonitoredClusterRedisConnection {
         Box::pin(async move {
             let name = CommandName::Command(command_name(cmd));
             let span = self.span(name, name, None);
-            if let Some(cache) = self.pool.cache()
+            if let Some(cache) = self.client.pool.cache()
                 && let Some(reply) = self.answer_from_cache(cache, cmd, row, name, &span)
             {
                 return Ok(reply);
             }
-            let hot_read = self.tracker.is_hot_read_as(cmd, row);
+            let hot_read = self.client.tracker.is_hot_read_as(cmd, row);
             Box::pin(self.send_command(cmd, row, Some(span), hot_read)).await
         })
     }
@@ -753,7 +755,7 @@ impl<'a> Outcome<'a> {
             && let Some(CmdRoute { slot, read_only }) = route_of(cmd)
         {
             // After the call, so a fresh pool's first command finds the topology known.
-            let node = self.conn.pool.router().node_for(slot, read_only);
+            let node = self.conn.client.pool.router().node_for(slot, read_only);
             record_node(&self.span, node.as_ref());
         }
         let success = record(&self.span, result);
@@ -765,7 +767,7 @@ impl<'a> Outcome<'a> {
         let elapsed = self.started.elapsed();
         self.series.finish(elapsed, success);
         if let Some(observer) = &self.conn.observer {
-            observer.command_finished(&self.conn.name, &self.name, elapsed, success);
+            observer.command_finished(&self.conn.client.name, &self.name, elapsed, success);
         }
     }
 }

@@ -13,7 +13,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use tracing::Span;
 
 use crate::cache::CacheStats;
-use crate::connection::MonitoredClusterRedisConnection;
+use crate::connection::{ClientParts, MonitoredClusterRedisConnection};
 use crate::metrics::ClientSeries;
 use crate::pool::{ClusterPool, PoolStats, connect, retires_connection};
 
@@ -36,8 +36,9 @@ use crate::pool::{ClusterPool, PoolStats, connect, retires_connection};
 pub struct ClusterRedisContextFactory {
     name: Arc<str>,
     pool: ClusterPool,
-    tracker: Arc<StartOnce<HotKeyTracker>>,
     series: ClientSeries,
+    /// What every connection shares, once the tracker has started.
+    parts: Arc<StartOnce<Arc<ClientParts>>>,
     /// The hot-key cache's counters at the last [`cache_report`](Self::cache_report).
     cache_reported: Arc<Mutex<CacheStats>>,
 }
@@ -50,8 +51,8 @@ impl ClusterRedisContextFactory {
         Self {
             name: pool.name().into(),
             pool,
-            tracker: Arc::new(StartOnce::new()),
             series,
+            parts: Arc::new(StartOnce::new()),
             cache_reported: Arc::default(),
         }
     }
@@ -63,18 +64,18 @@ impl ClusterRedisContextFactory {
         name: &str,
         span: &Span,
     ) -> MonitoredClusterRedisConnection {
-        let name = if *name == *self.name {
-            Arc::clone(&self.name)
+        let parts = self.parts();
+        let parts = if *name == *parts.name {
+            parts
         } else {
-            Arc::from(name)
+            Arc::new(ClientParts {
+                name: Arc::from(name),
+                pool: parts.pool.clone(),
+                tracker: parts.tracker.clone(),
+                series: parts.series.clone(),
+            })
         };
-        MonitoredClusterRedisConnection::new(
-            name,
-            span.clone(),
-            self.pool.clone(),
-            self.tracker(),
-            self.series.clone(),
-        )
+        MonitoredClusterRedisConnection::new(parts, span.clone())
     }
 
     /// The pool's size, commands in flight, open connections and waiters.
@@ -109,10 +110,24 @@ impl ClusterRedisContextFactory {
     /// real one at the next call from inside a runtime: a connection made before the runtime
     /// started must not turn tracking off for good.
     pub fn tracker(&self) -> HotKeyTracker {
-        self.tracker
-            .get_or_start(|_| self.start_tracker())
+        self.parts().tracker.clone()
+    }
+
+    /// What the client's connections share, its tracker started on first use (see
+    /// [`tracker`](Self::tracker)).
+    fn parts(&self) -> Arc<ClientParts> {
+        let parts = |tracker| {
+            Arc::new(ClientParts {
+                name: Arc::clone(&self.name),
+                pool: self.pool.clone(),
+                tracker,
+                series: self.series.clone(),
+            })
+        };
+        self.parts
+            .get_or_start(|_| self.start_tracker().map(parts))
             .cloned()
-            .unwrap_or_else(HotKeyTracker::disabled)
+            .unwrap_or_else(|| parts(HotKeyTracker::disabled()))
     }
 
     /// A tracker for the client's options, on the current runtime: a disabled one when tracking is
