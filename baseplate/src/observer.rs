@@ -51,16 +51,16 @@ const ALWAYS_ALLOWED: [&str; 2] = ["client", "endpoint"];
 /// requests is measured.
 #[derive(Clone)]
 pub(crate) struct RequestObserver {
-    client: MetricsClient,
-    sample_rate: f64,
+    /// The client, the sample rate and the names, behind one reference count: every request
+    /// clones the observer, and each count it writes is memory every thread writes.
     names: Arc<NameCache>,
 }
 
 impl fmt::Debug for RequestObserver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestObserver")
-            .field("namespace", &self.client.namespace())
-            .field("sample_rate", &self.sample_rate)
+            .field("namespace", &self.names.metrics.namespace())
+            .field("sample_rate", &self.names.sample_rate)
             .field("style", &self.names.style)
             .finish()
     }
@@ -72,21 +72,20 @@ impl RequestObserver {
     pub(crate) fn new(client: MetricsClient, sample_rate: f64, style: Style) -> Self {
         let sample_rate = sample_rate.clamp(0.0, 1.0);
         Self {
-            names: Arc::new(NameCache::new(style, client.clone(), sample_rate)),
-            client,
-            sample_rate,
+            names: Arc::new(NameCache::new(style, client, sample_rate)),
         }
     }
 
     /// The scope of a request named `route`, measured when the sample rate picks it.
     pub(crate) fn request(&self, route: &str) -> RequestScope {
-        let sampled = self.sample_rate >= 1.0 || rand::rng().random_bool(self.sample_rate);
+        let sampled =
+            self.names.sample_rate >= 1.0 || rand::rng().random_bool(self.names.sample_rate);
         let state = if sampled {
             State::Request {
                 names: self.names.server(route),
                 started: Instant::now(),
                 recording: Mutex::new(Recording {
-                    batch: self.client.batch(),
+                    batch: self.names.metrics.batch(),
                     tags: Tags::new(),
                     failed: false,
                 }),
@@ -161,8 +160,11 @@ impl RequestScope {
     /// `clients.{client}.{name}` and the counter `.success` or `.failure` (tagged:
     /// `baseplate.client.latency` and `baseplate.client.rate` with `client` and `endpoint` tags).
     pub fn record_call(&self, client: &str, name: &str, elapsed: Duration, success: bool) {
-        let names = self.observer.names.client(client, CommandName::Label(name));
-        self.record(&names, elapsed, success);
+        self.observer
+            .names
+            .with_client(client, CommandName::Label(name), |names| {
+                self.record(names, elapsed, success);
+            });
     }
 
     /// Records a span of local work named `name` in `component`, as baseplate.py's local spans
@@ -196,12 +198,12 @@ impl RequestScope {
         match &self.state {
             State::Request { recording, .. } => {
                 let batch = &mut lock(recording).batch;
-                names.record(batch, elapsed, success, self.observer.sample_rate);
+                names.record(batch, elapsed, success, self.observer.names.sample_rate);
             }
             State::Unsampled => {}
             State::Outside => {
                 // A call outside requests goes out on its own, its counter with it.
-                let mut batch = self.observer.client.batch();
+                let mut batch = self.observer.names.metrics.batch();
                 names.record_alone(&mut batch, elapsed, success);
                 batch.flush();
             }
@@ -217,8 +219,9 @@ impl CommandObserver for RequestScope {
         elapsed: Duration,
         success: bool,
     ) {
-        let names = self.observer.names.client(client, *name);
-        self.record(&names, elapsed, success);
+        self.observer.names.with_client(client, *name, |names| {
+            self.record(names, elapsed, success);
+        });
     }
 }
 
@@ -235,7 +238,7 @@ impl Drop for RequestScope {
                 tags,
                 failed,
             } = recording.get_mut().unwrap_or_else(PoisonError::into_inner);
-            let (elapsed, rate) = (started.elapsed(), self.observer.sample_rate);
+            let (elapsed, rate) = (started.elapsed(), self.observer.names.sample_rate);
             match names.with_tags(tags) {
                 Some(tagged) => tagged.record(batch, elapsed, !*failed, rate),
                 None => names.record(batch, elapsed, !*failed, rate),
@@ -487,8 +490,26 @@ impl NameCache {
         names
     }
 
-    /// The names of a call of `client`: a command (its name as sent, shown upper-cased) or a
-    /// name shown as it is (`pipeline_bar`, another kind of client's call).
+    /// What `record` does with the names of a call of `client`: a command (its name as sent,
+    /// shown upper-cased) or a name shown as it is (`pipeline_bar`, another kind of client's
+    /// call). Cached names are lent, not cloned: a clone would write their reference count, which
+    /// every thread's calls of that name write.
+    fn with_client<R>(
+        &self,
+        client: &str,
+        key: CommandName<'_>,
+        record: impl FnOnce(&MetricNames) -> R,
+    ) -> R {
+        if let Some(names) = read(&self.clients)
+            .get(client)
+            .and_then(|names| names.get(key))
+        {
+            return record(names);
+        }
+        record(&self.client(client, key))
+    }
+
+    /// The names of a call of `client`, made and cached (when the cache has room) on first use.
     fn client(&self, client: &str, key: CommandName<'_>) -> Arc<MetricNames> {
         if let Some(names) = read(&self.clients)
             .get(client)
