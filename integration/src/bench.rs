@@ -9,6 +9,8 @@
 //! - [`workload`]: what is run (keys, the GET/SET mix, Zipf ranks, tasks, pipelines) and where keys live.
 //! - [`stats`]: latency percentiles (HDR histogram), medians and spreads, process CPU and memory.
 //! - [`cache_memory`]: the hot-key cache's resident bytes per cached key.
+//! - [`hit_cost`]: client CPU per request the hot-key cache answers, on one thread and on every
+//!   core at once.
 //! - [`contenders`]: the raw redis-rs baseline, the monitored client through the facade (also with
 //!   a subscriber recording every span, and with the hot-key cache), and `redis-benchmark`.
 //! - [`cluster`]: the cluster's slot map, the tracker's commands and each primary's commands from
@@ -20,6 +22,7 @@ pub mod cache_memory;
 pub mod chart;
 pub mod cluster;
 pub mod contenders;
+pub mod hit_cost;
 pub mod report;
 pub mod stats;
 pub mod workload;

@@ -428,7 +428,7 @@ impl WindowProbe {
 }
 
 /// One request's worth of work through a contender.
-trait Driver: Clone + Send + Sync + 'static {
+pub(crate) trait Driver: Clone + Send + Sync + 'static {
     /// Sends `ops` as one request: a single command, or a pipeline of them.
     fn request(&mut self, ops: &[Op]) -> impl Future<Output = RedisResult<()>> + Send;
 }
@@ -467,9 +467,9 @@ impl Driver for Raw {
 /// (b), (c) and (e): every request is a request context with its server span, as a service handler
 /// would see it; the Redis client is made per request from the context.
 #[derive(Clone)]
-struct Monitored {
-    baseplate: Arc<Baseplate>,
-    keys: Arc<KeySpace>,
+pub(crate) struct Monitored {
+    pub(crate) baseplate: Arc<Baseplate>,
+    pub(crate) keys: Arc<KeySpace>,
 }
 
 impl Driver for Monitored {

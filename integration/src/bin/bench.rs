@@ -3,8 +3,9 @@
 //! `bench run` preloads the keys, runs every workload against every contender for several rounds,
 //! each cell in a child process (`bench cell ...`, this same binary), and writes `report.md`,
 //! `report.json` and `chart.svg`. With the hot-key workload it also runs `bench-cache-memory` (built
-//! beside it) for the hot-key cache's memory per cached key. The cluster is `REDIS_CLUSTER_URL` (or a throwaway one the
-//! integration harness starts when it is unset).
+//! beside it) for the hot-key cache's memory per cached key. `bench hit-cost` measures the client CPU
+//! of a request the hot-key cache answers, on one thread and on every core at once. The cluster is
+//! `REDIS_CLUSTER_URL` (or a throwaway one the integration harness starts when it is unset).
 // A benchmark that cannot reach its cluster or write its report has nothing better to do than fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,6 +25,7 @@ use integration::bench::contenders::{
     CellFigures, CellOptions, Contender, TRACKER_SAMPLE_RATE, preload, run_cell,
     run_redis_benchmark, unload,
 };
+use integration::bench::hit_cost;
 use integration::bench::report::{Cell, Machine, Report, Settings};
 use integration::bench::workload::{
     KEY_COUNT, KeySpace, VALUE_SIZE, WRITE_SHARE, Workload, ZIPF_EXPONENT, workloads,
@@ -59,6 +61,9 @@ enum Mode {
     Run(RunArgs),
     /// Run one cell in this process and print its figures as one JSON line (used by `run`).
     Cell(CellArgs),
+    /// Client CPU per request the hot-key cache answers, on one thread and on every core at
+    /// once, as one JSON line: what threads running the request path at once cost each other.
+    HitCost(HitCostArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +108,13 @@ struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct HitCostArgs {
+    /// Requests per task in each window.
+    #[arg(long, default_value_t = 400_000)]
+    requests: u64,
+}
+
+#[derive(Debug, clap::Args)]
 struct CellArgs {
     #[arg(long)]
     contender: String,
@@ -130,6 +142,12 @@ fn main() -> Result<(), BenchError> {
         Mode::Cell(args) => {
             let figures = cell(args)?;
             println!("{}", serde_json::to_string(&figures)?);
+            Ok(())
+        }
+        Mode::HitCost(args) => {
+            let sink = StatsdSink::start()?;
+            let cost = hit_cost::measure(integration::cluster().url(), &sink.addr, args.requests)?;
+            println!("{}", serde_json::to_string(&cost)?);
             Ok(())
         }
     }
