@@ -40,8 +40,8 @@ pub struct HitCost {
     pub all_threads_cpu_us: f64,
 }
 
-/// Measures through contender (f) of the cluster at `url`, its metrics sent to `statsd`, on a
-/// runtime with a worker per core.
+/// Measures through contender (f) of the cluster at `url`, its metrics sent to `statsd` (empty:
+/// formatted and discarded), on a runtime with a worker per core.
 ///
 /// # Errors
 /// When the client cannot be configured, a request fails, or the cache never answers.
