@@ -1,11 +1,12 @@
 //! `redis_client_latency_seconds`'s histogram, recorded without a lock shared by every thread.
 //!
 //! `prometheus_client`'s `Histogram` takes one lock per observation, so every command of every
-//! thread of a process writes the same lock and counters: on two cores that doubled the CPU a
-//! cached read's request took. Here each thread records into a stripe of its own (threads beyond
-//! the stripes share them), each on cache lines of its own, and a scrape sums the stripes. The
-//! count is the sum of the buckets, so `_count` and the `+Inf` bucket always agree; a scrape
-//! racing an observation may see its bucket and not yet its sum, or the reverse.
+//! thread of a process writes the same lock and counters (one of the writes that make a cached
+//! read's request cost more than twice the CPU when two cores run such requests as when one does:
+//! `bench hit-cost`). Here each thread records into a stripe of its own (threads beyond the
+//! stripes share them), each on cache lines of its own, and a scrape sums the stripes. The count
+//! is the sum of the buckets, so `_count` and the `+Inf` bucket always agree; a scrape racing an
+//! observation may see its bucket and not yet its sum, or the reverse.
 
 use std::sync::Arc;
 use std::sync::OnceLock;
