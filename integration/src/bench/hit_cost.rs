@@ -54,8 +54,9 @@ pub fn measure(url: &str, statsd: &str, requests: u64) -> Result<HitCost, BenchE
         measure: Duration::ZERO,
         seed: 0,
         statsd: statsd.to_owned(),
-        max_connections: threads.max(1),
-        requests,
+        max_connections: threads,
+        // Read by `redis-benchmark`'s cells only.
+        requests: 0,
         cache_max_keys: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
