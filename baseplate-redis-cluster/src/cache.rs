@@ -12,10 +12,11 @@
 //! is never answered: after a failover or a slot move the node it came from may no longer tell of
 //! changes; the same topology read again, as every new connection reads it, drops nothing), when a
 //! node connection drops or a cached read fails on its way (everything is dropped), after `ttl`,
-//! and by LRU beyond the bound. A reply whose key was invalidated while the read was in flight is not
-//! cached: the server sends one invalidation per tracked read, and a reply cached after it would
-//! stay stale until `ttl` (redis-rs 1.8's own client-side cache has this race, which is why the
-//! client keeps its own store and uses redis-rs only to turn tracking on).
+//! and by LRU beyond either bound (keys, and the bytes their replies hold). A reply whose key was
+//! invalidated while the read was in flight is not cached: the server sends one invalidation per
+//! tracked read, and a reply cached after it would stay stale until `ttl` (redis-rs 1.8's own
+//! client-side cache has this race, which is why the client keeps its own store and uses redis-rs
+//! only to turn tracking on).
 //!
 //! Pushes arrive on a channel from the connections' reader tasks; the cache reads the channel
 //! before every lookup and before caching a reply, so a lookup never misses an invalidation that
@@ -44,22 +45,43 @@ pub const DEFAULT_CACHE_MAX_KEYS: usize = 10_000;
 /// `cache_ttl` when the config does not set it.
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(10);
 
-/// The hot-key cache's bounds (`cache_max_keys`, `cache_ttl`), present when `cache_hot_keys` is on.
+/// `cache_max_bytes` when the config does not set it: 64 MiB.
+pub const DEFAULT_CACHE_MAX_BYTES: NonZeroUsize = NonZeroUsize::new(64 << 20).unwrap();
+
+/// The hot-key cache's bounds (`cache_max_keys`, `cache_max_bytes`, `cache_ttl`), present when
+/// `cache_hot_keys` is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HotKeyCacheOptions {
     /// How many hot read keys are cached, and how many keys' replies the cache keeps at most
     /// (each key's replies to its different commands, `HGET k a` and `HGET k b`, together).
     pub max_keys: NonZeroUsize,
+    /// How many bytes the cached keys, commands and replies hold at most: their strings' bytes,
+    /// and the size in memory of each value and each key's entry (not the store's table or the
+    /// allocator's rounding). A reply that would take its key's replies past it alone is not
+    /// cached.
+    pub max_bytes: NonZeroUsize,
     /// The longest any reply stays cached, whatever the server says (a key with a shorter TTL on
     /// the server leaves when it does).
     pub ttl: Duration,
 }
 
 impl HotKeyCacheOptions {
-    /// Bounds of `max_keys` replies kept at most `ttl`.
+    /// Bounds of `max_keys` keys' replies, holding at most [`DEFAULT_CACHE_MAX_BYTES`], each kept
+    /// at most `ttl`.
     pub fn new(max_keys: NonZeroUsize, ttl: Duration) -> Self {
-        Self { max_keys, ttl }
+        Self {
+            max_keys,
+            max_bytes: DEFAULT_CACHE_MAX_BYTES,
+            ttl,
+        }
+    }
+
+    /// The same bounds, holding at most `max_bytes`.
+    #[must_use]
+    pub fn with_max_bytes(mut self, max_bytes: NonZeroUsize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// What makes redis-rs send `CLIENT TRACKING ON OPTIN` on every node connection it opens.
@@ -122,6 +144,9 @@ pub(crate) struct HotKeyCache {
     ttl: Duration,
     /// How many keys' replies are kept at most: the least recently read key leaves past it.
     max_keys: usize,
+    /// How many bytes they hold at most, as [`entry_bytes`] counts: the least recently read key
+    /// leaves past it.
+    max_bytes: usize,
     state: Mutex<State>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -131,6 +156,8 @@ pub(crate) struct HotKeyCache {
 struct State {
     /// Each key's cached replies, by the packed command that read it.
     replies: LruCache<Vec<u8>, Cached>,
+    /// What the cached keys hold: the sum of their [`Cached::bytes`].
+    bytes: usize,
     /// Reads in flight, by key, with the key's invalidations counted while any is.
     in_flight: HashMap<Vec<u8>, InFlight>,
     pushes: mpsc::Receiver<PushInfo>,
@@ -142,6 +169,8 @@ struct Cached {
     /// The topology (its number) the replies were read under.
     topology: u64,
     replies: Vec<(Vec<u8>, Value)>,
+    /// What the key, its commands and its replies hold, as [`entry_bytes`] counts.
+    bytes: usize,
 }
 
 #[derive(Default)]
@@ -197,10 +226,12 @@ impl HotKeyCache {
         let cache = Self {
             ttl: options.ttl,
             max_keys: options.max_keys.get(),
+            max_bytes: options.max_bytes.get(),
             state: Mutex::new(State {
                 // Grown as keys come, not made room for up front: the bound may be far more keys
                 // than are ever read.
                 replies: LruCache::unbounded(),
+                bytes: 0,
                 in_flight: HashMap::new(),
                 pushes,
             }),
@@ -282,9 +313,8 @@ impl HotKeyCache {
     ) -> Option<Value> {
         let cached = state.replies.get(key)?;
         if cached.expires.is_some_and(|expires| expires <= now) || cached.topology != topology {
-            if let Some(stale) = state.replies.pop(key) {
-                self.dropped(stale.replies.len());
-            }
+            let dropped = state.remove(key);
+            self.dropped(dropped);
             return None;
         }
         let (_, value) = cached.replies.iter().find(|(c, _)| is_command(c))?;
@@ -354,9 +384,7 @@ impl State {
         if let Some(in_flight) = self.in_flight.get_mut(key) {
             in_flight.invalidations += 1;
         }
-        self.replies
-            .pop(key)
-            .map_or(0, |cached| cached.replies.len())
+        self.remove(key)
     }
 
     fn invalidate_all(&mut self) -> usize {
@@ -365,7 +393,74 @@ impl State {
         }
         let dropped = self.replies.iter().map(|(_, c)| c.replies.len()).sum();
         self.replies.clear();
+        self.bytes = 0;
         dropped
+    }
+
+    /// Takes `key`'s replies out of the store.
+    fn take(&mut self, key: &[u8]) -> Option<Cached> {
+        let cached = self.replies.pop(key)?;
+        self.bytes -= cached.bytes;
+        Some(cached)
+    }
+
+    /// Drops `key`'s replies; how many there were.
+    fn remove(&mut self, key: &[u8]) -> usize {
+        self.take(key).map_or(0, |cached| cached.replies.len())
+    }
+
+    /// Drops the least recently read keys' replies until at most `max_keys` keys holding at most
+    /// `max_bytes` are left; how many replies left.
+    fn evict(&mut self, max_keys: usize, max_bytes: usize) -> usize {
+        let mut dropped = 0;
+        while self.replies.len() > max_keys || self.bytes > max_bytes {
+            let Some((_, evicted)) = self.replies.pop_lru() else {
+                break;
+            };
+            self.bytes -= evicted.bytes;
+            dropped += evicted.replies.len();
+        }
+        dropped
+    }
+}
+
+/// The bytes a cached key holds with `replies` (each a packed command and its reply), as the
+/// cache's byte bound counts them: every byte of the key, the commands and the replies' strings,
+/// and the size of each value, pair and entry as laid out in memory. The store's own table and
+/// the allocator's rounding are not counted.
+pub(crate) fn entry_bytes(key: &[u8], replies: &[(Vec<u8>, Value)]) -> usize {
+    let pairs = replies
+        .iter()
+        .map(|(command, reply)| size_of::<(Vec<u8>, Value)>() + command.len() + value_bytes(reply))
+        .sum::<usize>();
+    size_of::<Vec<u8>>() + size_of::<Cached>() + key.len() + pairs
+}
+
+/// The bytes a value holds beyond its own size: its strings, and its elements (each its own
+/// size and what it holds).
+fn value_bytes(value: &Value) -> usize {
+    let all = |values: &[Value]| {
+        values
+            .iter()
+            .map(|v| size_of::<Value>() + value_bytes(v))
+            .sum::<usize>()
+    };
+    let pairs = |pairs: &[(Value, Value)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| 2 * size_of::<Value>() + value_bytes(k) + value_bytes(v))
+            .sum::<usize>()
+    };
+    match value {
+        Value::BulkString(bytes) => bytes.len(),
+        Value::SimpleString(text) | Value::VerbatimString { text, .. } => text.len(),
+        Value::Array(values) | Value::Set(values) | Value::Push { data: values, .. } => all(values),
+        Value::Map(map) => pairs(map),
+        Value::Attribute { data, attributes } => {
+            size_of::<Value>() + value_bytes(data) + pairs(attributes)
+        }
+        // Numbers, booleans, nil, and errors (never cached) hold nothing counted beyond their size.
+        _ => 0,
     }
 }
 
@@ -385,33 +480,36 @@ impl Fill<'_> {
             return;
         }
         let expires = deadline_after(Instant::now(), Some(cache.ttl));
-        let key = self.key.clone();
         let command = self.command.clone();
-        match state.replies.get_mut(&key) {
-            Some(cached) => {
-                if cached.topology != self.topology {
-                    cached.replies.clear();
-                    cached.topology = self.topology;
-                    cached.expires = expires;
-                }
-                cached.replies.retain(|(c, _)| *c != command);
-                cached.replies.push((command, reply.clone()));
-                cached.expires = earliest(cached.expires, expires);
-            }
-            None => {
-                let cached = Cached {
+        let mut dropped = 0;
+        let mut cached = match state.take(&self.key) {
+            Some(cached) if cached.topology == self.topology => cached,
+            earlier => {
+                dropped += earlier.map_or(0, |stale| stale.replies.len());
+                Cached {
                     expires,
                     topology: self.topology,
-                    replies: vec![(command, reply.clone())],
-                };
-                state.replies.push(key, cached);
-                if state.replies.len() > cache.max_keys
-                    && let Some((_, evicted)) = state.replies.pop_lru()
-                {
-                    cache.dropped(evicted.replies.len());
+                    replies: Vec::new(),
+                    bytes: 0,
                 }
             }
+        };
+        cached.replies.retain(|(c, _)| *c != command);
+        cached.replies.push((command, reply.clone()));
+        cached.expires = earliest(cached.expires, expires);
+        cached.bytes = entry_bytes(&self.key, &cached.replies);
+        if cached.bytes > cache.max_bytes {
+            // More than the byte bound alone: this reply is not cached, and its key's reads keep
+            // going to the server (the key's other replies, within the bound before, stay).
+            cached.replies.pop();
+            cached.bytes = entry_bytes(&self.key, &cached.replies);
         }
+        if !cached.replies.is_empty() {
+            state.bytes += cached.bytes;
+            state.replies.push(self.key.clone(), cached);
+        }
+        dropped += state.evict(cache.max_keys, cache.max_bytes);
+        cache.dropped(dropped);
     }
 }
 
@@ -734,6 +832,7 @@ mod tests {
             fill.finish(&value("v"), 0);
         }
         assert_eq!(cached(&cache, "k"), None, "expired at once");
+        assert_eq!(cache.lock().bytes, 0, "an expired key gives its bytes back");
 
         let (cache, _pushes) = store(2, Duration::from_secs(60));
         for key in ["a", "b", "c"] {
@@ -744,6 +843,89 @@ mod tests {
         assert_eq!(cached(&cache, "a"), None, "evicted for c");
         assert_eq!(cached(&cache, "c"), Some(value("c")));
         assert_eq!(cache.stats().invalidations, 1);
+    }
+
+    /// Reads `cmd` (of `key`) through `cache` as a miss and caches `reply`.
+    fn fill(cache: &HotKeyCache, key: &str, cmd: &Cmd, reply: &Value) {
+        match cache.lookup(key.as_bytes(), cmd, 0) {
+            Lookup::Miss(fill) => fill.finish(reply, 0),
+            _ => panic!("{key} was not a miss"),
+        }
+    }
+
+    #[test]
+    fn the_byte_bound_evicts_the_least_recent_keys_and_never_keeps_a_reply_past_it() {
+        let hundred = Value::BulkString(vec![b'x'; 100]);
+        let one = entry_bytes(b"a", &[(get("a").get_packed_command(), hundred.clone())]);
+        assert!(
+            one > 100 + 15,
+            "the payload, the key and the command at least: {one}"
+        );
+        let bound = NonZeroUsize::new(2 * one + one / 2).unwrap();
+        let options =
+            HotKeyCacheOptions::new(NonZeroUsize::new(100).unwrap(), Duration::from_secs(60));
+        let (cache, pushes) = HotKeyCache::new(options.with_max_bytes(bound));
+        for key in ["a", "b", "c"] {
+            fill(&cache, key, &get(key), &hundred);
+        }
+        assert_eq!(cached(&cache, "a"), None, "evicted for c: two keys fit");
+        assert_eq!(cached(&cache, "b"), Some(hundred.clone()));
+        assert_eq!(cached(&cache, "c"), Some(hundred.clone()));
+        assert_eq!(cache.lock().bytes, 2 * one);
+        assert_eq!(cache.stats().invalidations, 1);
+
+        // A reply past the bound alone is not cached, and evicts nothing.
+        let huge = Value::Array(vec![Value::BulkString(vec![b'y'; bound.get()])]);
+        fill(&cache, "d", &get("d"), &huge);
+        assert_eq!(cached(&cache, "d"), None);
+        assert_eq!(cache.lock().bytes, 2 * one);
+        assert_eq!(cached(&cache, "b"), Some(hundred.clone()));
+        pushes
+            .send(PushInfo {
+                kind: PushKind::Disconnection,
+                data: Vec::new(),
+            })
+            .unwrap();
+        assert_eq!(cached(&cache, "b"), None);
+        assert_eq!(
+            cache.lock().bytes,
+            0,
+            "a dropped connection gives every byte back"
+        );
+
+        // A key's replies to different commands count together; the one that would take them
+        // past the bound is the one not cached.
+        let (cache, pushes) = HotKeyCache::new(options.with_max_bytes(bound));
+        let hget = |field: &str| redis::cmd("HGET").arg("h").arg(field).clone();
+        fill(&cache, "h", &hget("f1"), &hundred);
+        fill(&cache, "h", &hget("f2"), &hundred);
+        let both = cache.lock().bytes;
+        let pairs = [
+            (hget("f1").get_packed_command(), hundred.clone()),
+            (hget("f2").get_packed_command(), hundred.clone()),
+        ];
+        assert_eq!(both, entry_bytes(b"h", &pairs));
+        fill(
+            &cache,
+            "h",
+            &hget("f3"),
+            &Value::BulkString(vec![b'z'; bound.get() - both]),
+        );
+        assert_eq!(cache.lock().bytes, both);
+        let hit = |field: &str| match cache.lookup(b"h", &hget(field), 0) {
+            Lookup::Hit(value) => Some(value),
+            _ => None,
+        };
+        assert_eq!(hit("f1"), Some(hundred.clone()));
+        assert_eq!(hit("f3"), None);
+
+        invalidate(&pushes, "h");
+        assert_eq!(hit("f1"), None);
+        assert_eq!(
+            cache.lock().bytes,
+            0,
+            "an invalidated key gives its bytes back"
+        );
     }
 
     #[test]

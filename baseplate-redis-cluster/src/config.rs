@@ -19,7 +19,9 @@ use serde::Deserialize;
 use self::tls_options::tls_options;
 pub use self::url::RedisUrl;
 use self::url::{UrlSettings, parse_seeds};
-use crate::cache::{DEFAULT_CACHE_MAX_KEYS, DEFAULT_CACHE_TTL, HotKeyCacheOptions};
+use crate::cache::{
+    DEFAULT_CACHE_MAX_BYTES, DEFAULT_CACHE_MAX_KEYS, DEFAULT_CACHE_TTL, HotKeyCacheOptions,
+};
 use crate::error::ClusterConfigError;
 use crate::factory::ClusterRedisContextFactory;
 use crate::metrics::RedisClientMetrics;
@@ -64,6 +66,7 @@ pub const DEFAULT_PREFIX: &str = "rediscluster.";
 /// | `track_key_max_keys` | integer | 10000 | members each tracker set keeps at most |
 /// | `cache_hot_keys` | boolean | false | serve reads of the process's hottest keys from memory, invalidated by the server (RESP3 `CLIENT TRACKING`) |
 /// | `cache_max_keys` | integer | 10000 | hot read keys whose replies are cached, at most |
+/// | `cache_max_bytes` | integer | 67108864 (64 MiB) | bytes the cached keys and replies hold, at most (a larger reply is not cached) |
 /// | `cache_ttl` | timespan | 10 seconds | the longest a cached reply is kept, whatever the server says |
 /// | `ssl_ca_certs` | path | system roots | PEM CA certificates that sign the nodes' certificates (`rediss://` only) |
 /// | `ssl_certfile`, `ssl_keyfile` | path | none | PEM client certificate and its key, for nodes that require one (the key may be in `ssl_certfile`) |
@@ -155,6 +158,7 @@ struct Overrides {
     ssl_check_hostname: Option<bool>,
     cache_hot_keys: Option<bool>,
     cache_max_keys: Option<usize>,
+    cache_max_bytes: Option<usize>,
     cache_ttl: Option<Duration>,
     redis_client_name: Option<String>,
     prometheus: Option<RedisClientMetrics>,
@@ -266,6 +270,12 @@ impl ClusterRedisClient {
     /// Overrides `cache_max_keys`.
     pub fn cache_max_keys(mut self, max_keys: usize) -> Self {
         self.overrides.cache_max_keys = Some(max_keys);
+        self
+    }
+
+    /// Overrides `cache_max_bytes`.
+    pub fn cache_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.overrides.cache_max_bytes = Some(max_bytes);
         self
     }
 
@@ -449,14 +459,16 @@ impl ClusterRedisClient {
         }
         let cache_max_keys = NonZeroUsize::new(o.cache_max_keys.unwrap_or(raw.cache_max_keys))
             .ok_or_else(|| invalid("cache_max_keys", "must be at least 1".into()))?;
+        let cache_max_bytes =
+            NonZeroUsize::new(o.cache_max_bytes.unwrap_or(raw.cache_max_bytes))
+                .ok_or_else(|| invalid("cache_max_bytes", "must be at least 1".into()))?;
         let cache_ttl = o.cache_ttl.unwrap_or(raw.cache_ttl);
         if cache_ttl.is_zero() {
             return Err(invalid("cache_ttl", "must be longer than zero".into()));
         }
-        let cache = o
-            .cache_hot_keys
-            .unwrap_or(raw.cache_hot_keys)
-            .then(|| HotKeyCacheOptions::new(cache_max_keys, cache_ttl));
+        let cache = o.cache_hot_keys.unwrap_or(raw.cache_hot_keys).then(|| {
+            HotKeyCacheOptions::new(cache_max_keys, cache_ttl).with_max_bytes(cache_max_bytes)
+        });
         let tracker = TrackerOptions::default()
             .with_hot_reads(cache.map_or(0, |cache| cache.max_keys.get()))
             .with_reads_sample_rate(reads)
@@ -564,6 +576,8 @@ struct RawOptions {
     cache_hot_keys: bool,
     #[serde(default = "default_cache_max_keys")]
     cache_max_keys: usize,
+    #[serde(default = "default_cache_max_bytes")]
+    cache_max_bytes: usize,
     #[serde(default = "default_cache_ttl")]
     cache_ttl: Duration,
     // Accepted because baseplate.py accepts them; redis-rs has no use for them: connections are
@@ -588,6 +602,10 @@ fn default_flush_interval() -> Duration {
 
 fn default_cache_max_keys() -> usize {
     DEFAULT_CACHE_MAX_KEYS
+}
+
+fn default_cache_max_bytes() -> usize {
+    DEFAULT_CACHE_MAX_BYTES.get()
 }
 
 fn default_cache_ttl() -> Duration {
@@ -621,6 +639,8 @@ mod tests {
         let on = options(&[url, ("foo.cache_hot_keys", "true")]).unwrap();
         let cache = on.cache.unwrap();
         assert_eq!(cache.max_keys.get(), DEFAULT_CACHE_MAX_KEYS);
+        assert_eq!(cache.max_bytes, DEFAULT_CACHE_MAX_BYTES);
+        assert_eq!(cache.max_bytes.get(), 64 * 1024 * 1024);
         assert_eq!(cache.ttl, DEFAULT_CACHE_TTL);
         assert_eq!(on.tracker.hot_reads, 10_000);
         assert_eq!(on.tracker.reads_sample_rate, 0.0, "the sets stay off");
@@ -630,29 +650,45 @@ mod tests {
             url,
             ("foo.cache_hot_keys", "true"),
             ("foo.cache_max_keys", "50"),
+            ("foo.cache_max_bytes", "4096"),
             ("foo.cache_ttl", "2 seconds"),
         ])
         .unwrap();
         assert_eq!(
             bounded.cache,
-            Some(HotKeyCacheOptions::new(
-                NonZeroUsize::new(50).unwrap(),
-                Duration::from_secs(2)
-            ))
+            Some(
+                HotKeyCacheOptions::new(NonZeroUsize::new(50).unwrap(), Duration::from_secs(2))
+                    .with_max_bytes(NonZeroUsize::new(4096).unwrap())
+            )
         );
         let overridden = ClusterRedisClient::new()
             .cache_hot_keys(true)
             .cache_max_keys(7)
+            .cache_max_bytes(512)
             .cache_ttl(Duration::from_secs(1))
-            .options_from_config(&config(&[url, ("foo.cache_max_keys", "50")]), "foo.")
+            .options_from_config(
+                &config(&[
+                    url,
+                    ("foo.cache_max_keys", "50"),
+                    ("foo.cache_max_bytes", "4096"),
+                ]),
+                "foo.",
+            )
             .unwrap();
-        assert_eq!(overridden.cache.unwrap().max_keys.get(), 7);
+        let overridden = overridden.cache.unwrap();
+        assert_eq!(overridden.max_keys.get(), 7);
+        assert_eq!(overridden.max_bytes.get(), 512);
 
         for (key, value, reason) in [
             (
                 "foo.cache_max_keys",
                 "0",
                 "foo.cache_max_keys: must be at least 1",
+            ),
+            (
+                "foo.cache_max_bytes",
+                "0",
+                "foo.cache_max_bytes: must be at least 1",
             ),
             (
                 "foo.cache_ttl",

@@ -18,7 +18,10 @@ mod routing;
 mod scan;
 mod tls;
 
-pub use cache::{CacheStats, DEFAULT_CACHE_MAX_KEYS, DEFAULT_CACHE_TTL, HotKeyCacheOptions};
+pub use cache::{
+    CacheStats, DEFAULT_CACHE_MAX_BYTES, DEFAULT_CACHE_MAX_KEYS, DEFAULT_CACHE_TTL,
+    HotKeyCacheOptions,
+};
 pub use config::{
     ClusterOptions, ClusterRedisClient, DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_WAIT, DEFAULT_PREFIX,
     RedisUrl, cluster_pool_from_config,

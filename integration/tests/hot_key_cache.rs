@@ -3,8 +3,8 @@
 //! through the server's invalidation (the window is measured and bounded well below the cache's
 //! TTL), neither a slot move of the key nor a graceful failover and back leaves a stale value
 //! while a connection opening for a blocking command drops nothing, the counters reach Prometheus
-//! and the runtime statsd lines, and a cluster that refuses RESP3 fails every command with an
-//! error naming the client.
+//! and the runtime statsd lines, a reply past `cache_max_bytes` is never kept, and a cluster that
+//! refuses RESP3 fails every command with an error naming the client.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -234,6 +234,42 @@ async fn with_replica_reads_on_a_hot_key_is_still_read_from_memory() {
     // Reads spread over the shard's nodes would drop each other's cached reply.
     assert_eq!(after.hits - before.hits, 1000, "{before:?} -> {after:?}");
     let () = raw.del(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hot_key_whose_reply_is_past_cache_max_bytes_is_read_from_redis_every_time() {
+    let prefix = unique_prefix("cache");
+    let (small, large) = (format!("{prefix}small"), format!("{prefix}large"));
+    let large_value = "x".repeat(8192);
+    let extra = [("foo.cache_max_bytes", "4096")];
+    let (mut raw, factory, mut foo) = cached_key(cluster(), &small, "v", &extra).await;
+    let () = raw.set(&large, &large_value).await.unwrap();
+    let hot = eventually(Duration::from_secs(30), async || {
+        for _ in 0..50 {
+            let read: Option<String> = foo.get(&large).await.unwrap();
+            assert_eq!(read.as_deref(), Some(large_value.as_str()));
+        }
+        foo.hot_reads().contains(&large.as_bytes().to_vec())
+    })
+    .await;
+    assert!(hot.is_some(), "{large} never became a hot read");
+
+    let before = factory.pool().cache_stats().unwrap();
+    for _ in 0..20 {
+        let read: Option<String> = foo.get(&large).await.unwrap();
+        assert_eq!(read.as_deref(), Some(large_value.as_str()));
+    }
+    let after = factory.pool().cache_stats().unwrap();
+    assert_eq!(after.hits, before.hits, "8 KiB is past the 4 KiB bound");
+    assert_eq!(
+        after.misses - before.misses,
+        20,
+        "every read of {large} went to Redis"
+    );
+    let _: Option<String> = foo.get(&small).await.unwrap();
+    let small_read = factory.pool().cache_stats().unwrap();
+    assert_eq!(small_read.hits - after.hits, 1, "{small} stayed cached");
+    let () = raw.del(&[&small, &large]).await.unwrap();
 }
 
 #[tokio::test]
