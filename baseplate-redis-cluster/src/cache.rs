@@ -104,6 +104,10 @@ pub struct CacheStats {
     /// Cached replies dropped: the server said their key changed, a node connection dropped,
     /// the topology changed, their TTL passed, or to make room.
     pub invalidations: u64,
+    /// Keys whose replies are cached now (at most `cache_max_keys`).
+    pub keys: u64,
+    /// Bytes the cached keys and replies hold now, as `cache_max_bytes` counts them.
+    pub bytes: u64,
 }
 
 impl CacheStats {
@@ -128,13 +132,16 @@ impl CacheStats {
         }
     }
 
-    /// What happened between `earlier` and these (counters that went back count from zero).
+    /// What happened between `earlier` and these (counters that went back count from zero), with
+    /// what the cache holds now.
     pub(crate) fn since(&self, earlier: &Self) -> Self {
         let delta = |now: u64, then: u64| now.checked_sub(then).unwrap_or(now);
         Self {
             hits: delta(self.hits, earlier.hits),
             misses: delta(self.misses, earlier.misses),
             invalidations: delta(self.invalidations, earlier.invalidations),
+            keys: self.keys,
+            bytes: self.bytes,
         }
     }
 }
@@ -334,11 +341,16 @@ impl HotKeyCache {
     /// What the cache has done so far.
     pub(crate) fn stats(&self) -> CacheStats {
         // Pushes waiting are counted once they are read.
-        drop(self.lock());
+        let state = self.lock();
+        let held = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let (keys, bytes) = (held(state.replies.len()), held(state.bytes));
+        drop(state);
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
+            keys,
+            bytes,
         }
     }
 
@@ -872,7 +884,9 @@ mod tests {
         assert_eq!(cached(&cache, "b"), Some(hundred.clone()));
         assert_eq!(cached(&cache, "c"), Some(hundred.clone()));
         assert_eq!(cache.lock().bytes, 2 * one);
-        assert_eq!(cache.stats().invalidations, 1);
+        let stats = cache.stats();
+        assert_eq!(stats.invalidations, 1);
+        assert_eq!((stats.keys, stats.bytes), (2, 2 * one as u64));
 
         // A reply past the bound alone is not cached, and evicts nothing.
         let huge = Value::Array(vec![Value::BulkString(vec![b'y'; bound.get()])]);
@@ -989,19 +1003,26 @@ mod tests {
             hits: 10,
             misses: 4,
             invalidations: 2,
+            keys: 3,
+            bytes: 900,
         };
         let now = CacheStats {
             hits: 15,
             misses: 4,
             invalidations: 1,
+            keys: 2,
+            bytes: 600,
         };
         assert_eq!(
             now.since(&earlier),
             CacheStats {
                 hits: 5,
                 misses: 0,
-                invalidations: 1
-            }
+                invalidations: 1,
+                keys: 2,
+                bytes: 600,
+            },
+            "what is held now, not a difference"
         );
     }
 }

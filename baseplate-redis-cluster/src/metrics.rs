@@ -11,7 +11,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 
 use crate::cache::CacheStats;
@@ -221,9 +221,10 @@ pub(crate) type CacheReader = Box<dyn Fn() -> Option<CacheStats> + Send + Sync>;
 /// A cache series: its name, its help and how its value is read.
 type CacheSeries = (&'static str, &'static str, fn(&CacheStats) -> u64);
 
-/// The series of each client's hot-key cache, read when scraped:
+/// The series of each client's hot-key cache, read when scraped: the counters
 /// `redis_client_cache_hits_total`, `redis_client_cache_misses_total` and
-/// `redis_client_cache_invalidations_total`, labelled `redis_pool` like the pool's series.
+/// `redis_client_cache_invalidations_total`, and the gauges `redis_client_cache_keys` and
+/// `redis_client_cache_bytes`, labelled `redis_pool` like the pool's series.
 #[derive(Default)]
 struct CacheSources {
     sources: Mutex<Vec<(String, CacheReader)>>,
@@ -277,6 +278,25 @@ impl Collector for CacheSources {
             let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
             for (labels, stats) in &read {
                 ConstCounter::new(value(stats)).encode(family.encode_family(labels)?)?;
+            }
+        }
+        let held: [CacheSeries; 2] = [
+            (
+                "redis_client_cache_keys",
+                "Keys whose replies the client's memory holds",
+                |s| s.keys,
+            ),
+            (
+                "redis_client_cache_bytes",
+                "Bytes the cached keys and replies hold, as cache_max_bytes counts them",
+                |s| s.bytes,
+            ),
+        ];
+        for (name, help, value) in held {
+            let gauge = ConstGauge::new(0_u64);
+            let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            for (labels, stats) in &read {
+                ConstGauge::new(value(stats)).encode(family.encode_family(labels)?)?;
             }
         }
         Ok(())
@@ -487,6 +507,8 @@ mod tests {
             hits: 7,
             misses: 2,
             invalidations: 1,
+            keys: 3,
+            bytes: 930,
         })));
         let shared = Arc::clone(&stats);
         metrics.cache("foo", Box::new(move || *shared.lock().unwrap()));
@@ -496,6 +518,10 @@ mod tests {
             "redis_client_cache_hits_total{redis_pool=\"foo\"} 7\n",
             "redis_client_cache_misses_total{redis_pool=\"foo\"} 2\n",
             "redis_client_cache_invalidations_total{redis_pool=\"foo\"} 1\n",
+            "# TYPE redis_client_cache_keys gauge\n",
+            "redis_client_cache_keys{redis_pool=\"foo\"} 3\n",
+            "# TYPE redis_client_cache_bytes gauge\n",
+            "redis_client_cache_bytes{redis_pool=\"foo\"} 930\n",
         ] {
             assert!(scraped.contains(line), "{line} in {scraped}");
         }

@@ -222,12 +222,14 @@ async fn main() -> Result<(), BoxError> {
     if let Some(cache) = foo.cache_stats() {
         println!(
             "\nThe hot-key cache (foo.cache_hot_keys): {:.1}% of the reads of hot keys answered \
-             from memory ({} hits, {} misses, {} invalidations); {} keys found hot, whose reads \
-             outside pipelines it answers; of the keys above:",
+             from memory ({} hits, {} misses, {} invalidations), {} keys cached in {} bytes; {} \
+             keys found hot, whose reads outside pipelines it answers; of the keys above:",
             100.0 * cache.hit_share(),
             cache.hits,
             cache.misses,
             cache.invalidations,
+            cache.keys,
+            cache.bytes,
             hot_reads.len()
         );
         for (key, _) in HOT_READS {

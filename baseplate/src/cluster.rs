@@ -70,7 +70,8 @@ impl ContextFactory for ClusterRedisContextFactory {
     /// `pool.size` (max_connections), `pool.in_use` (commands in flight), `pool.open_connections`,
     /// `pool.waiting` and `pool.blocking` (blocking commands on connections of their own); with
     /// `cache_hot_keys` on, the counters `cache.hits`, `cache.misses` and `cache.invalidations`
-    /// (what the hot-key cache did since the previous report).
+    /// (what the hot-key cache did since the previous report) and the gauges `cache.keys` and
+    /// `cache.bytes` (what it holds).
     fn report_runtime_metrics(&self, batch: &mut TaggedBatch<'_>) {
         let stats = self.pool_stats();
         batch.gauge("pool.size", stats.size as f64);
@@ -82,6 +83,8 @@ impl ContextFactory for ClusterRedisContextFactory {
             batch.counter("cache.hits", cache.hits as f64);
             batch.counter("cache.misses", cache.misses as f64);
             batch.counter("cache.invalidations", cache.invalidations as f64);
+            batch.gauge("cache.keys", cache.keys as f64);
+            batch.gauge("cache.bytes", cache.bytes as f64);
         }
     }
 

@@ -448,6 +448,10 @@ async fn the_cache_counters_reach_prometheus() {
         stats.invalidations
     );
     assert!(stats.hits > 0 && stats.misses > 0, "{stats:?}");
+    let gauge = counter;
+    assert_eq!(gauge(&text, "redis_client_cache_keys"), 1, "{key} alone");
+    assert_eq!(gauge(&text, "redis_client_cache_bytes"), stats.bytes);
+    assert!(stats.bytes > key.len() as u64, "{stats:?}");
 
     // A read answered from memory is measured as every command is.
     for _ in 0..100 {
@@ -483,26 +487,34 @@ async fn the_runtime_reporter_sends_the_cache_counters_tagged_with_the_client() 
             tokio::task::yield_now().await;
         }
     });
-    // A report's three counters come in one packet, hits first.
+    // A report's three counters and two gauges come in one packet, hits first.
     let mut counted_hits = false;
     let lines = statsd
         .lines_until(|line| {
             if line.starts_with("ns.runtime.cache.hits,") && !line.ends_with(":0|c") {
                 counted_hits = true;
             }
-            counted_hits && line.starts_with("ns.runtime.cache.invalidations,")
+            counted_hits && line.starts_with("ns.runtime.cache.bytes,")
         })
         .await;
     reader.abort();
-    let report = &lines[lines.len() - 3..];
+    let report = &lines[lines.len() - 5..];
     let tags = format!(",PID={},client=foo:", std::process::id());
-    for (line, counter) in report.iter().zip(["hits", "misses", "invalidations"]) {
+    let series = [
+        ("hits", "|c"),
+        ("misses", "|c"),
+        ("invalidations", "|c"),
+        ("keys", "|g"),
+        ("bytes", "|g"),
+    ];
+    for (line, (name, kind)) in report.iter().zip(series) {
         assert!(
-            line.starts_with(&format!("ns.runtime.cache.{counter},hostname=")),
+            line.starts_with(&format!("ns.runtime.cache.{name},hostname=")),
             "{report:#?}"
         );
-        assert!(line.contains(&tags) && line.ends_with("|c"), "{line}");
+        assert!(line.contains(&tags) && line.ends_with(kind), "{line}");
     }
+    assert!(report[3].ends_with(":1|g"), "one key cached: {}", report[3]);
 }
 
 #[tokio::test]
