@@ -24,6 +24,7 @@
 //!
 //! [`HotKeyTracker::is_hot_read`]: baseplate_hotkeys::HotKeyTracker::is_hot_read
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,16 @@ use redis::cluster_routing::{Route, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Arg, Cmd, PushInfo, PushKind, Value};
 
 use crate::connection::{deadline_after, earliest};
+
+thread_local! {
+    /// Where a command is packed to be looked up, kept for the thread's next lookup: a hit
+    /// allocates nothing for it.
+    static PACKED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The most bytes [`PACKED`] keeps between lookups (a command with a large argument has its
+/// buffer dropped after its lookup).
+const PACKED_KEPT: usize = 1024;
 
 /// `cache_max_keys` when the config does not set it.
 pub const DEFAULT_CACHE_MAX_KEYS: usize = 10_000;
@@ -151,7 +162,7 @@ pub(crate) struct HotKeyCache {
     ttl: Duration,
     /// How many keys' replies are kept at most: the least recently read key leaves past it.
     max_keys: usize,
-    /// How many bytes they hold at most, as [`entry_bytes`] counts: the least recently read key
+    /// How many bytes they hold at most, as [`Cached::bytes`] counts: the least recently read key
     /// leaves past it.
     max_bytes: usize,
     state: Mutex<State>,
@@ -175,8 +186,11 @@ struct Cached {
     expires: Option<Instant>,
     /// The topology (its number) the replies were read under.
     topology: u64,
+    /// By packed command, in byte order: a key read with many commands (`HGET` of many fields)
+    /// finds each in a binary search.
     replies: Vec<(Vec<u8>, Value)>,
-    /// What the key, its commands and its replies hold, as [`entry_bytes`] counts.
+    /// What the key, its commands and its replies hold: [`key_bytes`] and each reply's
+    /// [`reply_bytes`].
     bytes: usize,
 }
 
@@ -261,7 +275,7 @@ impl HotKeyCache {
         let command = cmd.get_packed_command();
         let mut state = self.lock();
         let now = Instant::now();
-        if let Some(cached) = self.cached_in(&mut state, key, |c| *c == command, topology, now) {
+        if let Some(cached) = self.cached_in(&mut state, key, &command, topology, now) {
             return Lookup::Hit(cached);
         }
         let in_flight = state.in_flight.entry(key.to_vec()).or_default();
@@ -304,17 +318,24 @@ impl HotKeyCache {
         topology: u64,
         now: Instant,
     ) -> Option<Value> {
-        self.cached_in(&mut self.lock(), key, |c| packs_to(cmd, c), topology, now)
+        PACKED.with_borrow_mut(|packed| {
+            packed.clear();
+            cmd.write_packed_command(packed);
+            let cached = self.cached_in(&mut self.lock(), key, packed, topology, now);
+            if packed.capacity() > PACKED_KEPT {
+                *packed = Vec::new();
+            }
+            cached
+        })
     }
 
-    /// The reply to the command `is_command` recognises by its packed form, cached for `key` under
-    /// `topology`, counted as a hit; a key's replies past their time at `now` or read under
-    /// another topology leave.
+    /// The reply to `command` (packed), cached for `key` under `topology`, counted as a hit; a
+    /// key's replies past their time at `now` or read under another topology leave.
     fn cached_in(
         &self,
         state: &mut State,
         key: &[u8],
-        is_command: impl Fn(&[u8]) -> bool,
+        command: &[u8],
         topology: u64,
         now: Instant,
     ) -> Option<Value> {
@@ -324,7 +345,11 @@ impl HotKeyCache {
             self.dropped(dropped);
             return None;
         }
-        let (_, value) = cached.replies.iter().find(|(c, _)| is_command(c))?;
+        let found = cached
+            .replies
+            .binary_search_by(|(c, _)| c.as_slice().cmp(command))
+            .ok()?;
+        let (_, value) = &cached.replies[found];
         self.hits.fetch_add(1, Ordering::Relaxed);
         Some(value.clone())
     }
@@ -436,16 +461,17 @@ impl State {
     }
 }
 
-/// The bytes a cached key holds with `replies` (each a packed command and its reply), as the
-/// cache's byte bound counts them: every byte of the key, the commands and the replies' strings,
-/// and the size of each value, pair and entry as laid out in memory. The store's own table and
-/// the allocator's rounding are not counted.
-pub(crate) fn entry_bytes(key: &[u8], replies: &[(Vec<u8>, Value)]) -> usize {
-    let pairs = replies
-        .iter()
-        .map(|(command, reply)| size_of::<(Vec<u8>, Value)>() + command.len() + value_bytes(reply))
-        .sum::<usize>();
-    size_of::<Vec<u8>>() + size_of::<Cached>() + key.len() + pairs
+/// What a cached key holds besides its replies, as the cache's byte bound counts it: the key's
+/// bytes and its entry's size in memory. With each reply's [`reply_bytes`], what
+/// [`Cached::bytes`] counts; the store's own table and the allocator's rounding are not counted.
+fn key_bytes(key: &[u8]) -> usize {
+    size_of::<Vec<u8>>() + size_of::<Cached>() + key.len()
+}
+
+/// What one cached reply holds: its packed command's bytes, what its value holds and the size
+/// of the pair.
+fn reply_bytes(command: &[u8], reply: &Value) -> usize {
+    size_of::<(Vec<u8>, Value)>() + command.len() + value_bytes(reply)
 }
 
 /// The bytes a value holds beyond its own size: its strings, and its elements (each its own
@@ -492,7 +518,6 @@ impl Fill<'_> {
             return;
         }
         let expires = deadline_after(Instant::now(), Some(cache.ttl));
-        let command = self.command.clone();
         let mut dropped = 0;
         let mut cached = match state.take(&self.key) {
             Some(cached) if cached.topology == self.topology => cached,
@@ -502,19 +527,31 @@ impl Fill<'_> {
                     expires,
                     topology: self.topology,
                     replies: Vec::new(),
-                    bytes: 0,
+                    bytes: key_bytes(&self.key),
                 }
             }
         };
-        cached.replies.retain(|(c, _)| *c != command);
-        cached.replies.push((command, reply.clone()));
         cached.expires = earliest(cached.expires, expires);
-        cached.bytes = entry_bytes(&self.key, &cached.replies);
-        if cached.bytes > cache.max_bytes {
+        let command = &self.command;
+        let added = reply_bytes(command, reply);
+        match cached.replies.binary_search_by(|(c, _)| c.cmp(command)) {
+            Ok(at) => {
+                let (_, earlier) = cached.replies.remove(at);
+                cached.bytes -= reply_bytes(command, &earlier);
+                if cached.bytes + added <= cache.max_bytes {
+                    cached.replies.insert(at, (command.clone(), reply.clone()));
+                    cached.bytes += added;
+                } else {
+                    dropped += 1;
+                }
+            }
+            Err(at) if cached.bytes + added <= cache.max_bytes => {
+                cached.replies.insert(at, (command.clone(), reply.clone()));
+                cached.bytes += added;
+            }
             // More than the byte bound alone: this reply is not cached, and its key's reads keep
             // going to the server (the key's other replies, within the bound before, stay).
-            cached.replies.pop();
-            cached.bytes = entry_bytes(&self.key, &cached.replies);
+            Err(_) => {}
         }
         if !cached.replies.is_empty() {
             state.bytes += cached.bytes;
@@ -571,55 +608,19 @@ pub(crate) fn tracked_read(cmd: &Cmd, key: &[u8]) -> (redis::Pipeline, SingleNod
     (pipe, route)
 }
 
-/// Whether `packed` is `cmd` as redis-rs packs it (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`), found
-/// without packing it: a hit is answered without allocating for the comparison. A command with a
-/// cursor argument never matches (no cacheable command has one).
-fn packs_to(cmd: &Cmd, packed: &[u8]) -> bool {
-    fn take(rest: &mut &[u8], expected: &[u8]) -> bool {
-        match rest.strip_prefix(expected) {
-            Some(after) => {
-                *rest = after;
-                true
-            }
-            None => false,
-        }
-    }
-    fn take_header(rest: &mut &[u8], kind: u8, n: usize) -> bool {
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut n = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        take(rest, &[kind]) && take(rest, &digits[at..]) && take(rest, b"\r\n")
-    }
-    let mut rest = packed;
-    if !take_header(&mut rest, b'*', cmd.args_iter().count()) {
-        return false;
-    }
-    for arg in cmd.args_iter() {
-        let Arg::Simple(bytes) = arg else {
-            return false;
-        };
-        if !(take_header(&mut rest, b'$', bytes.len())
-            && take(&mut rest, bytes)
-            && take(&mut rest, b"\r\n"))
-        {
-            return false;
-        }
-    }
-    rest.is_empty()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use baseplate_hotkeys::command_of;
+
+    /// What a key cached with `replies` holds, as the byte bound counts it.
+    fn entry_bytes(key: &[u8], replies: &[(Vec<u8>, Value)]) -> usize {
+        key_bytes(key)
+            + replies
+                .iter()
+                .map(|(c, v)| reply_bytes(c, v))
+                .sum::<usize>()
+    }
 
     fn store(max_keys: usize, ttl: Duration) -> (HotKeyCache, mpsc::Sender<PushInfo>) {
         HotKeyCache::new(HotKeyCacheOptions::new(
@@ -667,46 +668,30 @@ mod tests {
     }
 
     #[test]
-    fn a_command_is_recognised_by_its_packed_form_without_packing_it() {
-        let commands = [
-            redis::cmd("GET").arg("k").clone(),
-            redis::cmd("GET").arg("").clone(),
-            redis::cmd("HGET").arg("k").arg("field").clone(),
-            redis::cmd("GET").arg(vec![b'x'; 1234]).clone(),
-            redis::cmd("MGET")
-                .arg("a")
-                .arg("b")
-                .arg("c")
-                .arg("d")
-                .arg("e")
-                .arg("f")
-                .arg("g")
-                .arg("h")
-                .arg("i")
-                .arg("j")
-                .clone(),
-            redis::cmd("GET").arg(b"\r\n$1\r\n".as_slice()).clone(),
-        ];
-        for (i, cmd) in commands.iter().enumerate() {
-            for (j, other) in commands.iter().enumerate() {
-                assert_eq!(
-                    packs_to(cmd, &other.get_packed_command()),
-                    i == j,
-                    "{i} against {j}"
-                );
-            }
-            let packed = cmd.get_packed_command();
-            assert!(!packs_to(cmd, &packed[..packed.len() - 1]), "cut short");
-            assert!(
-                !packs_to(cmd, &[packed.as_slice(), b"x"].concat()),
-                "longer"
-            );
+    fn a_key_read_with_many_commands_answers_each_with_its_own_reply() {
+        let (cache, _pushes) = store(10, Duration::from_secs(60));
+        let hget = |field: usize| redis::cmd("HGET").arg("flags").arg(field).clone();
+        let fields = 300;
+        // Filled in no particular order.
+        for i in 0..fields {
+            let field = i * 7919 % fields;
+            fill(&cache, "flags", &hget(field), &value(&field.to_string()));
         }
-        let scan = redis::cmd("SCAN").cursor_arg(0).clone();
-        assert!(
-            !packs_to(&scan, &scan.get_packed_command()),
-            "a cursor never matches"
-        );
+        for field in 0..fields {
+            let answered = match cache.lookup(b"flags", &hget(field), 0) {
+                Lookup::Hit(value) => Some(value),
+                _ => None,
+            };
+            assert_eq!(answered, Some(value(&field.to_string())), "field {field}");
+            let reply = cache.cached(b"flags", &hget(field), 0, Instant::now());
+            assert_eq!(reply, Some(value(&field.to_string())), "field {field}");
+        }
+        assert_eq!(cache.stats().hits, 2 * fields as u64);
+        let state = cache.lock();
+        let cached = state.replies.peek(b"flags".as_slice()).unwrap();
+        assert_eq!(cached.replies.len(), fields);
+        assert_eq!(cached.bytes, entry_bytes(b"flags", &cached.replies));
+        assert_eq!(state.bytes, cached.bytes);
     }
 
     #[test]
