@@ -526,7 +526,8 @@ impl Fill<'_> {
                 Cached {
                     expires,
                     topology: self.topology,
-                    replies: Vec::new(),
+                    // Most keys are read with one command: no room for four made up front.
+                    replies: Vec::with_capacity(1),
                     bytes: key_bytes(&self.key),
                 }
             }
