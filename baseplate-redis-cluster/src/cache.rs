@@ -870,6 +870,17 @@ mod tests {
         assert_eq!(cached(&cache, "b"), Some(hundred.clone()));
         assert_eq!(cached(&cache, "c"), Some(hundred.clone()));
         assert_eq!(cache.lock().bytes, 2 * one);
+        let capacity = cache
+            .lock()
+            .replies
+            .peek(b"b".as_slice())
+            .unwrap()
+            .replies
+            .capacity();
+        assert_eq!(
+            capacity, 1,
+            "no room kept for replies a key read once never has"
+        );
         let stats = cache.stats();
         assert_eq!(stats.invalidations, 1);
         assert_eq!((stats.keys, stats.bytes), (2, 2 * one as u64));
