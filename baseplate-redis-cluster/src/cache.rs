@@ -535,24 +535,21 @@ impl Fill<'_> {
         cached.expires = earliest(cached.expires, expires);
         let command = &self.command;
         let added = reply_bytes(command, reply);
-        match cached.replies.binary_search_by(|(c, _)| c.cmp(command)) {
+        let (at, replaced) = match cached.replies.binary_search_by(|(c, _)| c.cmp(command)) {
             Ok(at) => {
                 let (_, earlier) = cached.replies.remove(at);
                 cached.bytes -= reply_bytes(command, &earlier);
-                if cached.bytes + added <= cache.max_bytes {
-                    cached.replies.insert(at, (command.clone(), reply.clone()));
-                    cached.bytes += added;
-                } else {
-                    dropped += 1;
-                }
+                (at, 1)
             }
-            Err(at) if cached.bytes + added <= cache.max_bytes => {
-                cached.replies.insert(at, (command.clone(), reply.clone()));
-                cached.bytes += added;
-            }
-            // More than the byte bound alone: this reply is not cached, and its key's reads keep
-            // going to the server (the key's other replies, within the bound before, stay).
-            Err(_) => {}
+            Err(at) => (at, 0),
+        };
+        if cached.bytes + added <= cache.max_bytes {
+            cached.replies.insert(at, (command.clone(), reply.clone()));
+            cached.bytes += added;
+        } else {
+            // More than the byte bound alone: this reply is not cached (nor the one it replaces),
+            // and its key's reads keep going to the server; the key's other replies stay.
+            dropped += replaced;
         }
         if !cached.replies.is_empty() {
             state.bytes += cached.bytes;
