@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use foldhash::HashMap;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
@@ -273,13 +273,7 @@ impl Collector for CacheSources {
                 |s| s.invalidations,
             ),
         ];
-        for (name, help, value) in series {
-            let counter = ConstCounter::new(0_u64);
-            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            for (labels, stats) in &read {
-                ConstCounter::new(value(stats)).encode(family.encode_family(labels)?)?;
-            }
-        }
+        encode_cache_series(&mut encoder, &read, &series, ConstCounter::<u64>::new)?;
         let held: [CacheSeries; 2] = [
             (
                 "redis_client_cache_keys",
@@ -292,15 +286,26 @@ impl Collector for CacheSources {
                 |s| s.bytes,
             ),
         ];
-        for (name, help, value) in held {
-            let gauge = ConstGauge::new(0_u64);
-            let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-            for (labels, stats) in &read {
-                ConstGauge::new(value(stats)).encode(family.encode_family(labels)?)?;
-            }
-        }
+        encode_cache_series(&mut encoder, &read, &held, ConstGauge::<u64>::new)?;
         Ok(())
     }
+}
+
+/// Encodes each of `series` as the metric `metric` makes of a value, one per client `read`.
+fn encode_cache_series<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    read: &[(PoolLabels, CacheStats)],
+    series: &[CacheSeries],
+    metric: impl Fn(u64) -> M,
+) -> Result<(), fmt::Error> {
+    for &(name, help, value) in series {
+        let kind = metric(0).metric_type();
+        let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+        for (labels, stats) in read {
+            metric(value(stats)).encode(family.encode_family(labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Counts a command in `redis_client_active_requests` until dropped.
