@@ -18,6 +18,10 @@
 //! client-side cache has this race, which is why the client keeps its own store and uses redis-rs
 //! only to turn tracking on).
 //!
+//! A key whose reply did not fit the byte bound is read the usual way (untracked, from a replica
+//! when replica reads are on) until it changes, everything is dropped, or `ttl` passes; then a
+//! read tries to cache it again.
+//!
 //! Pushes arrive on a channel from the connections' reader tasks; the cache reads the channel
 //! before every lookup and before caching a reply, so a lookup never misses an invalidation that
 //! reached the client before it, and no task of its own is needed.
@@ -70,7 +74,7 @@ pub struct HotKeyCacheOptions {
     /// How many bytes the cached keys, commands and replies hold at most: their strings' bytes,
     /// and the size in memory of each value and each key's entry (not the store's table or the
     /// allocator's rounding). A reply that would take its key's replies past it alone is not
-    /// cached.
+    /// cached, and the key is read the usual way until it changes or `ttl` passes.
     pub max_bytes: NonZeroUsize,
     /// The longest any reply stays cached, whatever the server says (a key with a shorter TTL on
     /// the server leaves when it does).
@@ -110,7 +114,8 @@ impl HotKeyCacheOptions {
 pub struct CacheStats {
     /// Reads of hot keys answered from memory.
     pub hits: u64,
-    /// Reads of hot keys that went to Redis (their reply is cached for the next ones).
+    /// Reads of hot keys that went to Redis (their reply is cached for the next ones, unless it is
+    /// past `cache_max_bytes`).
     pub misses: u64,
     /// Cached replies dropped: the server said their key changed, a node connection dropped,
     /// the topology changed, their TTL passed, or to make room.
@@ -178,6 +183,9 @@ struct State {
     bytes: usize,
     /// Reads in flight, by key, with the key's invalidations counted while any is.
     in_flight: HashMap<Vec<u8>, InFlight>,
+    /// Keys a reply of which was past the byte bound, with when their reads may try again (never
+    /// for a `cache_ttl` past what the clock can count); at most `max_keys` of them.
+    too_large: HashMap<Vec<u8>, Option<Instant>>,
     pushes: mpsc::Receiver<PushInfo>,
 }
 
@@ -223,6 +231,9 @@ pub(crate) enum Lookup<'a> {
     Wait(watch::Receiver<Option<Value>>),
     /// Nothing: the caller reads, and hands the reply to the fill.
     Miss(Fill<'a>),
+    /// Nothing, and the key's reply was lately past the byte bound: the caller reads it the usual
+    /// way (it may go to a replica), untracked and not to be cached.
+    TooLarge,
 }
 
 /// A read of a key on its way to the server, to be cached (or not) when its reply comes; dropped
@@ -254,6 +265,7 @@ impl HotKeyCache {
                 replies: LruCache::unbounded(),
                 bytes: 0,
                 in_flight: HashMap::new(),
+                too_large: HashMap::new(),
                 pushes,
             }),
             hits: AtomicU64::new(0),
@@ -277,6 +289,14 @@ impl HotKeyCache {
         let now = Instant::now();
         if let Some(cached) = self.cached_in(&mut state, key, &command, topology, now) {
             return Lookup::Hit(cached);
+        }
+        if let Some(until) = state.too_large.get(key) {
+            if until.is_none_or(|until| now < until) {
+                drop(state);
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                return Lookup::TooLarge;
+            }
+            state.too_large.remove(key);
         }
         let in_flight = state.in_flight.entry(key.to_vec()).or_default();
         let invalidations = in_flight.invalidations;
@@ -421,6 +441,8 @@ impl State {
         if let Some(in_flight) = self.in_flight.get_mut(key) {
             in_flight.invalidations += 1;
         }
+        // Its value changed: it may fit now.
+        self.too_large.remove(key);
         self.remove(key)
     }
 
@@ -428,6 +450,8 @@ impl State {
         for in_flight in self.in_flight.values_mut() {
             in_flight.invalidations += 1;
         }
+        // The pushes that would say a key changed may be lost with the connection.
+        self.too_large.clear();
         let dropped = self.replies.iter().map(|(_, c)| c.replies.len()).sum();
         self.replies.clear();
         self.bytes = 0;
@@ -444,6 +468,25 @@ impl State {
     /// Drops `key`'s replies; how many there were.
     fn remove(&mut self, key: &[u8]) -> usize {
         self.take(key).map_or(0, |cached| cached.replies.len())
+    }
+
+    /// Has `key` read the usual way until `until` (none: until it changes), as one of at most
+    /// `max_keys` such keys: those whose time passed at `now` leave to make room, and past that the
+    /// key is not remembered (its reads keep trying to cache it).
+    fn remember_too_large(
+        &mut self,
+        key: &[u8],
+        until: Option<Instant>,
+        max_keys: usize,
+        now: Instant,
+    ) {
+        if self.too_large.len() >= max_keys {
+            self.too_large
+                .retain(|_, until| until.is_none_or(|until| now < until));
+        }
+        if self.too_large.len() < max_keys {
+            self.too_large.insert(key.to_vec(), until);
+        }
     }
 
     /// Drops the least recently read keys' replies until at most `max_keys` keys holding at most
@@ -517,7 +560,8 @@ impl Fill<'_> {
         if invalidated || topology != self.topology || matches!(reply, Value::ServerError(_)) {
             return;
         }
-        let expires = deadline_after(Instant::now(), Some(cache.ttl));
+        let now = Instant::now();
+        let expires = deadline_after(now, Some(cache.ttl));
         let mut dropped = 0;
         let mut cached = match state.take(&self.key) {
             Some(cached) if cached.topology == self.topology => cached,
@@ -548,8 +592,10 @@ impl Fill<'_> {
             cached.bytes += added;
         } else {
             // More than the byte bound alone: this reply is not cached (nor the one it replaces),
-            // and its key's reads keep going to the server; the key's other replies stay.
+            // and its key's reads go to the server the usual way for a while; the key's other
+            // replies stay.
             dropped += replaced;
+            state.remember_too_large(&self.key, expires, cache.max_keys, now);
         }
         if !cached.replies.is_empty() {
             state.bytes += cached.bytes;
@@ -934,6 +980,48 @@ mod tests {
             0,
             "an invalidated key gives its bytes back"
         );
+    }
+
+    #[test]
+    fn a_key_too_large_to_cache_is_read_the_usual_way_until_it_changes() {
+        let small = value("v");
+        let huge = Value::BulkString(vec![b'y'; 1000]);
+        let options =
+            HotKeyCacheOptions::new(NonZeroUsize::new(2).unwrap(), Duration::from_secs(60))
+                .with_max_bytes(NonZeroUsize::new(1000).unwrap());
+        let (cache, pushes) = HotKeyCache::new(options);
+        let too_large =
+            |key: &str| matches!(cache.lookup(key.as_bytes(), &get(key), 0), Lookup::TooLarge);
+        fill(&cache, "k", &get("k"), &huge);
+        assert!(too_large("k"));
+        assert!(too_large("k"));
+        assert_eq!(cache.stats().misses, 3, "each read went to Redis");
+
+        // Its value changed: the next read tries again, and caches what fits.
+        invalidate(&pushes, "k");
+        fill(&cache, "k", &get("k"), &small);
+        assert_eq!(cached(&cache, "k"), Some(small.clone()));
+
+        // At most `max_keys` such keys are remembered; a dropped connection forgets them all.
+        for key in ["a", "b", "c"] {
+            fill(&cache, key, &get(key), &huge);
+        }
+        assert!(too_large("a") && too_large("b"));
+        assert!(matches!(cache.lookup(b"c", &get("c"), 0), Lookup::Miss(_)));
+        pushes
+            .send(PushInfo {
+                kind: PushKind::Disconnection,
+                data: Vec::new(),
+            })
+            .unwrap();
+        assert!(matches!(cache.lookup(b"a", &get("a"), 0), Lookup::Miss(_)));
+
+        // And it is tried again once `cache_ttl` passed (at once, for none).
+        let options = HotKeyCacheOptions::new(NonZeroUsize::new(2).unwrap(), Duration::ZERO)
+            .with_max_bytes(NonZeroUsize::new(1000).unwrap());
+        let (cache, _pushes) = HotKeyCache::new(options);
+        fill(&cache, "k", &get("k"), &huge);
+        assert!(matches!(cache.lookup(b"k", &get("k"), 0), Lookup::Miss(_)));
     }
 
     #[test]

@@ -589,7 +589,8 @@ impl MonitoredClusterRedisConnection {
 }
 
 /// The reply to `cmd`, a read of a hot key: from the cache, from a read of it already in flight,
-/// or from the key's primary, which then tracks the key, and cached. A reply the primary does
+/// or from the key's primary, which then tracks the key, and cached; the usual way, untracked,
+/// while the key's reply is too large to cache (see `cache`). A reply the primary does
 /// not give (the slot moved or is moving: `MOVED`, `ASK`) comes the usual way, following
 /// redirections, and is not cached. (The read pipeline is one redis-rs sends again whole when redirected, see
 /// `redirects`: it changes nothing.)
@@ -616,6 +617,7 @@ async fn cached_read(
             };
         }
         Lookup::Miss(fill) => fill,
+        Lookup::TooLarge => return conn.req_packed_command(cmd).await,
     };
     let (pipe, route) = tracked_read(cmd, key);
     let reply = match conn.route_pipeline(pipe, 1, 1, route).await {
