@@ -143,6 +143,25 @@ impl TestCluster {
         ClusterNode::parse_all(&text)
     }
 
+    /// The addresses (`host:port`) of the primary serving `slot` and of its replicas, as the seed
+    /// node lists them.
+    ///
+    /// # Panics
+    /// When no primary serves `slot`.
+    pub async fn shard_of(&self, slot: u16) -> (String, Vec<String>) {
+        let nodes = self.nodes().await;
+        let primary = nodes
+            .iter()
+            .find(|node| node.primary && node.serves(slot))
+            .unwrap_or_else(|| panic!("no primary serves slot {slot}"));
+        let replicas = nodes
+            .iter()
+            .filter(|node| node.replicates(primary))
+            .map(|node| node.addr.clone())
+            .collect();
+        (primary.addr.clone(), replicas)
+    }
+
     /// How often the node at `addr` ran `command` (lower case: `get`) since it started, and how
     /// often it refused it (a cluster redirection among the reasons), from `INFO commandstats`.
     pub async fn command_calls(&self, addr: &str, command: &str) -> CommandCalls {

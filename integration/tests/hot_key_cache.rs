@@ -93,13 +93,7 @@ async fn cached_key(
 
 /// The primary serving `key`, `host:port`.
 async fn primary_of(on: &TestCluster, key: &str) -> String {
-    let slot = key_slot(key.as_bytes());
-    let nodes = on.nodes().await;
-    let primary = nodes
-        .iter()
-        .find(|node| node.primary && node.serves(slot))
-        .expect("a primary serves every slot");
-    primary.addr.clone()
+    on.shard_of(key_slot(key.as_bytes())).await.0
 }
 
 /// Whether every one of `nodes` takes `primary` for a primary and `replica` for a replica.
@@ -316,17 +310,11 @@ async fn set_on_both(on: &TestCluster, key: &str, value: &str) {
 
 /// The replica of the primary serving `key`, `host:port`.
 async fn replica_of(on: &TestCluster, key: &str) -> String {
-    let slot = key_slot(key.as_bytes());
-    let nodes = on.nodes().await;
-    let primary = nodes
-        .iter()
-        .find(|node| node.primary && node.serves(slot))
-        .expect("a primary serves every slot");
-    let replica = nodes
-        .iter()
-        .find(|node| node.primary_id.as_ref() == Some(&primary.id))
-        .expect("every primary of the shared cluster has a replica");
-    replica.addr.clone()
+    let (_, replicas) = on.shard_of(key_slot(key.as_bytes())).await;
+    replicas
+        .into_iter()
+        .next()
+        .expect("every primary of the shared cluster has a replica")
 }
 
 #[tokio::test]

@@ -252,13 +252,8 @@ fn expected(pairs: &[(&str, Value)]) -> BTreeMap<String, Value> {
 /// The primary serving `key`, as `(host, port)`.
 async fn primary_of(key: &str) -> (String, i64) {
     let slot = baseplate::crates::redis_cluster::key_slot(key.as_bytes());
-    let node = cluster()
-        .nodes()
-        .await
-        .into_iter()
-        .find(|node| node.primary && node.serves(slot))
-        .unwrap();
-    let (host, port) = node.addr.rsplit_once(':').unwrap();
+    let (addr, _) = cluster().shard_of(slot).await;
+    let (host, port) = addr.rsplit_once(':').unwrap();
     (host.to_owned(), port.parse().unwrap())
 }
 

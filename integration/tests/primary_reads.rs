@@ -37,21 +37,6 @@ fn primary_reads_client() -> MonitoredClusterRedisConnection {
     factory.make_object_for_context("foo", &tracing::Span::none())
 }
 
-/// The addresses of the primary serving `slot` and of its replicas.
-async fn shard_of(slot: u16) -> (String, Vec<String>) {
-    let nodes = own_cluster().nodes().await;
-    let primary = nodes
-        .iter()
-        .find(|n| n.primary && n.serves(slot))
-        .expect("a primary serves every slot");
-    let replicas = nodes
-        .iter()
-        .filter(|n| n.replicates(primary))
-        .map(|n| n.addr.clone())
-        .collect();
-    (primary.addr.clone(), replicas)
-}
-
 /// Every replica's `GET` counts.
 async fn replica_gets(replicas: &[String]) -> Vec<CommandCalls> {
     join_all(
@@ -70,7 +55,7 @@ async fn no_replica_answers_a_client_that_reads_from_primaries_while_its_primary
     let key = format!("{}k", unique_prefix("primary-reads"));
     let mut setup = own_cluster().connection().await;
     let () = setup.set(&key, "v1").await.unwrap();
-    let (primary, replicas) = shard_of(key_slot(key.as_bytes())).await;
+    let (primary, replicas) = own_cluster().shard_of(key_slot(key.as_bytes())).await;
     let mut foo = primary_reads_client();
     let read: Option<String> = foo.get(&key).await.unwrap();
     assert_eq!(read.as_deref(), Some("v1"));
@@ -139,7 +124,7 @@ async fn a_read_sent_to_a_replica_by_name_is_redirected_to_its_primary() {
     let key = format!("{}k", unique_prefix("on-replica"));
     let mut setup = own_cluster().connection().await;
     let () = setup.set(&key, "v1").await.unwrap();
-    let (_, replicas) = shard_of(key_slot(key.as_bytes())).await;
+    let (_, replicas) = own_cluster().shard_of(key_slot(key.as_bytes())).await;
     let replica = replicas.first().expect("needs replicas");
     let foo = primary_reads_client();
 
